@@ -1,0 +1,98 @@
+"""nbops: Jupyter-native MLOps on MLflow.
+
+``import nbops`` is cheap: the API below is loaded on first use, and neither mlflow, pandas nor
+papermill is imported until something needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "start_run": "nbops.tracking.fluent",
+    "end_run": "nbops.tracking.fluent",
+    "active_run": "nbops.tracking.fluent",
+    "flush": "nbops.tracking.fluent",
+    "log_param": "nbops.tracking.fluent",
+    "log_params": "nbops.tracking.fluent",
+    "log_metric": "nbops.tracking.fluent",
+    "log_metrics": "nbops.tracking.fluent",
+    "set_tag": "nbops.tracking.fluent",
+    "set_tags": "nbops.tracking.fluent",
+    "log_artifact": "nbops.tracking.fluent",
+    "log_text": "nbops.tracking.fluent",
+    "log_figure": "nbops.tracking.fluent",
+    "track_data": "nbops.tracking.fluent",
+    "runs": "nbops.tracking.query",
+    "compare": "nbops.tracking.query",
+    "Comparison": "nbops.tracking.query",
+    "Run": "nbops.tracking.run",
+    "NbopsError": "nbops.errors",
+    "InvalidInput": "nbops.errors",
+    "ConfigError": "nbops.errors",
+    "ParameterError": "nbops.errors",
+    "StageFailed": "nbops.errors",
+    "StoreUnavailable": "nbops.errors",
+    "NotFound": "nbops.errors",
+}
+
+__all__ = sorted(_API)
+
+if TYPE_CHECKING:
+    from nbops.errors import (  # noqa: F401
+        ConfigError,
+        InvalidInput,
+        NbopsError,
+        NotFound,
+        ParameterError,
+        StageFailed,
+        StoreUnavailable,
+    )
+    from nbops.tracking.fluent import (  # noqa: F401
+        active_run,
+        end_run,
+        flush,
+        log_artifact,
+        log_figure,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        set_tag,
+        set_tags,
+        start_run,
+        track_data,
+    )
+    from nbops.tracking.query import Comparison, compare, runs  # noqa: F401
+    from nbops.tracking.run import Run  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    mod = _API.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'nbops' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value  # next access is a plain attribute lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbops``: registers %track / %%track."""
+    from nbops.ipython import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from nbops.ipython import unload_ipython_extension as _unload
+
+    _unload(ipython)

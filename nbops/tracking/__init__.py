@@ -1,0 +1,1 @@
+"""Run lifecycle, the spool and its writer, capture, fingerprints. Only store.py imports mlflow."""

@@ -1,0 +1,74 @@
+"""What a run records about where it ran: git state, Python and packages, host.
+
+Runs in the writer process (never in the user's kernel), in the kernel's working directory.
+Standard library only; every probe is best effort and bounded in time.
+"""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state(cwd: Path) -> tuple[dict[str, str], str | None]:
+    """(tags, diff) for the work tree holding ``cwd``; ({}, None) outside git."""
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    if commit is None:
+        return {}, None
+    commit = commit.strip()
+    tags = {"nbops.git.commit": commit, "mlflow.source.git.commit": commit}
+    branch = (_git(["rev-parse", "--abbrev-ref", "HEAD"], cwd) or "").strip()
+    if branch:
+        tags["nbops.git.branch"] = branch
+        tags["mlflow.source.git.branch"] = branch
+    remote = (_git(["config", "--get", "remote.origin.url"], cwd) or "").strip()
+    if remote:
+        tags["mlflow.source.git.repoURL"] = remote
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
+    dirty = bool(status.strip())
+    tags["nbops.git.dirty"] = str(dirty).lower()
+    diff = _git(["diff", "HEAD", "--no-color"], cwd) if dirty else None
+    return tags, diff
+
+
+def environment_text() -> str:
+    """``environment.txt``: interpreter, platform and every installed distribution with its version."""
+    lines = [
+        f"# python {sys.version.split()[0]} ({sys.executable})",
+        f"# platform {platform.platform()}",
+        f"# host {socket.gethostname()}",
+    ]
+    seen: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name") if dist.metadata else None
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    lines += sorted(seen.values(), key=str.lower)
+    return "\n".join(lines) + "\n"
+
+
+def host_tags() -> dict[str, str]:
+    tags = {
+        "nbops.host": socket.gethostname(),
+        "nbops.python": sys.version.split()[0],
+    }
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):
+        pass
+    return tags

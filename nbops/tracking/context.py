@@ -1,0 +1,83 @@
+"""Where a run is being logged from: the notebook's path and its papermill parameters.
+
+Runs in the user's kernel at ``start_run``: standard library only (a notebook is JSON), fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+NOTEBOOK_ENV = "NBOPS_NOTEBOOK"
+
+
+def notebook_path(user_ns: dict[str, Any] | None = None) -> Path | None:
+    """The notebook this code runs in, when it can be known.
+
+    In order: ``NBOPS_NOTEBOOK`` (set by nbops' pipeline runner), papermill's injected
+    ``PAPERMILL_INPUT_PATH``, VS Code's ``__vsc_ipynb_file__``, and the Jupyter session
+    (``__session__`` / ``JPY_SESSION_NAME``, relative to the server root; the kernel runs in the
+    notebook's directory).
+    """
+    ns = user_ns or {}
+    candidates: list[str] = []
+    for value in (
+        os.environ.get(NOTEBOOK_ENV),
+        ns.get("PAPERMILL_INPUT_PATH"),
+        ns.get("__vsc_ipynb_file__"),
+        ns.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+    ):
+        if isinstance(value, str) and value.endswith(".ipynb"):
+            candidates.append(value)
+    for c in candidates:
+        p = Path(c)
+        if p.is_absolute() and p.is_file():
+            return p
+        for guess in (Path.cwd() / p, Path.cwd() / p.name):
+            if guess.is_file():
+                return guess.resolve()
+    return None
+
+
+def parameter_names(nb_path: Path) -> list[str]:
+    """Names assigned in the cells tagged ``parameters`` / ``injected-parameters`` (papermill)."""
+    try:
+        nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names: list[str] = []
+    for cell in nb.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.get("cell_type") != "code" or not (
+            "parameters" in tags or "injected-parameters" in tags
+        ):
+            continue
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else src
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            )
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id not in names:
+                    names.append(t.id)
+    return names
+
+
+def parameters(nb_path: Path | None, user_ns: dict[str, Any] | None) -> dict[str, str]:
+    """Current values of the notebook's declared parameters, as MLflow param strings."""
+    if nb_path is None or not user_ns:
+        return {}
+    out: dict[str, str] = {}
+    for name in parameter_names(nb_path):
+        if name in user_ns and name != "PAPERMILL_INPUT_PATH":
+            out[name] = str(user_ns[name])[:6000]
+    return out

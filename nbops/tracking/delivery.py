@@ -1,0 +1,171 @@
+"""Moves a spool's records into the MLflow store, in order, in ``log_batch`` requests.
+
+Used by the writer process (live runs) and by recovery (orphaned spools). Delivery is
+at-least-once and idempotent on MLflow's side: a metric already stored is skipped by the store,
+re-logging a param with its value is a no-op, tags are overwritten with the same value.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from nbops.tracking.spool import Spool
+from nbops.tracking.store import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, Store, is_permanent
+
+
+class Delivery:
+    def __init__(self, spool: Spool, store: Store) -> None:
+        self.spool = spool
+        self.store = store
+        self.start = spool.start_record()
+        self.offset = spool.acked()
+        info = spool.run_info()
+        self.run_id: str | None = info["run_id"] if info else None
+        self.experiment_id: str | None = info["experiment_id"] if info else None
+        self.ended = False
+        self.delivered = 0
+        self.dropped: list[str] = []
+        self.last_ts = int(self.start.get("start_ms") or 0)
+
+    # --- the run ----------------------------------------------------------------------------
+    def ensure_run(self) -> str:
+        if self.run_id is not None:
+            return self.run_id
+        st = self.start
+        if st.get("run_id"):
+            run_id = str(st["run_id"])
+            eid = self.store.run_experiment(run_id)
+        else:
+            eid = self.store.experiment_id(st.get("experiment") or "Default")
+            run_id = self.store.create_run(
+                eid, int(st["start_ms"]), st.get("name"), dict(st.get("tags") or {})
+            )
+        self.spool.set_run_info(run_id, eid)
+        self.run_id, self.experiment_id = run_id, eid
+        return run_id
+
+    # --- records ------------------------------------------------------------------------------
+    def pump(self) -> int:
+        """Deliver every complete record after the acknowledged offset; return how many."""
+        run_id = self.ensure_run()
+        metrics: list[tuple[str, float, int, int]] = []
+        params: dict[str, str] = {}
+        tags: dict[str, str] = {}
+        pending_end = self.offset
+        n = 0
+
+        def send() -> None:
+            nonlocal metrics, params, tags
+            if metrics or params or tags:
+                self._send(run_id, metrics, params, tags)
+                metrics, params, tags = [], {}, {}
+            if pending_end > self.offset:
+                self.offset = pending_end
+                self.spool.set_ack(self.offset)
+
+        for end, rec in self.spool.read_from(self.offset):
+            kind = rec[0]
+            n += 1
+            if kind == "m":
+                metrics.append((rec[1], rec[2], rec[3], rec[4]))
+                self.last_ts = rec[4]
+            elif kind == "p":
+                params[rec[1]] = rec[2]
+            elif kind == "t":
+                tags[rec[1]] = rec[2]
+            elif kind == "start":
+                params.update(rec[1].get("params") or {})
+                tags.update(rec[1].get("tags") or {})
+            else:
+                send()
+                self._one(run_id, rec)
+            pending_end = end
+            if (
+                len(metrics) + len(params) + len(tags) >= MAX_ENTITIES
+                or len(metrics) >= MAX_METRICS
+                or len(params) >= MAX_PARAMS_TAGS
+                or len(tags) >= MAX_PARAMS_TAGS
+            ):
+                send()
+        send()
+        self.delivered += n
+        return n
+
+    def _one(self, run_id: str, rec: list[Any]) -> None:
+        kind = rec[0]
+        try:
+            if kind == "a":
+                self.store.log_artifact(run_id, rec[1], rec[2])
+            elif kind == "d":
+                self.store.log_dataset(run_id, rec[1])
+            elif kind == "end":
+                self.store.set_terminated(run_id, rec[1], rec[2])
+                self.ended = True
+                self.last_ts = rec[2]
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+            self.dropped.append(f"{kind} {rec[1]!r}: {exc}")
+
+    def _send(
+        self,
+        run_id: str,
+        metrics: list[tuple[str, float, int, int]],
+        params: dict[str, str],
+        tags: dict[str, str],
+    ) -> None:
+        try:
+            self.store.log_batch(run_id, metrics, params.items(), tags.items())
+            return
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+        # one bad value must not hold back the rest: retry item by item, note what is refused
+        for k, v in params.items():
+            self._try(lambda k=k, v=v: self.store.log_batch(run_id, params=[(k, v)]), f"param {k}")
+        for k, v in tags.items():
+            self._try(lambda k=k, v=v: self.store.log_batch(run_id, tags=[(k, v)]), f"tag {k}")
+        if metrics:
+            self._try(lambda: self.store.log_batch(run_id, metrics=metrics), "metrics")
+
+    def _try(self, fn: Any, what: str) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+            self.dropped.append(f"{what}: {str(exc).splitlines()[0][:300]}")
+
+    def caught_up(self) -> bool:
+        return self.offset >= self.spool.size()
+
+    # --- orphans ------------------------------------------------------------------------------
+    def finish_orphan(self) -> str:
+        """Deliver everything; a run whose process died without ending it is marked KILLED."""
+        self.pump()
+        if not self.ended:
+            assert self.run_id is not None
+            pid, host = self.start.get("pid"), self.start.get("host")
+            reason = f"process {pid} on {host} ended without ending the run"
+            self.store.log_batch(self.run_id, tags=[("nbops.end_reason", reason)])
+            end_ms = max(self.last_ts, _mtime_ms(self.spool.log_path))
+            self.store.set_terminated(self.run_id, "KILLED", end_ms)
+            self.ended = True
+            status = "KILLED"
+        else:
+            status = "ended"
+        self.spool.remove()
+        return status
+
+
+def _mtime_ms(path: os.PathLike[str]) -> int:
+    try:
+        return int(os.stat(path).st_mtime * 1000)
+    except OSError:
+        return int(time.time() * 1000)
+
+
+HOST = socket.gethostname()

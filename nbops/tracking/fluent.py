@@ -1,0 +1,126 @@
+"""The module-level API (``nbops.log_metric`` ...): one-liners over the process' active Run."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nbops.errors import InvalidInput, NbopsError
+from nbops.tracking.run import FINISHED, Run
+
+_active: Run | None = None
+_lock = threading.Lock()
+EXIT_TIMEOUT = float(os.environ.get("NBOPS_EXIT_FLUSH_TIMEOUT", "30"))
+
+
+def start_run(
+    experiment: str | None = None,
+    name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    notebook: str | os.PathLike[str] | None = None,
+    user_ns: dict[str, Any] | None = None,
+) -> Run:
+    """Start a run and make it the active one. Returns at once; the store is opened in the
+    background. Use as a context manager to end it (FAILED on an exception)."""
+    global _active
+    from nbops.tracking import context
+
+    with _lock:
+        if _active is not None and _active.status == "RUNNING":
+            raise InvalidInput(
+                f"run {_active.id_if_ready() or _active.local_id} is still active",
+                "end it first (nbops.end_run() / %track stop), or use it",
+            )
+        nb = Path(notebook) if notebook else context.notebook_path(user_ns)
+        nb_params = context.parameters(nb, user_ns)
+        nb_params.update(params or {})
+        attach = os.environ.get("NBOPS_RUN_ID") or None
+        run = Run(experiment, name, tags, params=nb_params, notebook=nb, run_id=attach)
+        if attach:
+            os.environ.pop("NBOPS_RUN_ID", None)  # one attach per process: later runs are new
+        _active = run
+        return run
+
+
+def active_run() -> Run | None:
+    return _active if _active is not None and _active.status == "RUNNING" else None
+
+
+def _run() -> Run:
+    run = active_run()
+    return run if run is not None else start_run()
+
+
+def end_run(status: str = FINISHED, timeout: float | None = None) -> bool:
+    """End the active run (if any) and wait for its data to reach the store."""
+    global _active
+    run = _active
+    if run is None:
+        return True
+    _active = None
+    return run.end(status, timeout)
+
+
+def flush(timeout: float | None = None) -> bool:
+    run = _active
+    return True if run is None else run.flush(timeout)
+
+
+def log_metric(key: str, value: Any, step: int | None = None) -> None:
+    run = _active
+    if run is None or run.status != "RUNNING":
+        run = _run()
+    run.log_metric(key, value, step)
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    _run().log_metrics(metrics, step)
+
+
+def log_param(key: str, value: Any) -> None:
+    _run().log_param(key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    _run().log_params(params)
+
+
+def set_tag(key: str, value: Any) -> None:
+    _run().set_tag(key, value)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    _run().set_tags(tags)
+
+
+def log_artifact(path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    _run().log_artifact(path, artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    _run().log_text(text, artifact_file)
+
+
+def log_figure(figure: Any, name: str = "figure.png") -> None:
+    _run().log_figure(figure, name)
+
+
+def track_data(path: str | os.PathLike[str], role: str = "input", name: str | None = None) -> dict[str, Any]:
+    return _run().track_data(path, role, name)
+
+
+@atexit.register
+def _end_at_exit() -> None:
+    """A process that exits normally ends its run FINISHED (as MLflow does)."""
+    run = _active
+    if run is not None and run.status == "RUNNING":
+        try:
+            end_run(FINISHED, timeout=EXIT_TIMEOUT)
+        except NbopsError:
+            pass

@@ -1,0 +1,99 @@
+"""Orphaned spools: runs whose process (and writer) died before everything reached the store.
+
+Found by anyone who can take a spool's lock: the next writer on the same store, and ``nbops sync``.
+Their data is delivered and the run, if it never ended, is marked KILLED: never left RUNNING.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbops.tracking.spool import Spool, lock_wait, pid_alive, spool_root, try_lock
+
+
+@dataclass
+class Outcome:
+    spool: str
+    run_id: str | None
+    status: str  # "ended", "KILLED", "busy", "unreachable", "broken"
+    records: int = 0
+    message: str = ""
+
+
+def spool_dirs(state: Path) -> list[Path]:
+    root = spool_root(state)
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and (d / "log.jsonl").exists())
+
+
+def owner_alive(d: Path) -> bool:
+    """Whether the process that logs into this spool is still running (on this host)."""
+    try:
+        start = Spool(d).start_record()
+    except (OSError, ValueError):
+        return False
+    if start.get("host") != socket.gethostname():
+        return True  # another machine's process on a shared disk: not ours to judge
+    return pid_alive(int(start.get("pid") or 0))
+
+
+def claim(d: Path, wait: float) -> int | None:
+    """Lock an orphan spool. A spool whose owner died but whose writer is still finishing is
+    waited for (up to ``wait`` s); one whose owner is alive is left alone."""
+    fd = try_lock(d)
+    if fd is None and wait > 0 and not owner_alive(d):
+        fd = lock_wait(d, wait)
+    return fd
+
+
+def recover(state: Path, uri: str | None = None, wait: float = 0.0, exclude: Path | None = None,
+            stores: dict[str, object] | None = None) -> list[Outcome]:
+    """Deliver every orphaned spool under ``state`` (only those for ``uri`` when given)."""
+    from nbops.errors import StoreUnavailable
+    from nbops.tracking.delivery import Delivery
+    from nbops.tracking.store import Store
+
+    opened: dict[str, object] = stores if stores is not None else {}
+    out: list[Outcome] = []
+    for d in spool_dirs(state):
+        if exclude is not None and d.resolve() == exclude.resolve():
+            continue
+        fd = claim(d, wait)
+        if fd is None:
+            out.append(Outcome(d.name, _run_id(d), "busy", message="being logged by a live process"))
+            continue
+        try:
+            sp = Spool(d, fd)
+            try:
+                start = sp.start_record()
+            except (OSError, ValueError) as exc:
+                out.append(Outcome(d.name, None, "broken", message=str(exc)))
+                continue
+            suri = start.get("uri") or ""
+            if uri is not None and suri != uri:
+                continue
+            try:
+                store = opened.get(suri)
+                if store is None:
+                    store = opened[suri] = Store(suri)
+                delivery = Delivery(sp, store)  # type: ignore[arg-type]
+                status = delivery.finish_orphan()
+                out.append(Outcome(d.name, delivery.run_id, status, delivery.delivered,
+                                   "; ".join(delivery.dropped)))
+            except StoreUnavailable as exc:
+                out.append(Outcome(d.name, _run_id(d), "unreachable", message=exc.message))
+            except Exception as exc:  # noqa: BLE001 - report and leave the spool for next time
+                out.append(Outcome(d.name, _run_id(d), "unreachable",
+                                   message=str(exc).splitlines()[0][:300] if str(exc) else repr(exc)))
+        finally:
+            os.close(fd)
+    return out
+
+
+def _run_id(d: Path) -> str | None:
+    info = Spool(d).run_info()
+    return info["run_id"] if info else None

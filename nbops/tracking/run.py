@@ -1,0 +1,394 @@
+"""A run as the logging process sees it: validate, spool, return. Never waits for the store.
+
+``Run`` starts a writer process (see writer.py) that opens the store, creates the MLflow run and
+delivers the spool. Standard library only on this side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nbops import project
+from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
+from nbops.tracking import validate
+from nbops.tracking.spool import Spool, spool_root
+
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+STATUSES = (FINISHED, FAILED, KILLED)
+DEFAULT_WAIT = float(os.environ.get("NBOPS_FLUSH_TIMEOUT", "120"))
+
+_now_ms = time.time_ns
+
+
+def _ms() -> int:
+    return _now_ms() // 1_000_000
+
+
+class Run:
+    """One MLflow run being logged from this process.
+
+    ``id`` is the MLflow run id (it waits for the store to create the run); ``local_id`` names the
+    spool and is known at once.
+    """
+
+    def __init__(
+        self,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        notebook: Path | None = None,
+        run_id: str | None = None,
+        root: Path | None = None,
+        uri: str | None = None,
+        capture: bool = True,
+    ) -> None:
+        self.root = root or project.find_root()
+        self.uri = uri or project.tracking_uri(self.root)
+        self.experiment = experiment or (notebook.stem if notebook else None) or "Default"
+        self.name = name
+        self.notebook = notebook
+        self.status = "RUNNING"
+        self.counts = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "datasets": 0}
+        self.last_metrics: dict[str, float] = {}
+        self._params: dict[str, str] = {}
+        self._warned: set[str] = set()
+        clean_tags = {validate.key(k, "tag"): validate.tag_value(k, v) for k, v in (tags or {}).items()}
+        clean_params = {validate.key(k, "param"): validate.param_value(k, v)
+                        for k, v in (params or {}).items()}
+        self._params.update(clean_params)
+        self.counts["params"] += len(clean_params)
+        host = socket.gethostname()
+        clean_tags.setdefault("nbops.pid", str(os.getpid()))
+        if notebook is not None:
+            clean_tags.setdefault("nbops.notebook", str(notebook))
+            clean_tags.setdefault("mlflow.source.name", str(notebook))
+            clean_tags.setdefault("mlflow.source.type", "NOTEBOOK")
+        elif sys.argv and sys.argv[0] and not sys.argv[0].endswith("ipykernel_launcher.py"):
+            clean_tags.setdefault("mlflow.source.name", sys.argv[0])
+            clean_tags.setdefault("mlflow.source.type", "LOCAL")
+        self.local_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+        clean_tags["nbops.spool"] = self.local_id
+        self.start_ms = _ms()
+        state = project.state_dir(self.root)
+        self._spool = Spool.create(spool_root(state) / self.local_id)
+        self._spool.append(["start", {
+            "uri": self.uri, "experiment": self.experiment, "name": name, "tags": clean_tags,
+            "params": clean_params, "start_ms": self.start_ms, "pid": os.getpid(), "host": host,
+            "cwd": os.getcwd(), "run_id": run_id, "capture": capture,
+        }])
+        self._run_id = run_id
+        self._experiment_id: str | None = None
+        self._writer: subprocess.Popen[bytes] | None = None
+        self._spawn_writer()
+
+    # --- the writer -----------------------------------------------------------------------------
+    def _spawn_writer(self) -> None:
+        assert self._spool.fd is not None
+        log = open(self._spool.dir / "writer.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self._writer = subprocess.Popen(
+                [sys.executable, "-m", "nbops.tracking.writer", str(self._spool.dir),
+                 str(self._spool.fd)],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(self._spool.fd,),
+                start_new_session=True, close_fds=True, cwd=os.getcwd(),
+            )
+        finally:
+            log.close()
+
+    def _wake(self) -> None:
+        w = self._writer
+        if w is not None and w.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                w.stdin.write(b"w")
+                w.stdin.flush()
+
+    def _writer_alive(self) -> bool:
+        return self._writer is not None and self._writer.poll() is None
+
+    # --- identity ---------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """The MLflow run id; waits (up to NBOPS_FLUSH_TIMEOUT s) until the store created it."""
+        if self._run_id is None:
+            self._wait_for(lambda: self._spool.run_info() is not None, DEFAULT_WAIT, "create the run")
+            info = self._spool.run_info()
+            assert info is not None
+            self._run_id, self._experiment_id = info["run_id"], info["experiment_id"]
+        return self._run_id
+
+    @property
+    def run_id(self) -> str:
+        return self.id
+
+    def id_if_ready(self) -> str | None:
+        """The run id if the store has created the run already, else None (never waits)."""
+        if self._run_id is None:
+            info = self._spool.run_info()
+            if info:
+                self._run_id, self._experiment_id = info["run_id"], info["experiment_id"]
+        return self._run_id
+
+    @property
+    def experiment_id(self) -> str | None:
+        self.id_if_ready()
+        if self._experiment_id is None:
+            info = self._spool.run_info()
+            self._experiment_id = info["experiment_id"] if info else None
+        return self._experiment_id
+
+    # --- logging --------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.status != "RUNNING":
+            raise InvalidInput(
+                f"run {self._run_id or self.local_id} has ended ({self.status})",
+                "start a new run with nbops.start_run() or %track start",
+            )
+
+    def log_metric(self, key: str, value: Any, step: int | None = None) -> None:
+        if self.status != "RUNNING":
+            self._check_open()
+        k = validate.key(key)
+        v = validate.metric_value(k, value)
+        s = 0 if step is None else validate.step_value(k, step)
+        self._spool.append(["m", k, v, s, _now_ms() // 1_000_000])
+        self.counts["metrics"] += 1
+        self.last_metrics[k] = v
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        self._check_open()
+        ts = _ms()
+        recs = []
+        for key, value in metrics.items():
+            k = validate.key(key)
+            v = validate.metric_value(k, value)
+            recs.append((k, v))
+        s = 0 if step is None else validate.step_value("metrics", step)
+        for k, v in recs:
+            self._spool.append(["m", k, v, s, ts])
+            self.last_metrics[k] = v
+        self.counts["metrics"] += len(recs)
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._check_open()
+        clean: dict[str, str] = {}
+        for key, value in params.items():
+            k = validate.key(key, "param")
+            v = validate.param_value(k, value)
+            old = self._params.get(k)
+            if old is not None and old != v:
+                raise InvalidInput(
+                    f"param {k!r} is already {old!r} in this run; MLflow params cannot change "
+                    f"(new value {v!r})",
+                    "start a new run for the new value (%track start / nbops.start_run), or "
+                    "log a changing value as a metric",
+                )
+            clean[k] = v
+        for k, v in clean.items():
+            if k not in self._params:
+                self._params[k] = v
+                self._spool.append(["p", k, v])
+                self.counts["params"] += 1
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._check_open()
+        clean = [(validate.key(k, "tag"), validate.tag_value(k, v)) for k, v in tags.items()]
+        for k, v in clean:
+            self._spool.append(["t", k, v])
+        self.counts["tags"] += len(clean)
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Log a file or directory as it is now (a copy is spooled; very large ones by path)."""
+        self._check_open()
+        src = Path(path)
+        if not src.exists():
+            raise NotFound(f"artifact {str(path)!r} does not exist",
+                           f"check the path (relative to {os.getcwd()})")
+        stored, is_copy = self._spool.stash(src, src.name)
+        dst = artifact_path.strip("/") or None if artifact_path else None
+        if src.is_dir():
+            dst = f"{dst}/{src.name}" if dst else src.name
+        self._spool.append(["a", stored, dst, is_copy])
+        self.counts["artifacts"] += 1
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log ``text`` as the artifact file ``artifact_file`` (e.g. ``cells/train/source.py``)."""
+        self._check_open()
+        d, _, name = artifact_file.strip("/").rpartition("/")
+        f = self._spool.new_file(name or "text.txt")
+        f.write_text(text, encoding="utf-8")
+        self._spool.append(["a", str(f), d or None, True])
+        self.counts["artifacts"] += 1
+
+    def log_figure(self, figure: Any, name: str = "figure.png") -> None:
+        """Save a matplotlib figure (or anything with ``savefig``) as a PNG artifact."""
+        self._check_open()
+        if not hasattr(figure, "savefig"):
+            raise InvalidInput(f"log_figure got {type(figure).__name__}, not a figure",
+                               "pass a matplotlib Figure (plt.gcf())")
+        d, _, base = name.strip("/").rpartition("/")
+        if "." not in base:
+            base += ".png"
+        f = self._spool.new_file(base)
+        figure.savefig(f, format=base.rsplit(".", 1)[1], bbox_inches="tight")
+        self._spool.append(["a", str(f), d or None, True])
+        self.counts["artifacts"] += 1
+
+    def log_png(self, png: bytes, artifact_file: str) -> None:
+        self._check_open()
+        d, _, name = artifact_file.strip("/").rpartition("/")
+        f = self._spool.new_file(name)
+        f.write_bytes(png)
+        self._spool.append(["a", str(f), d or None, True])
+        self.counts["artifacts"] += 1
+
+    def track_data(self, path: str | os.PathLike[str], role: str = "input",
+                   name: str | None = None) -> dict[str, Any]:
+        """Fingerprint a data file or directory and record it on the run (see fingerprint.py)."""
+        self._check_open()
+        from nbops.tracking.fingerprint import fingerprint
+
+        if role not in ("input", "output"):
+            raise InvalidInput(f"track_data role {role!r} is neither 'input' nor 'output'",
+                               "pass role='input' or role='output'")
+        fp = fingerprint(Path(path), name=name, role=role)
+        tag = "".join(c if c.isalnum() or c in "_-." else "_" for c in fp["name"])
+        self._spool.append(["t", f"nbops.data.{role}.{tag}", fp["xxh3"]])
+        self._spool.append(["d", fp])
+        self.counts["datasets"] += 1
+        return fp
+
+    # --- end ------------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far is in the store. False (with a warning) if the
+        store is unreachable or the wait times out: the data stays in the spool."""
+        target = self._spool.size()
+        self._wake()
+        return self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout)
+
+    def end(self, status: str = FINISHED, timeout: float | None = None) -> bool:
+        """End the run with ``status`` and wait for the writer to deliver everything."""
+        status = str(status).upper()
+        if status not in STATUSES:
+            raise InvalidInput(f"status {status!r} is not one of {', '.join(STATUSES)}",
+                               "use FINISHED, FAILED or KILLED")
+        if self.status != "RUNNING":
+            return True
+        if self.notebook is not None and self.notebook.is_file():
+            with contextlib.suppress(OSError):
+                stored, is_copy = self._spool.stash(self.notebook, self.notebook.name)
+                self._spool.append(["a", stored, "notebook", is_copy])
+        self._spool.append(["end", status, _ms()])
+        self.status = status
+        target = self._spool.size()
+        self._wake()
+        ok = self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout)
+        self._detach()
+        return ok
+
+    def _detach(self) -> None:
+        """Let go of the spool: the writer finishes on its own, or leaves it for nbops sync."""
+        w = self._writer
+        if w is not None and w.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                w.stdin.close()
+        self._spool.close()
+        if w is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                w.wait(timeout=0.5)
+
+    # --- waiting --------------------------------------------------------------------------------
+    def _wait_delivered(self, target: int, timeout: float) -> bool:
+        try:
+            self._wait_for(lambda: self._spool.acked() >= target or not self._spool.dir.exists(),
+                           timeout, "deliver the logged data")
+            return True
+        except StoreUnavailable as exc:
+            self._warn_once("unreachable", str(exc))
+            return False
+
+    def _wait_for(self, done: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while not done():
+            st = self._spool.state()
+            if st.get("state") == "unreachable":
+                raise StoreUnavailable(
+                    f"tracking store {self.uri} is unreachable ({st.get('error')}); "
+                    f"run {self._run_id or self.local_id} keeps its data in "
+                    f"{self._spool.dir}",
+                    "it is delivered automatically when the store is back, or run `nbops sync`",
+                )
+            if not self._writer_alive() and not done():
+                if self._spool.dir.exists() and self.status == "RUNNING":
+                    self._spawn_writer()  # the writer died: start another, nothing is lost
+                elif not self._spool.dir.exists():
+                    return
+                else:
+                    raise StoreUnavailable(
+                        f"the nbops writer for run {self._run_id or self.local_id} stopped "
+                        f"before it could {what}; see {self._spool.dir / 'writer.log'}",
+                        "run `nbops sync` to deliver the spooled data",
+                    )
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(
+                    f"timed out after {timeout:.0f} s waiting for the store to {what} "
+                    f"(run {self._run_id or self.local_id}, store {self.uri})",
+                    "the data stays spooled and is delivered in the background; "
+                    "raise NBOPS_FLUSH_TIMEOUT for slow stores",
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            warnings.warn(f"nbops: {message}", RuntimeWarning, stacklevel=3)
+
+    # --- display --------------------------------------------------------------------------------
+    def pending(self) -> int:
+        """Bytes logged but not yet delivered."""
+        if not self._spool.dir.exists():
+            return 0
+        return max(0, self._spool.size() - self._spool.acked())
+
+    def store_state(self) -> dict[str, Any]:
+        if not self._spool.dir.exists():
+            return {"state": "done"}
+        return self._spool.state()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            status = FINISHED
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = KILLED
+        else:
+            status = FAILED
+        try:
+            self.end(status)
+        except NbopsError as err:
+            self._warn_once("end", str(err))
+
+    def __repr__(self) -> str:
+        rid = self.id_if_ready() or f"pending ({self.local_id})"
+        return f"<nbops.Run {rid} experiment={self.experiment!r} status={self.status}>"

@@ -1,0 +1,151 @@
+"""The writer process: one per run, started by the logging process, owning the store connection.
+
+``python -m nbops.tracking.writer SPOOL_DIR LOCK_FD``, stdin a pipe from the logging process.
+The logging process never imports MLflow and never waits for it; this process imports MLflow,
+creates the run, captures git and environment, tails the spool and delivers it in batches. When
+the pipe reaches EOF without an end record (the kernel was killed), it delivers what is left and
+marks the run KILLED. If the store is unreachable it retries with back-off while the logging
+process lives, then leaves the spool for ``nbops sync`` or the next writer.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from nbops.tracking.spool import Spool
+
+IDLE_POLL = 0.1
+BUSY_POLL = 0.01
+MAX_BACKOFF = 15.0
+
+
+def _capture(spool: Spool, start: dict[str, object]) -> None:
+    """Append the run's context (git, environment, host) as ordinary records."""
+    from nbops.tracking import capture
+
+    cwd = Path(str(start.get("cwd") or os.getcwd()))
+    tags = capture.host_tags()
+    git_tags, diff = capture.git_state(cwd)
+    tags.update(git_tags)
+    for k, v in tags.items():
+        spool.append(["t", k, v])
+    env = spool.new_file("environment.txt")
+    env.write_text(capture.environment_text())
+    spool.append(["a", str(env), None, True])
+    if diff:
+        patch = spool.new_file("diff.patch")
+        patch.write_text(diff)
+        spool.append(["a", str(patch), "git", True])
+
+
+def serve(spool: Spool, owner_fd: int) -> int:
+    from nbops.errors import StoreUnavailable
+    from nbops.tracking.delivery import Delivery
+    from nbops.tracking.store import Store
+
+    start = spool.start_record()
+    uri = str(start["uri"])
+    store: Store | None = None
+    delivery: Delivery | None = None
+    owner_gone = False
+    backoff = 0.5
+    recovered = False
+    last_state = ""
+    retries_after_owner = 0
+    while True:
+        failing = False
+        unreachable = False
+        moved = 0
+        try:
+            if store is None:
+                spool.set_state("connecting")
+                store = Store(uri)
+            if delivery is None:
+                delivery = Delivery(spool, store)
+                fresh = delivery.run_id is None
+                delivery.ensure_run()
+                if fresh and start.get("capture"):
+                    _capture(spool, start)
+            moved = delivery.pump()
+            backoff = 0.5
+            state = f"ok:{len(delivery.dropped)}"
+            if state != last_state:
+                spool.set_state("ok", run_id=delivery.run_id, dropped=delivery.dropped[-20:])
+                last_state = state
+            if not recovered and delivery.caught_up():
+                recovered = True
+                _recover_others(spool, uri, store)
+        except Exception as exc:  # noqa: BLE001 - anything here is retried, never lost
+            failing = True
+            if isinstance(exc, StoreUnavailable):
+                store, delivery = None, None
+            msg = exc.message if isinstance(exc, StoreUnavailable) else _describe(exc)
+            unreachable = _is_unreachable(exc)
+            # "unreachable" tells the logging process to stop waiting; "retrying" (a locked
+            # SQLite database, say) is expected to clear by itself
+            spool.set_state("unreachable" if unreachable else "retrying", error=msg,
+                            retry_in=backoff)
+            last_state = ""
+            print(f"nbops writer: {msg}", file=sys.stderr, flush=True)
+        if delivery is not None and delivery.ended and delivery.caught_up():
+            spool.remove()
+            return 0
+        if owner_gone:
+            if failing:
+                retries_after_owner += 1
+                if unreachable or retries_after_owner > 30:
+                    return 3  # the spool stays; nbops sync or the next writer delivers it
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if delivery is not None and delivery.caught_up() and moved == 0:
+                delivery.finish_orphan()
+                return 0
+            continue
+        timeout = backoff if failing else (BUSY_POLL if moved else IDLE_POLL)
+        if failing:
+            backoff = min(backoff * 2, MAX_BACKOFF)
+        ready, _, _ = select.select([owner_fd], [], [], timeout)
+        if ready and not os.read(owner_fd, 65536):
+            owner_gone = True
+
+
+def _recover_others(spool: Spool, uri: str, store: object) -> None:
+    from nbops.tracking.recovery import recover
+
+    try:
+        recover(spool.dir.parent.parent, uri=uri, exclude=spool.dir, stores={uri: store})
+    except Exception:  # noqa: BLE001 - recovery is opportunistic; nbops sync reports properly
+        traceback.print_exc()
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    from nbops.errors import StoreUnavailable
+
+    if isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError)):
+        return True
+    text = str(exc)
+    return "API request to" in text or "Connection refused" in text
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def main(argv: list[str]) -> int:
+    spool = Spool(Path(argv[0]), int(argv[1]))
+    try:
+        return serve(spool, sys.stdin.fileno())
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        return 4
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
