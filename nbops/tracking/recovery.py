@@ -7,7 +7,9 @@ Their data is delivered and the run, if it never ended, is marked KILLED: never 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,25 @@ def spool_dirs(state: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(d for d in root.iterdir() if d.is_dir() and (d / "log.jsonl").exists())
+
+
+def sweep_done(state: Path, older_than: float = 60.0) -> int:
+    """Remove spools that were fully delivered but never collected by their (gone) process."""
+    root = spool_root(state)
+    if not root.is_dir():
+        return 0
+    n = 0
+    now = time.time()
+    for d in root.iterdir():
+        if d.is_dir() and not (d / "log.jsonl").exists():
+            try:
+                age = now - d.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age > older_than:
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+    return n
 
 
 def owner_alive(d: Path) -> bool:

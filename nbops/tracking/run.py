@@ -305,6 +305,7 @@ class Run:
 
     def _detach(self) -> None:
         """Let go of the spool: the writer finishes on its own, or leaves it for nbops sync."""
+        self.id_if_ready()
         w = self._writer
         if w is not None and w.stdin is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -313,11 +314,15 @@ class Run:
         if w is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 w.wait(timeout=0.5)
+        if self._spool.dir.exists() and self._spool.state().get("state") == "done":
+            import shutil
+
+            shutil.rmtree(self._spool.dir, ignore_errors=True)
 
     # --- waiting --------------------------------------------------------------------------------
     def _wait_delivered(self, target: int, timeout: float) -> bool:
         try:
-            self._wait_for(lambda: self._spool.acked() >= target or not self._spool.dir.exists(),
+            self._wait_for(lambda: self._spool.is_done() or self._spool.acked() >= target,
                            timeout, "deliver the logged data")
             return True
         except StoreUnavailable as exc:
@@ -336,11 +341,12 @@ class Run:
                     f"{self._spool.dir}",
                     "it is delivered automatically when the store is back, or run `nbops sync`",
                 )
+            self.id_if_ready()
             if not self._writer_alive() and not done():
-                if self._spool.dir.exists() and self.status == "RUNNING":
-                    self._spawn_writer()  # the writer died: start another, nothing is lost
-                elif not self._spool.dir.exists():
+                if self._spool.is_done():
                     return
+                if self.status == "RUNNING":
+                    self._spawn_writer()  # the writer died: start another, nothing is lost
                 else:
                     raise StoreUnavailable(
                         f"the nbops writer for run {self._run_id or self.local_id} stopped "
@@ -365,7 +371,7 @@ class Run:
     # --- display --------------------------------------------------------------------------------
     def pending(self) -> int:
         """Bytes logged but not yet delivered."""
-        if not self._spool.dir.exists():
+        if self._spool.is_done():
             return 0
         return max(0, self._spool.size() - self._spool.acked())
 

@@ -173,6 +173,18 @@ class Spool:
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def finish(self, run_id: str | None) -> None:
+        """Everything is delivered: drop the data, keep run.json and a "done" state for the
+        logging process to read (it removes the directory; ``nbops sync`` sweeps leftovers)."""
+        self.set_state("done", run_id=run_id)
+        for name in (LOG, ACK):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / name).unlink()
+        shutil.rmtree(self.dir / FILES, ignore_errors=True)
+
+    def is_done(self) -> bool:
+        return not self.dir.exists() or self.state().get("state") == "done"
+
 
 def try_lock(directory: Path) -> int | None:
     """Open a spool's log and take its lock without waiting; None when someone holds it."""

@@ -93,7 +93,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
             last_state = ""
             print(f"nbops writer: {msg}", file=sys.stderr, flush=True)
         if delivery is not None and delivery.ended and delivery.caught_up():
-            spool.remove()
+            spool.finish(delivery.run_id)
             return 0
         if owner_gone:
             if failing:

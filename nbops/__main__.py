@@ -1,0 +1,5 @@
+import sys
+
+from nbops.cli import main
+
+sys.exit(main())

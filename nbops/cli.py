@@ -1,0 +1,203 @@
+"""The ``nbops`` command: parse, call the core, map errors to exit codes (DESIGN.md "CLI").
+
+Exit codes: 0 ok, 1 a run/check failed, 2 bad usage or config, 3 drift found.
+Imports stay lazy: ``nbops --help`` does not import mlflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nbops import project
+from nbops.errors import NbopsError
+
+
+def _fmt_time(ms: Any) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ms) / 1000))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
+    for r in rows:
+        out.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)).rstrip())
+    return "\n".join(out)
+
+
+# --- commands ---------------------------------------------------------------------------------
+def cmd_runs(args: argparse.Namespace) -> int:
+    from nbops.tracking.query import run_rows
+
+    rows = run_rows(args.experiment, args.filter, args.order_by, args.max)
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    if not rows:
+        print("no runs yet: run `nbops demo`, or `%load_ext nbops` and `%track start` in a notebook")
+        return 0
+    metric_keys: list[str] = []
+    for r in rows:
+        for k in r:
+            if k.startswith("metrics.") and "/" not in k and k not in metric_keys:
+                metric_keys.append(k)
+    metric_keys = metric_keys[:4]
+    table = []
+    for r in rows:
+        dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
+        table.append([r["run_id"], r["experiment"], r["name"] or "", r["status"],
+                      _fmt_time(r["start_time"]), dur]
+                     + [f"{r[k]:.4g}" if k in r else "" for k in metric_keys])
+    header = ["RUN", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION"]
+    print(_table(table, header + [k[len("metrics."):] for k in metric_keys]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nbops.tracking.query import open_store
+
+    store = open_store()
+    run = store.get_run(args.run)
+    info, data = run.info, run.data
+    if args.json:
+        print(json.dumps({"info": dict(info), "params": data.params, "metrics": data.metrics,
+                          "tags": data.tags}, indent=1, default=str))
+        return 0
+    exp = store.client.get_experiment(info.experiment_id)
+    lines = [
+        f"run         {info.run_id}  ({info.run_name})",
+        f"experiment  {exp.name} (id {info.experiment_id})",
+        f"status      {info.status}",
+        f"started     {_fmt_time(info.start_time)}",
+        f"ended       {_fmt_time(info.end_time)}",
+        f"artifacts   {info.artifact_uri}",
+    ]
+    print("\n".join(lines))
+    if data.params:
+        print("\nparams")
+        for k, v in sorted(data.params.items()):
+            print(f"  {k} = {v}")
+    if data.metrics:
+        print("\nmetrics (latest)")
+        for k, v in sorted(data.metrics.items()):
+            print(f"  {k} = {v:.6g}")
+    shown = {k: v for k, v in data.tags.items() if not k.startswith("mlflow.") or k in (
+        "mlflow.source.name", "mlflow.source.git.commit", "mlflow.user")}
+    if shown:
+        print("\ntags")
+        for k, v in sorted(shown.items()):
+            print(f"  {k} = {v}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from nbops.tracking.recovery import recover, sweep_done
+
+    state = project.state_dir(create=False)
+    outcomes = recover(state, wait=args.wait) if state.is_dir() else []
+    sweep_done(state)
+    if not outcomes:
+        print("nbops sync: nothing to deliver")
+        return 0
+    failed = 0
+    for o in outcomes:
+        rid = o.run_id or "(run not created yet)"
+        if o.status in ("ended", "KILLED"):
+            extra = " and marked KILLED (its process died)" if o.status == "KILLED" else ""
+            print(f"delivered {o.records} records of run {rid}{extra}")
+        elif o.status == "busy":
+            print(f"skipped run {rid}: {o.message}")
+        else:
+            failed += 1
+            print(f"could not deliver run {rid} ({o.spool}): {o.message}", file=sys.stderr)
+        if o.message and o.status in ("ended", "KILLED"):
+            print(f"  refused by the store: {o.message}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    uri = project.tracking_uri()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port)]
+    art = project.artifact_root_for(uri)
+    if art is not None:
+        cmd += ["--default-artifact-root", art.as_uri()]
+    print(f"nbops ui: MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
+    os.execv(sys.executable, cmd)
+    return 0  # not reached
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nbops.demo import run_demo
+
+    return run_demo(args)
+
+
+# --- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nbops",
+        description="Jupyter-native MLOps on MLflow. Store: MLFLOW_TRACKING_URI, or the project's "
+        ".nbops/mlflow.db.",
+    )
+    p.add_argument("--version", action="version", version="nbops 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("runs", cmd_runs, "list runs (newest first)")
+    sp.add_argument("-e", "--experiment", action="append", help="experiment name or id (repeatable)")
+    sp.add_argument("--filter", help="MLflow search syntax, e.g. \"metrics.accuracy > 0.9\"")
+    sp.add_argument("--order-by", action="append", help="e.g. \"metrics.accuracy DESC\"")
+    sp.add_argument("--max", type=int, default=50, help="at most this many runs (default 50)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sp = add("show", cmd_show, "show one run: params, metrics, tags")
+    sp.add_argument("run", help="run id")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("sync", cmd_sync, "deliver spooled data of runs whose store was unreachable or "
+             "whose process died; mark dead runs KILLED")
+    sp.add_argument("--wait", type=float, default=60.0,
+                    help="seconds to wait for a dead run's writer to finish (default 60)")
+
+    sp = add("ui", cmd_ui, "start the MLflow UI on this project's store")
+    sp.add_argument("--port", type=int, default=5000)
+    sp.add_argument("--host", default="127.0.0.1")
+
+    sp = add("demo", cmd_demo, "run the example on the embedded store and say where to look")
+    sp.add_argument("--dir", help="where to put the example project (default: ./example_notebooks "
+                    "in a source checkout, else ./nbops-demo)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except NbopsError as err:
+        print(f"nbops {args.command}: {err.message}", file=sys.stderr)
+        if err.hint:
+            print(f"  hint: {err.hint}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"nbops {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+
+__all__ = ["main"]
