@@ -26,7 +26,7 @@ USAGE = {
     "data": "%track data PATH [--role input|output]",
     "cell": "%%track [-n STEP] [--params A,B] [--metrics X,Y] [--no-figures]",
 }
-ALL_USAGE = "\n".join(USAGE.values())
+ALL_USAGE = "".join(f"\n  {u}" for u in USAGE.values())
 
 
 def _usage_error(message: str, command: str | None = None) -> UsageError:
@@ -209,12 +209,16 @@ class TrackMagics(Magics):
             catcher = FigureCatcher(shell)
             catcher.__enter__()
         error: BaseException | None = None
-        result = None
+        result = tree = None
         t0 = time.perf_counter()
         try:
-            result, tree = self._execute(cell)
+            tree, code, last = self._compile(cell)
+            ns = shell.user_ns
+            exec(code, ns)  # noqa: S102 - it is the user's cell
+            if last is not None:
+                result = eval(last, ns)  # noqa: S307
         except BaseException as exc:  # noqa: BLE001 - re-raised unchanged below
-            error, tree = exc, None
+            error = exc
         duration = time.perf_counter() - t0
         if run is not None:
             try:
@@ -228,22 +232,19 @@ class TrackMagics(Magics):
             raise error
         return result
 
-    def _execute(self, cell: str) -> tuple[Any, ast.Module | None]:
-        __tracebackhide__ = True  # noqa: F841
+    def _compile(self, cell: str) -> tuple[ast.Module, Any, Any]:
+        """(the cell's AST as written, its code, the code of a trailing expression or None),
+        compiled the way IPython compiles cells (magics inside, AST transformers, tracebacks)."""
         shell = self.shell
         source = shell.transform_cell(cell)
         filename = shell.compile.cache(source, shell.execution_count)
         tree = shell.compile.ast_parse(source, filename=filename)
-        inferred_from = ast.Module(body=list(tree.body), type_ignores=[])
+        written = ast.Module(body=list(tree.body), type_ignores=[])
         tree = shell.transform_ast(tree)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        ns = shell.user_ns
-        exec(shell.compile(tree, filename, "exec"), ns)  # noqa: S102 - it is the user's cell
-        if last is not None:
-            return eval(shell.compile(last, filename, "eval"), ns), inferred_from  # noqa: S307
-        return None, inferred_from
+            last = shell.compile(ast.Expression(tree.body.pop().value), filename, "eval")
+        return written, shell.compile(tree, filename, "exec"), last
 
     def _log_cell(self, run: Run, args: Any, step: str, cell: str, tree: ast.Module | None,
                   duration: float, catcher: Any) -> None:

@@ -84,6 +84,8 @@ def recover(state: Path, uri: str | None = None, wait: float = 0.0, exclude: Pat
         if exclude is not None and d.resolve() == exclude.resolve():
             continue
         fd = claim(d, wait)
+        if fd is None and not (d / "log.jsonl").exists():
+            continue  # its writer finished it while we waited
         if fd is None:
             out.append(Outcome(d.name, _run_id(d), "busy", message="being logged by a live process"))
             continue

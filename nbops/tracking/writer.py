@@ -85,7 +85,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
             if isinstance(exc, StoreUnavailable):
                 store, delivery = None, None
             msg = exc.message if isinstance(exc, StoreUnavailable) else _describe(exc)
-            unreachable = _is_unreachable(exc)
+            unreachable = _is_unreachable(exc, uri)
             # "unreachable" tells the logging process to stop waiting; "retrying" (a locked
             # SQLite database, say) is expected to clear by itself
             spool.set_state("unreachable" if unreachable else "retrying", error=msg,
@@ -124,12 +124,16 @@ def _recover_others(spool: Spool, uri: str, store: object) -> None:
         traceback.print_exc()
 
 
-def _is_unreachable(exc: BaseException) -> bool:
+def _is_unreachable(exc: BaseException, uri: str) -> bool:
+    """A store that cannot be reached (as opposed to a transient failure that clears itself,
+    such as a locked SQLite database or two processes creating its schema at once)."""
     from nbops.errors import StoreUnavailable
 
+    text = str(exc)
+    if uri.startswith("sqlite:"):
+        return "unable to open database" in text
     if isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError)):
         return True
-    text = str(exc)
     return "API request to" in text or "Connection refused" in text
 
 

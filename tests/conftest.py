@@ -1,0 +1,119 @@
+"""Fixtures: a throwaway project with a real SQLite MLflow store, real kernels, real notebooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project root with its own embedded store; env set so kernels started now use it."""
+    root = tmp_path / "proj"
+    (root / ".nbops").mkdir(parents=True)
+    monkeypatch.setenv("NBOPS_PROJECT_ROOT", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(root)
+    yield root
+    from nbops.tracking import fluent
+
+    if fluent.active_run() is not None:
+        fluent.end_run()
+    _reap_writers(root)
+
+
+def store_uri(root: Path) -> str:
+    return f"sqlite:///{root / '.nbops' / 'mlflow.db'}"
+
+
+@pytest.fixture
+def client(project: Path) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(store_uri(project))
+
+
+def notebook(path: Path, *cells: str | tuple[str, list[str]]) -> Path:
+    """Write a notebook whose code cells are ``cells`` (a (source, tags) pair tags a cell)."""
+    nb_cells = []
+    for i, c in enumerate(cells):
+        src, tags = (c, []) if isinstance(c, str) else c
+        nb_cells.append({"cell_type": "code", "execution_count": None, "id": f"cell-{i}",
+                         "metadata": {"tags": tags},
+                         "outputs": [], "source": src})
+    nb = {"cells": nb_cells, "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                                         "display_name": "Python 3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def execute(path: Path, allow_errors: bool = False, **kwargs: Any) -> Any:
+    """Run a notebook in a real kernel (nbclient), in its directory; returns the executed nb."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=180, kernel_name="python3", allow_errors=allow_errors,
+                   resources={"metadata": {"path": str(path.parent)}}, **kwargs).execute()
+    return nb
+
+
+def outputs_text(cell: Any) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        if o.get("output_type") == "stream":
+            parts.append(o.get("text", ""))
+        elif o.get("output_type") == "error":
+            parts.append(f"{o['ename']}: {o['evalue']}\n" + "\n".join(o.get("traceback", [])))
+        else:
+            parts.append(str(o.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nbops_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nbops", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def writer_pids(root: Path) -> list[int]:
+    """Writer processes logging into this project's spools."""
+    pids = []
+    marker = str(root / ".nbops" / "spool")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "nbops.tracking.writer" in cmd and marker in cmd:
+            pids.append(int(d.name))
+    return pids
+
+
+def _reap_writers(root: Path) -> None:
+    import signal
+
+    for pid in writer_pids(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
