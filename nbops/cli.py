@@ -41,7 +41,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1, default=str))
         return 0
     if not rows:
-        print("no runs yet: run `nbops demo`, or `%load_ext nbops` and `%track start` in a notebook")
+        print(
+            "no runs yet: run `nbops demo`, or `%load_ext nbops` and `%track start` in a notebook"
+        )
         return 0
     metric_keys: list[str] = []
     for r in rows:
@@ -52,11 +54,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     table = []
     for r in rows:
         dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
-        table.append([r["run_id"], r["experiment"], r["name"] or "", r["status"],
-                      _fmt_time(r["start_time"]), dur]
-                     + [f"{r[k]:.4g}" if k in r else "" for k in metric_keys])
+        table.append(
+            [
+                r["run_id"],
+                r["experiment"],
+                r["name"] or "",
+                r["status"],
+                _fmt_time(r["start_time"]),
+                dur,
+            ]
+            + [f"{r[k]:.4g}" if k in r else "" for k in metric_keys]
+        )
     header = ["RUN", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION"]
-    print(_table(table, header + [k[len("metrics."):] for k in metric_keys]))
+    print(_table(table, header + [k[len("metrics.") :] for k in metric_keys]))
     return 0
 
 
@@ -67,8 +77,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     run = store.get_run(args.run)
     info, data = run.info, run.data
     if args.json:
-        print(json.dumps({"info": dict(info), "params": data.params, "metrics": data.metrics,
-                          "tags": data.tags}, indent=1, default=str))
+        print(
+            json.dumps(
+                {
+                    "info": dict(info),
+                    "params": data.params,
+                    "metrics": data.metrics,
+                    "tags": data.tags,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         return 0
     exp = store.client.get_experiment(info.experiment_id)
     lines = [
@@ -88,8 +108,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("\nmetrics (latest)")
         for k, v in sorted(data.metrics.items()):
             print(f"  {k} = {v:.6g}")
-    shown = {k: v for k, v in data.tags.items() if not k.startswith("mlflow.") or k in (
-        "mlflow.source.name", "mlflow.source.git.commit", "mlflow.user")}
+    shown = {
+        k: v
+        for k, v in data.tags.items()
+        if not k.startswith("mlflow.")
+        or k in ("mlflow.source.name", "mlflow.source.git.commit", "mlflow.user")
+    }
     if shown:
         print("\ntags")
         for k, v in sorted(shown.items()):
@@ -124,8 +148,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     uri = project.tracking_uri()
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     art = project.artifact_root_for(uri)
     if art is not None:
         cmd += ["--default-artifact-root", art.as_uri()]
@@ -150,15 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version="nbops 0.1.0")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.set_defaults(func=fn)
         return sp
 
     sp = add("runs", cmd_runs, "list runs (newest first)")
-    sp.add_argument("-e", "--experiment", action="append", help="experiment name or id (repeatable)")
-    sp.add_argument("--filter", help="MLflow search syntax, e.g. \"metrics.accuracy > 0.9\"")
-    sp.add_argument("--order-by", action="append", help="e.g. \"metrics.accuracy DESC\"")
+    sp.add_argument(
+        "-e", "--experiment", action="append", help="experiment name or id (repeatable)"
+    )
+    sp.add_argument("--filter", help='MLflow search syntax, e.g. "metrics.accuracy > 0.9"')
+    sp.add_argument("--order-by", action="append", help='e.g. "metrics.accuracy DESC"')
     sp.add_argument("--max", type=int, default=50, help="at most this many runs (default 50)")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -166,18 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run", help="run id")
     sp.add_argument("--json", action="store_true")
 
-    sp = add("sync", cmd_sync, "deliver spooled data of runs whose store was unreachable or "
-             "whose process died; mark dead runs KILLED")
-    sp.add_argument("--wait", type=float, default=60.0,
-                    help="seconds to wait for a dead run's writer to finish (default 60)")
+    sp = add(
+        "sync",
+        cmd_sync,
+        "deliver spooled data of runs whose store was unreachable or "
+        "whose process died; mark dead runs KILLED",
+    )
+    sp.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait for a dead run's writer to finish (default 60)",
+    )
 
     sp = add("ui", cmd_ui, "start the MLflow UI on this project's store")
     sp.add_argument("--port", type=int, default=5000)
     sp.add_argument("--host", default="127.0.0.1")
 
     sp = add("demo", cmd_demo, "run the example on the embedded store and say where to look")
-    sp.add_argument("--dir", help="where to put the example project (default: ./example_notebooks "
-                    "in a source checkout, else ./nbops-demo)")
+    sp.add_argument(
+        "--dir",
+        help="where to put the example project (default: ./example_notebooks "
+        "in a source checkout, else ./nbops-demo)",
+    )
     return p
 
 
@@ -197,7 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nbops {args.command}: interrupted", file=sys.stderr)
         return 130
-
 
 
 __all__ = ["main"]

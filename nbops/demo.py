@@ -21,8 +21,10 @@ def examples_source() -> Path:
     for candidate in (here.parent / "example_notebooks", here / "examples"):
         if (candidate / QUICKSTART).is_file():
             return candidate
-    raise NotFound("the example notebooks are not installed with this nbops",
-                   "reinstall nbops (pip install nbops) or run from a source checkout")
+    raise NotFound(
+        "the example notebooks are not installed with this nbops",
+        "reinstall nbops (pip install nbops) or run from a source checkout",
+    )
 
 
 def project_dir(requested: str | None) -> Path:
@@ -34,8 +36,12 @@ def project_dir(requested: str | None) -> Path:
     else:
         target = Path.cwd() / "nbops-demo"
     if target.resolve() != src.resolve():
-        shutil.copytree(src, target, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".nbops", ".ipynb_checkpoints", "*.pyc"))
+        shutil.copytree(
+            src,
+            target,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(".nbops", ".ipynb_checkpoints", "*.pyc"),
+        )
     return target
 
 
@@ -55,13 +61,16 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"nbops demo: running {nb} (store {project.default_tracking_uri(proj)})", flush=True)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(nb), str(out), cwd=str(proj), progress_bar=False,
-                            kernel_name="python3")
+        pm.execute_notebook(
+            str(nb), str(out), cwd=str(proj), progress_bar=False, kernel_name="python3"
+        )
     except pm.PapermillExecutionError as exc:
         raise StageFailed(
             f"{QUICKSTART} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}",
             f"open {out} to see the error",
-            stage="demo", cell=exc.exec_count, notebook=str(out),
+            stage="demo",
+            cell=exc.exec_count,
+            notebook=str(out),
         ) from exc
     finally:
         os.environ.clear()

@@ -14,7 +14,7 @@ ROOT_ENV = "NBOPS_PROJECT_ROOT"
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """The nearest directory upwards holding nbops.yaml or .nbops/; else the git work tree; else cwd.
+    """The nearest directory upwards with nbops.yaml or .nbops/; else the git work tree; else cwd.
 
     ``NBOPS_PROJECT_ROOT`` overrides the search (the pipeline runner and tests set it).
     """
@@ -67,7 +67,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI, else None."""
     if not uri.startswith("sqlite:///"):
         return None
-    rest = uri[len("sqlite:///"):].split("?", 1)[0]
+    rest = uri[len("sqlite:///") :].split("?", 1)[0]
     return Path(rest if rest.startswith("/") else os.path.abspath(rest))
 
 

@@ -48,12 +48,24 @@ def notebook(path: Path, *cells: str | tuple[str, list[str]]) -> Path:
     nb_cells = []
     for i, c in enumerate(cells):
         src, tags = (c, []) if isinstance(c, str) else c
-        nb_cells.append({"cell_type": "code", "execution_count": None, "id": f"cell-{i}",
-                         "metadata": {"tags": tags},
-                         "outputs": [], "source": src})
-    nb = {"cells": nb_cells, "metadata": {"kernelspec": {"name": "python3", "language": "python",
-                                                         "display_name": "Python 3"}},
-          "nbformat": 4, "nbformat_minor": 5}
+        nb_cells.append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell-{i}",
+                "metadata": {"tags": tags},
+                "outputs": [],
+                "source": src,
+            }
+        )
+    nb = {
+        "cells": nb_cells,
+        "metadata": {
+            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path.write_text(json.dumps(nb))
     return path
 
@@ -64,8 +76,14 @@ def execute(path: Path, allow_errors: bool = False, **kwargs: Any) -> Any:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=180, kernel_name="python3", allow_errors=allow_errors,
-                   resources={"metadata": {"path": str(path.parent)}}, **kwargs).execute()
+    NotebookClient(
+        nb,
+        timeout=180,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(path.parent)}},
+        **kwargs,
+    ).execute()
     return nb
 
 
@@ -87,10 +105,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def nbops_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nbops", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def nbops_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbops", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def writer_pids(root: Path) -> list[int]:

@@ -49,22 +49,30 @@ class TrackMagics(Magics):
             self.warned.add(key)
             print(f"nbops: {message}", file=sys.stderr)
 
-    def _start(self, experiment: str | None = None, name: str | None = None,
-               tags: dict[str, str] | None = None) -> Run:
+    def _start(
+        self,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Run:
         return fluent.start_run(experiment, name, tags, user_ns=self.shell.user_ns)
 
     def _run(self) -> Run:
         run = fluent.active_run()
         if run is None:
             run = self._start()
-            print(f"nbops: started a run in experiment {run.experiment!r} "
-                  f"(store {run.uri}); `%track status` shows it")
+            print(
+                f"nbops: started a run in experiment {run.experiment!r} "
+                f"(store {run.uri}); `%track status` shows it"
+            )
         return run
 
     def _value(self, name: str) -> Any:
         if name not in self.shell.user_ns:
-            raise InvalidInput(f"variable {name!r} is not defined in the notebook",
-                               "run the cell that defines it first, or check the spelling")
+            raise InvalidInput(
+                f"variable {name!r} is not defined in the notebook",
+                "run the cell that defines it first, or check the spelling",
+            )
         return self.shell.user_ns[name]
 
     # --- the magic ----------------------------------------------------------------------------
@@ -72,8 +80,14 @@ class TrackMagics(Magics):
     @argument("words", nargs="*", help="subcommand and its names/paths (line form only)")
     @argument("-e", "--experiment", help="start: experiment name (default: the notebook's name)")
     @argument("-n", "--name", help="start: run name; %%%%track: step name (default: cellN)")
-    @argument("-t", "--tag", action="append", default=[], metavar="KEY=VALUE",
-              help="start: a tag for the run (repeatable)")
+    @argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="start: a tag for the run (repeatable)",
+    )
     @argument("--status", help="stop: FINISHED (default), FAILED or KILLED")
     @argument("--step", type=int, help="metric: the step of the logged values")
     @argument("--path", help="artifact: directory inside the run's artifacts")
@@ -112,8 +126,9 @@ class TrackMagics(Magics):
             raise _usage_error(str(exc), "cell" if cell is not None else None) from None
         if cell is not None:
             if args.words:
-                raise _usage_error(f"%%track takes no positional words (got {args.words!r})",
-                                   "cell")
+                raise _usage_error(
+                    f"%%track takes no positional words (got {args.words!r})", "cell"
+                )
             return self._track_cell(args, cell)
         if not args.words:
             raise _usage_error("%track needs a subcommand")
@@ -136,15 +151,18 @@ class TrackMagics(Magics):
             fluent.end_run("FINISHED", timeout=0)
             print(f"nbops: ended the previous run ({previous.id_if_ready() or previous.local_id})")
         run = self._start(args.experiment, args.name, tags)
-        print(f"nbops: run started in experiment {run.experiment!r} (store {run.uri}); "
-              "its id appears with `%track status`")
+        print(
+            f"nbops: run started in experiment {run.experiment!r} (store {run.uri}); "
+            "its id appears with `%track status`"
+        )
 
     def _cmd_stop(self, args: Any, rest: list[str]) -> None:
         self._no_words("stop", rest)
         status = (args.status or "FINISHED").upper()
         if status not in STATUSES:
-            raise _usage_error(f"--status {args.status!r} is not one of {', '.join(STATUSES)}",
-                               "stop")
+            raise _usage_error(
+                f"--status {args.status!r} is not one of {', '.join(STATUSES)}", "stop"
+            )
         run = fluent.active_run()
         if run is None:
             raise _usage_error("no run is active", "stop")
@@ -153,8 +171,11 @@ class TrackMagics(Magics):
         if ok:
             print(f"nbops: run {rid} ended ({status}); everything logged is in the store")
         else:
-            print(f"nbops: run {rid} ended ({status}); the store is unreachable, the data is "
-                  "spooled and `nbops sync` delivers it", file=sys.stderr)
+            print(
+                f"nbops: run {rid} ended ({status}); the store is unreachable, the data is "
+                "spooled and `nbops sync` delivers it",
+                file=sys.stderr,
+            )
 
     def _cmd_status(self, args: Any, rest: list[str]) -> None:
         self._no_words("status", rest)
@@ -226,8 +247,7 @@ class TrackMagics(Magics):
                     catcher.__exit__(None, None, None)
                 self._log_cell(run, args, step, cell, tree, duration, catcher)
             except Exception as exc:  # noqa: BLE001 - nbops never breaks the user's cell
-                self._warn_once(f"cell:{type(exc).__name__}",
-                                f"could not log cell {step}: {exc}")
+                self._warn_once(f"cell:{type(exc).__name__}", f"could not log cell {step}: {exc}")
         if error is not None:
             raise error
         return result
@@ -246,8 +266,16 @@ class TrackMagics(Magics):
             last = shell.compile(ast.Expression(tree.body.pop().value), filename, "eval")
         return written, shell.compile(tree, filename, "exec"), last
 
-    def _log_cell(self, run: Run, args: Any, step: str, cell: str, tree: ast.Module | None,
-                  duration: float, catcher: Any) -> None:
+    def _log_cell(
+        self,
+        run: Run,
+        args: Any,
+        step: str,
+        cell: str,
+        tree: ast.Module | None,
+        duration: float,
+        catcher: Any,
+    ) -> None:
         ns = self.shell.user_ns
         if args.params is not None or args.metrics is not None:
             params = [s for s in (args.params or "").split(",") if s.strip()]
@@ -284,17 +312,23 @@ def status_text(run: Run) -> str:
     rid = run.id_if_ready()
     st = run.store_state()
     state = st.get("state", "starting")
-    lines = [f"run          {rid or 'pending (the store is opening)'}",
-             f"experiment   {run.experiment}" + (f" (id {run.experiment_id})" if rid else ""),
-             f"store        {run.uri}"]
+    lines = [
+        f"run          {rid or 'pending (the store is opening)'}",
+        f"experiment   {run.experiment}" + (f" (id {run.experiment_id})" if rid else ""),
+        f"store        {run.uri}",
+    ]
     if rid and run.experiment_id:
-        lines.append(f"view         `nbops ui`, then http://127.0.0.1:5000/#/experiments/"
-                     f"{run.experiment_id}/runs/{rid}")
+        lines.append(
+            f"view         `nbops ui`, then http://127.0.0.1:5000/#/experiments/"
+            f"{run.experiment_id}/runs/{rid}"
+        )
     if run.notebook:
         lines.append(f"notebook     {run.notebook}")
     c = run.counts
-    lines.append(f"logged       {c['params']} params, {c['metrics']} metric values, "
-                 f"{c['tags']} tags, {c['artifacts']} artifacts, {c['datasets']} datasets")
+    lines.append(
+        f"logged       {c['params']} params, {c['metrics']} metric values, "
+        f"{c['tags']} tags, {c['artifacts']} artifacts, {c['datasets']} datasets"
+    )
     if run.last_metrics:
         shown = list(run.last_metrics.items())[-8:]
         lines.append("last metrics " + ", ".join(f"{k}={v:.6g}" for k, v in shown))

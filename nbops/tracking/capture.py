@@ -47,7 +47,7 @@ def git_state(cwd: Path) -> tuple[dict[str, str], str | None]:
 
 
 def environment_text() -> str:
-    """``environment.txt``: interpreter, platform and every installed distribution with its version."""
+    """``environment.txt``: interpreter, platform and every installed distribution."""
     lines = [
         f"# python {sys.version.split()[0]} ({sys.executable})",
         f"# platform {platform.platform()}",

@@ -63,8 +63,10 @@ def parameter_names(nb_path: Path) -> list[str]:
         except SyntaxError:
             continue
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else (
-                [node.target] if isinstance(node, ast.AnnAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else ([node.target] if isinstance(node, ast.AnnAssign) else [])
             )
             for t in targets:
                 if isinstance(t, ast.Name) and t.id not in names:

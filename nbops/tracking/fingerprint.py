@@ -48,8 +48,9 @@ def tree_digest(root: Path) -> tuple[str, int, int]:
 
 def fingerprint(path: Path, name: str | None = None, role: str = "input") -> dict[str, Any]:
     if not path.exists():
-        raise NotFound(f"data file {str(path)!r} does not exist",
-                       f"check the path (relative to {os.getcwd()})")
+        raise NotFound(
+            f"data file {str(path)!r} does not exist", f"check the path (relative to {os.getcwd()})"
+        )
     fp: dict[str, Any] = {
         "name": name or path.name,
         "path": str(path.resolve()),

@@ -111,7 +111,9 @@ def log_figure(figure: Any, name: str = "figure.png") -> None:
     _run().log_figure(figure, name)
 
 
-def track_data(path: str | os.PathLike[str], role: str = "input", name: str | None = None) -> dict[str, Any]:
+def track_data(
+    path: str | os.PathLike[str], role: str = "input", name: str | None = None
+) -> dict[str, Any]:
     return _run().track_data(path, role, name)
 
 

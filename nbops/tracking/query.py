@@ -54,13 +54,15 @@ def run_rows(
     max_results: int | None = None,
     uri: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs as flat dicts: run_id, experiment, name, status, start/end, duration, params.*, metrics.*"""
+    """Runs as flat dicts: run_id, experiment, name, status, times, params.*, metrics.*"""
     store = open_store(uri)
     ids = _experiment_ids(store, experiment)
     names = {str(e.experiment_id): e.name for e in store.experiments()}
     if not ids:
         return []
-    order = [order_by] if isinstance(order_by, str) else (order_by or ["attributes.start_time DESC"])
+    order = (
+        [order_by] if isinstance(order_by, str) else (order_by or ["attributes.start_time DESC"])
+    )
     try:
         found = store.search_runs(ids, filter or "", order, max_results or 1000)
     except Exception as exc:
@@ -125,16 +127,20 @@ class Comparison:
     best: dict[str, str] = field(default_factory=dict)
 
     def _repr_html_(self) -> str:
-        parts = ["<div class='nbops-compare'><h4>Params that differ</h4>",
-                 self.params.to_html(na_rep="—") if len(self.params) else "<p>none</p>",
-                 "<h4>Metrics</h4>",
-                 self.metrics.to_html(na_rep="—") if len(self.metrics) else "<p>none</p>",
-                 f"<p>{len(self.same_params)} params are the same in every run.</p></div>"]
+        parts = [
+            "<div class='nbops-compare'><h4>Params that differ</h4>",
+            self.params.to_html(na_rep="—") if len(self.params) else "<p>none</p>",
+            "<h4>Metrics</h4>",
+            self.metrics.to_html(na_rep="—") if len(self.metrics) else "<p>none</p>",
+            f"<p>{len(self.same_params)} params are the same in every run.</p></div>",
+        ]
         return "".join(parts)
 
     def __repr__(self) -> str:
-        return (f"Params that differ:\n{self.params.to_string() if len(self.params) else '  none'}"
-                f"\n\nMetrics:\n{self.metrics.to_string() if len(self.metrics) else '  none'}")
+        return (
+            f"Params that differ:\n{self.params.to_string() if len(self.params) else '  none'}"
+            f"\n\nMetrics:\n{self.metrics.to_string() if len(self.metrics) else '  none'}"
+        )
 
 
 def compare(run_ids: list[str], uri: str | None = None) -> Comparison:
@@ -146,9 +152,12 @@ def compare(run_ids: list[str], uri: str | None = None) -> Comparison:
     store = open_store(uri)
     found = [store.get_run(rid) for rid in run_ids]
     cols = [r.info.run_name or r.info.run_id[:8] for r in found]
-    cols = [f"{c} ({r.info.run_id[:8]})" if cols.count(c) > 1 else c for c, r in zip(cols, found)]
-    params = pd.DataFrame({c: r.data.params for c, r in zip(cols, found)})
-    metrics = pd.DataFrame({c: r.data.metrics for c, r in zip(cols, found)})
+    cols = [
+        f"{c} ({r.info.run_id[:8]})" if cols.count(c) > 1 else c
+        for c, r in zip(cols, found, strict=True)
+    ]
+    params = pd.DataFrame({c: r.data.params for c, r in zip(cols, found, strict=True)})
+    metrics = pd.DataFrame({c: r.data.metrics for c, r in zip(cols, found, strict=True)})
     if len(params):
         differs = params.astype(str).nunique(axis=1, dropna=False) > 1
         differs |= params.isna().any(axis=1)
@@ -161,4 +170,6 @@ def compare(run_ids: list[str], uri: str | None = None) -> Comparison:
         if vals:
             lower = any(w in str(key).lower() for w in ("loss", "error", "rmse", "mae", "mse"))
             best[str(key)] = (min if lower else max)(vals, key=lambda c: vals[c])
-    return Comparison(list(run_ids), diff.sort_index(), same.sort_index(), metrics.sort_index(), best)
+    return Comparison(
+        list(run_ids), diff.sort_index(), same.sort_index(), metrics.sort_index(), best
+    )

@@ -71,8 +71,13 @@ def claim(d: Path, wait: float) -> int | None:
     return fd
 
 
-def recover(state: Path, uri: str | None = None, wait: float = 0.0, exclude: Path | None = None,
-            stores: dict[str, object] | None = None) -> list[Outcome]:
+def recover(
+    state: Path,
+    uri: str | None = None,
+    wait: float = 0.0,
+    exclude: Path | None = None,
+    stores: dict[str, object] | None = None,
+) -> list[Outcome]:
     """Deliver every orphaned spool under ``state`` (only those for ``uri`` when given)."""
     from nbops.errors import StoreUnavailable
     from nbops.tracking.delivery import Delivery
@@ -87,7 +92,9 @@ def recover(state: Path, uri: str | None = None, wait: float = 0.0, exclude: Pat
         if fd is None and not (d / "log.jsonl").exists():
             continue  # its writer finished it while we waited
         if fd is None:
-            out.append(Outcome(d.name, _run_id(d), "busy", message="being logged by a live process"))
+            out.append(
+                Outcome(d.name, _run_id(d), "busy", message="being logged by a live process")
+            )
             continue
         try:
             sp = Spool(d, fd)
@@ -105,13 +112,26 @@ def recover(state: Path, uri: str | None = None, wait: float = 0.0, exclude: Pat
                     store = opened[suri] = Store(suri)
                 delivery = Delivery(sp, store)  # type: ignore[arg-type]
                 status = delivery.finish_orphan()
-                out.append(Outcome(d.name, delivery.run_id, status, delivery.delivered,
-                                   "; ".join(delivery.dropped)))
+                out.append(
+                    Outcome(
+                        d.name,
+                        delivery.run_id,
+                        status,
+                        delivery.delivered,
+                        "; ".join(delivery.dropped),
+                    )
+                )
             except StoreUnavailable as exc:
                 out.append(Outcome(d.name, _run_id(d), "unreachable", message=exc.message))
             except Exception as exc:  # noqa: BLE001 - report and leave the spool for next time
-                out.append(Outcome(d.name, _run_id(d), "unreachable",
-                                   message=str(exc).splitlines()[0][:300] if str(exc) else repr(exc)))
+                out.append(
+                    Outcome(
+                        d.name,
+                        _run_id(d),
+                        "unreachable",
+                        message=str(exc).splitlines()[0][:300] if str(exc) else repr(exc),
+                    )
+                )
         finally:
             os.close(fd)
     return out

@@ -64,9 +64,12 @@ class Run:
         self.last_metrics: dict[str, float] = {}
         self._params: dict[str, str] = {}
         self._warned: set[str] = set()
-        clean_tags = {validate.key(k, "tag"): validate.tag_value(k, v) for k, v in (tags or {}).items()}
-        clean_params = {validate.key(k, "param"): validate.param_value(k, v)
-                        for k, v in (params or {}).items()}
+        clean_tags = {
+            validate.key(k, "tag"): validate.tag_value(k, v) for k, v in (tags or {}).items()
+        }
+        clean_params = {
+            validate.key(k, "param"): validate.param_value(k, v) for k, v in (params or {}).items()
+        }
         self._params.update(clean_params)
         self.counts["params"] += len(clean_params)
         host = socket.gethostname()
@@ -83,11 +86,24 @@ class Run:
         self.start_ms = _ms()
         state = project.state_dir(self.root)
         self._spool = Spool.create(spool_root(state) / self.local_id)
-        self._spool.append(["start", {
-            "uri": self.uri, "experiment": self.experiment, "name": name, "tags": clean_tags,
-            "params": clean_params, "start_ms": self.start_ms, "pid": os.getpid(), "host": host,
-            "cwd": os.getcwd(), "run_id": run_id, "capture": capture,
-        }])
+        self._spool.append(
+            [
+                "start",
+                {
+                    "uri": self.uri,
+                    "experiment": self.experiment,
+                    "name": name,
+                    "tags": clean_tags,
+                    "params": clean_params,
+                    "start_ms": self.start_ms,
+                    "pid": os.getpid(),
+                    "host": host,
+                    "cwd": os.getcwd(),
+                    "run_id": run_id,
+                    "capture": capture,
+                },
+            ]
+        )
         self._run_id = run_id
         self._experiment_id: str | None = None
         self._writer: subprocess.Popen[bytes] | None = None
@@ -99,10 +115,20 @@ class Run:
         log = open(self._spool.dir / "writer.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self._writer = subprocess.Popen(
-                [sys.executable, "-m", "nbops.tracking.writer", str(self._spool.dir),
-                 str(self._spool.fd)],
-                stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(self._spool.fd,),
-                start_new_session=True, close_fds=True, cwd=os.getcwd(),
+                [
+                    sys.executable,
+                    "-m",
+                    "nbops.tracking.writer",
+                    str(self._spool.dir),
+                    str(self._spool.fd),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                pass_fds=(self._spool.fd,),
+                start_new_session=True,
+                close_fds=True,
+                cwd=os.getcwd(),
             )
         finally:
             log.close()
@@ -122,7 +148,9 @@ class Run:
     def id(self) -> str:
         """The MLflow run id; waits (up to NBOPS_FLUSH_TIMEOUT s) until the store created it."""
         if self._run_id is None:
-            self._wait_for(lambda: self._spool.run_info() is not None, DEFAULT_WAIT, "create the run")
+            self._wait_for(
+                lambda: self._spool.run_info() is not None, DEFAULT_WAIT, "create the run"
+            )
             info = self._spool.run_info()
             assert info is not None
             self._run_id, self._experiment_id = info["run_id"], info["experiment_id"]
@@ -219,8 +247,10 @@ class Run:
         self._check_open()
         src = Path(path)
         if not src.exists():
-            raise NotFound(f"artifact {str(path)!r} does not exist",
-                           f"check the path (relative to {os.getcwd()})")
+            raise NotFound(
+                f"artifact {str(path)!r} does not exist",
+                f"check the path (relative to {os.getcwd()})",
+            )
         stored, is_copy = self._spool.stash(src, src.name)
         dst = artifact_path.strip("/") or None if artifact_path else None
         if src.is_dir():
@@ -241,8 +271,10 @@ class Run:
         """Save a matplotlib figure (or anything with ``savefig``) as a PNG artifact."""
         self._check_open()
         if not hasattr(figure, "savefig"):
-            raise InvalidInput(f"log_figure got {type(figure).__name__}, not a figure",
-                               "pass a matplotlib Figure (plt.gcf())")
+            raise InvalidInput(
+                f"log_figure got {type(figure).__name__}, not a figure",
+                "pass a matplotlib Figure (plt.gcf())",
+            )
         d, _, base = name.strip("/").rpartition("/")
         if "." not in base:
             base += ".png"
@@ -259,15 +291,18 @@ class Run:
         self._spool.append(["a", str(f), d or None, True])
         self.counts["artifacts"] += 1
 
-    def track_data(self, path: str | os.PathLike[str], role: str = "input",
-                   name: str | None = None) -> dict[str, Any]:
+    def track_data(
+        self, path: str | os.PathLike[str], role: str = "input", name: str | None = None
+    ) -> dict[str, Any]:
         """Fingerprint a data file or directory and record it on the run (see fingerprint.py)."""
         self._check_open()
         from nbops.tracking.fingerprint import fingerprint
 
         if role not in ("input", "output"):
-            raise InvalidInput(f"track_data role {role!r} is neither 'input' nor 'output'",
-                               "pass role='input' or role='output'")
+            raise InvalidInput(
+                f"track_data role {role!r} is neither 'input' nor 'output'",
+                "pass role='input' or role='output'",
+            )
         fp = fingerprint(Path(path), name=name, role=role)
         tag = "".join(c if c.isalnum() or c in "_-." else "_" for c in fp["name"])
         self._spool.append(["t", f"nbops.data.{role}.{tag}", fp["xxh3"]])
@@ -287,8 +322,10 @@ class Run:
         """End the run with ``status`` and wait for the writer to deliver everything."""
         status = str(status).upper()
         if status not in STATUSES:
-            raise InvalidInput(f"status {status!r} is not one of {', '.join(STATUSES)}",
-                               "use FINISHED, FAILED or KILLED")
+            raise InvalidInput(
+                f"status {status!r} is not one of {', '.join(STATUSES)}",
+                "use FINISHED, FAILED or KILLED",
+            )
         if self.status != "RUNNING":
             return True
         if self.notebook is not None and self.notebook.is_file():
@@ -322,8 +359,11 @@ class Run:
     # --- waiting --------------------------------------------------------------------------------
     def _wait_delivered(self, target: int, timeout: float) -> bool:
         try:
-            self._wait_for(lambda: self._spool.is_done() or self._spool.acked() >= target,
-                           timeout, "deliver the logged data")
+            self._wait_for(
+                lambda: self._spool.is_done() or self._spool.acked() >= target,
+                timeout,
+                "deliver the logged data",
+            )
             return True
         except StoreUnavailable as exc:
             self._warn_once("unreachable", str(exc))

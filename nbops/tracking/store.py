@@ -140,7 +140,9 @@ class Store:
             digest=fp["xxh3"][:36],
             source_type="local",
             source=json.dumps({"uri": fp["path"]}),
-            profile=json.dumps({k: fp[k] for k in ("size", "rows", "cols") if fp.get(k) is not None}),
+            profile=json.dumps(
+                {k: fp[k] for k in ("size", "rows", "cols") if fp.get(k) is not None}
+            ),
         )
         self.client.log_inputs(
             run_id, [DatasetInput(ds, [InputTag("mlflow.data.context", fp.get("role", "input"))])]

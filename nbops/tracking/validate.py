@@ -1,4 +1,4 @@
-"""Checks a log call does at once, before anything is spooled: bad input fails in the user's hand."""
+"""Checks a log call makes at once, before anything is spooled: bad input fails in the caller."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def step_value(k: str, step: Any) -> int:
         return 0
     if isinstance(step, numbers.Integral) and not isinstance(step, bool):
         return int(step)
-    raise InvalidInput(f"step of metric {k!r} is {step!r}, not an integer", "pass step=N with N an int")
+    raise InvalidInput(
+        f"step of metric {k!r} is {step!r}, not an integer", "pass step=N with N an int"
+    )
 
 
 def param_value(k: str, v: Any) -> str:

@@ -88,8 +88,9 @@ def serve(spool: Spool, owner_fd: int) -> int:
             unreachable = _is_unreachable(exc, uri)
             # "unreachable" tells the logging process to stop waiting; "retrying" (a locked
             # SQLite database, say) is expected to clear by itself
-            spool.set_state("unreachable" if unreachable else "retrying", error=msg,
-                            retry_in=backoff)
+            spool.set_state(
+                "unreachable" if unreachable else "retrying", error=msg, retry_in=backoff
+            )
             last_state = ""
             print(f"nbops writer: {msg}", file=sys.stderr, flush=True)
         if delivery is not None and delivery.ended and delivery.caught_up():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_logged_values_reach_the_store_and_the_run_ends_finished(project, client
     assert {"environment.txt", "models", "notes"} <= arts
     assert [a.path for a in client.list_artifacts(run.id, "models")] == ["models/model.txt"]
     env_txt = client.download_artifacts(run.id, "environment.txt")
-    assert "mlflow==" in open(env_txt).read().lower()
+    assert "mlflow==" in Path(env_txt).read_text().lower()
     assert got.inputs.dataset_inputs[0].dataset.name == "data.csv"
     exp = client.get_experiment(got.info.experiment_id)
     assert exp.name == "api"
@@ -62,7 +63,7 @@ def test_the_spool_keeps_artifact_content_as_it_was_at_call_time(project, client
     f.write_text("v2 changed later")
     nbops.end_run()
     path = client.download_artifacts(run.id, "a.txt")
-    assert open(path).read() == "v1"
+    assert Path(path).read_text() == "v1"
 
 
 def test_changing_a_param_is_refused_at_call_time_with_the_fix(project):
@@ -78,8 +79,12 @@ def test_changing_a_param_is_refused_at_call_time_with_the_fix(project):
 def test_bad_values_fail_in_the_callers_hand_and_nothing_is_spooled(project):
     run = nbops.start_run("api")
     size = run._spool.size()
-    for bad in (lambda: nbops.log_metric("x", float("nan")), lambda: nbops.log_metric("x", "1"),
-                lambda: nbops.log_metric("bad key!", 1), lambda: nbops.log_metric("x", 1, step=1.5)):
+    for bad in (
+        lambda: nbops.log_metric("x", float("nan")),
+        lambda: nbops.log_metric("x", "1"),
+        lambda: nbops.log_metric("bad key!", 1),
+        lambda: nbops.log_metric("x", 1, step=1.5),
+    ):
         with pytest.raises(InvalidInput):
             bad()
     assert run._spool.size() == size
@@ -154,9 +159,10 @@ def test_a_git_work_tree_is_captured_with_its_diff(project, client):
     with nbops.start_run("git") as run:
         pass
     tags = client.get_run(run.id).data.tags
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert tags["nbops.git.commit"] == head == tags["mlflow.source.git.commit"]
     assert tags["nbops.git.dirty"] == "true"
     diff = client.download_artifacts(run.id, "git/diff.patch")
-    assert "+print(2)" in open(diff).read()
+    assert "+print(2)" in Path(diff).read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import execute, notebook, outputs_text
 
@@ -43,16 +44,35 @@ def test_track_cell_logs_params_metrics_figure_source_and_duration(project, clie
     files = {a.path for a in client.list_artifacts(run.info.run_id, "cells/fit")}
     assert files == {"cells/fit/source.py", "cells/fit/figure-1.png"}
     png = client.download_artifacts(run.info.run_id, "cells/fit/figure-1.png")
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_notebook_path_parameters_and_snapshot_are_captured_under_papermill(project, client):
-    nb = notebook(project / "sweep_me.ipynb",
-                  ("C = 1.0\nseed = 0", ["parameters"]),
-                  "%load_ext nbops", "%track start", "%track stop")
-    subprocess.run([sys.executable, "-m", "papermill", "sweep_me.ipynb", "out.ipynb", "-p", "C",
-                    "10.0", "--inject-paths", "--no-progress-bar"], cwd=project, check=True,
-                   capture_output=True, timeout=180)
+    nb = notebook(
+        project / "sweep_me.ipynb",
+        ("C = 1.0\nseed = 0", ["parameters"]),
+        "%load_ext nbops",
+        "%track start",
+        "%track stop",
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "sweep_me.ipynb",
+            "out.ipynb",
+            "-p",
+            "C",
+            "10.0",
+            "--inject-paths",
+            "--no-progress-bar",
+        ],
+        cwd=project,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     (run,) = _runs(client, "sweep_me")  # experiment defaults to the notebook's name
     assert run.data.params == {"C": "10.0", "seed": "0"}
     assert run.data.tags["nbops.notebook"] == str(nb)
@@ -133,16 +153,23 @@ def test_misused_magics_give_a_usage_line_without_traceback(project):
         assert text.startswith("UsageError: "), (i, text)
         assert "usage: " in text and "%track" in text.split("usage: ")[1], (i, text)
         assert "Traceback" not in text
-    for i, needle in ((8, "'malformed' is not KEY=VALUE"), (9, "'undefined_name'"),
-                      (10, "not finite"), (11, "missing.csv")):
+    for i, needle in (
+        (8, "'malformed' is not KEY=VALUE"),
+        (9, "'undefined_name'"),
+        (10, "not finite"),
+        (11, "missing.csv"),
+    ):
         text = outputs_text(out.cells[i])
         assert needle in text, (i, text)
         assert "Traceback" not in text and "File " not in text, (i, text)
 
 
 def test_help_comes_from_magic_arguments(project):
-    nb = notebook(project / "help.ipynb", "%load_ext nbops",
-                  "print(get_ipython().find_magic('track').__doc__)")
+    nb = notebook(
+        project / "help.ipynb",
+        "%load_ext nbops",
+        "print(get_ipython().find_magic('track').__doc__)",
+    )
     text = outputs_text(execute(nb).cells[1])
     assert "%track start [-e EXPERIMENT]" in text and "--no-figures" in text
 
@@ -169,9 +196,13 @@ def test_nbops_failure_inside_a_cell_warns_once_and_never_breaks_it(project, cli
 
 
 def test_the_spool_is_removed_once_everything_is_delivered(project, client):
-    nb = notebook(project / "gone.ipynb", "%load_ext nbops", "%track start",
-                  "import nbops\nnbops.log_metric('m', 1.0)\nrun = nbops.active_run()\nrun.id",
-                  "%track stop")
+    nb = notebook(
+        project / "gone.ipynb",
+        "%load_ext nbops",
+        "%track start",
+        "import nbops\nnbops.log_metric('m', 1.0)\nrun = nbops.active_run()\nrun.id",
+        "%track stop",
+    )
     execute(nb)
     (run,) = _runs(client, "Default")
     assert run.info.status == "FINISHED" and run.data.metrics["m"] == 1.0

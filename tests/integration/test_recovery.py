@@ -43,8 +43,11 @@ def kernel(project):
 def _log_n_values(kc, n: int) -> None:
     _run_in_kernel(kc, "%load_ext nbops")
     _run_in_kernel(kc, "%track start -e crash")
-    _run_in_kernel(kc, f"import nbops\nfor i in range({n}):\n    nbops.log_metric('v', i, step=i)\n"
-                       "nbops.log_param('n', 2500)")
+    _run_in_kernel(
+        kc,
+        f"import nbops\nfor i in range({n}):\n    nbops.log_metric('v', i, step=i)\n"
+        "nbops.log_param('n', 2500)",
+    )
 
 
 def _assert_all_values_and_not_running(client, status="KILLED"):
@@ -104,10 +107,25 @@ def _start_mlflow_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
 
     db = workdir / "server.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination",
-         (workdir / "server-artifacts").as_uri(), "--workers", "1"],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--artifacts-destination",
+            (workdir / "server-artifacts").as_uri(),
+            "--workers",
+            "1",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.monotonic() + 90
@@ -170,10 +188,18 @@ def test_an_unreachable_server_keeps_cells_working_and_sync_delivers_later(proje
 def test_sync_with_the_store_still_down_fails_clearly_and_keeps_the_spool(project, monkeypatch):
     port = free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
-    code = ("import nbops\nnbops.start_run('down')\nnbops.log_metric('m', 1)\n"
-            "print(nbops.end_run(timeout=60))\n")
-    ran = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=project,
-                         capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import nbops\nnbops.start_run('down')\nnbops.log_metric('m', 1)\n"
+        "print(nbops.end_run(timeout=60))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert ran.stdout.strip() == "False"
     deadline = time.monotonic() + 30
     while writer_pids(project) and time.monotonic() < deadline:
@@ -195,9 +221,16 @@ def test_eight_processes_logging_into_one_sqlite_store_lose_nothing(project, cli
         "    nbops.log_metric('m', s * i, step=s)\n"
         "print('DELIVERED' if nbops.end_run(timeout=300) else 'NOT DELIVERED')\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=project,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(i)],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
     results = [p.communicate(timeout=600) for p in procs]
     for out, err in results:
         assert out.strip() == "DELIVERED", err

@@ -1,0 +1,75 @@
+"""The nbops command: output, exit codes (DESIGN.md: 0 ok, 1 failed, 2 bad usage) and errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nbops
+from tests.conftest import REPO, nbops_cli
+
+
+def _make_runs(project):
+    ids = []
+    for c in (0.5, 2.0):
+        with nbops.start_run("cli", name=f"C={c}") as run:
+            nbops.log_params({"C": c})
+            nbops.log_metric("accuracy", 0.5 + c / 10)
+        ids.append(run.id)
+    return ids
+
+
+def test_runs_lists_runs_with_their_metrics_and_json(project):
+    ids = _make_runs(project)
+    out = nbops_cli("runs", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert ids[0] in out.stdout and ids[1] in out.stdout and "accuracy" in out.stdout
+    js = json.loads(
+        nbops_cli("runs", "--json", "--filter", "metrics.accuracy > 0.6", cwd=project).stdout
+    )
+    assert [r["run_id"] for r in js] == [ids[1]]
+
+
+def test_show_prints_params_metrics_and_tags(project):
+    ids = _make_runs(project)
+    out = nbops_cli("show", ids[0], cwd=project)
+    assert out.returncode == 0
+    assert "C = 0.5" in out.stdout and "accuracy = 0.55" in out.stdout
+    assert "status      FINISHED" in out.stdout
+
+
+def test_unknown_run_experiment_and_bad_filter_exit_2_with_a_hint(project):
+    _make_runs(project)
+    for args, needle in (
+        (["show", "deadbeef"], "run 'deadbeef' does not exist"),
+        (["runs", "-e", "nope"], "experiment 'nope' does not exist"),
+        (["runs", "--filter", "metrics.acc >>> 1"], "not valid MLflow search"),
+    ):
+        out = nbops_cli(*args, cwd=project)
+        assert out.returncode == 2, (args, out.stderr)
+        assert needle in out.stderr and "hint:" in out.stderr
+
+
+def test_bad_usage_exits_2(project):
+    assert nbops_cli("show", cwd=project).returncode == 2
+    assert nbops_cli(cwd=project).returncode == 2
+
+
+def test_sync_with_nothing_to_do_says_so(project):
+    out = nbops_cli("sync", cwd=project)
+    assert out.returncode == 0 and "nothing to deliver" in out.stdout
+
+
+def test_demo_runs_the_example_on_the_embedded_store_and_says_where_to_look(tmp_path, monkeypatch):
+    monkeypatch.delenv("NBOPS_PROJECT_ROOT", raising=False)
+    target = tmp_path / "demo"
+    out = nbops_cli("demo", "--dir", str(target), cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "nbops ui" in out.stdout and "nbops runs" in out.stdout
+    assert (target / ".nbops" / "mlflow.db").is_file()
+    runs = nbops_cli("runs", "--json", cwd=target)
+    (run,) = json.loads(runs.stdout)
+    assert run["status"] == "FINISHED" and run["experiment"] == "tracking_quickstart"
+    assert run["metrics.accuracy"] > 0.8
+    assert (REPO / "example_notebooks" / "tracking_quickstart.ipynb").is_file()
+    shutil.rmtree(target)
