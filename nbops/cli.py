@@ -122,17 +122,29 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from nbops.tracking.recovery import recover, sweep_done
+    from nbops.tracking.query import open_store
+    from nbops.tracking.recovery import reap_stale, recover, sweep_done
 
     state = project.state_dir(create=False)
     outcomes = recover(state, wait=args.wait) if state.is_dir() else []
     sweep_done(state)
-    if not outcomes:
+    reap_error = None
+    try:
+        outcomes += reap_stale(state, open_store())
+    except NbopsError as err:
+        reap_error = err.message
+    if not outcomes and reap_error is None:
         print("nbops sync: nothing to deliver")
         return 0
     failed = 0
+    if reap_error is not None:
+        failed += 1
+        print(f"could not check for abandoned runs: {reap_error}", file=sys.stderr)
     for o in outcomes:
         rid = o.run_id or "(run not created yet)"
+        if o.status == "KILLED" and not o.records and o.message:
+            print(f"marked run {rid} KILLED: {o.message}")
+            continue
         if o.status in ("ended", "KILLED"):
             extra = " and marked KILLED (its process died)" if o.status == "KILLED" else ""
             print(f"delivered {o.records} records of run {rid}{extra}")

@@ -8,7 +8,6 @@ re-logging a param with its value is a no-op, tags are overwritten with the same
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any
 
@@ -139,6 +138,11 @@ class Delivery:
                 raise
             self.dropped.append(f"{what}: {str(exc).splitlines()[0][:300]}")
 
+    def heartbeat(self) -> None:
+        """Tell other machines this run's process is alive (see recovery.reap_stale)."""
+        if self.run_id is not None:
+            self.store.log_batch(self.run_id, tags=[("nbops.heartbeat", str(_now_ms()))])
+
     def caught_up(self) -> bool:
         return self.offset >= self.spool.size()
 
@@ -168,4 +172,5 @@ def _mtime_ms(path: os.PathLike[str]) -> int:
         return int(time.time() * 1000)
 
 
-HOST = socket.gethostname()
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -140,3 +140,52 @@ def recover(
 def _run_id(d: Path) -> str | None:
     info = Spool(d).run_info()
     return info["run_id"] if info else None
+
+
+STALE_AFTER_S = float(os.environ.get("NBOPS_STALE_AFTER", "600"))
+
+
+def reap_stale(state: Path, store: object, stale_after: float = STALE_AFTER_S) -> list[Outcome]:
+    """Mark KILLED the nbops runs left RUNNING whose process is gone and whose spool is not here.
+
+    A run is gone when it was logged from this host by a pid that no longer runs, or when its
+    writer's heartbeat (``nbops.heartbeat``, every minute) is older than ``stale_after`` seconds.
+    Runs with a spool on this machine are left to :func:`recover`, which delivers them first.
+    """
+    import time as _time
+
+    here = socket.gethostname()
+    local = {d.name for d in spool_dirs(state)}
+    now_ms = _time.time_ns() // 1_000_000
+    exp_ids = [str(e.experiment_id) for e in store.experiments()]  # type: ignore[attr-defined]
+    if not exp_ids:
+        return []
+    running = store.search_runs(  # type: ignore[attr-defined]
+        exp_ids, "attributes.status = 'RUNNING'", None, 10_000
+    )
+    out: list[Outcome] = []
+    for r in running:
+        tags = r.data.tags
+        local_id = tags.get("nbops.spool")
+        if not local_id or local_id in local:
+            continue
+        try:
+            pid = int(tags.get("nbops.pid", "0"))
+            beat = int(tags.get("nbops.heartbeat", r.info.start_time or 0))
+        except ValueError:
+            continue
+        same_host = tags.get("nbops.host") == here
+        if same_host and pid_alive(pid):
+            continue
+        if not same_host and now_ms - beat < stale_after * 1000:
+            continue
+        why = (
+            f"process {pid} on {here} is gone"
+            if same_host
+            else f"no heartbeat from {tags.get('nbops.host')} for {(now_ms - beat) // 1000} s"
+        )
+        end_ms = now_ms if same_host else beat  # the last sign of life we know of
+        store.log_batch(r.info.run_id, tags=[("nbops.end_reason", why)])  # type: ignore[attr-defined]
+        store.set_terminated(r.info.run_id, "KILLED", end_ms)  # type: ignore[attr-defined]
+        out.append(Outcome(local_id, r.info.run_id, "KILLED", message=why))
+    return out

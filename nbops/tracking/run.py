@@ -74,6 +74,7 @@ class Run:
         self.counts["params"] += len(clean_params)
         host = socket.gethostname()
         clean_tags.setdefault("nbops.pid", str(os.getpid()))
+        clean_tags.setdefault("nbops.host", host)
         if notebook is not None:
             clean_tags.setdefault("nbops.notebook", str(notebook))
             clean_tags.setdefault("mlflow.source.name", str(notebook))
@@ -84,6 +85,7 @@ class Run:
         self.local_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
         clean_tags["nbops.spool"] = self.local_id
         self.start_ms = _ms()
+        clean_tags["nbops.heartbeat"] = str(self.start_ms)
         state = project.state_dir(self.root)
         self._spool = Spool.create(spool_root(state) / self.local_id)
         self._spool.append(

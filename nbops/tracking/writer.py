@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nbops.tracking.spool import Spool
 
+HEARTBEAT_S = float(os.environ.get("NBOPS_HEARTBEAT", "60"))
 IDLE_POLL = 0.1
 BUSY_POLL = 0.01
 MAX_BACKOFF = 15.0
@@ -57,6 +58,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
     recovered = False
     last_state = ""
     retries_after_owner = 0
+    last_beat = time.monotonic()
     while True:
         failing = False
         unreachable = False
@@ -72,6 +74,11 @@ def serve(spool: Spool, owner_fd: int) -> int:
                 if fresh and start.get("capture"):
                     _capture(spool, start)
             moved = delivery.pump()
+            if moved and spool.fd is not None:
+                os.fsync(spool.fd)  # what is not delivered yet survives a power cut too
+            if not owner_gone and time.monotonic() - last_beat > HEARTBEAT_S:
+                last_beat = time.monotonic()
+                delivery.heartbeat()
             backoff = 0.5
             state = f"ok:{len(delivery.dropped)}"
             if state != last_state:

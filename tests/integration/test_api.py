@@ -166,3 +166,20 @@ def test_a_git_work_tree_is_captured_with_its_diff(project, client):
     assert tags["nbops.git.dirty"] == "true"
     diff = client.download_artifacts(run.id, "git/diff.patch")
     assert "+print(2)" in Path(diff).read_text()
+
+
+def test_the_writer_beats_a_heartbeat_while_the_run_lives(project, client, monkeypatch):
+    import time
+
+    monkeypatch.setenv("NBOPS_HEARTBEAT", "0.2")
+    run = nbops.start_run("beat")
+    first = int(client.get_run(run.id).data.tags["nbops.heartbeat"])
+    assert first == run.start_ms
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        beat = int(client.get_run(run.id).data.tags["nbops.heartbeat"])
+        if beat > first:
+            break
+        time.sleep(0.1)
+    assert beat > first
+    nbops.end_run()

@@ -243,3 +243,54 @@ def test_eight_processes_logging_into_one_sqlite_store_lose_nothing(project, cli
         hist = client.get_metric_history(r.info.run_id, "m")
         assert sorted(m.step for m in hist) == list(range(n))
     assert store_uri(project).endswith("mlflow.db") and REPO.exists()
+
+
+def _abandoned_run(client, **tags):
+    exp = client.create_experiment("abandoned")
+    run = client.create_run(exp, tags={"nbops.spool": "20260101-000000-dead", **tags})
+    return run.info.run_id
+
+
+def test_sync_marks_runs_of_dead_local_processes_killed(project, client):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rid = _abandoned_run(client, **{"nbops.pid": str(dead.pid), "nbops.host": socket.gethostname()})
+    mine = client.create_run(
+        client.get_experiment_by_name("abandoned").experiment_id,
+        tags={
+            "nbops.spool": "x",
+            "nbops.pid": str(os.getpid()),
+            "nbops.host": socket.gethostname(),
+        },
+    )
+    done = nbops_cli("sync", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert f"marked run {rid} KILLED" in done.stdout
+    got = client.get_run(rid)
+    assert got.info.status == "KILLED" and "is gone" in got.data.tags["nbops.end_reason"]
+    assert client.get_run(mine.info.run_id).info.status == "RUNNING"  # its process is alive
+
+
+def test_sync_marks_runs_without_a_recent_heartbeat_from_another_host_killed(project, client):
+    now = int(time.time() * 1000)
+    stale = _abandoned_run(
+        client,
+        **{"nbops.host": "elsewhere", "nbops.pid": "1", "nbops.heartbeat": str(now - 3600_000)},
+    )
+    fresh = client.create_run(
+        client.get_experiment_by_name("abandoned").experiment_id,
+        tags={
+            "nbops.spool": "y",
+            "nbops.host": "elsewhere",
+            "nbops.pid": "1",
+            "nbops.heartbeat": str(now),
+        },
+    ).info.run_id
+    done = nbops_cli("sync", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert client.get_run(stale).info.status == "KILLED"
+    assert "no heartbeat from elsewhere" in client.get_run(stale).data.tags["nbops.end_reason"]
+    assert client.get_run(stale).info.end_time == now - 3600_000
+    assert client.get_run(fresh).info.status == "RUNNING"
