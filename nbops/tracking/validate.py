@@ -67,24 +67,22 @@ def step_value(k: str, step: Any) -> int:
     )
 
 
-def param_value(k: str, v: Any) -> str:
+def _text(kind: str, k: str, v: Any, limit: int) -> str:
     s = v if isinstance(v, str) else str(v)
-    if len(s) > MAX_PARAM_VALUE:
+    if len(s) > limit:
         raise InvalidInput(
-            f"param {k!r} is {len(s)} characters long; MLflow keeps at most {MAX_PARAM_VALUE}",
-            "log a long value as an artifact (nbops.log_artifact) or a shorter summary",
+            f"{kind} {k!r} is {len(s)} characters long; MLflow keeps at most {limit}",
+            "log a long value as an artifact (nbops.log_artifact / log_text) or a shorter summary",
         )
     return s
+
+
+def param_value(k: str, v: Any) -> str:
+    return _text("param", k, v, MAX_PARAM_VALUE)
 
 
 def tag_value(k: str, v: Any) -> str:
-    s = v if isinstance(v, str) else str(v)
-    if len(s) > MAX_TAG_VALUE:
-        raise InvalidInput(
-            f"tag {k!r} is {len(s)} characters long; MLflow keeps at most {MAX_TAG_VALUE}",
-            "log a long value as an artifact instead",
-        )
-    return s
+    return _text("tag", k, v, MAX_TAG_VALUE)
 
 
 def parse_tag(text: str) -> tuple[str, str]:

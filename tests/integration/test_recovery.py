@@ -70,13 +70,19 @@ def test_a_sigkilled_kernel_loses_nothing_and_its_run_is_marked_killed(project, 
     assert "ended without ending the run" in run.data.tags["nbops.end_reason"]
 
 
-def test_kernel_and_writer_both_killed_then_sync_replays_the_spool(project, client, kernel):
+def _orphan_a_spool(kernel, project) -> None:
+    """Log N values in a kernel, then SIGKILL its writer and the kernel: only the spool is left."""
     km, kc = kernel
     _log_n_values(kc, N)
-    for pid in writer_pids(project):
-        os.kill(pid, signal.SIGKILL)
+    pids = writer_pids(project)
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
     os.kill(km.provisioner.process.pid, signal.SIGKILL)
     km.provisioner.process.wait()
+
+
+def test_kernel_and_writer_both_killed_then_sync_replays_the_spool(project, client, kernel):
+    _orphan_a_spool(kernel, project)
     assert [d.name for d in (project / ".nbops" / "spool").iterdir()]  # data is on disk
     done = nbops_cli("sync", cwd=project)
     assert done.returncode == 0, done.stderr
@@ -86,12 +92,7 @@ def test_kernel_and_writer_both_killed_then_sync_replays_the_spool(project, clie
 
 
 def test_the_next_nbops_process_on_the_store_recovers_orphans_by_itself(project, client, kernel):
-    km, kc = kernel
-    _log_n_values(kc, N)
-    for pid in writer_pids(project):
-        os.kill(pid, signal.SIGKILL)
-    os.kill(km.provisioner.process.pid, signal.SIGKILL)
-    km.provisioner.process.wait()
+    _orphan_a_spool(kernel, project)
     # any later run on the same store replays the orphan; its end_run waits for its own writer,
     # which recovers others once its own run is caught up
     code = "import nbops\nwith nbops.start_run('later'):\n    nbops.log_metric('x', 1)\n"
