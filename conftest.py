@@ -14,3 +14,9 @@ os.makedirs(os.path.join(_session_root, ".nbops"), exist_ok=True)
 os.environ["NBOPS_PROJECT_ROOT"] = _session_root
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def pytest_sessionfinish(session: object, exitstatus: int) -> None:
+    import shutil
+
+    shutil.rmtree(_session_root, ignore_errors=True)

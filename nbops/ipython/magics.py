@@ -42,6 +42,7 @@ class TrackMagics(Magics):
         super().__init__(shell)
         self.warned: set[str] = set()
         self.step_counts: dict[tuple[str, str], int] = {}
+        self.sources_logged: set[tuple[str, str, int]] = set()
 
     # --- helpers ------------------------------------------------------------------------------
     def _warn_once(self, key: str, message: str) -> None:
@@ -302,7 +303,10 @@ class TrackMagics(Magics):
         if numbers:
             run.log_metrics(numbers, step=n)
         run.log_metric(f"cells/{step}/duration_s", duration, step=n)
-        run.log_text(cell, f"cells/{step}/source.py")
+        source_key = (run.local_id, step, hash(cell))
+        if source_key not in self.sources_logged:  # a re-run of the same source: already there
+            self.sources_logged.add(source_key)
+            run.log_text(cell, f"cells/{step}/source.py")
         if catcher is not None:
             for i, png in enumerate(catcher.pngs, 1):
                 run.log_png(png, f"cells/{step}/figure-{i}.png")

@@ -20,6 +20,7 @@ from pathlib import Path
 from nbops.tracking.spool import Spool
 
 HEARTBEAT_S = float(os.environ.get("NBOPS_HEARTBEAT", "60"))
+FSYNC_S = 2.0
 IDLE_POLL = 0.1
 BUSY_POLL = 0.01
 MAX_BACKOFF = 15.0
@@ -58,7 +59,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
     recovered = False
     last_state = ""
     retries_after_owner = 0
-    last_beat = time.monotonic()
+    last_beat = last_sync = time.monotonic()
     while True:
         failing = False
         unreachable = False
@@ -74,8 +75,11 @@ def serve(spool: Spool, owner_fd: int) -> int:
                 if fresh and start.get("capture"):
                     _capture(spool, start)
             moved = delivery.pump()
-            if moved and spool.fd is not None:
-                os.fsync(spool.fd)  # what is not delivered yet survives a power cut too
+            if moved and spool.fd is not None and time.monotonic() - last_sync > FSYNC_S:
+                # undelivered lines survive a power cut too; not more often, as fsync holds
+                # the file's lock and would slow the logging process' appends
+                last_sync = time.monotonic()
+                os.fsync(spool.fd)
             if not owner_gone and time.monotonic() - last_beat > HEARTBEAT_S:
                 last_beat = time.monotonic()
                 delivery.heartbeat()
