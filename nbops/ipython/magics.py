@@ -305,8 +305,8 @@ class TrackMagics(Magics):
         run.log_metric(f"cells/{step}/duration_s", duration, step=n)
         source_key = (run.local_id, step, hash(cell))
         if source_key not in self.sources_logged:  # a re-run of the same source: already there
-            self.sources_logged.add(source_key)
             run.log_text(cell, f"cells/{step}/source.py")
+            self.sources_logged.add(source_key)
         if catcher is not None:
             for i, png in enumerate(catcher.pngs, 1):
                 run.log_png(png, f"cells/{step}/figure-{i}.png")

@@ -73,3 +73,45 @@ def test_demo_runs_the_example_on_the_embedded_store_and_says_where_to_look(tmp_
     assert run["metrics.accuracy"] > 0.8
     assert (REPO / "example_notebooks" / "tracking_quickstart.ipynb").is_file()
     shutil.rmtree(target)
+
+
+def test_ui_serves_mlflow_ui_on_the_project_store(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    ids = _make_runs(project)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbops", "ui", "--port", str(port)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, "nbops ui exited"
+                assert time.monotonic() < deadline, "nbops ui did not answer in 90 s"
+                time.sleep(0.25)
+        url = f"{base}/api/2.0/mlflow/runs/get?run_id={ids[0]}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            got = json.load(r)
+        assert got["run"]["info"]["status"] == "FINISHED"
+        arts = f"{base}/api/2.0/mlflow/artifacts/list?run_id={ids[0]}"
+        with urllib.request.urlopen(arts, timeout=10) as r:
+            assert "environment.txt" in {f["path"] for f in json.load(r)["files"]}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
