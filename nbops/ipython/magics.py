@@ -220,8 +220,9 @@ class TrackMagics(Magics):
         shell = self.shell
         try:
             run: Run | None = self._run()
-        except NbopsError as exc:
-            self._warn_once("start", f"tracking is off for this cell: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - the cell runs whatever happens to nbops
+            reason = exc.message if isinstance(exc, NbopsError) else f"{type(exc).__name__}: {exc}"
+            self._warn_once("start", f"tracking is off for this cell: {reason}")
             run = None
         step = args.name or f"cell{shell.execution_count}"
         catcher = None

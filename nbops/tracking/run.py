@@ -114,7 +114,10 @@ class Run:
     # --- the writer -----------------------------------------------------------------------------
     def _spawn_writer(self) -> None:
         assert self._spool.fd is not None
-        log = open(self._spool.dir / "writer.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            log = open(self._spool.dir / "writer.log", "ab")  # noqa: SIM115 - handed to the child
+        except OSError:
+            log = subprocess.DEVNULL  # type: ignore[assignment]
         try:
             self._writer = subprocess.Popen(
                 [
@@ -132,8 +135,16 @@ class Run:
                 close_fds=True,
                 cwd=os.getcwd(),
             )
+        except OSError as exc:  # no process could be started: the data stays spooled
+            self._writer = None
+            self._warn_once(
+                "spawn",
+                f"could not start the writer ({exc}); the values stay in {self._spool.dir} "
+                "and `nbops sync` delivers them",
+            )
         finally:
-            log.close()
+            if not isinstance(log, int):
+                log.close()
 
     def _wake(self) -> None:
         w = self._writer

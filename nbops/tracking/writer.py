@@ -60,6 +60,8 @@ def serve(spool: Spool, owner_fd: int) -> int:
     last_state = ""
     retries_after_owner = 0
     last_beat = last_sync = time.monotonic()
+    # capture once, right after the run exists (not again if the writer is restarted)
+    needs_capture = bool(start.get("capture")) and spool.run_info() is None
     while True:
         failing = False
         unreachable = False
@@ -70,10 +72,10 @@ def serve(spool: Spool, owner_fd: int) -> int:
                 store = Store(uri)
             if delivery is None:
                 delivery = Delivery(spool, store)
-                fresh = delivery.run_id is None
+            if needs_capture:
                 delivery.ensure_run()
-                if fresh and start.get("capture"):
-                    _capture(spool, start)
+                _capture(spool, start)
+                needs_capture = False
             moved = delivery.pump()
             if moved and spool.fd is not None and time.monotonic() - last_sync > FSYNC_S:
                 # undelivered lines survive a power cut too; not more often, as fsync holds

@@ -209,3 +209,16 @@ def test_the_spool_is_removed_once_everything_is_delivered(project, client):
     spool = project / ".nbops" / "spool"
     assert not spool.exists() or list(spool.iterdir()) == []  # cleaned up after delivery
     shutil.rmtree(project / ".nbops" / "artifacts", ignore_errors=True)
+
+
+def test_a_tracked_cell_still_runs_when_nbops_cannot_even_start(project):
+    shutil.rmtree(project / ".nbops")
+    (project / ".nbops").write_text("a file where nbops wants its state directory")
+    nb = notebook(
+        project / "nostate.ipynb",
+        "%load_ext nbops",
+        "%%track -n a\nv = 21 * 2\nprint('cell ran', v)",
+    )
+    text = outputs_text(execute(nb).cells[1])
+    assert "cell ran 42" in text
+    assert "tracking is off for this cell" in text
