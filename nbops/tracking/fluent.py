@@ -37,6 +37,10 @@ def start_run(
                 f"run {_active.id_if_ready() or _active.local_id} is still active",
                 "end it first (nbops.end_run() / %track stop), or use it",
             )
+        spool = os.environ.get("NBOPS_ATTACH_SPOOL")
+        if spool:  # a pipeline stage: log into the stage's run, owned by the runner
+            _active = Run.attach(Path(spool))
+            return _active
         nb = Path(notebook) if notebook else context.notebook_path(user_ns)
         nb_params = context.parameters(nb, user_ns)
         nb_params.update(params or {})

@@ -53,7 +53,10 @@ class Run:
         root: Path | None = None,
         uri: str | None = None,
         capture: bool = True,
+        spawn_writer: bool = True,
     ) -> None:
+        self.attached = False  # logging into a spool another process owns (a pipeline stage)
+        self.owns_writer = spawn_writer
         self.root = root or project.find_root()
         self.uri = uri or project.tracking_uri(self.root)
         self.experiment = experiment or (notebook.stem if notebook else None) or "Default"
@@ -109,7 +112,37 @@ class Run:
         self._run_id = run_id
         self._experiment_id: str | None = None
         self._writer: subprocess.Popen[bytes] | None = None
-        self._spawn_writer()
+        if spawn_writer:
+            self._spawn_writer()
+
+    @classmethod
+    def attach(cls, spool_dir: Path) -> Run:
+        """Log into a run whose spool is owned by another process (nbops' pipeline runner gives
+        a stage's kernel ``NBOPS_ATTACH_SPOOL``): appends only; the owner creates, delivers and
+        ends the run."""
+        sp = Spool(spool_dir)
+        start = sp.start_record()
+        self = cls.__new__(cls)
+        self.attached, self.owns_writer = True, False
+        self.root = project.find_root()
+        self.uri = str(start.get("uri"))
+        self.experiment = str(start.get("experiment") or "Default")
+        self.name = start.get("name")
+        nb = (start.get("tags") or {}).get("nbops.notebook")
+        self.notebook = Path(nb) if nb else None
+        self.status = "RUNNING"
+        self.counts = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "datasets": 0}
+        self.last_metrics = {}
+        self._params = {k: str(v) for k, v in (start.get("params") or {}).items()}
+        self._warned = set()
+        self.local_id = spool_dir.name
+        self.start_ms = int(start.get("start_ms") or _ms())
+        sp.fd = os.open(sp.log_path, os.O_WRONLY | os.O_APPEND)
+        self._spool = sp
+        self._run_id = start.get("run_id")
+        self._experiment_id = None
+        self._writer = None
+        return self
 
     # --- the writer -----------------------------------------------------------------------------
     def _spawn_writer(self) -> None:
@@ -341,12 +374,18 @@ class Run:
             )
         if self.status != "RUNNING":
             return True
+        if self.attached:  # the owner of the spool ends the run; nothing is waiting here
+            self.status = status
+            self._spool.close()
+            return True
         if self.notebook is not None and self.notebook.is_file():
             with contextlib.suppress(OSError):
                 stored, is_copy = self._spool.stash(self.notebook, self.notebook.name)
                 self._spool.append(["a", stored, "notebook", is_copy])
         self._spool.append(["end", status, _ms()])
         self.status = status
+        if not self.owns_writer:
+            return True  # whoever delivers this spool (the pipeline runner) finishes the run
         target = self._spool.size()
         self._wake()
         ok = self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout)
@@ -395,7 +434,7 @@ class Run:
                     "it is delivered automatically when the store is back, or run `nbops sync`",
                 )
             self.id_if_ready()
-            if not self._writer_alive() and not done():
+            if self.owns_writer and not self._writer_alive() and not done():
                 if self._spool.is_done():
                     return
                 if self.status == "RUNNING":

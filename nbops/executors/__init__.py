@@ -1,0 +1,1 @@
+"""How a stage's notebook is executed. The runner only sees the Executor interface (base.py)."""

@@ -1,0 +1,47 @@
+"""The executor interface: the runner hands it jobs; local.py runs them with papermill here, a
+dask executor can run them elsewhere without the runner changing."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops.errors import StageFailed
+
+
+@dataclass
+class Job:
+    """One execution of a stage's notebook (one sweep point)."""
+
+    stage: str
+    label: str  # "train" or "train[C=0.1]"
+    notebook: Path  # the source notebook
+    output: Path  # where the executed notebook goes
+    parameters: dict[str, Any]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the kernel
+    timeout: float | None = None  # per cell, seconds
+
+
+@dataclass
+class Result:
+    job: Job
+    ok: bool
+    seconds: float
+    error: StageFailed | None = None
+
+
+class Executor(ABC):
+    """Runs jobs. ``warm_up`` may start kernels ahead of ``execute``; ``stop`` ends
+    everything at once (Ctrl-C, SIGTERM) leaving no process behind."""
+
+    def warm_up(self) -> None:  # noqa: B027 - optional
+        """Get ready for jobs soon to come (start kernels) without waiting."""
+
+    @abstractmethod
+    def execute(self, job: Job) -> Result: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...

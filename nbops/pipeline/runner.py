@@ -1,0 +1,544 @@
+"""``nbops run``: plan the selected stages, skip what is up to date, execute the rest through an
+executor (in parallel where the DAG allows), version outs, record every execution as an MLflow
+run (children of one pipeline run; sweep points children of their stage's run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops.pipeline.graph import Graph, build
+
+from nbops import project
+from nbops.errors import ParameterError, StageFailed
+from nbops.executors.base import Executor, Job, Result
+from nbops.pipeline import notebook as nbmod
+from nbops.pipeline import spec as specmod
+from nbops.pipeline.hashing import HashCache
+from nbops.pipeline.progress import Progress
+from nbops.pipeline.staleness import Fingerprint, fingerprint, point_key, reasons
+from nbops.pipeline.state import State
+
+
+@dataclass
+class Point:
+    """One execution of a stage: its parameters (one sweep point, or the only one)."""
+
+    label: str
+    params: dict[str, Any]
+    sweep: dict[str, Any]
+    key: str
+    fp: Fingerprint | None = None
+    why: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StagePlan:
+    name: str
+    stage: Any  # spec.Stage
+    notebook: Path
+    code: str
+    points: list[Point]
+
+
+def parse_assignments(items: list[str], what: str) -> list[tuple[str, Any]]:
+    """``k=v`` strings → (k, typed v); values read as YAML scalars (1 → int, 0.1 → float)."""
+    import yaml
+
+    out = []
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise ParameterError(
+                f"{what} {item!r} is not NAME=VALUE",
+                f"write it as {what} C=0.1 (or {what} train.C=0.1)",
+            )
+        try:
+            value = yaml.safe_load(v) if v.strip() else ""
+        except yaml.YAMLError:
+            value = v
+        out.append((k.strip(), value))
+    return out
+
+
+class Runner:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        params: list[str] | None = None,
+        sweep: list[str] | None = None,
+        force: bool = False,
+        jobs: int | None = None,
+        executor: Executor | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.root = root
+        self.state_dir = project.state_dir(root)
+        self.pipeline = specmod.load(root / project.CONFIG_FILE)
+        self.graph: Graph = build(self.pipeline)
+        self.param_args = parse_assignments(params or [], "-p")
+        self.sweep_args = {
+            k: v if isinstance(v, list) else [v]
+            for k, v in ((k, _split_list(v)) for k, v in parse_assignments(sweep or [], "--sweep"))
+        }
+        self.force = force
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self._executor = executor
+        self.progress = progress or Progress()
+        self.hashes = HashCache(root, self.state_dir)
+        self.state = State(self.state_dir)
+
+    # --- planning ------------------------------------------------------------------------------
+    def plan(self, names: list[str] | None = None) -> list[StagePlan]:
+        selected = self.graph.select(names) if names else list(self.graph.order)
+        per_stage: dict[str, dict[str, Any]] = {s: {} for s in selected}
+        for k, v in self.param_args:
+            stage, dot, rest = k.partition(".")
+            if dot and stage in self.pipeline.stages:
+                if stage not in per_stage:
+                    raise ParameterError(
+                        f"-p {k}: stage {stage!r} is not among those to run",
+                        f"run it too: nbops run {stage}",
+                    )
+                per_stage[stage][rest] = v
+            else:
+                takers = [s for s in selected if k in self._declared(s)]
+                if not takers:
+                    raise ParameterError(
+                        f"-p {k}: no stage to run declares a parameter {k!r}",
+                        "declared: "
+                        + "; ".join(
+                            f"{s}: {', '.join(self._declared(s)) or '-'}" for s in selected
+                        ),
+                    )
+                for s in takers:
+                    per_stage[s][k] = v
+        plans = []
+        for name in selected:
+            st = self.pipeline.stages[name]
+            nb = (self.root / st.notebook).resolve()
+            declared = self._declared(name)
+            base = specmod.resolve_params(st, per_stage[name])
+            sweep = dict(st.sweep)
+            sweep.update({k: v for k, v in self.sweep_args.items() if k in declared})
+            for k in [*base, *sweep]:
+                if k not in declared:
+                    where = self.pipeline.where("stages", name, "params", k)
+                    at = f"{self.pipeline.path}:{where[0]}: " if where else ""
+                    raise ParameterError(
+                        f"{at}stage {name!r}: parameter {k!r} is not declared by {st.notebook}",
+                        "its parameters cell declares: "
+                        + (", ".join(declared) or "nothing")
+                        + " (tag a cell `parameters` in Jupyter to declare more)",
+                    )
+            points = []
+            grid = (
+                specmod.sweep_points(
+                    st, {k: v for k, v in sweep.items() if k not in st.sweep} or None
+                )
+                if sweep
+                else [{}]
+            )
+            for combo in grid:
+                full = {**{k: v for k, v in declared.items() if v is not None}, **base, **combo}
+                label = name + (
+                    "[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]" if combo else ""
+                )
+                points.append(Point(label, full, combo, point_key(full)))
+            plans.append(StagePlan(name, st, nb, nbmod.code_digest(nb), points))
+        unused = [k for k in self.sweep_args if not any(k in self._declared(p.name) for p in plans)]
+        if unused:
+            raise ParameterError(
+                f"--sweep {unused[0]}: no stage to run declares it",
+                "sweep a parameter of a stage's parameters cell",
+            )
+        return plans
+
+    def _declared(self, stage: str) -> dict[str, Any]:
+        if not hasattr(self, "_declared_cache"):
+            self._declared_cache: dict[str, dict[str, Any]] = {}
+        if stage not in self._declared_cache:
+            nb = self.root / self.pipeline.stages[stage].notebook
+            self._declared_cache[stage] = nbmod.declared_parameters(nb)
+        return self._declared_cache[stage]
+
+    def assess(self, plan: StagePlan) -> list[Point]:
+        """Fingerprint every point of a stage now; return those that must run."""
+        todo = []
+        for pt in plan.points:
+            pt.fp = fingerprint(plan.code, pt.params, list(plan.stage.deps), self.hashes)
+            pt.why = reasons(
+                pt.fp, self.state.get(plan.name, pt.key), list(plan.stage.outs), self.hashes
+            )
+            if self.force and not pt.why:
+                pt.why = ["forced"]
+            if pt.why:
+                todo.append(pt)
+        return todo
+
+    def status(self, names: list[str] | None = None) -> list[tuple[str, list[str]]]:
+        """(label, reasons) per point, as things are now; downstream of a stale stage is stale."""
+        out = []
+        stale: set[str] = set()
+        for plan in self.plan(names):
+            self.assess(plan)
+            ups = [u for u in self.graph.upstream(plan.name) if u in stale]
+            for pt in plan.points:
+                why = list(pt.why)
+                if ups and not why:
+                    why = [f"upstream stage {ups[0]} will run"]
+                if why:
+                    stale.add(plan.name)
+                out.append((pt.label, why))
+        self.hashes.save()
+        return out
+
+    # --- running -------------------------------------------------------------------------------
+    def run(self, names: list[str] | None = None, dry_run: bool = False) -> int:
+        plans = self.plan(names)
+        if dry_run:
+            for label, why in self.status(names):
+                self.progress.line(label, "would run" if why else "up to date", "; ".join(why))
+            return 0
+        return _Execution(self, plans).go()
+
+
+def _split_list(v: Any) -> list[Any]:
+    if isinstance(v, list):
+        return v
+    if isinstance(v, str) and "," in v:
+        import yaml
+
+        return [yaml.safe_load(x) for x in v.split(",")]
+    return [v]
+
+
+class _Execution:
+    """One ``nbops run``: the loop that starts ready stages and collects results."""
+
+    def __init__(self, runner: Runner, plans: list[StagePlan]) -> None:
+        self.r = runner
+        self.plans = {p.name: p for p in plans}
+        self.order = [p.name for p in plans]
+        self.status: dict[str, str] = dict.fromkeys(self.order, "queued")
+        self.sink: Any = None
+        self.pipeline_run: Any = None
+        self.executor: Executor | None = runner._executor
+        self.failures: list[StageFailed] = []
+        self.pending: dict[str, int] = {}
+        self.stage_runs: dict[str, Any] = {}
+        self.results: dict[str, list[tuple[Point, Any, Result, StageFailed | None]]] = {}
+        self.stop = threading.Event()
+
+    def _ensure_tracking(self) -> None:
+        if self.sink is not None:
+            return
+        from nbops.pipeline.sink import Sink
+        from nbops.tracking.run import Run
+
+        uri = project.tracking_uri(self.r.root)
+        self.sink = Sink(uri, self.r.root)
+        exp = self.r.pipeline.experiment or self.r.root.name
+        self.pipeline_run = Run(
+            exp,
+            "pipeline",
+            {"nbops.pipeline": str(self.r.pipeline.path)},
+            root=self.r.root,
+            uri=uri,
+            capture=False,
+            spawn_writer=False,
+        )
+        self.sink.add(self.pipeline_run)
+        if self.executor is None:
+            from nbops.executors.local import LocalExecutor
+
+            self.executor = LocalExecutor(self.r.root, warm=min(self.r.jobs, 2))
+        self.executor.warm_up()  # kernels start while MLflow loads and the first stage plans
+
+    def _new_run(self, plan: StagePlan, pt: Point | None, parent: Any) -> Any:
+        from nbops.tracking.run import Run
+
+        params = (
+            pt.params
+            if pt
+            else {k: v for k, v in plan.points[0].params.items() if k not in plan.stage.sweep}
+        )
+        tags = {
+            "nbops.stage": plan.name,
+            "nbops.notebook": str(plan.notebook),
+            "mlflow.source.name": str(plan.notebook),
+            "mlflow.source.type": "NOTEBOOK",
+        }
+        if pt is not None and pt.sweep:
+            tags["nbops.sweep_point"] = pt.label
+        run = Run(
+            self.pipeline_run.experiment,
+            pt.label if pt else plan.name,
+            tags,
+            params={k: _param_str(v) for k, v in params.items()},
+            root=self.r.root,
+            uri=self.pipeline_run.uri,
+            capture=False,
+            spawn_writer=False,
+        )
+        self.sink.add(run, parent)
+        return run
+
+    def go(self) -> int:
+        pool = ThreadPoolExecutor(max_workers=self.r.jobs, thread_name_prefix="nbops-stage")
+        futures: dict[Future[Result], tuple[StagePlan, Point, Any]] = {}
+        old = _install_signal_handlers(self._interrupt)
+        t0 = time.perf_counter()
+        try:
+            while True:
+                if not self.stop.is_set():
+                    self._start_ready(pool, futures)
+                if not futures:
+                    break
+                done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+                for f in done:
+                    plan, pt, run = futures.pop(f)
+                    self._finish(plan, pt, run, f.result())
+                if self.stop.is_set() and self.executor is not None:
+                    self.executor.stop()
+        finally:
+            pool.shutdown(wait=True)
+            if self.executor is not None:
+                self.executor.stop()
+            _restore_signal_handlers(old)
+            self._close(time.perf_counter() - t0)
+        if self.stop.is_set():
+            return 130
+        return 1 if self.failures else 0
+
+    def _start_ready(
+        self, pool: ThreadPoolExecutor, futures: dict[Future[Result], tuple[StagePlan, Point, Any]]
+    ) -> None:
+        for name in self.order:
+            if self.status[name] != "queued":
+                continue
+            ups = [u for u in self.r.graph.upstream(name) if u in self.status]
+            bad = [u for u in ups if self.status[u] in ("failed", "skipped")]
+            if bad:
+                self.status[name] = "skipped"
+                self.r.progress.line(name, "skipped", f"upstream stage {bad[0]} failed")
+                continue
+            if any(self.status[u] in ("queued", "running") for u in ups):
+                continue
+            plan = self.plans[name]
+            todo = self.r.assess(plan)
+            if not todo:
+                self.status[name] = "up to date"
+                self.r.progress.line(name, "up to date")
+                continue
+            self._ensure_tracking()
+            self.status[name] = "running"
+            parent = self.pipeline_run
+            if len(plan.points) > 1:
+                parent = self._new_run(plan, None, self.pipeline_run)
+                self.stage_runs[name] = parent
+            self.pending[name] = len(todo)
+            for pt in todo:
+                run = self._new_run(plan, pt, parent)
+                out = self.r.state_dir / "runs" / run.local_id / plan.notebook.name
+                job = Job(
+                    name,
+                    pt.label,
+                    plan.notebook,
+                    out,
+                    pt.params,
+                    self.r.root,
+                    env={
+                        "NBOPS_ATTACH_SPOOL": str(run._spool.dir),
+                        "NBOPS_NOTEBOOK": str(plan.notebook),
+                        "NBOPS_PROJECT_ROOT": str(self.r.root),
+                    },
+                )
+                self.r.progress.line(pt.label, "running", "; ".join(pt.why))
+                assert self.executor is not None
+                futures[pool.submit(self.executor.execute, job)] = (plan, pt, run)
+
+    def _finish(self, plan: StagePlan, pt: Point, run: Any, res: Result) -> None:
+        """A point is done: check it, keep its executed notebook; the stage completes when its
+        last point does."""
+        err = res.error if not res.ok else self._check(plan, pt, run)
+        if res.job.output.exists():
+            run.log_artifact(res.job.output, "notebook")
+        self.results.setdefault(plan.name, []).append((pt, run, res, err))
+        if err is not None:
+            self.failures.append(err)
+            self.r.state.failed[pt.label] = err.message
+            self.status[plan.name] = "failed"
+            self.r.progress.line(pt.label, "failed", err.message)
+        sweep = len(plan.points) > 1
+        if sweep:  # each point of a sweep is its own run; the stage's outs go to the parent
+            run.end("FINISHED" if err is None else "KILLED" if self.stop.is_set() else "FAILED")
+            if err is None:
+                self.r.progress.line(
+                    pt.label, "done", f"{res.seconds:.1f} s", self.sink.run_id(run, timeout=5)
+                )
+        self.pending[plan.name] -= 1
+        if self.pending[plan.name] == 0:
+            self._complete(plan)
+        self.r.state.save()
+        self.r.hashes.save()
+
+    def _complete(self, plan: StagePlan) -> None:
+        from nbops.pipeline.cache import OutCache
+
+        results = self.results.pop(plan.name, [])
+        sweep = len(plan.points) > 1
+        owner = self.stage_runs.get(plan.name) if sweep else results[0][1]
+        err = next((e for _, _, _, e in results if e is not None), None)
+        if err is None:
+            missing = [o for o in plan.stage.outs if not (self.r.root / o).exists()]
+            if missing:
+                err = StageFailed(
+                    f"stage {plan.name} did not write its out {missing[0]}",
+                    "write it in the notebook, or remove it from outs:",
+                    stage=plan.name,
+                )
+                self.failures.append(err)
+                self.r.progress.line(plan.name, "failed", err.message)
+        if err is None:
+            record = OutCache(self.r.root, self.r.state_dir, self.r.hashes).store(
+                list(plan.stage.outs)
+            )
+            owner.log_text(_json(record), "outs.json")
+            owner.set_tags(
+                {f"nbops.out.{k}": v["digest"] or "" for k, v in record.items() if len(k) < 200}
+            )
+            outs = {o: r["digest"] for o, r in record.items()}
+            for pt, run, res, _ in results:
+                if not sweep:
+                    run.end("FINISHED")
+                rid = self.sink.run_id(run, timeout=5)
+                kept = res.job.output.parent
+                if rid is not None and kept.is_dir():  # .nbops/runs/<run_id>/ (DESIGN.md)
+                    os.replace(kept, kept.with_name(rid))
+                assert pt.fp is not None
+                self.r.state.put(plan.name, pt.key, pt.fp.record(outs, rid, time.time()))
+                self.r.state.failed.pop(pt.label, None)
+                if not sweep:
+                    self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", rid)
+            self.status[plan.name] = "done"
+        else:
+            self.status[plan.name] = "failed"
+            if not sweep:
+                results[0][1].end("KILLED" if self.stop.is_set() else "FAILED")
+        if sweep and owner is not None:
+            owner.end("FINISHED" if err is None else "FAILED")
+
+    def _check(self, plan: StagePlan, pt: Point, run: Any) -> StageFailed | None:
+        """``checks:`` on the metrics the notebook logged into the run."""
+        if not plan.stage.checks:
+            return None
+        logged = _latest_metrics(run)
+        for metric, expr in plan.stage.checks.items():
+            op, bound = specmod.parse_check(expr)
+            if metric not in logged:
+                return StageFailed(
+                    f"stage {pt.label}: check {metric} {expr} failed: the "
+                    f"notebook never logged {metric!r}",
+                    "log it with nbops.log_metric or %track metric",
+                    stage=plan.name,
+                )
+            if not _OPS[op](logged[metric], bound):
+                return StageFailed(
+                    f"stage {pt.label}: check {metric} {expr} failed "
+                    f"({metric} = {logged[metric]:.6g})",
+                    stage=plan.name,
+                )
+        return None
+
+    def _interrupt(self) -> None:
+        self.stop.set()
+        if self.executor is not None:
+            threading.Thread(target=self.executor.stop, daemon=True).start()
+
+    def _close(self, seconds: float) -> None:
+        if self.sink is None:
+            self.r.hashes.save()
+            self.r.progress.summary(self.status, seconds, None)
+            return
+        status = "KILLED" if self.stop.is_set() else "FAILED" if self.failures else "FINISHED"
+        for run in self.stage_runs.values():
+            if run.status == "RUNNING":
+                run.end(status)
+        self.pipeline_run.end(status)
+        delivered = self.sink.close()
+        rid = self.pipeline_run.id_if_ready()
+        self.r.progress.summary(self.status, seconds, rid)
+        if not delivered:
+            self.r.progress.note(
+                f"the tracking store is unreachable ({self.sink.error}); the runs"
+                " stay spooled and `nbops sync` delivers them"
+            )
+        for f in self.failures:
+            self.r.progress.note(str(f))
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def _latest_metrics(run: Any) -> dict[str, float]:
+    """The last value of each metric in a run's spool (what the notebook logged)."""
+    import json as _j
+
+    out: dict[str, tuple[int, float]] = {}
+    with open(run._spool.log_path, "rb") as f:
+        for line in f:
+            try:
+                rec = _j.loads(line)
+            except ValueError:
+                continue
+            if rec and rec[0] == "m":
+                k, v, step = rec[1], rec[2], rec[3]
+                if k not in out or step >= out[k][0]:
+                    out[k] = (step, v)
+    return {k: v for k, (_, v) in out.items()}
+
+
+def _param_str(v: Any) -> str:
+    return v if isinstance(v, str) else _json(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def _json(v: Any) -> str:
+    import json as _j
+
+    return _j.dumps(v, indent=1, sort_keys=True, default=str)
+
+
+def _install_signal_handlers(on_stop: Callable[[], None]) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    count = {"n": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        count["n"] += 1
+        on_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _restore_signal_handlers(old: dict[int, Any]) -> None:
+    for sig, h in old.items():
+        signal.signal(sig, h)

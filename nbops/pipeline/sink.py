@@ -1,0 +1,163 @@
+"""Delivers the runs of one pipeline execution from the runner's own process: MLflow is imported
+once (in a background thread, while the first kernel starts), not once per kernel. Stage kernels
+append to their run's spool (NBOPS_ATTACH_SPOOL); this sink tails every spool so metrics show up
+in MLflow while a stage runs, creates child runs under their parents, and finishes runs."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops.tracking.run import Run
+
+
+@dataclass
+class _Entry:
+    run: Run
+    parent: Run | None
+    delivery: Any = None
+    done: bool = False
+    extra: list[list[Any]] = field(default_factory=list)
+
+
+class Sink:
+    def __init__(self, uri: str, cwd: Path) -> None:
+        self.uri = uri
+        self.cwd = cwd
+        self._entries: list[_Entry] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._store: Any = None
+        self.error: str | None = None
+        self._context: list[list[Any]] | None = None
+        self._thread = threading.Thread(target=self._loop, name="nbops-sink", daemon=True)
+        self._thread.start()
+
+    def add(self, run: Run, parent: Run | None = None) -> None:
+        with self._lock:
+            self._entries.append(_Entry(run, parent))
+        self._wake.set()
+
+    # --- the loop ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(0.25)
+            self._wake.clear()
+            self.pump()
+            with self._lock:
+                if self._closing and all(e.done for e in self._entries):
+                    return
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from nbops.tracking.store import Store
+
+            self._store = Store(self.uri)
+        return self._store
+
+    def _capture(self) -> list[list[Any]]:
+        """Git state and environment, computed once for the whole pipeline execution."""
+        if self._context is None:
+            from nbops.tracking import capture
+
+            tags = capture.host_tags()
+            git_tags, diff = capture.git_state(self.cwd)
+            tags.update(git_tags)
+            recs: list[list[Any]] = [["t", k, v] for k, v in tags.items()]
+            self._env_text = capture.environment_text()
+            self._diff = diff
+            self._context = recs
+        return self._context
+
+    def pump(self) -> None:
+        from nbops.tracking.delivery import Delivery
+
+        with self._lock:
+            entries = [e for e in self._entries if not e.done]
+        if not entries:
+            return
+        try:
+            store = self._open()
+            for e in entries:
+                if e.delivery is None:
+                    pid = None
+                    if e.parent is not None:
+                        pid = self._ensure(e.parent)
+                        if pid is None:
+                            continue  # its parent is created first
+                    e.delivery = Delivery(e.run._spool, store)
+                    if pid is not None:
+                        tags = e.delivery.start.setdefault("tags", {})
+                        tags["mlflow.parentRunId"] = tags["nbops.parent_run"] = pid
+                    e.delivery.ensure_run()
+                    self._add_context(e)
+                e.delivery.pump()
+                if e.delivery.ended and e.delivery.caught_up():
+                    e.run._spool.finish(e.delivery.run_id)
+                    e.run._spool.close()
+                    e.done = True
+            self.error = None
+        except Exception as exc:  # noqa: BLE001 - retried on the next pump; data stays spooled
+            self.error = (
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            )
+
+    def _ensure(self, run: Run) -> str | None:
+        with self._lock:
+            for e in self._entries:
+                if e.run is run and e.delivery is not None:
+                    return e.delivery.run_id  # type: ignore[no-any-return]
+        return None
+
+    def _add_context(self, e: _Entry) -> None:
+        sp = e.run._spool
+        if sp.fd is None:
+            return
+        for rec in self._capture():
+            sp.append(rec)
+        env = sp.new_file("environment.txt")
+        env.write_text(self._env_text)
+        sp.append(["a", str(env), None, True])
+        if self._diff:
+            patch = sp.new_file("diff.patch")
+            patch.write_text(self._diff)
+            sp.append(["a", str(patch), "git", True])
+
+    def run_id(self, run: Run, timeout: float = 60.0) -> str | None:
+        """The MLflow id of a run once the sink created it (None if the store is unreachable)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rid = run.id_if_ready()
+            if rid is not None:
+                return rid
+            self._wake.set()
+            time.sleep(0.02)
+        return None
+
+    def close(self, timeout: float = 120.0) -> bool:
+        """Deliver everything that is left; False if some runs stay spooled (store down)."""
+        import time
+
+        with self._lock:
+            self._closing = True
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        failing_since: float | None = None
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self._thread.join(0.2)
+            if self.error is None:
+                failing_since = None
+            elif failing_since is None:
+                failing_since = time.monotonic()
+            elif time.monotonic() - failing_since > 10:
+                break  # the store stays unreachable: leave the rest to nbops sync
+        with self._lock:
+            left = [e for e in self._entries if not e.done]
+        for e in left:
+            e.run._spool.close()  # release the lock: nbops sync can deliver it later
+        return not left
