@@ -203,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
+    from nbops.pipeline.commands import add_parsers
+
+    add_parsers(sub)
+
     sp = add("runs", cmd_runs, "list runs (newest first)")
     sp.add_argument(
         "-e", "--experiment", action="append", help="experiment name or id (repeatable)"

@@ -1,4 +1,4 @@
-"""``nbops demo``: run the example notebook(s) on the embedded store and say where to look."""
+"""``nbops demo``: run the example pipeline on the embedded store and say where to look."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def examples_source() -> Path:
     """The example project: the checkout's example_notebooks/, or the copy inside the wheel."""
     here = Path(__file__).resolve().parent
     for candidate in (here.parent / "example_notebooks", here / "examples"):
-        if (candidate / QUICKSTART).is_file():
+        if (candidate / "nbops.yaml").is_file():
             return candidate
     raise NotFound(
         "the example notebooks are not installed with this nbops",
@@ -46,41 +46,34 @@ def project_dir(requested: str | None) -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import papermill as pm
+    """Run the example pipeline (prepare -> train sweep -> evaluate) on the embedded store."""
+    from nbops.pipeline.runner import Runner
 
     proj = project_dir(getattr(args, "dir", None))
     project.state_dir(proj)  # makes proj a project root: its store is proj/.nbops/mlflow.db
-    out_dir = proj / ".nbops" / "demo"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nb = proj / QUICKSTART
-    out = out_dir / QUICKSTART
     env_before = dict(os.environ)
     os.environ[project.ROOT_ENV] = str(proj)
-    os.environ["NBOPS_NOTEBOOK"] = str(nb)
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # the demo is about the embedded store
-    print(f"nbops demo: running {nb} (store {project.default_tracking_uri(proj)})", flush=True)
+    print(
+        f"nbops demo: the example pipeline in {proj} (store {project.default_tracking_uri(proj)})",
+        flush=True,
+    )
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(nb), str(out), cwd=str(proj), progress_bar=False, kernel_name="python3"
-        )
-    except pm.PapermillExecutionError as exc:
-        raise StageFailed(
-            f"{QUICKSTART} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}",
-            f"open {out} to see the error",
-            stage="demo",
-            cell=exc.exec_count,
-            notebook=str(out),
-        ) from exc
+        code = Runner(proj).run()
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    took = time.perf_counter() - t0
+    if code != 0:
+        raise StageFailed(
+            "the example pipeline failed (see above)",
+            f"the executed notebooks are under {proj / '.nbops' / 'runs'}",
+        )
     rel = os.path.relpath(proj)
-    print(f"nbops demo: done in {took:.1f} s; executed notebook: {out}")
-    print("where to look:")
-    print(f"  cd {rel} && nbops runs          # the runs, in the terminal")
-    print(f"  cd {rel} && nbops ui            # MLflow's UI on http://127.0.0.1:5000")
-    print(f"  cd {rel} && jupyter lab         # open {QUICKSTART} and track your own runs")
+    print(f"nbops demo: done in {time.perf_counter() - t0:.1f} s. Where to look:")
+    print(f"  cd {rel} && nbops runs        # the runs: one per stage and sweep point")
+    print(f"  cd {rel} && nbops status      # every stage up to date; run `nbops run` again: 0 s")
+    print(f"  cd {rel} && nbops ui          # MLflow's UI on http://127.0.0.1:5000")
+    print(f"  cd {rel} && jupyter lab       # {QUICKSTART}: track your own runs")
     sys.stdout.flush()
     return 0

@@ -355,7 +355,7 @@ class _Execution:
                     plan.notebook,
                     out,
                     pt.params,
-                    self.r.root,
+                    plan.notebook.parent,  # the kernel runs where the notebook is, as in Jupyter
                     env={
                         "NBOPS_ATTACH_SPOOL": str(run._spool.dir),
                         "NBOPS_NOTEBOOK": str(plan.notebook),

@@ -115,6 +115,10 @@ def log_figure(figure: Any, name: str = "figure.png") -> None:
     _run().log_figure(figure, name)
 
 
+def log_model(model: Any, name: str = "model", flavor: str | None = None) -> str:
+    return _run().log_model(model, name, flavor)
+
+
 def track_data(
     path: str | os.PathLike[str], role: str = "input", name: str | None = None
 ) -> dict[str, Any]:

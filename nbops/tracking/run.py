@@ -329,6 +329,20 @@ class Run:
         self._spool.append(["a", str(f), d or None, True])
         self.counts["artifacts"] += 1
 
+    def log_model(self, model: Any, name: str = "model", flavor: str | None = None) -> str:
+        """Save ``model`` in MLflow's format under the artifact path ``name``; returns the model
+        URI ``runs:/<run_id>/<name>`` once the run exists (``name`` is known at once)."""
+        self._check_open()
+        from nbops.tracking import model as models
+
+        validate.key(name, "model name")
+        target = self._spool.new_file(name)
+        used = models.save(model, str(target), flavor)
+        self._spool.append(["a", str(target), name, True])
+        self._spool.append(["t", f"nbops.model.{name}", used])
+        self.counts["artifacts"] += 1
+        return f"runs:/{self._run_id or self.local_id}/{name}"
+
     def log_png(self, png: bytes, artifact_file: str) -> None:
         self._check_open()
         d, _, name = artifact_file.strip("/").rpartition("/")

@@ -1,0 +1,168 @@
+"""The pipeline's CLI verbs: ``nbops run``, ``status``, ``checkout``, ``diff`` (parsing lives in
+cli.py; this module turns arguments into calls on the runner and prints results)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from nbops import project
+from nbops.errors import ConfigError, NotFound
+
+
+def _root() -> Any:
+    root = project.find_root()
+    if not (root / project.CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"no {project.CONFIG_FILE} in {root} or above",
+            "create one (see README: Pipelines), or cd into your project",
+            file=str(root / project.CONFIG_FILE),
+        )
+    return root
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nbops.pipeline.runner import Runner
+
+    runner = Runner(_root(), params=args.param, sweep=args.sweep, force=args.force, jobs=args.jobs)
+    names = list(args.stages)
+    if args.resume:
+        names = _resume_targets(runner) or names
+        if not names:
+            print("nbops run --resume: nothing failed or was skipped last time")
+            return 0
+    return runner.run(names or None, dry_run=args.dry_run)
+
+
+def _resume_targets(runner: Any) -> list[str]:
+    failed = {label.split("[", 1)[0] for label in runner.state.failed}
+    todo = set(failed)
+    for f in failed:
+        todo |= runner.graph.downstream(f)
+    return [s for s in runner.graph.order if s in todo]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nbops.pipeline.runner import Runner
+
+    runner = Runner(_root())
+    rows = runner.status(list(args.stages) or None)
+    stale = 0
+    for label, why in rows:
+        if why:
+            stale += 1
+            print(f"{label:<28} stale       {'; '.join(why)}")
+        else:
+            print(f"{label:<28} up to date")
+    print(f"{stale} of {len(rows)} stale" if stale else "everything is up to date")
+    return 0
+
+
+def _outs_record(run_id: str) -> tuple[Any, dict[str, Any]]:
+    from nbops.tracking.query import open_store
+
+    store = open_store()
+    run = store.get_run(run_id)
+    try:
+        path = store.client.download_artifacts(run_id, "outs.json")
+    except Exception as exc:  # noqa: BLE001 - no outs.json: not a stage run
+        raise NotFound(
+            f"run {run_id} has no outs.json (it is not a pipeline stage run with outs)",
+            "pick a stage run from `nbops runs` (tag nbops.stage)",
+        ) from exc
+    with open(path) as f:
+        return run, json.load(f)
+
+
+def cmd_checkout(args: argparse.Namespace) -> int:
+    from nbops.pipeline.cache import OutCache
+    from nbops.pipeline.hashing import HashCache
+
+    root = _root()
+    _, record = _outs_record(args.run)
+    state = project.state_dir(root)
+    hashes = HashCache(root, state)
+    restored = OutCache(root, state, hashes).restore(record)
+    hashes.save()
+    for rel in restored:
+        print(f"restored {rel}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from nbops.tracking.query import open_store
+
+    store = open_store()
+    a, b = store.get_run(args.run_a), store.get_run(args.run_b)
+    lines: list[str] = []
+
+    def section(title: str, da: dict[str, Any], db: dict[str, Any]) -> None:
+        keys = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
+        if keys:
+            lines.append(title)
+            for k in keys:
+                lines.append(f"  {k}: {da.get(k, '(none)')} → {db.get(k, '(none)')}")
+
+    section("params", a.data.params, b.data.params)
+    section("metrics", a.data.metrics, b.data.metrics)
+    outs_a = {
+        k[len("nbops.out.") :]: v for k, v in a.data.tags.items() if k.startswith("nbops.out.")
+    }
+    outs_b = {
+        k[len("nbops.out.") :]: v for k, v in b.data.tags.items() if k.startswith("nbops.out.")
+    }
+    section("outs (content hash)", outs_a, outs_b)
+    print("\n".join(lines) if lines else "no differences in params, metrics or outs")
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    sp = sub.add_parser(
+        "run",
+        help="run pipeline stages whose inputs changed",
+        description="Run the stages of nbops.yaml (all, or the named ones and "
+        "what they depend on) that are not up to date.",
+    )
+    sp.add_argument("stages", nargs="*", metavar="STAGE")
+    sp.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="[STAGE.]K=V",
+        help="override a parameter (repeatable)",
+    )
+    sp.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="K=A,B,C",
+        help="run a stage once per value (repeatable: a grid)",
+    )
+    sp.add_argument("--force", action="store_true", help="run even what is up to date")
+    sp.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        help="stages/sweep points at once (default: CPU count)",
+    )
+    sp.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
+    sp.add_argument(
+        "--resume", action="store_true", help="run only what failed or was skipped last time"
+    )
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("status", help="each stage: up to date, or why it would run")
+    sp.add_argument("stages", nargs="*", metavar="STAGE")
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("checkout", help="restore the outs a stage run wrote, byte for byte")
+    sp.add_argument("run", help="a stage run id")
+    sp.set_defaults(func=cmd_checkout)
+
+    sp = sub.add_parser("diff", help="params, metrics and outs that differ between two runs")
+    sp.add_argument("run_a")
+    sp.add_argument("run_b")
+    sp.set_defaults(func=cmd_diff)
