@@ -40,7 +40,9 @@ def project_dir(requested: str | None) -> Path:
             src,
             target,
             dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns(".nbops", ".ipynb_checkpoints", "*.pyc"),
+            ignore=shutil.ignore_patterns(
+                ".nbops", ".ipynb_checkpoints", "*.pyc", "data", "models", "reports"
+            ),
         )
     return target
 

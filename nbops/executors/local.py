@@ -35,14 +35,17 @@ class LocalExecutor(Executor):
 
     # --- the pool of fresh kernels -----------------------------------------------------------
     def _start_kernel(self) -> Any:
-        from jupyter_client.manager import KernelManager
+        # an async manager: papermill's client then polls the kernel's liveness while it waits
+        # for output, so a kernel that dies (or is stopped) fails the job instead of hanging it
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
 
-        km = KernelManager(kernel_name=self.kernel_name)
+        km = AsyncKernelManager(kernel_name=self.kernel_name)
         with self._lock:
             if self._stopped:
                 raise StageFailed("the pipeline was stopped before the kernel started")
             self._live.add(km)
-        km.start_kernel(cwd=str(self.cwd), env=dict(os.environ))
+        run_sync(km.start_kernel)(cwd=str(self.cwd), env=dict(os.environ))
         return km
 
     def warm_up(self) -> None:
@@ -84,7 +87,7 @@ class LocalExecutor(Executor):
             return Result(job, True, time.perf_counter() - t0)
         except pm.PapermillExecutionError as exc:
             err = StageFailed(
-                f"stage {job.label} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}",
+                f"stage {job.label} failed at In [{exc.exec_count}]: {exc.ename}: {exc.evalue}",
                 f"the executed notebook, with papermill's error banner, is {job.output}",
                 stage=job.stage,
                 cell=exc.exec_count,
@@ -108,7 +111,10 @@ class LocalExecutor(Executor):
 
     def _setup(self, km: Any, job: Job) -> None:
         """Give the fresh kernel the job's environment and working directory."""
-        kc = km.client()
+        from jupyter_client.blocking import BlockingKernelClient
+
+        kc = BlockingKernelClient()
+        kc.load_connection_info(km.get_connection_info())
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=60)
@@ -127,17 +133,21 @@ class LocalExecutor(Executor):
             kc.stop_channels()
 
     def _kill(self, km: Any) -> None:
+        from jupyter_core.utils import run_sync
+
         try:
             if km.has_kernel:
-                km.shutdown_kernel(now=True)
+                run_sync(km.shutdown_kernel)(now=True)
         except Exception:  # noqa: BLE001 - it is going away either way
             pass
         with self._lock:
             self._live.discard(km)
 
     def stop(self) -> None:
-        """Stop every kernel now, started or starting; no new one starts."""
+        """Stop every kernel now, started or starting; no new one starts. Idempotent."""
         with self._lock:
+            if self._stopped:
+                return
             self._stopped = True
             pending = list(self._ready)
             self._ready.clear()

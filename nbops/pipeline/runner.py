@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops.pipeline.graph import Graph, build
-
 from nbops import project
 from nbops.errors import ParameterError, StageFailed
 from nbops.executors.base import Executor, Job, Result
 from nbops.pipeline import notebook as nbmod
 from nbops.pipeline import spec as specmod
+from nbops.pipeline.graph import Graph, build
 from nbops.pipeline.hashing import HashCache
 from nbops.pipeline.progress import Progress
 from nbops.pipeline.staleness import Fingerprint, fingerprint, point_key, reasons
@@ -152,7 +151,7 @@ class Runner:
                 label = name + (
                     "[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]" if combo else ""
                 )
-                points.append(Point(label, full, combo, point_key(full)))
+                points.append(Point(label, full, combo, point_key(combo)))
             plans.append(StagePlan(name, st, nb, nbmod.code_digest(nb), points))
         unused = [k for k in self.sweep_args if not any(k in self._declared(p.name) for p in plans)]
         if unused:
@@ -377,7 +376,10 @@ class _Execution:
             self.failures.append(err)
             self.r.state.failed[pt.label] = err.message
             self.status[plan.name] = "failed"
-            self.r.progress.line(pt.label, "failed", err.message)
+            if self.stop.is_set():
+                self.r.progress.line(pt.label, "killed", "interrupted (Ctrl-C / SIGTERM)")
+            else:
+                self.r.progress.line(pt.label, "failed", err.message)
         sweep = len(plan.points) > 1
         if sweep:  # each point of a sweep is its own run; the stage's outs go to the parent
             run.end("FINISHED" if err is None else "KILLED" if self.stop.is_set() else "FAILED")
@@ -460,9 +462,7 @@ class _Execution:
         return None
 
     def _interrupt(self) -> None:
-        self.stop.set()
-        if self.executor is not None:
-            threading.Thread(target=self.executor.stop, daemon=True).start()
+        self.stop.set()  # the main loop stops the executor within half a second
 
     def _close(self, seconds: float) -> None:
         if self.sink is None:

@@ -34,7 +34,10 @@ def environment_digest() -> str:
 
 
 def point_key(params: dict[str, Any]) -> str:
-    """A stable name for one parameter combination (one sweep point)."""
+    """A stable name for one sweep point (its swept values; "-" for a stage without a sweep), so
+    a changed base parameter is reported as a change, not as a point never run."""
+    if not params:
+        return "-"
     canon = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
     return xxhash.xxh3_64(canon.encode()).hexdigest()
 

@@ -1,0 +1,253 @@
+"""nbops run on throwaway projects: real kernels (papermill), a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import nbops_cli, notebook
+
+YAML = """\
+experiment: tiny
+stages:
+  make:
+    notebook: make.ipynb
+    params: {n: 3}
+    outs: [a.txt]
+  double:
+    notebook: double.ipynb
+    deps: [a.txt]
+    outs: [b.txt]
+    checks: {total: ">= 0"}
+  other:
+    notebook: other.ipynb
+    outs: [c.txt]
+"""
+
+
+@pytest.fixture
+def tiny(project: Path) -> Path:
+    notebook(
+        project / "make.ipynb",
+        ("n = 1", ["parameters"]),
+        "from pathlib import Path\nPath('a.txt').write_text(str(n) * n)",
+    )
+    notebook(
+        project / "double.ipynb",
+        ("factor = 2", ["parameters"]),
+        "import nbops\nfrom pathlib import Path\ntext = Path('a.txt').read_text()\n"
+        "Path('b.txt').write_text(text * factor)\n"
+        "nbops.log_metric('total', len(text) * factor)",
+    )
+    notebook(project / "other.ipynb", "open('c.txt', 'w').write('independent')")
+    (project / "nbops.yaml").write_text(YAML)
+    return project
+
+
+def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return nbops_cli("run", *args, cwd=project, timeout=300)
+
+
+def states(out: str) -> dict[str, str]:
+    """{label: last state} from nbops run's progress lines."""
+    got = {}
+    for line in out.splitlines():
+        m = re.match(r"^\[\s*[\d.]+s\]\s+(\S+)\s+(up to date|\S+)", line)
+        if m:
+            got[m.group(1)] = m.group(2)
+    return got
+
+
+def stage_runs(client, stage: str) -> list:
+    exp = client.get_experiment_by_name("tiny")
+    return client.search_runs([exp.experiment_id], f"tags.`nbops.stage` = '{stage}'")
+
+
+def test_first_run_executes_everything_then_a_rerun_is_a_noop(tiny, client):
+    first = run(tiny)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert states(first.stdout) == {"make": "done", "double": "done", "other": "done"}
+    assert (tiny / "b.txt").read_text() == "333333"
+    (r,) = stage_runs(client, "double")
+    assert r.info.status == "FINISHED" and r.data.metrics["total"] == 6
+    assert r.data.params == {"factor": "2"}
+    assert r.data.tags["mlflow.parentRunId"]  # a child of the pipeline run
+    assert (tiny / ".nbops" / "runs" / r.info.run_id / "double.ipynb").is_file()
+    assert [a.path for a in client.list_artifacts(r.info.run_id, "notebook")] == [
+        "notebook/double.ipynb"
+    ]
+    again = run(tiny)
+    assert states(again.stdout) == dict.fromkeys(("make", "double", "other"), "up to date")
+    assert len(stage_runs(client, "double")) == 1
+
+
+def test_changed_param_reruns_only_that_stage_and_its_downstream(tiny, client):
+    run(tiny)
+    (tiny / "nbops.yaml").write_text(YAML.replace("{n: 3}", "{n: 4}"))
+    status = nbops_cli("status", cwd=tiny)
+    assert "params changed: n 3 → 4" in status.stdout
+    assert "upstream stage make will run" in status.stdout
+    out = run(tiny)
+    assert states(out.stdout) == {"make": "done", "double": "done", "other": "up to date"}
+    assert (tiny / "b.txt").read_text() == "4444" * 2
+
+
+def test_command_line_params_override_the_yaml(tiny):
+    run(tiny)
+    out = run(tiny, "-p", "make.n=2")
+    assert states(out.stdout)["make"] == "done"
+    assert (tiny / "a.txt").read_text() == "22"
+
+
+def test_touched_but_unchanged_dep_reruns_nothing(tiny):
+    run(tiny)
+    os.utime(tiny / "a.txt", (time.time() + 100, time.time() + 100))
+    out = run(tiny)
+    assert set(states(out.stdout).values()) == {"up to date"}
+
+
+def test_deleted_out_reruns_its_stage(tiny):
+    run(tiny)
+    (tiny / "c.txt").unlink()
+    assert "out missing: c.txt" in nbops_cli("status", cwd=tiny).stdout
+    out = run(tiny)
+    assert states(out.stdout) == {"make": "up to date", "double": "up to date", "other": "done"}
+
+
+def test_checkout_restores_an_earlier_runs_outs_byte_for_byte(tiny, client):
+    run(tiny)
+    (first,) = stage_runs(client, "make")
+    run(tiny, "-p", "make.n=5")
+    assert (tiny / "a.txt").read_text() == "55555"
+    done = nbops_cli("checkout", first.info.run_id, cwd=tiny)
+    assert done.returncode == 0, done.stderr
+    assert (tiny / "a.txt").read_bytes() == b"333"
+    runs = sorted(stage_runs(client, "make"), key=lambda r: r.info.start_time)
+    diff = nbops_cli("diff", runs[0].info.run_id, runs[1].info.run_id, cwd=tiny)
+    assert "n: 3 → 5" in diff.stdout and "a.txt" in diff.stdout
+
+
+def test_a_sweep_makes_one_child_run_per_point_under_a_parent(tiny, client):
+    out = run(tiny, "double", "--sweep", "factor=1,2,3", "--jobs", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    labels = states(out.stdout)
+    assert {"double[factor=1]", "double[factor=2]", "double[factor=3]"} <= set(labels)
+    assert "other" not in labels  # not selected, not upstream of double
+    runs = stage_runs(client, "double")
+    parent = [r for r in runs if "nbops.sweep_point" not in r.data.tags]
+    points = [r for r in runs if "nbops.sweep_point" in r.data.tags]
+    assert len(parent) == 1 and len(points) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in points} == {parent[0].info.run_id}
+    assert sorted(r.data.metrics["total"] for r in points) == [3, 6, 9]
+    assert "outs.json" in {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+
+
+def test_a_failing_cell_fails_its_stage_skips_downstream_and_resume_finishes(tiny, client):
+    notebook(
+        tiny / "make.ipynb",
+        ("n = 1", ["parameters"]),
+        "x = 1",
+        "raise RuntimeError('broken input ' + str(n))",
+    )
+    out = run(tiny)
+    assert out.returncode == 1
+    assert states(out.stdout) == {"make": "failed", "double": "skipped", "other": "done"}
+    assert "make failed at In [4]: RuntimeError: broken input 3" in out.stderr
+    executed = tiny / ".nbops" / "runs"
+    (kept,) = [p for p in executed.rglob("make.ipynb")]
+    assert "broken input 3" in kept.read_text()  # papermill's error banner and traceback
+    (failed,) = stage_runs(client, "make")
+    assert failed.info.status == "FAILED"
+    notebook(
+        tiny / "make.ipynb",
+        ("n = 1", ["parameters"]),
+        "from pathlib import Path\nPath('a.txt').write_text(str(n) * n)",
+    )
+    resumed = run(tiny, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert states(resumed.stdout) == {"make": "done", "double": "done"}
+
+
+def test_a_failed_check_fails_the_stage(tiny):
+    (tiny / "nbops.yaml").write_text(YAML.replace('{total: ">= 0"}', '{total: "> 100"}'))
+    out = run(tiny)
+    assert out.returncode == 1
+    assert "check total > 100 failed (total = 6)" in out.stderr
+
+
+def test_an_undeclared_parameter_fails_before_anything_runs(tiny):
+    (tiny / "nbops.yaml").write_text(YAML.replace("params: {n: 3}", "params: {n: 3, m: 1}"))
+    out = run(tiny)
+    assert out.returncode == 2
+    assert "parameter 'm' is not declared by make.ipynb" in out.stderr
+    assert "declares: n" in out.stderr
+    assert not (tiny / ".nbops" / "runs").exists()
+    bad = run(tiny, "-p", "nope=1")
+    assert bad.returncode == 2 and "no stage to run declares a parameter 'nope'" in bad.stderr
+
+
+def _kernels_of(project: Path) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+                cwd = os.readlink(d / "cwd")
+            except OSError:
+                continue
+            if "ipykernel" in cmd and cwd.startswith(str(project)):
+                pids.append(int(d.name))
+    return pids
+
+
+def test_sigint_stops_kernels_and_marks_runs_killed(tiny, client):
+    notebook(tiny / "other.ipynb", "import time\nopen('started', 'w').close()\ntime.sleep(600)")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbops", "run", "other"],
+        cwd=tiny,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "other" in line and "running" in line:
+            break
+    deadline = time.monotonic() + 60
+    while not (tiny / "started").exists():  # the notebook is in its long cell
+        assert time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.05)
+    assert _kernels_of(tiny)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, rest
+    assert "killed" in rest
+    assert _kernels_of(tiny) == []
+    (r,) = stage_runs(client, "other")
+    assert r.info.status == "KILLED"
+
+
+def test_metrics_the_notebook_logs_with_track_magics_go_to_the_stage_run(tiny, client):
+    notebook(
+        tiny / "other.ipynb",
+        "%load_ext nbops",
+        "%track start",
+        "%%track -n fit\nlr = 0.5\nscore = 0.25 * 4\nopen('c.txt', 'w').write('x')",
+        "%track stop",
+    )
+    out = run(tiny, "other")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (r,) = stage_runs(client, "other")
+    assert r.data.metrics["score"] == 1.0 and r.data.params["lr"] == "0.5"
+    assert r.info.status == "FINISHED"
+    assert json.loads(Path(client.download_artifacts(r.info.run_id, "outs.json")).read_text())[
+        "c.txt"
+    ]["digest"]
