@@ -1,13 +1,17 @@
 """Tracking benchmarks: nbops against plain MLflow, each figure and its peer from ONE run.
 
-    python bench/tracking.py            # prints one line per figure, rewrites bench/RESULTS.md
+    python bench/tracking.py     # one line per figure, then rewrites bench/RESULTS.md
 
 Figures (targets from the tracking-core issue):
-  load_ext   `%load_ext nbops` in a fresh process          <= 0.05x `import mlflow`
-  start      `%track start` in a cold kernel               <= 0.1 s   (peer: mlflow.start_run)
-  log call   one nbops.log_metric                          <= 20 us, >= 250x mlflow.log_metric
-  throughput metric values reaching the store        >= 10,000/s (peer: MlflowClient.log_batch)
-  %%track    added time per tracked cell                   <= 1 ms
+  load_ext    `%load_ext nbops` in a fresh process        <= 0.05x `import mlflow` (fresh process)
+  start       `%track start` in a cold kernel             <= 0.1 s (peer: import mlflow + start_run)
+  log call    one nbops.log_metric                        <= 20 us and >= 250x mlflow.log_metric
+  throughput  metric values/s reaching the store          >= 10,000/s (peer: MlflowClient.log_batch)
+  %%track     time added per tracked cell                 <= 1 ms
+
+Every store lives in a temporary directory: nbops gets NBOPS_PROJECT_ROOT=<tmp>/<figure> (its
+embedded SQLite store, MLFLOW_TRACKING_URI unset); the MLflow peers share sqlite:///<tmp>/peer.db,
+whose schema is created before any timing. Each measurement runs in a fresh process or kernel.
 """
 
 from __future__ import annotations
@@ -15,254 +19,385 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+PIPELINE_MARKER = "\n## Pipelines"  # bench/pipeline.py appends its own section: keep it
 HEAVY = ["mlflow", "pandas", "papermill", "nbformat", "jsonschema"]
-rows: list[dict[str, object]] = []
+
+N_LOAD = 3  # fresh processes per side for %load_ext / import mlflow (median)
+N_CALLS = 20_000  # nbops.log_metric calls timed
+N_PEER_CALLS = 200  # mlflow.log_metric calls timed
+N_VALUES = 100_000  # metric values delivered, nbops and peer alike
+BATCH = 1000  # MLflow's log_batch limit
+N_CELLS = 200  # executions of the cell, plain and %%track each
+
+rows: list[dict[str, Any]] = []
+notes: list[str] = []
 
 
-def child(code: str, env: dict[str, str] | None = None) -> dict[str, object]:
-    """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line."""
-    out = subprocess.run(
-        [sys.executable, "-c", code],
+# --- plumbing -----------------------------------------------------------------------------------
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(extra)
+    return env
+
+
+def child(
+    code: str, env: dict[str, str], cwd: Path | None = None, args: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object as its last stdout line."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
-        check=True,
+        env=env,
+        cwd=cwd,
         timeout=600,
+        check=False,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def record(
-    name: str,
-    value: float,
-    unit: str,
-    target: str,
-    met: bool,
-    peer_name: str,
-    peer: float,
-    ratio: str,
+    figure: str, nbops: str, target: str, met: bool, peer: str, ratio: str, extra: str = ""
 ) -> None:
     rows.append(
-        dict(
-            name=name,
-            value=value,
-            unit=unit,
-            target=target,
-            met=met,
-            peer_name=peer_name,
-            peer=peer,
-            ratio=ratio,
-        )
+        {"figure": figure, "nbops": nbops, "target": target, "met": met, "peer": peer}
+        | {"ratio": ratio, "extra": extra}
     )
-    flag = "met" if met else "MISSED"
+    tail = f" | {extra}" if extra else ""
     print(
-        f"{name:<34} {value:>10.4g} {unit:<9} target {target:<22} {flag:<6} | "
-        f"{peer_name} {peer:.4g} {unit} | {ratio}",
+        f"{figure}: nbops {nbops} | target {target} | peer {peer} | ratio {ratio} | "
+        f"{'MET' if met else 'MISSED'}{tail}",
         flush=True,
     )
 
 
-def bench_load_ext() -> None:
-    code = (
-        "import time, sys, json\n"
-        "from IPython.core.interactiveshell import InteractiveShell\n"
-        "sh = InteractiveShell.instance()\n"
-        "t = time.perf_counter()\n"
-        "sh.run_line_magic('load_ext', 'nbops')\n"
-        "dt = time.perf_counter() - t\n"
-        f"print(json.dumps({{'s': dt, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))"
-    )
-    nb = min((child(code) for _ in range(3)), key=lambda r: r["s"])  # type: ignore[arg-type,return-value]
-    peer_code = (
-        "import time, json\nt = time.perf_counter()\nimport mlflow\n"
-        "print(json.dumps({'s': time.perf_counter() - t}))"
-    )
-    peer = min(child(peer_code)["s"] for _ in range(3))  # type: ignore[type-var]
-    s = float(nb["s"])  # type: ignore[arg-type]
-    ratio = s / float(peer)  # type: ignore[arg-type]
+def fmt_rate(r: float) -> str:
+    return f"{r:,.0f}/s"
+
+
+# --- 1. %load_ext nbops vs import mlflow ----------------------------------------------------------
+LOAD_EXT = f"""
+import json, sys, time
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+t = time.perf_counter()
+shell.run_line_magic('load_ext', 'nbops')
+dt = time.perf_counter() - t
+ok = 'track' in shell.magics_manager.magics['line']
+print(json.dumps({{'s': dt, 'ok': ok, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+IMPORT_MLFLOW = """
+import json, time
+t = time.perf_counter()
+import mlflow
+print(json.dumps({'s': time.perf_counter() - t}))
+"""
+
+
+def bench_load_ext(tmp: Path) -> None:
+    env = base_env(NBOPS_PROJECT_ROOT=str(tmp / "load"))
+    child(LOAD_EXT, env)  # warm the file cache and bytecode for both sides, untimed
+    child(IMPORT_MLFLOW, env)
+    ours, theirs = [], []
+    heavy: set[str] = set()
+    registered = True
+    for _ in range(N_LOAD):  # interleaved, so a slow spell of the machine hits both sides
+        r = child(LOAD_EXT, env)
+        ours.append(float(r["s"]))
+        heavy.update(r["heavy"])
+        registered = registered and bool(r["ok"])
+        theirs.append(float(child(IMPORT_MLFLOW, env)["s"]))
+    s, peer = statistics.median(ours), statistics.median(theirs)
+    ratio = s / peer
     record(
-        "%load_ext nbops",
-        s * 1000,
-        "ms",
+        "%load_ext nbops (fresh process)",
+        f"{s * 1e3:.1f} ms",
         "<= 0.05x import mlflow",
-        ratio <= 0.05 and not nb["heavy"],
-        "import mlflow",
-        float(peer) * 1000,  # type: ignore[arg-type]
-        f"{ratio:.4f}x (heavy modules loaded: {nb['heavy'] or 'none'})",
+        ratio <= 0.05 and registered,
+        f"import mlflow {peer * 1e3:.0f} ms",
+        f"{ratio:.3f}x",
+        f"median of {N_LOAD}",
     )
+    light = not heavy
+    print(
+        f"%load_ext nbops heavy modules ({', '.join(HEAVY)}) in sys.modules after it: "
+        f"{', '.join(sorted(heavy)) or 'none'} -> {'PASS' if light else 'FAIL'}",
+        flush=True,
+    )
+    rows[-1]["extra"] += f"; heavy modules loaded: {', '.join(sorted(heavy)) or 'none'}"
+    if not light:
+        rows[-1]["met"] = False
+        notes.append(f"`%load_ext nbops` imported {', '.join(sorted(heavy))}.")
 
 
-def _kernel_time(setup: str, stmt: str, cwd: str) -> float:
+# --- 2. %track start in a cold kernel ---------------------------------------------------------------
+def kernel_times(env: dict[str, str], cwd: Path, setup: str, cells: list[str]) -> list[str]:
+    """Start a fresh kernel, run ``setup`` then each cell; return each cell's stdout."""
     from jupyter_client.manager import start_new_kernel
 
-    km, kc = start_new_kernel(kernel_name="python3", cwd=cwd)
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=env)
     try:
-        out: list[str] = []
+        if setup:
+            reply = kc.execute_interactive(setup, timeout=120)
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"kernel setup failed: {reply['content']}")
+        outs = []
+        for code in cells:
+            out: list[str] = []
 
-        def hook(msg: dict) -> None:  # type: ignore[type-arg]
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
+            def hook(msg: dict[str, Any], out: list[str] = out) -> None:
+                if msg["msg_type"] == "stream":
+                    out.append(msg["content"]["text"])
+                elif msg["msg_type"] == "error":
+                    out.append("ERROR " + msg["content"]["evalue"])
 
-        kc.execute_interactive(setup, timeout=120)
-        code = (
-            f"import time as _t\n_t0 = _t.perf_counter()\n{stmt}\n"
-            "print('T', _t.perf_counter() - _t0)"
-        )
-        kc.execute_interactive(code, timeout=120, output_hook=hook)
-        line = [ln for ln in "".join(out).splitlines() if ln.startswith("T ")][-1]
-        kc.execute_interactive(
-            "import nbops\nnbops.end_run()"
-            if "nbops" in setup
-            else "import mlflow\nmlflow.end_run()",
-            timeout=120,
-        )
-        return float(line.split()[1])
+            kc.execute_interactive(code, timeout=180, output_hook=hook)
+            outs.append("".join(out))
+        return outs
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
 
 
-def bench_start(tmp: Path) -> None:
+def marked(text: str, mark: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(mark + " "):
+            return float(line.split()[1])
+    raise RuntimeError(f"no {mark!r} line in kernel output:\n{text}")
+
+
+def bench_start(tmp: Path, peer_uri: str) -> None:
     proj = tmp / "start"
-    (proj / ".nbops").mkdir(parents=True)
-    os.environ["NBOPS_PROJECT_ROOT"] = str(proj)
-    s = _kernel_time("%load_ext nbops", "get_ipython().run_line_magic('track', 'start')", str(proj))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/peer-start.db"
-    try:
-        peer = _kernel_time("pass", "import mlflow\nmlflow.start_run()", str(tmp))
-    finally:
-        del os.environ["MLFLOW_TRACKING_URI"]
+    proj.mkdir()
+    outs = kernel_times(
+        base_env(NBOPS_PROJECT_ROOT=str(proj)),
+        proj,
+        "%load_ext nbops",
+        [
+            "import time\n_t = time.perf_counter()\n"
+            "get_ipython().run_line_magic('track', 'start')\n"
+            "print('T', time.perf_counter() - _t)",
+            # how long until MLflow has the run (the writer imports mlflow meanwhile)
+            "import nbops\nnbops.active_run().id\nprint('ID', time.perf_counter() - _t)\n"
+            "print('END', nbops.end_run())",
+        ],
+    )
+    s, to_id = marked(outs[0], "T"), marked(outs[1], "ID")
+    outs = kernel_times(
+        base_env(MLFLOW_TRACKING_URI=peer_uri),
+        tmp,
+        "",
+        [
+            "import time\n_t = time.perf_counter()\nimport mlflow\nmlflow.start_run()\n"
+            "print('T', time.perf_counter() - _t)\nmlflow.end_run()"
+        ],
+    )
+    peer = marked(outs[0], "T")
     record(
         "%track start (cold kernel)",
-        s * 1000,
-        "ms",
+        f"{s * 1e3:.1f} ms",
         "<= 100 ms",
         s <= 0.1,
-        "import mlflow + mlflow.start_run",
-        peer * 1000,
-        f"{peer / s:.0f}x faster",
+        f"import mlflow + mlflow.start_run() {peer * 1e3:.0f} ms",
+        f"{s / peer:.4f}x ({peer / s:.0f}x faster)",
+        f"run id in the store {to_id:.2f} s after %track start",
     )
 
 
-def bench_log_call_and_throughput(tmp: Path) -> None:
-    proj = tmp / "log"
-    (proj / ".nbops").mkdir(parents=True)
-    n_calls, n_values = 20_000, 100_000
-    code = f"""
-import json, os, time
-os.environ['NBOPS_PROJECT_ROOT'] = {str(proj)!r}
+# --- 3 and 4. one log call; values per second reaching the store --------------------------------
+NBOPS_LOG = f"""
+import json, sqlite3, time
 import nbops
-run = nbops.start_run('bench-calls')
+run = nbops.start_run('bench-call')
+for i in range(1000):  # warm-up
+    nbops.log_metric('warm', 0.5, step=i)
 t = time.perf_counter()
-for i in range({n_calls}):
+for i in range({N_CALLS}):
     nbops.log_metric('loss', 1.0 / (i + 1), step=i)
-per_call = (time.perf_counter() - t) / {n_calls}
-run.id; nbops.end_run()
+per_call = (time.perf_counter() - t) / {N_CALLS}
+nbops.end_run()
+
+# sustained: the store is open (run.id waits for it), then N values, then end_run
 run = nbops.start_run('bench-throughput')
-run.id  # the store is open: measure delivery, not MLflow's import
+run.id
 t = time.perf_counter()
-for i in range({n_values}):
+for i in range({N_VALUES}):
+    nbops.log_metric('v', i * 0.5, step=i)
+ended = nbops.end_run()
+warm = time.perf_counter() - t
+
+# cold, for information: start_run, N values at once, end_run (the writer imports mlflow meanwhile)
+t = time.perf_counter()
+cold_run = nbops.start_run('bench-throughput-cold')
+for i in range({N_VALUES}):
     nbops.log_metric('v', i * 0.5, step=i)
 nbops.end_run()
-dt = time.perf_counter() - t
+cold = time.perf_counter() - t
+
 from mlflow.tracking import MlflowClient
-c = MlflowClient('sqlite:///{proj}/.nbops/mlflow.db')
-n = len(c.get_metric_history(run.id, 'v'))
-print(json.dumps({{'per_call': per_call, 'rate': {n_values} / dt, 'stored': n}}))
+uri = run.uri
+c = MlflowClient(uri)
+stored = len(c.get_metric_history(run.id, 'v'))
+stored_cold = len(c.get_metric_history(cold_run.id, 'v'))
+journal = sqlite3.connect(uri[len('sqlite:///'):]).execute('PRAGMA journal_mode').fetchone()[0]
+status = c.get_run(run.id).info.status
+print(json.dumps(dict(per_call=per_call, warm=warm, cold=cold, stored=stored, ended=ended,
+                      stored_cold=stored_cold, journal=journal, status=status)))
 """
-    nb = child(code)
-    peer_code = f"""
-import json, time, mlflow
+
+PEER_LOG = f"""
+import json, sqlite3, sys, time
+import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
-mlflow.set_tracking_uri('sqlite:///{tmp}/peer-log.db')
+uri = sys.argv[1]
+mlflow.set_tracking_uri(uri)
+mlflow.set_experiment('peer-call')
 with mlflow.start_run():
+    for i in range(5):  # warm-up
+        mlflow.log_metric('warm', 0.5, step=i)
     t = time.perf_counter()
-    for i in range(200):
+    for i in range({N_PEER_CALLS}):
         mlflow.log_metric('loss', 1.0 / (i + 1), step=i)
-    per_call = (time.perf_counter() - t) / 200
-c = MlflowClient('sqlite:///{tmp}/peer-batch.db')
-run = c.create_run(c.create_experiment('b'))
+    per_call = (time.perf_counter() - t) / {N_PEER_CALLS}
+
+c = MlflowClient(uri)
+run_id = c.create_run(c.create_experiment('peer-throughput')).info.run_id
 now = int(time.time() * 1000)
 t = time.perf_counter()
-for b in range(20):
-    batch = [Metric('v', i * 0.5, now, b * 1000 + i) for i in range(1000)]
-    c.log_batch(run.info.run_id, metrics=batch)
-rate = 20000 / (time.perf_counter() - t)
-print(json.dumps({{'per_call': per_call, 'rate': rate}}))
+for b in range(0, {N_VALUES}, {BATCH}):
+    c.log_batch(run_id, metrics=[Metric('v', i * 0.5, now, i) for i in range(b, b + {BATCH})])
+dt = time.perf_counter() - t
+stored = len(c.get_metric_history(run_id, 'v'))
+journal = sqlite3.connect(uri[len('sqlite:///'):]).execute('PRAGMA journal_mode').fetchone()[0]
+print(json.dumps(dict(per_call=per_call, dt=dt, stored=stored, journal=journal)))
 """
-    peer = child(peer_code)
-    pc, ppc = float(nb["per_call"]), float(peer["per_call"])  # type: ignore[arg-type]
+
+
+def bench_log(tmp: Path, peer_uri: str) -> None:
+    proj = tmp / "log"
+    proj.mkdir()
+    ours = child(NBOPS_LOG, base_env(NBOPS_PROJECT_ROOT=str(proj)), cwd=proj)
+    peer = child(PEER_LOG, base_env(), cwd=tmp, args=(peer_uri,))
+
+    pc, ppc = float(ours["per_call"]), float(peer["per_call"])
+    speedup = ppc / pc
     record(
-        "log_metric call",
-        pc * 1e6,
-        "us",
-        "<= 20 us, >= 250x",
-        pc <= 20e-6 and ppc / pc >= 250,
-        "mlflow.log_metric (SQLite)",
-        ppc * 1e6,
-        f"{ppc / pc:.0f}x faster",
+        "log_metric, one call",
+        f"{pc * 1e6:.2f} us",
+        "<= 20 us and >= 250x faster",
+        pc <= 20e-6 and speedup >= 250,
+        f"mlflow.log_metric (SQLite) {ppc * 1e6:,.0f} us",
+        f"{pc / ppc:.5f}x ({speedup:,.0f}x faster)",
+        f"mean of {N_CALLS:,} calls vs {N_PEER_CALLS}",
     )
-    rate, prate = float(nb["rate"]), float(peer["rate"])  # type: ignore[arg-type]
+
+    rate = N_VALUES / float(ours["warm"])
+    cold_rate = N_VALUES / float(ours["cold"])
+    prate = N_VALUES / float(peer["dt"])
+    complete = ours["stored"] == N_VALUES and ours["ended"] and ours["status"] == "FINISHED"
+    print(
+        f"store check: nbops get_metric_history -> {ours['stored']:,}/{N_VALUES:,} "
+        f"(cold run {ours['stored_cold']:,}), run {ours['status']}; "
+        f"peer -> {peer['stored']:,}/{N_VALUES:,}; journal nbops={ours['journal']} "
+        f"peer={peer['journal']} -> {'PASS' if complete else 'FAIL'}",
+        flush=True,
+    )
     record(
-        "metrics/s reaching the store",
-        rate,
-        "values/s",
+        "metric values/s reaching the store",
+        fmt_rate(rate),
         ">= 10,000/s",
-        rate >= 10_000 and nb["stored"] == n_values,
-        "MlflowClient.log_batch x1000",
-        prate,
-        f"{rate / prate:.2f}x (stored {nb['stored']}/{n_values})",
+        rate >= 10_000 and complete,
+        f"MlflowClient.log_batch x{BATCH} {fmt_rate(prate)}",
+        f"{rate / prate:.2f}x",
+        f"{N_VALUES:,} values, stored {ours['stored']:,}; "
+        f"cold (start_run to end_run) {fmt_rate(cold_rate)}; "
+        f"SQLite journal nbops={ours['journal']}, peer={peer['journal']}",
     )
+    if rate < 10_000:
+        notes.append(
+            f"**Throughput missed ({fmt_rate(rate)})**: the writer delivers with the same "
+            f"`MlflowClient.log_batch` of {BATCH} metrics that the peer calls directly, and the "
+            f"peer itself reaches only {fmt_rate(prate)} here, so MLflow's SQLAlchemy store "
+            f"(ORM objects, `latest_metrics` upkeep, one transaction per batch) dominates; nbops "
+            f"adds the spool's JSON parsing and the polling ({rate / prate:.2f}x of the peer). "
+            "The log call never waits for it: values pile up in the spool."
+        )
+    if not complete:
+        notes.append(
+            f"**Store check failed**: {ours['stored']} of {N_VALUES} values stored, "
+            f"end_run returned {ours['ended']}, run status {ours['status']}."
+        )
+
+
+# --- 5. %%track overhead per cell ---------------------------------------------------------------
+TRACK_CELL = f"""
+import json, time
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_line_magic('load_ext', 'nbops')
+shell.run_line_magic('track', 'start')
+plain = 'x = 1\\ny = x + 1\\n'
+tracked = '%%track -n bench --no-figures\\n' + plain
+def block(src, n):
+    t = time.perf_counter()
+    for _ in range(n):
+        r = shell.run_cell(src, store_history=True)
+    assert r.success, r
+    return time.perf_counter() - t
+block(plain, 20); block(tracked, 20)  # warm-up (the first %%track logs the source)
+p = q = 0.0
+for _ in range(4):  # interleaved blocks, so drift of the machine hits both sides
+    p += block(plain, {N_CELLS // 4})
+    q += block(tracked, {N_CELLS // 4})
+import nbops
+run = nbops.active_run()
+logged = run.counts['metrics']
+nbops.end_run()
+print(json.dumps(dict(plain=p / {N_CELLS}, tracked=q / {N_CELLS}, logged=logged)))
+"""
 
 
 def bench_track_cell(tmp: Path) -> None:
     proj = tmp / "cell"
-    (proj / ".nbops").mkdir(parents=True)
-    code = f"""
-import json, os, time
-os.environ['NBOPS_PROJECT_ROOT'] = {str(proj)!r}
-from IPython.core.interactiveshell import InteractiveShell
-sh = InteractiveShell.instance()
-sh.run_line_magic('load_ext', 'nbops')
-sh.run_line_magic('track', 'start')
-body = 'x = 1\\ny = x + 1\\n'
-def timed(src, n=300):
-    for _ in range(20):
-        sh.run_cell(src, store_history=True)
-    t = time.perf_counter()
-    for _ in range(n):
-        sh.run_cell(src, store_history=True)
-    return (time.perf_counter() - t) / n
-plain = timed(body)
-tracked = timed('%%track -n bench --no-figures\\n' + body)
-import nbops; nbops.end_run()
-print(json.dumps({{'plain': plain, 'tracked': tracked}}))
-"""
-    r = child(code)
-    plain, tracked = float(r["plain"]), float(r["tracked"])  # type: ignore[arg-type]
+    proj.mkdir()
+    r = child(TRACK_CELL, base_env(NBOPS_PROJECT_ROOT=str(proj)), cwd=proj)
+    plain, tracked = float(r["plain"]), float(r["tracked"])
     added = tracked - plain
     record(
         "%%track added per cell",
-        added * 1000,
-        "ms",
+        f"{added * 1e3:.3f} ms",
         "<= 1 ms",
         added <= 1e-3,
-        "plain cell",
-        plain * 1000,
-        f"tracked cell {tracked * 1000:.3f} ms",
+        f"plain cell {plain * 1e3:.3f} ms",
+        f"{tracked / plain:.1f}x (tracked cell {tracked * 1e3:.3f} ms)",
+        f"mean of {N_CELLS} each, in-process InteractiveShell; {r['logged']} durations logged",
     )
+    if added > 1e-3:
+        notes.append(
+            f"**%%track missed ({added * 1e3:.2f} ms/cell)**: the added time is nbops parsing and "
+            "compiling the cell as IPython does, inferring params/metrics from its AST and "
+            "spooling the duration metric (one os.write)."
+        )
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
+# --- report -------------------------------------------------------------------------------------
+def machine() -> list[str]:
+    cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -270,48 +405,91 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    from importlib.metadata import version
+    return [
+        f"- nproc: {os.cpu_count()}",
+        f"- CPU: {cpu}",
+        f"- Python {platform.python_version()}, mlflow {version('mlflow')}, "
+        f"IPython {version('ipython')}, {platform.platform()}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+    ]
 
-    return (
-        f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
-        f"mlflow {version('mlflow')}, {platform.platform()}"
-    )
 
-
-def write_results() -> None:
+def write_results(elapsed: float) -> None:
     lines = [
         "# Benchmark results",
         "",
-        f"Latest run: {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine()}.",
-        "Each figure and its peer come from one run of `python bench/tracking.py`.",
-        "",
         "## Tracking (`bench/tracking.py`)",
         "",
-        "| figure | nbops | target | met | peer | peer figure | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"All figures and their peers come from one run of `python bench/tracking.py` "
+        f"({elapsed:.0f} s).",
+        "",
+        *machine(),
+        "",
+        "| figure | nbops | target | peer | ratio | met? |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {r['value']:.4g} {r['unit']} | {r['target']} | "
-            f"{'yes' if r['met'] else '**no**'} | {r['peer_name']} | "
-            f"{r['peer']:.4g} {r['unit']} | {r['ratio']} |"
+            f"| {r['figure']} | {r['nbops']} | {r['target']} | {r['peer']} | {r['ratio']} | "
+            f"{'yes' if r['met'] else '**no**'} |"
         )
-    notes = HERE / "NOTES.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    lines += ["", "Details:", ""]
+    lines += [f"- {r['figure']}: {r['extra']}" for r in rows if r["extra"]]
+    lines += [
+        "",
+        "How each figure is taken:",
+        "",
+        "- `%load_ext nbops`: `InteractiveShell` created first, then `perf_counter` around "
+        "`run_line_magic('load_ext', 'nbops')`; peer `import mlflow`, both timed inside fresh "
+        f"`python -c` processes after one untimed warm-up each; median of {N_LOAD}.",
+        "- `%track start`: a kernel started with jupyter_client, `%load_ext nbops`, then the "
+        "magic timed inside the kernel. Peer: `import mlflow; mlflow.start_run()` timed the "
+        "same way in a second fresh kernel, against a SQLite store whose schema exists already.",
+        f"- log call: mean of {N_CALLS:,} `nbops.log_metric` calls right after `start_run` "
+        f"(the writer process starts meanwhile); peer: mean of {N_PEER_CALLS} "
+        "`mlflow.log_metric` calls in an active run.",
+        f"- values/s: `start_run`, wait for the run id (the store is open), then "
+        f"{N_VALUES:,} `log_metric` calls with distinct steps and `end_run()`, which returns "
+        "when everything is in the store; counted with `MlflowClient.get_metric_history`. The "
+        "cold figure also counts the writer's start (MLflow import, run creation). Peer: "
+        f"{N_VALUES // BATCH} `MlflowClient.log_batch` calls of {BATCH} metrics.",
+        f"- `%%track`: {N_CELLS} runs each of `x = 1; y = x + 1` plain and under "
+        "`%%track -n bench --no-figures`, in interleaved blocks, `run_cell(store_history=True)` "
+        "of an in-process `InteractiveShell` with the extension loaded and a run active.",
+    ]
+    missed = [r["figure"] for r in rows if not r["met"]]
+    lines += ["", "Notes:", ""]
+    if not missed:
+        lines.append("- Every target met in this run.")
+    lines += [f"- {n}" for n in notes]
+    text = "\n".join(lines) + "\n"
+    if RESULTS.exists():  # keep the section bench/pipeline.py appends
+        old = RESULTS.read_text()
+        if PIPELINE_MARKER in old:
+            text += PIPELINE_MARKER + old.split(PIPELINE_MARKER, 1)[1]
+    RESULTS.write_text(text)
 
 
 def main() -> None:
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nbops-bench-") as d:
         tmp = Path(d)
-        bench_load_ext()
-        bench_start(tmp)
-        bench_log_call_and_throughput(tmp)
+        peer_uri = f"sqlite:///{tmp}/peer.db"
+        # the peers' schema is created here, untimed (a first start_run would migrate it)
+        child(
+            f"import json; from mlflow.tracking import MlflowClient\n"
+            f"MlflowClient({peer_uri!r}).search_experiments(); print(json.dumps({{}}))",
+            base_env(),
+            cwd=tmp,
+        )
+        bench_load_ext(tmp)
+        bench_start(tmp, peer_uri)
+        bench_log(tmp, peer_uri)
         bench_track_cell(tmp)
-    write_results()
-    print(f"wrote {HERE / 'RESULTS.md'}")
+    elapsed = time.perf_counter() - t0
+    write_results(elapsed)
+    missed = [r["figure"] for r in rows if not r["met"]]
+    print(f"{len(rows) - len(missed)}/{len(rows)} targets met in {elapsed:.0f} s; wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,18 @@ from nbops.errors import StageFailed
 from nbops.executors.base import Executor, Job, Result
 
 
+def _shared_context() -> Any:
+    import zmq.asyncio
+
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = zmq.asyncio.Context()
+    return _CONTEXT
+
+
+_CONTEXT: Any = None
+
+
 class LocalExecutor(Executor):
     def __init__(self, cwd: Path, kernel_name: str = "python3", warm: int = 1) -> None:
         self.cwd = cwd
@@ -40,7 +52,9 @@ class LocalExecutor(Executor):
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
-        km = AsyncKernelManager(kernel_name=self.kernel_name)
+        # a shared context the manager does not own: shutting a kernel down must not destroy a
+        # context (pyzmq's term() blocks while another thread's socket is still open in it)
+        km = AsyncKernelManager(kernel_name=self.kernel_name, context=_shared_context())
         with self._lock:
             if self._stopped:
                 raise StageFailed("the pipeline was stopped before the kernel started")

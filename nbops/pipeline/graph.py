@@ -1,168 +1,275 @@
-"""The stage DAG: order from outs → deps and ``after:``, validated (cycles, two writers of one
-out, unknown stages, missing notebooks, deps nothing produces). Pure: files are only stat'ed."""
+"""The stage DAG of nbops.yaml: edges from outs → deps and ``after:``, a deterministic order, and
+validation (cycles, two writers of one out, unknown stages, missing notebooks, deps nothing
+produces), each problem a ConfigError at the offending entry. Pure: files are only stat'ed."""
 
 from __future__ import annotations
 
 import difflib
+import heapq
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nbops.errors import ConfigError
-from nbops.pipeline.spec import Pipeline
+from nbops.pipeline.spec import Key, Pipeline
 
 
-def norm(path: str) -> str:
-    return posixpath.normpath(path.replace("\\", "/").rstrip("/")) or "."
+def norm(path: str, root: Path | None = None) -> str:
+    """A dep or out as a comparable path: '/'-separated, normalised, without a trailing slash,
+    and relative to ``root`` when it is an absolute path inside it."""
+    text = posixpath.normpath(path.replace("\\", "/")) if path else "."
+    if root is not None and posixpath.isabs(text):
+        base = root.absolute().as_posix()
+        rel = posixpath.relpath(text, base)
+        if not rel.startswith("../") and rel != "..":
+            return rel
+    return text
 
 
-def _inside(dep: str, out: str) -> bool:
-    return dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")
+def covers(outer: str, inner: str) -> bool:
+    """Whether normalised path ``inner`` is ``outer`` or lies inside directory ``outer``."""
+    return outer in (inner, ".") or inner.startswith(outer.rstrip("/") + "/")
+
+
+def overlap(a: str, b: str) -> bool:
+    """Whether one normalised path is, or is inside, the other: a dep ``data/`` reads the out
+    ``data/train.csv`` as much as a dep ``models/m.pkl`` reads the out ``models/``."""
+    return covers(a, b) or covers(b, a)
 
 
 @dataclass
 class Graph:
-    order: list[str]
-    edges: dict[str, list[str]]  # stage -> its direct upstream stages
-    producers: dict[str, str] = field(default_factory=dict)
+    """The stages of a pipeline in a runnable order, with their dependencies."""
+
+    order: list[str]  # topological; file order where the edges leave a choice
+    edges: dict[str, list[str]]  # stage -> its direct upstream stages, in file order
+    producers: dict[str, str] = field(default_factory=dict)  # normalised out -> its stage
     pipeline: Pipeline | None = None
+    _children: dict[str, list[str]] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._children = {name: [] for name in self.edges}
+        for name in self.order:
+            for up in self.edges[name]:
+                self._children[up].append(name)
 
     def upstream(self, name: str) -> list[str]:
-        return self.edges.get(name, [])
+        """The stages ``name`` directly depends on."""
+        return list(self.edges.get(name, ()))
 
     def downstream(self, name: str) -> set[str]:
-        out: set[str] = set()
+        """Every stage that depends on ``name``, directly or through others."""
+        found: set[str] = set()
         frontier = [name]
         while frontier:
-            cur = frontier.pop()
-            for s, ups in self.edges.items():
-                if cur in ups and s not in out:
-                    out.add(s)
-                    frontier.append(s)
-        return out
+            for child in self._children.get(frontier.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    frontier.append(child)
+        return found
 
     def select(self, names: list[str]) -> list[str]:
-        """The named stages and everything they depend on, in order."""
-        want: set[str] = set()
-        for n in names:
-            if n not in self.edges:
-                close = difflib.get_close_matches(n, self.order, n=1)
-                hint = (
-                    f"did you mean {close[0]!r}?"
-                    if close
-                    else ("stages: " + (", ".join(self.order) or "none"))
-                )
-                raise ConfigError(f"no stage named {n!r} in nbops.yaml", hint)
-            stack = [n]
-            while stack:
-                cur = stack.pop()
-                if cur not in want:
-                    want.add(cur)
-                    stack.extend(self.upstream(cur))
-        return [s for s in self.order if s in want]
+        """The named stages and everything upstream of them, in order."""
+        wanted: set[str] = set()
+        for name in names:
+            if name not in self.edges:
+                raise self._unknown(name)
+            frontier = [name]
+            while frontier:
+                current = frontier.pop()
+                if current not in wanted:
+                    wanted.add(current)
+                    frontier.extend(self.edges[current])
+        return [s for s in self.order if s in wanted]
+
+    def _unknown(self, name: str) -> ConfigError:
+        where = f" in {self.pipeline.path}" if self.pipeline is not None else ""
+        return ConfigError(f"no stage named {name!r}{where}", _known_stages(name, self.order))
 
 
-def _unknown(p: Pipeline, name: str, what: str, *keys: str | int) -> ConfigError:
-    close = difflib.get_close_matches(name, list(p.stages), n=1)
-    hint = f"did you mean {close[0]!r}?" if close else "stages: " + (", ".join(p.stages) or "none")
-    return p.error(f"{what} names stage {name!r}, which does not exist", hint, *keys)
+def _known_stages(name: str, known: Iterable[str]) -> str:
+    """A hint for a stage name that does not exist: the closest one, and all of them."""
+    known = list(known)
+    listing = f"stages: {', '.join(known)}" if known else "nbops.yaml has no stages yet"
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean {close[0]!r}? ({listing})" if close else listing
+
+
+def _unknown_stage(p: Pipeline, name: str, what: str, *keys: str | int) -> ConfigError:
+    message = f"{what} stage {name!r}, which does not exist"
+    return p.error(message, _known_stages(name, p.stages), *keys, value=True)
 
 
 def build(p: Pipeline) -> Graph:
-    producers: dict[str, str] = {}
-    for name, st in p.stages.items():
-        nb = p.root / st.notebook
-        if not nb.is_file():
+    """The validated DAG of a pipeline: every problem is a ConfigError at the offending entry."""
+    _check_notebooks(p)
+    producers = _producers(p)
+    edges, reasons = _edges(p, producers)
+    order = _order(p, edges, reasons)
+    _check_references(p)
+    return Graph(order=order, edges=edges, producers=producers, pipeline=p)
+
+
+def _check_notebooks(p: Pipeline) -> None:
+    for name, stage in p.stages.items():
+        notebook = p.root / stage.notebook
+        if not notebook.is_file():
+            state = "is not a file" if notebook.exists() else "does not exist"
             raise p.error(
-                f"stage {name!r}: notebook {st.notebook} does not exist",
-                f"fix the path (relative to {p.root}) or create the notebook",
+                f"stage {name!r}: notebook {stage.notebook} {state}",
+                f"create it, or fix the path (relative to {p.root.absolute()})",
                 "stages",
                 name,
                 "notebook",
+                value=True,
             )
-        for i, o in enumerate(st.outs):
-            key = norm(o)
-            other = next(
-                (s for out, s in producers.items() if _inside(key, out) and s != name), None
-            )
-            if other is not None:
-                raise p.error(
-                    f"stages {other!r} and {name!r} both write {o}",
-                    "give each out exactly one stage",
-                    "stages",
-                    name,
-                    "outs",
-                    i,
-                )
-            producers[key] = name
+
+
+def _producers(p: Pipeline) -> dict[str, str]:
+    """Each normalised out → the stage that writes it; two stages writing one path is an error."""
+    producers: dict[str, str] = {}
+    for name, stage in p.stages.items():
+        for i, out in enumerate(stage.outs):
+            path = norm(out, p.root)
+            for other_path, other in producers.items():
+                if other != name and overlap(path, other_path):
+                    inside = "" if path == other_path else f" ({path} overlaps {other_path})"
+                    raise p.error(
+                        f"stages {other!r} and {name!r} both write {out}{inside}",
+                        "give each out to exactly one stage",
+                        "stages",
+                        name,
+                        "outs",
+                        i,
+                    )
+            producers.setdefault(path, name)
+    return producers
+
+
+def _edges(
+    p: Pipeline, producers: dict[str, str]
+) -> tuple[dict[str, list[str]], dict[tuple[str, str], Key]]:
+    """Each stage's direct upstream stages, and for each edge the entry that made it."""
     edges: dict[str, list[str]] = {}
-    for name, st in p.stages.items():
+    reasons: dict[tuple[str, str], Key] = {}
+    for name, stage in p.stages.items():
         ups: list[str] = []
-        own = [norm(o) for o in st.outs]
-        for i, d in enumerate(st.deps):
-            key = norm(d)
-            if any(_inside(key, o) for o in own):
-                raise p.error(
-                    f"stage {name!r} lists {d} both as a dep and as an out",
-                    "a stage cannot read what it writes; split it in two stages",
-                    "stages",
-                    name,
-                    "deps",
-                    i,
+        for i, dep in enumerate(stage.deps):
+            for up in _makers(p, producers, name, dep, i):
+                reasons.setdefault((name, up), ("stages", name, "deps", i))
+                if up not in ups:
+                    ups.append(up)
+        for i, up in enumerate(stage.after):
+            if up not in p.stages:
+                raise _unknown_stage(
+                    p, up, f"stage {name!r} runs after", "stages", name, "after", i
                 )
-            makers = [s for out, s in producers.items() if _inside(key, out)]
-            if not makers and not (p.root / d).exists():
-                raise p.error(
-                    f"stage {name!r}: dep {d} does not exist and no stage writes it",
-                    "create it, or add the stage that writes it to its outs:",
-                    "stages",
-                    name,
-                    "deps",
-                    i,
-                )
-            ups += [m for m in makers if m not in ups]
-        for i, a in enumerate(st.after):
-            if a not in p.stages:
-                raise _unknown(p, a, f"stage {name!r}: after:", "stages", name, "after", i)
-            if a not in ups:
-                ups.append(a)
+            reasons.setdefault((name, up), ("stages", name, "after", i))
+            if up not in ups:
+                ups.append(up)
         edges[name] = ups
-    order = _topological(p, edges)
-    for sname, sch in p.schedules.items():
-        for i, s in enumerate(sch.stages):
-            if s not in p.stages:
-                raise _unknown(p, s, f"schedule {sname!r}", "schedules", sname, "stages", i)
+    return edges, reasons
+
+
+def _makers(p: Pipeline, producers: dict[str, str], name: str, dep: str, i: int) -> list[str]:
+    """The stages that write (part of) dep ``i`` of stage ``name``; it must exist otherwise."""
+    path = norm(dep, p.root)
+    makers: list[str] = []
+    for out, stage in producers.items():
+        if overlap(path, out) and stage not in makers:
+            makers.append(stage)
+    if name in makers:
+        raise p.error(
+            f"stage {name!r} reads {dep}, which it also writes (outs)",
+            "a stage cannot depend on its own outs: remove the dep, or split the stage in two",
+            "stages",
+            name,
+            "deps",
+            i,
+            value=True,
+        )
+    if not makers and not (p.root / dep).exists():
+        raise p.error(
+            f"stage {name!r}: dep {dep} does not exist and no stage writes it",
+            "create it, or add it to the outs: of the stage that writes it",
+            "stages",
+            name,
+            "deps",
+            i,
+            value=True,
+        )
+    return makers
+
+
+def _order(
+    p: Pipeline, edges: dict[str, list[str]], reasons: dict[tuple[str, str], Key]
+) -> list[str]:
+    """A topological order that keeps file order wherever the edges allow (Kahn's algorithm,
+    always taking the ready stage that comes first in the file)."""
+    names = list(p.stages)
+    index = {name: i for i, name in enumerate(names)}
+    waiting = {name: len(ups) for name, ups in edges.items()}
+    children: dict[str, list[str]] = {name: [] for name in names}
+    for name, ups in edges.items():
+        for up in ups:
+            children[up].append(name)
+    ready = [index[name] for name, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for child in children[name]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, index[child])
+    if len(order) < len(names):
+        raise _cycle_error(p, edges, reasons, set(order))
+    return order
+
+
+def _cycle_error(
+    p: Pipeline,
+    edges: dict[str, list[str]],
+    reasons: dict[tuple[str, str], Key],
+    done: set[str],
+) -> ConfigError:
+    """The cycle among the stages left unordered, in data-flow direction, starting from its
+    first stage in the file, reported at the entry that feeds that stage."""
+    index = {name: i for i, name in enumerate(p.stages)}
+    start = next(name for name in p.stages if name not in done)
+    path = [start]
+    while True:  # every stage left has an upstream stage that is left too
+        up = next(u for u in edges[path[-1]] if u not in done)
+        if up in path:
+            loop = path[path.index(up) :]
+            break
+        path.append(up)
+    loop.reverse()  # upstream walk → data flow
+    first = min(range(len(loop)), key=lambda i: index[loop[i]])
+    loop = loop[first:] + loop[:first]
+    head, feeder = loop[0], loop[-1]
+    return p.error(
+        "the stages form a cycle: " + " -> ".join([*loop, head]),
+        f"{head!r} must not depend on {feeder!r} here: a stage cannot depend, directly or "
+        "through others, on its own outs",
+        *reasons[(head, feeder)],
+        value=True,
+    )
+
+
+def _check_references(p: Pipeline) -> None:
+    """Schedules, gates and drift.on_drift may only name stages that exist."""
+    for sname, schedule in p.schedules.items():
+        for i, stage in enumerate(schedule.stages):
+            if stage not in p.stages:
+                what = f"schedule {sname!r} runs"
+                raise _unknown_stage(p, stage, what, "schedules", sname, "stages", i)
     for gname, gate in p.gates.items():
         if gate.stage not in p.stages:
-            raise _unknown(p, gate.stage, f"gate {gname!r}", "gates", gname, "stage")
+            raise _unknown_stage(p, gate.stage, f"gate {gname!r} checks", "gates", gname, "stage")
     if p.drift is not None:
-        for i, s in enumerate(p.drift.on_drift):
-            if s not in p.stages:
-                raise _unknown(p, s, "drift.on_drift", "drift", "on_drift", i)
-    return Graph(order, edges, producers, p)
-
-
-def _topological(p: Pipeline, edges: dict[str, list[str]]) -> list[str]:
-    """File order where the edges allow it; a cycle is reported with its path."""
-    order: list[str] = []
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(n: str, path: list[str]) -> None:
-        if state.get(n) == 2:
-            return
-        if state.get(n) == 1:
-            cycle = path[path.index(n) :] + [n]
-            raise p.error(
-                "the stages form a cycle: " + " -> ".join(cycle),
-                "a stage cannot depend, directly or not, on its own outs",
-                "stages",
-                n,
-            )
-        state[n] = 1
-        for u in edges[n]:
-            visit(u, [*path, n])
-        state[n] = 2
-        order.append(n)
-
-    for n in p.stages:
-        visit(n, [])
-    return order
+        for i, stage in enumerate(p.drift.on_drift):
+            if stage not in p.stages:
+                raise _unknown_stage(p, stage, "drift.on_drift names", "drift", "on_drift", i)

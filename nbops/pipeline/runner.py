@@ -278,6 +278,10 @@ class _Execution:
         }
         if pt is not None and pt.sweep:
             tags["nbops.sweep_point"] = pt.label
+        if pt is not None and pt.fp is not None:  # the exact content of what the stage read
+            tags.update(
+                {f"nbops.dep.{d}": h or "missing" for d, h in pt.fp.deps.items() if len(d) < 200}
+            )
         run = Run(
             self.pipeline_run.experiment,
             pt.label if pt else plan.name,

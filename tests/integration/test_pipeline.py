@@ -78,6 +78,7 @@ def test_first_run_executes_everything_then_a_rerun_is_a_noop(tiny, client):
     assert (tiny / "b.txt").read_text() == "333333"
     (r,) = stage_runs(client, "double")
     assert r.info.status == "FINISHED" and r.data.metrics["total"] == 6
+    assert len(r.data.tags["nbops.dep.a.txt"]) == 32  # xxh3-128 of what it read
     assert r.data.params == {"factor": "2"}
     assert r.data.tags["mlflow.parentRunId"]  # a child of the pipeline run
     assert (tiny / ".nbops" / "runs" / r.info.run_id / "double.ipynb").is_file()
