@@ -127,9 +127,12 @@ class LocalExecutor(Executor):
         """Give the fresh kernel the job's environment and working directory."""
         from jupyter_client.blocking import BlockingKernelClient
 
-        kc = BlockingKernelClient()
+        # parent=km: liveness is the kernel *process* (asked of its manager), not the heartbeat,
+        # which a CPU-starved kernel that is still importing can miss ("Kernel died before
+        # replying to kernel_info" on a busy machine)
+        kc = BlockingKernelClient(parent=km)
         kc.load_connection_info(km.get_connection_info())
-        kc.start_channels()
+        kc.start_channels(hb=False)
         try:
             kc.wait_for_ready(timeout=60)
             code = (

@@ -168,7 +168,7 @@ def _edges(
             reasons.setdefault((name, up), ("stages", name, "after", i))
             if up not in ups:
                 ups.append(up)
-        edges[name] = ups
+        edges[name] = sorted(ups, key=list(p.stages).index)
     return edges, reasons
 
 

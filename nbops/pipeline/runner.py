@@ -259,7 +259,7 @@ class _Execution:
         if self.executor is None:
             from nbops.executors.local import LocalExecutor
 
-            self.executor = LocalExecutor(self.r.root, warm=min(self.r.jobs, 2))
+            self.executor = LocalExecutor(self.r.root, warm=min(self.r.jobs + 1, 3))
         self.executor.warm_up()  # kernels start while MLflow loads and the first stage plans
 
     def _new_run(self, plan: StagePlan, pt: Point | None, parent: Any) -> Any:

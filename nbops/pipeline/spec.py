@@ -206,6 +206,8 @@ ALLOWED: dict[str, list[str]] = {
 # --- YAML with positions ------------------------------------------------------------------------
 _TAG = "tag:yaml.org,2002:"
 _TEXT_TAGS = {f"{_TAG}str", f"{_TAG}timestamp", f"{_TAG}merge", f"{_TAG}value", "!"}
+# YAML 1.2 reads 1e-3 as a number, PyYAML (YAML 1.1) as text: a learning rate must be a number
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$")
 MAX_VALUES = 100_000
 MAX_DEPTH = 100
 
@@ -249,11 +251,14 @@ class _Reader:
         self.values[key] = _pos(node)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
-        if id(node) in self._open:
-            raise self.error(
+        if id(node) in self._open:  # reported where the alias is used, not where it points
+            line, column = self.keys.get(key, _pos(node))
+            raise ConfigError(
                 "an alias (*name) refers to a value that contains it",
                 "remove the recursive alias",
-                node,
+                file=self.file,
+                line=line,
+                column=column,
             )
         self._open.append(id(node))
         try:
@@ -266,6 +271,9 @@ class _Reader:
             self._open.pop()
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        plain = not node.style  # not quoted: '' from the C loader, None from the Python one
+        if plain and node.tag == f"{_TAG}str" and _EXPONENT_FLOAT.match(node.value):
+            return float(node.value)
         if node.tag in _TEXT_TAGS:
             return node.value
         build = self._build.get(node.tag)
@@ -348,16 +356,22 @@ class _Reader:
 
 
 _SYNTAX_HINTS = [
+    ("block scalar", "quote comparisons: checks: {accuracy: '>= 0.8'}"),
     ("indentation indicator", "quote comparisons: checks: {accuracy: '>= 0.8'}"),
-    ("\t", "indent with spaces, not tabs"),
     ("mapping values are not allowed", "quote a value that holds ': ', and check the indentation"),
     ("another document", "keep one document in nbops.yaml: remove the second '---'"),
     ("undefined alias", "define the anchor (&name) before using it as *name"),
+    ("duplicate anchor", "give each anchor (&name) its own name"),
+    ("scanning an anchor", "an anchor (&name) needs a name of letters or digits"),
+    ("scanning an alias", "an alias (*name) needs a name of letters or digits"),
+    ("flow sequence", "close the [list] with ']' and put ',' between its items"),
+    ("flow mapping", "close the {mapping} with '}' and put ',' between its entries"),
+    ("quoted scalar", "close the quote: a value opened with ' or \" must end with the same"),
 ]
 _SYNTAX_HINT = "check the indentation (spaces, the same for keys of one mapping) and the ': '"
 
 
-def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> ConfigError:
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str) -> ConfigError:
     problem = exc.problem or "invalid YAML"
     if not exc.context:
         message = f"YAML syntax error: {problem}"
@@ -365,9 +379,13 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> ConfigError:
         message = f"YAML syntax error {exc.context}: {problem}"
     else:  # "expected a single document in the stream, but found another document"
         message = f"YAML syntax error: {exc.context}, {problem}"
-    hint = next((h for needle, h in _SYNTAX_HINTS if needle in problem), _SYNTAX_HINT)
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    said = f"{exc.context} {problem}"
+    hint = next((h for needle, h in _SYNTAX_HINTS if needle in said), _SYNTAX_HINT)
+    lines = text.splitlines()
+    if line is not None and "\t" in (lines[line - 1] if line <= len(lines) else ""):
+        hint = "indent with spaces, not tabs"
     return ConfigError(message, hint, file=file, line=line, column=column)
 
 
@@ -394,7 +412,7 @@ def _compose(text: str, file: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, file) from None
+        raise _syntax_error(exc, text, file) from None
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text, loader is not yaml.SafeLoader, file) from None
     except RecursionError:
@@ -448,9 +466,7 @@ def _describe(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return f"the text {value[:40]!r}"
-    if isinstance(value, int):
-        return f"the whole number {value}"
-    if isinstance(value, float):
+    if isinstance(value, (int, float)):
         return f"the number {value}"
     return type(value).__name__
 
@@ -515,8 +531,9 @@ def _explain(p: Pipeline, err: Any) -> ConfigError:
 
 def _first_error(p: Pipeline, exc: ValidationError) -> ConfigError:
     """The problem that comes first in the file, as the user reads it."""
-    errors = [_explain(p, e) for e in exc.errors()]
-    return min(errors, key=lambda e: (e.line or 0, e.column or 0))
+    found = [(e["type"] == "missing", _explain(p, e)) for e in exc.errors()]
+    # a missing key is often a misspelt one: the unknown key says more, so it goes first
+    return min(found, key=lambda f: (f[0], f[1].line or 0, f[1].column or 0))[1]
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -568,7 +585,12 @@ def _validate(path: Path, text: str) -> Pipeline:
     shell._path, shell._keys, shell._values = path, reader.keys, reader.values
     shell._keys[()] = reader.values.get((), (1, 1))
     if data is None:
-        raise shell.error("the file is empty", "add a `stages:` section (see DESIGN: Pipelines)")
+        raise ConfigError(
+            "the file is empty",
+            "add a `stages:` section (see DESIGN: Pipelines)",
+            file=file,
+            line=1,
+        )
     if not isinstance(data, dict):
         raise shell.error(
             f"the top level must be a mapping (experiment:, stages:, ...), got {_describe(data)}",
