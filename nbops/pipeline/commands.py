@@ -23,16 +23,40 @@ def _root() -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from nbops.errors import NbopsError
+    from nbops.pipeline.outcome import Outcome, failed_before_start
+
+    try:
+        code, outcome = _run(args)
+    except NbopsError as err:
+        if args.summary:
+            failed_before_start(str(err), err.exit_code).write(args.summary)
+        raise
+    if args.summary:
+        (outcome or Outcome(None, code, "ok" if code == 0 else "failed")).write(args.summary)
+    return code
+
+
+def _run(args: argparse.Namespace) -> tuple[int, Any]:
     from nbops.pipeline.runner import Runner
 
-    runner = Runner(_root(), params=args.param, sweep=args.sweep, force=args.force, jobs=args.jobs)
+    runner = Runner(
+        _root(),
+        params=args.param,
+        sweep=args.sweep,
+        force=args.force,
+        jobs=args.jobs,
+        tags=args.tag,
+        timeout=args.timeout,
+    )
     names = list(args.stages)
     if args.resume:
         names = _resume_targets(runner) or names
         if not names:
             print("nbops run --resume: nothing failed or was skipped last time")
-            return 0
-    return runner.run(names or None, dry_run=args.dry_run)
+            return 0, None
+    code = runner.run(names or None, dry_run=args.dry_run)
+    return code, runner.outcome
 
 
 def _resume_targets(runner: Any) -> list[str]:
@@ -147,6 +171,25 @@ def add_parsers(sub: Any) -> None:
         type=int,
         default=None,
         help="stages/sweep points at once (default: CPU count)",
+    )
+    sp.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="set a tag on every run this execution makes (repeatable)",
+    )
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop the kernels after this long; the runs end FAILED (nbops.end_reason=timeout)",
+    )
+    sp.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="write what ran as JSON: pipeline run id, per-stage status and run ids, error",
     )
     sp.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
     sp.add_argument(

@@ -21,6 +21,7 @@ from nbops.pipeline import notebook as nbmod
 from nbops.pipeline import spec as specmod
 from nbops.pipeline.graph import Graph, build
 from nbops.pipeline.hashing import HashCache
+from nbops.pipeline.outcome import Outcome
 from nbops.pipeline.progress import Progress
 from nbops.pipeline.staleness import Fingerprint, fingerprint, point_key, reasons
 from nbops.pipeline.state import State
@@ -78,6 +79,8 @@ class Runner:
         jobs: int | None = None,
         executor: Executor | None = None,
         progress: Progress | None = None,
+        tags: list[str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.root = root
         self.state_dir = project.state_dir(root)
@@ -89,6 +92,14 @@ class Runner:
             for k, v in ((k, _split_list(v)) for k, v in parse_assignments(sweep or [], "--sweep"))
         }
         self.force = force
+        self.tags = {str(k): _param_str(v) for k, v in parse_assignments(tags or [], "--tag")}
+        if timeout is not None and timeout <= 0:
+            raise ParameterError(
+                f"--timeout must be a positive number of seconds, got {timeout:g}",
+                "e.g. --timeout 3600",
+            )
+        self.timeout = timeout
+        self.outcome: Outcome | None = None  # what the last run() did (for --summary)
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self._executor = executor
         self.progress = progress or Progress()
@@ -207,7 +218,11 @@ class Runner:
             for label, why in self.status(names):
                 self.progress.line(label, "would run" if why else "up to date", "; ".join(why))
             return 0
-        return _Execution(self, plans).go()
+        execution = _Execution(self, plans)
+        try:
+            return execution.go()
+        finally:
+            self.outcome = execution.outcome()
 
 
 def _split_list(v: Any) -> list[Any]:
@@ -236,6 +251,10 @@ class _Execution:
         self.stage_runs: dict[str, Any] = {}
         self.results: dict[str, list[tuple[Point, Any, Result, StageFailed | None]]] = {}
         self.stop = threading.Event()
+        self.timed_out = False
+        self.point_runs: dict[str, list[Any]] = {}
+        self.exit_code: int | None = None
+        self.t_start = time.perf_counter()
 
     def _ensure_tracking(self) -> None:
         if self.sink is not None:
@@ -249,7 +268,7 @@ class _Execution:
         self.pipeline_run = Run(
             exp,
             "pipeline",
-            {"nbops.pipeline": str(self.r.pipeline.path)},
+            {"nbops.pipeline": str(self.r.pipeline.path), **self.r.tags},
             root=self.r.root,
             uri=uri,
             capture=False,
@@ -271,6 +290,7 @@ class _Execution:
             else {k: v for k, v in plan.points[0].params.items() if k not in plan.stage.sweep}
         )
         tags = {
+            **self.r.tags,
             "nbops.stage": plan.name,
             "nbops.notebook": str(plan.notebook),
             "mlflow.source.name": str(plan.notebook),
@@ -293,13 +313,17 @@ class _Execution:
             spawn_writer=False,
         )
         self.sink.add(run, parent)
+        if pt is not None:
+            self.point_runs.setdefault(plan.name, []).append(run)
         return run
 
     def go(self) -> int:
         pool = ThreadPoolExecutor(max_workers=self.r.jobs, thread_name_prefix="nbops-stage")
         futures: dict[Future[Result], tuple[StagePlan, Point, Any]] = {}
+        self.t_start = time.perf_counter()
         old = _install_signal_handlers(self._interrupt)
         t0 = time.perf_counter()
+        deadline = t0 + self.r.timeout if self.r.timeout else None
         try:
             while True:
                 if not self.stop.is_set():
@@ -307,6 +331,11 @@ class _Execution:
                 if not futures:
                     break
                 done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+                self.r.progress.tick()
+                late = deadline is not None and time.perf_counter() > deadline
+                if late and not self.stop.is_set():
+                    self.timed_out = True
+                    self.stop.set()
                 for f in done:
                     plan, pt, run = futures.pop(f)
                     self._finish(plan, pt, run, f.result())
@@ -318,9 +347,50 @@ class _Execution:
                 self.executor.stop()
             _restore_signal_handlers(old)
             self._close(time.perf_counter() - t0)
+        if self.timed_out:
+            self.exit_code = 1
+        elif self.stop.is_set():
+            self.exit_code = 130
+        else:
+            self.exit_code = 1 if self.failures else 0
+        return self.exit_code
+
+    def _end_status(self, failed: bool) -> str:
+        """How a run ends. One that was stopped: FAILED when it ran out of time, KILLED when a
+        person or a signal stopped it."""
         if self.stop.is_set():
-            return 130
-        return 1 if self.failures else 0
+            return "FAILED" if self.timed_out else "KILLED"
+        return "FAILED" if failed else "FINISHED"
+
+    def outcome(self) -> Outcome:
+        stages = {}
+        for name in self.order:
+            runs = self.point_runs.get(name, []) if self.sink is not None else []
+            ids = [self.sink.run_id(r, timeout=5) for r in runs]
+            stages[name] = {"status": self.status[name], "run_ids": [i for i in ids if i]}
+        code = self.exit_code if self.exit_code is not None else 1
+        status = (
+            "timeout"
+            if self.timed_out
+            else "killed"
+            if self.stop.is_set()
+            else "failed"
+            if code
+            else "ok"
+        )
+        error = None
+        if self.timed_out:
+            error = f"timed out after {self.r.timeout:g} s"
+        elif self.failures:
+            error = self.failures[0].message
+        return Outcome(
+            pipeline_run_id=self.pipeline_run.id_if_ready() if self.pipeline_run else None,
+            exit_code=code,
+            status=status,
+            stages=stages,
+            error=error,
+            seconds=time.perf_counter() - self.t_start,
+        )
 
     def _start_ready(
         self, pool: ThreadPoolExecutor, futures: dict[Future[Result], tuple[StagePlan, Point, Any]]
@@ -380,13 +450,16 @@ class _Execution:
             self.failures.append(err)
             self.r.state.failed[pt.label] = err.message
             self.status[plan.name] = "failed"
-            if self.stop.is_set():
+            if self.timed_out:
+                self.r.progress.line(pt.label, "failed", f"timed out after {self.r.timeout:g} s")
+            elif self.stop.is_set():
                 self.r.progress.line(pt.label, "killed", "interrupted (Ctrl-C / SIGTERM)")
             else:
                 self.r.progress.line(pt.label, "failed", err.message)
         sweep = len(plan.points) > 1
         if sweep:  # each point of a sweep is its own run; the stage's outs go to the parent
-            run.end("FINISHED" if err is None else "KILLED" if self.stop.is_set() else "FAILED")
+            self._mark_timeout(run)
+            run.end(self._end_status(err is not None))
             if err is None:
                 self.r.progress.line(
                     pt.label, "done", f"{res.seconds:.1f} s", self.sink.run_id(run, timeout=5)
@@ -439,7 +512,8 @@ class _Execution:
         else:
             self.status[plan.name] = "failed"
             if not sweep:
-                results[0][1].end("KILLED" if self.stop.is_set() else "FAILED")
+                self._mark_timeout(results[0][1])
+                results[0][1].end(self._end_status(True))
         if sweep and owner is not None:
             owner.end("FINISHED" if err is None else "FAILED")
 
@@ -465,6 +539,10 @@ class _Execution:
                 )
         return None
 
+    def _mark_timeout(self, run: Any) -> None:
+        if self.timed_out:
+            run.set_tags({"nbops.end_reason": f"timeout: {self.r.timeout:g} s"})
+
     def _interrupt(self) -> None:
         self.stop.set()  # the main loop stops the executor within half a second
 
@@ -473,11 +551,11 @@ class _Execution:
             self.r.hashes.save()
             self.r.progress.summary(self.status, seconds, None)
             return
-        status = "KILLED" if self.stop.is_set() else "FAILED" if self.failures else "FINISHED"
-        for run in self.stage_runs.values():
+        status = self._end_status(bool(self.failures))
+        for run in [*self.stage_runs.values(), self.pipeline_run]:
             if run.status == "RUNNING":
+                self._mark_timeout(run)
                 run.end(status)
-        self.pipeline_run.end(status)
         delivered = self.sink.close()
         rid = self.pipeline_run.id_if_ready()
         self.r.progress.summary(self.status, seconds, rid)
@@ -485,6 +563,10 @@ class _Execution:
             self.r.progress.note(
                 f"the tracking store is unreachable ({self.sink.error}); the runs"
                 " stay spooled and `nbops sync` delivers them"
+            )
+        if self.timed_out:
+            self.r.progress.note(
+                f"nbops run: timed out after {self.r.timeout:g} s: kernels stopped, runs FAILED"
             )
         for f in self.failures:
             self.r.progress.note(str(f))

@@ -7,6 +7,7 @@ delivers the spool. Standard library only on this side.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -28,6 +29,27 @@ STATUSES = (FINISHED, FAILED, KILLED)
 DEFAULT_WAIT = float(os.environ.get("NBOPS_FLUSH_TIMEOUT", "120"))
 
 _now_ms = time.time_ns
+
+
+def env_tags() -> dict[str, str]:
+    """Tags for every run this process starts, from ``NBOPS_TAGS`` (a JSON object): how a
+    re-run or a schedule marks the runs of a notebook it executes (``nbops.rerun_of``, ...)."""
+    raw = os.environ.get("NBOPS_TAGS")
+    if not raw:
+        return {}
+    try:
+        tags = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"NBOPS_TAGS is not valid JSON ({exc}): {raw[:80]!r}",
+            'set it to a JSON object, e.g. NBOPS_TAGS=\'{"team": "vision"}\'',
+        ) from None
+    if not isinstance(tags, dict):
+        raise InvalidInput(
+            f"NBOPS_TAGS must be a JSON object of tag names to values, got {raw[:80]!r}",
+            'e.g. NBOPS_TAGS=\'{"team": "vision"}\'',
+        )
+    return {str(k): str(v) for k, v in tags.items()}
 
 
 def _ms() -> int:
@@ -68,7 +90,8 @@ class Run:
         self._params: dict[str, str] = {}
         self._warned: set[str] = set()
         clean_tags = {
-            validate.key(k, "tag"): validate.tag_value(k, v) for k, v in (tags or {}).items()
+            validate.key(k, "tag"): validate.tag_value(k, v)
+            for k, v in {**env_tags(), **(tags or {})}.items()
         }
         clean_params = {
             validate.key(k, "param"): validate.param_value(k, v) for k, v in (params or {}).items()

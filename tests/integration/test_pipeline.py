@@ -252,3 +252,55 @@ def test_metrics_the_notebook_logs_with_track_magics_go_to_the_stage_run(tiny, c
     assert json.loads(Path(client.download_artifacts(r.info.run_id, "outs.json")).read_text())[
         "c.txt"
     ]["digest"]
+
+
+def test_timeout_stops_the_kernel_and_marks_the_run_failed_with_a_summary(tiny, client):
+    notebook(tiny / "other.ipynb", "import time\ntime.sleep(600)")
+    out = run(tiny, "other", "--timeout", "3", "--summary", "s.json", "--tag", "team=vision")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "timed out after 3 s" in out.stdout + out.stderr
+    assert _kernels_of(tiny) == []
+    (r,) = stage_runs(client, "other")
+    assert r.info.status == "FAILED"
+    assert r.data.tags["nbops.end_reason"] == "timeout: 3 s"
+    assert r.data.tags["team"] == "vision"
+    summary = json.loads((tiny / "s.json").read_text())
+    assert summary["status"] == "timeout" and summary["exit_code"] == 1
+    assert summary["stages"]["other"] == {"status": "failed", "run_ids": [r.info.run_id]}
+    parent = client.get_run(summary["pipeline_run_id"])
+    assert parent.info.status == "FAILED" and parent.data.tags["team"] == "vision"
+
+
+def test_summary_lists_each_stage_and_its_runs(tiny, client):
+    out = run(tiny, "double", "--summary", "s.json", "--tag", "nbops.schedule=nightly")
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((tiny / "s.json").read_text())
+    assert summary["status"] == "ok" and summary["error"] is None
+    assert set(summary["stages"]) == {"make", "double"}
+    for stage, rec in summary["stages"].items():
+        (r,) = stage_runs(client, stage)
+        assert rec == {"status": "done", "run_ids": [r.info.run_id]}
+        assert r.data.tags["nbops.schedule"] == "nightly"
+
+
+def test_a_summary_is_written_even_when_nothing_can_start(tiny):
+    out = run(tiny, "-p", "make.nope=1", "--summary", "s.json")
+    assert out.returncode == 2
+    summary = json.loads((tiny / "s.json").read_text())
+    assert summary["status"] == "failed" and "nope" in summary["error"]
+
+
+def test_nbops_tags_env_tags_the_runs_a_notebook_starts(project, client):
+    nb = notebook(project / "nb.ipynb", "import nbops\nwith nbops.start_run('tagged'):\n    pass")
+    env = {**os.environ, "NBOPS_TAGS": json.dumps({"nbops.rerun_of": "abc"})}
+    subprocess.run(
+        [sys.executable, "-m", "papermill", str(nb), str(project / "out.ipynb")],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    exp = client.get_experiment_by_name("tagged")
+    (r,) = client.search_runs([exp.experiment_id])
+    assert r.data.tags["nbops.rerun_of"] == "abc"
