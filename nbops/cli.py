@@ -203,9 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
+    from nbops.ops.commands import add_parsers as add_ops_parsers
     from nbops.pipeline.commands import add_parsers
+    from nbops.scheduler.commands import add_parsers as add_scheduler_parsers
 
     add_parsers(sub)
+    add_scheduler_parsers(sub)
+    add_ops_parsers(sub)
 
     sp = add("runs", cmd_runs, "list runs (newest first)")
     sp.add_argument(

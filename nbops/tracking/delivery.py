@@ -44,7 +44,28 @@ class Delivery:
             )
         self.spool.set_run_info(run_id, eid)
         self.run_id, self.experiment_id = run_id, eid
+        if not st.get("run_id"):
+            self._audit("run.start", experiment=st.get("experiment"), name=st.get("name"))
         return run_id
+
+    def _audit(self, action: str, **fields: Any) -> None:
+        """nbops ops audit log (.nbops/audit.jsonl); never breaks delivery."""
+        try:
+            from nbops.ops.audit import safe_record
+
+            state = self.spool.dir.parent.parent  # <root>/.nbops/spool/<run>
+            if state.name != ".nbops":
+                return
+            tags = self.start.get("tags") or {}
+            safe_record(
+                action,
+                root=state.parent,
+                run_id=self.run_id,
+                stage=tags.get("nbops.stage"),
+                **fields,
+            )
+        except Exception:  # noqa: BLE001 - auditing never breaks logging
+            pass
 
     # --- records ------------------------------------------------------------------------------
     def pump(self) -> int:
@@ -103,6 +124,7 @@ class Delivery:
             elif kind == "end":
                 self.store.set_terminated(run_id, rec[1], rec[2])
                 self.ended = True
+                self._audit("run.end", status=rec[1])  # ops audit log
                 self.last_ts = rec[2]
         except Exception as exc:
             if not is_permanent(exc):
@@ -158,6 +180,7 @@ class Delivery:
             end_ms = max(self.last_ts, _mtime_ms(self.spool.log_path))
             self.store.set_terminated(self.run_id, "KILLED", end_ms)
             self.ended = True
+            self._audit("run.end", status="KILLED", reason=reason)  # ops audit log
             status = "KILLED"
         else:
             status = "ended"

@@ -1,0 +1,1 @@
+"""Operations: registry promotion and rollback behind gates, drift, lineage, audit, verify."""

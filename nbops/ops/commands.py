@@ -1,0 +1,173 @@
+"""The operations' CLI verbs: ``nbops promote``, ``rollback``, ``models``, ``audit``, ``drift``,
+``lineage``, ``verify``. Parsing here, work in the modules named after each verb; every import of
+MLflow, pandas or scipy happens inside a command, so ``nbops --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
+    for r in rows:
+        out.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)).rstrip())
+    return "\n".join(out)
+
+
+def _when(ms: Any) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(int(ms) / 1000))
+
+
+# --- registry ------------------------------------------------------------------------------------
+def cmd_promote(args: argparse.Namespace) -> int:
+    from nbops.ops.registry import promote
+
+    p = promote(args.run, args.model, args.alias)
+    for o in p.outcomes:
+        print(f"  gate {o.name}: passed ({o.detail})")
+    how = "reused" if p.reused else "registered"
+    was = f" (was version {p.previous})" if p.previous and p.previous != p.version else ""
+    print(
+        f"{how} run {p.run_id} as {p.model} version {p.version}; @{p.alias} -> version "
+        f"{p.version}{was}"
+    )
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from nbops.ops.registry import rollback
+
+    old, new = rollback(args.model, args.alias)
+    print(f"{args.model} @{args.alias}: version {old} -> version {new}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from nbops.ops.registry import models
+
+    rows = models(args.name)
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    if not rows:
+        print("no registered models yet: nbops promote RUN --model NAME registers one")
+        return 0
+    if args.name is None:
+        table = [
+            [
+                r["model"],
+                " ".join(f"@{a}=v{v}" for a, v in r["aliases"].items()) or "-",
+                r["latest"] or "-",
+            ]
+            for r in rows
+        ]
+        print(_table(table, ["MODEL", "ALIASES", "LATEST"]))
+        return 0
+    metric_names = list(rows[0]["metrics"]) if rows else []
+    table = []
+    for r in rows:
+        table.append(
+            [
+                r["version"],
+                " ".join("@" + a for a in r["aliases"]) or "-",
+                r["run_id"] or "-",
+                _when(r["created"]),
+            ]
+            + [
+                "-" if r["metrics"].get(m) is None else f"{r['metrics'][m]:.4g}"
+                for m in metric_names
+            ]
+        )
+    print(_table(table, ["VERSION", "ALIASES", "RUN", "CREATED", *metric_names]))
+    return 0
+
+
+# --- audit ---------------------------------------------------------------------------------------
+_SHOWN = ("seq", "ts", "who", "action")
+_HIDDEN = ("seq", "ts", "who", "host", "action", "prev", "hash")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from nbops.ops import audit
+
+    if args.verify:
+        n, problem = audit.verify()
+        if problem is not None:
+            print(
+                f"nbops audit: the audit log was tampered with: {problem} "
+                f"({n} records before it are intact)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"audit log intact: {n} records, hash chain verified")
+        return 0
+    recs = audit.select(action=args.action, since=args.since)
+    if args.json:
+        print(json.dumps(recs, indent=1))
+        return 0
+    if not recs:
+        print("no audit records" + (" match" if args.action or args.since else " yet"))
+        return 0
+    rows = [
+        [
+            str(r.get("seq")),
+            str(r.get("ts", ""))[:19].replace("T", " "),
+            str(r.get("who", "")),
+            str(r.get("action", "")),
+            " ".join(f"{k}={v}" for k, v in r.items() if k not in _HIDDEN and v is not None),
+        ]
+        for r in recs
+    ]
+    print(_table(rows, ["SEQ", "WHEN (UTC)", "WHO", "ACTION", "WHAT"]))
+    return 0
+
+
+# --- parsers -------------------------------------------------------------------------------------
+def add_parsers(sub: Any) -> None:
+    sp = sub.add_parser(
+        "promote",
+        help="register a run's model and move an alias to it, if the gates pass",
+        description="Check the gates of nbops.yaml for the model (stage, required metrics, "
+        "better than the current alias holder), then register the run's model in MLflow's "
+        "Model Registry and move the alias. A refused promotion changes nothing (exit 1).",
+    )
+    sp.add_argument("run", help="the run id of a run that logged a model")
+    sp.add_argument("--model", "-m", required=True, help="registered model name")
+    sp.add_argument(
+        "--alias", "-a", default=None, help="alias to move (default: the gate's, or champion)"
+    )
+    sp.set_defaults(func=cmd_promote)
+
+    sp = sub.add_parser(
+        "rollback",
+        help="move a model alias back to the version that held it before",
+        description="Move the alias back one step in its history (repeatable).",
+    )
+    sp.add_argument("model", metavar="NAME")
+    sp.add_argument("--alias", "-a", default="champion")
+    sp.set_defaults(func=cmd_rollback)
+
+    sp = sub.add_parser("models", help="registered models, or one model's versions")
+    sp.add_argument("name", nargs="?", metavar="NAME")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_models)
+
+    sp = sub.add_parser(
+        "audit",
+        help="the hash-chained audit log: list, filter, verify",
+        description="List the audit log of .nbops/audit.jsonl (runs, promotions, rollbacks, "
+        "schedule changes, drift checks), or check its hash chain with --verify (exit 1 and "
+        "the first bad record if it was edited, cut or reordered).",
+    )
+    sp.add_argument("--action", help="only this action (e.g. promote, run.end, or run)")
+    sp.add_argument("--since", help="only records newer than 30m, 2h, 7d or a date")
+    sp.add_argument("--verify", action="store_true", help="check the hash chain")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_audit)

@@ -1,0 +1,128 @@
+"""Promotion gates: plain functions over plain data (a Gate of nbops.yaml, a run's stage and
+metrics, the current alias holder's metrics). No MLflow here; registry.py feeds it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nbops.errors import InvalidInput, NbopsError
+from nbops.pipeline.spec import parse_check
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "latency")
+
+
+class GateFailed(NbopsError):
+    """A promotion was refused by a gate; nothing in the registry changed."""
+
+    exit_code = 1
+
+
+@dataclass
+class Outcome:
+    """One gate check: its name (``require accuracy >= 0.9``), whether it passed, and why."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+def lower_is_better(metric: str) -> bool:
+    name = metric.lower()
+    return any(w in name for w in LOWER_IS_BETTER)
+
+
+def check(
+    gate: Any,
+    model: str,
+    run_id: str,
+    stage: str | None,
+    metrics: Mapping[str, float],
+    current: tuple[str, Mapping[str, float]] | None,
+) -> list[Outcome]:
+    """Every check of ``gate`` (spec.Gate) on a run; ``current`` is (``v3``, its run's metrics)
+    for the version that holds the alias now, or None. A gate on a metric the run (or the
+    current holder) never logged is bad input, not a failed gate: InvalidInput naming it."""
+    out: list[Outcome] = []
+    if gate.stage:
+        ok = stage == gate.stage
+        out.append(
+            Outcome(
+                f"stage {gate.stage}",
+                ok,
+                f"run {run_id} is a run of stage {stage!r}"
+                if stage
+                else f"run {run_id} is not a pipeline stage run",
+            )
+        )
+    for metric, expr in gate.require.items():
+        op, bound = parse_check(expr)
+        value = _metric(metrics, metric, run_id, model, f"require {metric}")
+        out.append(
+            Outcome(f"require {metric} {expr}", OPS[op](value, bound), f"{metric} = {value:.6g}")
+        )
+    metric = gate.better_than_current
+    if metric:
+        value = _metric(metrics, metric, run_id, model, "better_than_current")
+        if current is None:
+            out.append(
+                Outcome(
+                    f"better_than_current {metric}",
+                    True,
+                    f"{metric} = {value:.6g}; no version holds the alias yet",
+                )
+            )
+        else:
+            label, cur_metrics = current
+            if metric not in cur_metrics:
+                raise InvalidInput(
+                    f"gate {model}: better_than_current {metric!r} cannot be checked: the "
+                    f"current {label} never logged {metric!r}",
+                    f"log {metric!r} in the stage, or change better_than_current in nbops.yaml",
+                )
+            cur = float(cur_metrics[metric])
+            better = value < cur if lower_is_better(metric) else value > cur
+            word = "lower" if lower_is_better(metric) else "higher"
+            out.append(
+                Outcome(
+                    f"better_than_current {metric}",
+                    better,
+                    f"{metric} = {value:.6g} vs {cur:.6g} of {label} ({word} is better)",
+                )
+            )
+    return out
+
+
+def _metric(metrics: Mapping[str, float], metric: str, run_id: str, model: str, what: str) -> float:
+    if metric not in metrics:
+        logged = ", ".join(sorted(metrics)) or "none"
+        raise InvalidInput(
+            f"gate {model}: {what} needs metric {metric!r}, which run {run_id} never logged "
+            f"(it logged: {logged})",
+            "promote a run that logs it, or fix the gate in nbops.yaml",
+        )
+    return float(metrics[metric])
+
+
+def refusal(model: str, run_id: str, outcomes: list[Outcome]) -> GateFailed | None:
+    """The error for the first failed check, naming it, or None if all passed."""
+    failed = [o for o in outcomes if not o.passed]
+    if not failed:
+        return None
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return GateFailed(
+        f"promotion of run {run_id} to {model} refused: gate {first.name} failed: "
+        f"{first.detail}{more}",
+        "nothing was registered and no alias moved; improve the run, or change `gates:` in "
+        "nbops.yaml",
+    )

@@ -1,0 +1,320 @@
+"""Promotion and rollback on MLflow's Model Registry (MlflowClient through tracking/store.py).
+
+``promote`` checks the gates of nbops.yaml *before* it writes anything, then registers the run's
+model (``runs:/<run_id>/<artifact>``; a run promoted before reuses its version) and moves the
+alias. Each alias keeps its history in the registered-model tag ``nbops.alias_history.<alias>``
+(a JSON list of versions, oldest first), so ``rollback`` can walk back step by step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops import project
+from nbops.errors import InvalidInput, NbopsError, NotFound
+from nbops.ops import audit
+from nbops.ops.gates import Outcome, check, refusal
+
+HISTORY_TAG = "nbops.alias_history."
+DEFAULT_ALIAS = "champion"
+
+
+def _store() -> Any:
+    from nbops.tracking.query import open_store
+
+    return open_store()
+
+
+def _mlflow_code(exc: BaseException) -> str | None:
+    return getattr(exc, "error_code", None)
+
+
+def pipeline(root: Path | None = None) -> Any:
+    """nbops.yaml of the project, or None when there is none (then no gates apply)."""
+    from nbops.pipeline import spec
+
+    path = (root or project.find_root()) / project.CONFIG_FILE
+    return spec.load(path) if path.is_file() else None
+
+
+@contextlib.contextmanager
+def _locked(root: Path | None = None) -> Iterator[None]:
+    """One registry change at a time in this project (promote/rollback read-modify-write)."""
+    fd = os.open(project.state_dir(root) / "registry.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- reading the registry -------------------------------------------------------------------------
+def registered_model(client: Any, name: str) -> Any:
+    try:
+        return client.get_registered_model(name)
+    except Exception as exc:
+        if _mlflow_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            known = sorted(m.name for m in client.search_registered_models(max_results=200))
+            raise NotFound(
+                f"model {name!r} is not registered",
+                "registered models: "
+                + (", ".join(known) or "none yet (nbops promote RUN --model NAME registers one)"),
+            ) from None
+        raise
+
+
+def version_by_alias(client: Any, name: str, alias: str) -> Any:
+    rm = registered_model(client, name)
+    if alias not in rm.aliases:
+        have = ", ".join(f"@{a} (v{v})" for a, v in sorted(rm.aliases.items())) or "none"
+        raise NotFound(
+            f"model {name!r} has no alias {alias!r}",
+            f"its aliases: {have}; promote a run with --alias {alias}",
+        )
+    return client.get_model_version(name, str(rm.aliases[alias]))
+
+
+def model_version(client: Any, name: str, version: str) -> Any:
+    registered_model(client, name)
+    try:
+        return client.get_model_version(name, str(version))
+    except Exception as exc:
+        if _mlflow_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise NotFound(
+                f"model {name!r} has no version {version!r}",
+                f"list its versions with `nbops models {name}`",
+            ) from None
+        raise
+
+
+def history(rm: Any, alias: str) -> list[str]:
+    raw = (rm.tags or {}).get(HISTORY_TAG + alias)
+    try:
+        return [str(v) for v in json.loads(raw)] if raw else []
+    except ValueError:
+        return []
+
+
+def model_artifact(store: Any, run: Any) -> str:
+    """The artifact path of the model a run logged (``nbops.model.<name>`` tags, else a folder
+    with an ``MLmodel`` file); NotFound naming the run if it logged none."""
+    tagged = sorted(k[len("nbops.model.") :] for k in run.data.tags if k.startswith("nbops.model."))
+    if tagged:
+        return "model" if "model" in tagged else tagged[0]
+    rid = run.info.run_id
+    try:
+        for item in store.client.list_artifacts(rid):
+            if item.is_dir and any(
+                a.path.endswith("MLmodel") for a in store.client.list_artifacts(rid, item.path)
+            ):
+                return str(item.path)
+    except Exception:  # noqa: BLE001 - unreadable artifacts: treated as no model
+        pass
+    raise NotFound(
+        f"run {rid} logged no model",
+        "log one in the notebook with nbops.log_model(model, 'model'), or promote the stage "
+        "run that did (nbops runs shows them)",
+    )
+
+
+# --- promote -------------------------------------------------------------------------------------
+@dataclass
+class Promotion:
+    model: str
+    alias: str
+    version: str
+    run_id: str
+    previous: str | None
+    outcomes: list[Outcome] = field(default_factory=list)
+    reused: bool = False
+
+
+def promote(
+    run_id: str, model: str, alias: str | None = None, root: Path | None = None
+) -> Promotion:
+    """Check the gates, then register the run's model and point ``alias`` at it."""
+    if not model:
+        raise InvalidInput("--model is empty", "name the registered model: --model wine")
+    store = _store()
+    client = store.client
+    run = store.get_run(run_id)
+    spec = pipeline(root)
+    gate = spec.gates.get(model) if spec is not None else None
+    alias = alias or (gate.alias if gate is not None else DEFAULT_ALIAS)
+    artifact = model_artifact(store, run)
+    with _locked(root):
+        rm = _maybe_model(client, model)
+        current = None
+        if rm is not None and alias in rm.aliases:
+            cur_v = client.get_model_version(model, str(rm.aliases[alias]))
+            cur_metrics = store.get_run(cur_v.run_id).data.metrics if cur_v.run_id else {}
+            current = (f"version {cur_v.version} (@{alias}, run {cur_v.run_id})", cur_metrics)
+        outcomes: list[Outcome] = []
+        if gate is not None:
+            outcomes = check(
+                gate, model, run_id, run.data.tags.get("nbops.stage"), run.data.metrics, current
+            )
+            refused = refusal(model, run_id, outcomes)
+            if refused is not None:
+                audit.safe_record(
+                    "promote.refused",
+                    root=root,
+                    model=model,
+                    alias=alias,
+                    run_id=run_id,
+                    reason=refused.message,
+                )
+                raise refused
+        # every check passed: now, and only now, write to the registry
+        if rm is None:
+            rm = _create_model(client, model)
+        existing = _version_of_run(client, model, run_id, artifact)
+        if existing is not None:
+            version, reused = str(existing.version), True
+        else:
+            mv = client.create_model_version(
+                model,
+                f"runs:/{run_id}/{artifact}",
+                run_id=run_id,
+                tags={"nbops.stage": run.data.tags.get("nbops.stage", "")},
+            )
+            version, reused = str(mv.version), False
+        previous = str(rm.aliases[alias]) if alias in rm.aliases else None
+        hist = history(rm, alias)
+        if previous is not None and (not hist or hist[-1] != previous):
+            hist.append(previous)  # the alias was moved outside nbops: remember where it was
+        if not hist or hist[-1] != version:
+            hist.append(version)
+        try:
+            client.set_registered_model_alias(model, alias, version)
+            client.set_registered_model_tag(model, HISTORY_TAG + alias, json.dumps(hist))
+        except Exception:
+            if previous is not None:  # put the alias back: a promotion is all or nothing
+                with contextlib.suppress(Exception):
+                    client.set_registered_model_alias(model, alias, previous)
+            raise
+        gates_text = json.dumps([o.__dict__ for o in outcomes])
+        with contextlib.suppress(Exception):
+            client.set_model_version_tag(model, version, "nbops.gates", gates_text[:4900])
+    audit.safe_record(
+        "promote",
+        root=root,
+        model=model,
+        alias=alias,
+        version=version,
+        run_id=run_id,
+        previous=previous,
+    )
+    return Promotion(model, alias, version, run_id, previous, outcomes, reused)
+
+
+def _maybe_model(client: Any, name: str) -> Any:
+    try:
+        return client.get_registered_model(name)
+    except Exception as exc:
+        if _mlflow_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def _create_model(client: Any, name: str) -> Any:
+    try:
+        return client.create_registered_model(
+            name, tags={"nbops.created_by": "nbops promote"}, description="registered by nbops"
+        )
+    except Exception as exc:
+        if _mlflow_code(exc) == "RESOURCE_ALREADY_EXISTS":
+            return client.get_registered_model(name)
+        if _mlflow_code(exc) == "INVALID_PARAMETER_VALUE":
+            raise InvalidInput(f"model name {name!r} is not valid: {exc}", None) from None
+        raise
+
+
+def _version_of_run(client: Any, model: str, run_id: str, artifact: str) -> Any:
+    source = f"runs:/{run_id}/{artifact}"
+    for mv in client.search_model_versions(f"name='{model}' and run_id='{run_id}'"):
+        if mv.source == source:
+            return mv
+    return None
+
+
+# --- rollback ------------------------------------------------------------------------------------
+def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -> tuple[str, str]:
+    """Move ``alias`` back to the version that held it before; returns (from, to)."""
+    client = _store().client
+    with _locked(root):
+        rm = registered_model(client, model)
+        if alias not in rm.aliases:
+            version_by_alias(client, model, alias)  # raises NotFound naming the aliases
+        current = str(rm.aliases[alias])
+        hist = history(rm, alias)
+        if hist and hist[-1] != current:
+            hist.append(current)
+        if len(hist) < 2:
+            raise NbopsError(
+                f"model {model!r} @{alias} (version {current}) has no earlier version to roll "
+                "back to",
+                f"promote another run with `nbops promote RUN --model {model} --alias {alias}`",
+            )
+        hist.pop()
+        target = hist[-1]
+        client.set_registered_model_alias(model, alias, target)
+        client.set_registered_model_tag(model, HISTORY_TAG + alias, json.dumps(hist))
+    audit.safe_record(
+        "rollback", root=root, model=model, alias=alias, version=target, previous=current
+    )
+    return current, target
+
+
+# --- listing -------------------------------------------------------------------------------------
+def models(name: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
+    """Registered models (no name) or the versions of one: aliases, source run, gate metrics."""
+    store = _store()
+    client = store.client
+    if name is None:
+        rows = []
+        for rm in client.search_registered_models(max_results=1000):
+            latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
+            rows.append(
+                {
+                    "model": rm.name,
+                    "aliases": {a: str(v) for a, v in sorted(rm.aliases.items())},
+                    "latest": str(latest) if latest is not None else None,
+                }
+            )
+        return sorted(rows, key=lambda r: r["model"])
+    rm = registered_model(client, name)
+    spec = pipeline(root)
+    gate = spec.gates.get(name) if spec is not None else None
+    metrics_of_gate = list(gate.require) if gate is not None else []
+    if gate is not None and gate.better_than_current not in (None, *metrics_of_gate):
+        metrics_of_gate.append(gate.better_than_current)
+    by_version: dict[str, list[str]] = {}
+    for a, v in rm.aliases.items():
+        by_version.setdefault(str(v), []).append(a)
+    rows = []
+    for mv in client.search_model_versions(f"name='{name}'"):
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            try:
+                metrics = store.get_run(mv.run_id).data.metrics
+            except NotFound:
+                metrics = {}
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(by_version.get(str(mv.version), [])),
+                "run_id": mv.run_id,
+                "source": mv.source,
+                "created": mv.creation_timestamp,
+                "metrics": {m: metrics.get(m) for m in metrics_of_gate},
+            }
+        )
+    return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
