@@ -1,0 +1,187 @@
+"""The scheduler's Python API: what the CLI and the Jupyter server call. Every function takes the
+project root; errors are NbopsError subclasses (InvalidInput/ConfigError: bad input -> HTTP 400,
+NotFound -> 404). Returns plain dicts (``model_dump()`` of the models in model.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nbops.errors import ConfigError, InvalidInput, NotFound
+from nbops.scheduler import cron, sources
+from nbops.scheduler.daemon import HEARTBEAT, read_status
+from nbops.scheduler.lock import is_held
+from nbops.scheduler.model import DaemonStatus, HistoryRow, ScheduleSpec, ScheduleView
+from nbops.scheduler.store import Store
+
+START_HINT = (
+    "start it in the project folder: `nbops scheduler` (foreground), or as a service: "
+    "`nbops scheduler --install-systemd`"
+)
+
+
+def _root(root: str | os.PathLike[str]) -> Path:
+    return Path(root).resolve()
+
+
+def _view(spec: ScheduleSpec, store: Store, slots: dict[str, Any], now: float) -> ScheduleView:
+    slot = slots.get(spec.name)
+    after = max(now, slot.cursor) if slot is not None and slot.cursor else now
+    nxt = cron.next_fire(spec.cron, spec.timezone, after)
+    last = store.last(spec.name)
+    last_exec = store.last(spec.name, executed=True)
+    run_id = None
+    if last_exec is not None:
+        run_id = last_exec.pipeline_run_id or (last_exec.run_ids[0] if last_exec.run_ids else None)
+    status = None
+    if last is not None:
+        status = f"skipped: {last.error}" if last.status == "skipped" else last.status
+    return ScheduleView(
+        name=spec.name,
+        cron=spec.cron,
+        timezone=cron.zone_label(spec.timezone),
+        stages=spec.stages,
+        params=spec.params,
+        catchup=spec.catchup,
+        retries=spec.retries,
+        timeout=spec.timeout,
+        on_failure=spec.on_failure,
+        source=spec.source,
+        next_fire=int(nxt * 1000),
+        last_status=status,
+        last_run_id=run_id,
+    )
+
+
+def list_schedules(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every schedule (nbops.yaml and CLI), with next fire time (epoch ms) and last status."""
+    r = _root(root)
+    store = Store(r)
+    slots = store.slots()
+    now = time.time()
+    return [_view(s, store, slots, now).model_dump() for s in sources.all_specs(r, store)]
+
+
+def get_schedule(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    r = _root(root)
+    store = Store(r)
+    spec = sources.find(r, name, store)
+    return _view(spec, store, store.slots(), time.time()).model_dump()
+
+
+def add_schedule(
+    root: str | os.PathLike[str],
+    name: str,
+    cron_expr: str,
+    *,
+    stages: list[str] | None = None,
+    params: list[str] | dict[str, Any] | None = None,
+    catchup: str = "latest",
+    retries: int = 0,
+    timeout: float | None = None,
+    timezone: str | None = None,
+    on_failure: str | None = None,
+) -> dict[str, Any]:
+    """Add a schedule (persisted; a running daemon picks it up within a second)."""
+    r = _root(root)
+    store = Store(r)
+    spec = sources.new_spec(
+        r,
+        name,
+        cron_expr,
+        stages=stages,
+        params=params,
+        catchup=catchup,
+        retries=retries,
+        timeout=timeout,
+        timezone=timezone,
+        on_failure=on_failure,
+    )
+    existing = {s.name: s for s in sources.all_specs(r, store)}
+    if name in existing:
+        where = "in nbops.yaml" if existing[name].source == "nbops.yaml" else "by the CLI"
+        raise InvalidInput(
+            f"name: a schedule named {name!r} already exists ({where})",
+            f"pick another name, or `nbops schedule remove {name}` first",
+        )
+    if not store.add_schedule(spec):
+        raise InvalidInput(f"name: a schedule named {name!r} already exists", "pick another name")
+    return _view(spec, store, store.slots(), time.time()).model_dump()
+
+
+def remove_schedule(root: str | os.PathLike[str], name: str) -> None:
+    """Remove a CLI schedule; one from nbops.yaml is refused (edit the file)."""
+    r = _root(root)
+    store = Store(r)
+    spec = sources.find(r, name, store)
+    if spec.source == "nbops.yaml":
+        pipeline = sources.load_pipeline(r)
+        line = (pipeline.where("schedules", name) or (None, None))[0]
+        raise ConfigError(
+            f"schedule {name!r} is defined in nbops.yaml and cannot be removed here",
+            "delete it from the `schedules:` section of nbops.yaml",
+            file=str(pipeline.path),
+            line=line,
+        )
+    if not store.remove_schedule(name):
+        raise NotFound(f"no schedule named {name!r}", "see `nbops schedule list`")
+
+
+def run_now(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """Run a schedule now. With a daemon alive, it is queued for the daemon (which keeps the
+    no-overlap rule); else a detached `nbops schedule run NAME` process runs it.
+    Returns {"schedule", "queued": bool, "pid": int | None}."""
+    r = _root(root)
+    store = Store(r)
+    sources.find(r, name, store)
+    if daemon_status(r)["alive"]:
+        store.request_run(name)
+        return {"schedule": name, "queued": True, "pid": None}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbops", "schedule", "run", name, "--foreground"],
+        cwd=r,
+        env=dict(os.environ, NBOPS_PROJECT_ROOT=str(r)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return {"schedule": name, "queued": False, "pid": proc.pid}
+
+
+def history(root: str | os.PathLike[str], name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The schedule's executions (and skipped fire times), newest first."""
+    r = _root(root)
+    store = Store(r)
+    rows = store.history(name, limit=max(1, int(limit)))
+    if not rows:
+        sources.find(r, name, store)  # NotFound for an unknown name; else just no history yet
+    return [row.model_dump() for row in rows]
+
+
+def history_rows(root: str | os.PathLike[str], name: str, limit: int = 50) -> list[HistoryRow]:
+    return [HistoryRow.model_validate(d) for d in history(root, name, limit)]
+
+
+def daemon_status(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """{alive, pid, since, last_beat, hint}: alive means a daemon holds the project's lock."""
+    r = _root(root)
+    d = r / ".nbops" / "scheduler"
+    info = read_status(d)
+    up = is_held(d / "daemon.lock")
+    hint = None
+    if not up:
+        hint = "the scheduler is not running: " + START_HINT
+    elif info.get("last_beat") and time.time() - float(info["last_beat"]) > 6 * HEARTBEAT:
+        hint = f"the scheduler (pid {info.get('pid')}) holds its lock but has not beaten lately"
+    return DaemonStatus(
+        alive=up,
+        pid=info.get("pid") if up else None,
+        since=info.get("since") if up else None,
+        last_beat=info.get("last_beat"),
+        hint=hint,
+    ).model_dump()
