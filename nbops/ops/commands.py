@@ -129,6 +129,42 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- drift ---------------------------------------------------------------------------------------
+def cmd_drift(args: argparse.Namespace) -> int:
+    from nbops.ops.monitor import run_check
+    from nbops.project import find_root
+
+    check = run_check(find_root(), args.ref, args.cur, args.threshold, args.retrain, args.html)
+    rep = check.report
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    **rep.to_dict(),
+                    "run_id": check.run_id,
+                    "html": str(check.html),
+                    "retrain": check.retrain or None,
+                },
+                indent=1,
+            )
+        )
+    else:
+        print(f"drift: {rep.reference} -> {rep.current}")
+        print(rep.table())
+        print(f"report {check.html}; run {check.run_id} (experiment drift)")
+    if check.retrain:
+        r = check.retrain
+        ok = r["exit_code"] == 0
+        if not args.json:
+            print(
+                f"retrain {'done' if ok else 'FAILED'}: pipeline run {r['pipeline_run_id']}, "
+                f"{len(r['run_ids'])} stage runs tagged nbops.drift_run={check.run_id}"
+            )
+        if not ok:
+            return 1
+    return 3 if rep.drifted else 0
+
+
 # --- parsers -------------------------------------------------------------------------------------
 def add_parsers(sub: Any) -> None:
     sp = sub.add_parser(
@@ -171,3 +207,29 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--verify", action="store_true", help="check the hash chain")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_audit)
+
+    sp = sub.add_parser(
+        "drift",
+        help="compare two tables for data drift (exit 3 on drift); --retrain runs on_drift",
+        description="Per column: Kolmogorov-Smirnov (numbers) or chi-squared (categories) and "
+        "PSI. Prints a table, writes an HTML report, logs the statistics as an MLflow run "
+        "(experiment drift). REF and CUR default to drift: reference/current of nbops.yaml. "
+        "Exit 3 when a column drifted.",
+    )
+    sp.add_argument("ref", nargs="?", metavar="REF", help="reference table (CSV, Parquet, JSON)")
+    sp.add_argument("cur", nargs="?", metavar="CUR", help="current table")
+    sp.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="p-value below which a column drifted (default: nbops.yaml, else 0.05)",
+    )
+    sp.add_argument(
+        "--retrain",
+        action="store_true",
+        help="on drift, run the on_drift stages "
+        "(nbops run STAGES --force), tagged with the drift run",
+    )
+    sp.add_argument("--html", help="where to write the HTML report (default .nbops/drift/)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_drift)

@@ -1,0 +1,224 @@
+"""``nbops drift``: read two tables, ``check_drift`` them, write the HTML report, log the
+statistics as an MLflow run (experiment ``drift``), append to the audit log and, with
+``--retrain``, run the ``on_drift`` stages as ``nbops run --force`` tagged with the drift run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops import project
+from nbops.errors import ConfigError, InvalidInput, NotFound
+from nbops.ops import audit
+from nbops.ops.drift import DriftReport, check_drift
+
+EXPERIMENT = "drift"
+_KEY_BAD = re.compile(r"[^\w.\- /]")
+
+
+@dataclass
+class DriftCheck:
+    report: DriftReport
+    run_id: str | None
+    html: Path
+    retrain: dict[str, Any] = field(default_factory=dict)  # status, exit_code, run_ids
+
+
+def read_table(path: Path) -> Any:
+    import pandas as pd
+
+    if not path.is_file():
+        raise NotFound(f"table {str(path)!r} does not exist", f"check the path (cwd {os.getcwd()})")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".json", ".jsonl"):
+            return pd.read_json(path, lines=suffix == ".jsonl")
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as exc:  # noqa: BLE001 - a bad file is the user's to fix, not a traceback
+        raise InvalidInput(
+            f"table {str(path)!r} cannot be read: {str(exc).splitlines()[0][:200]}",
+            "nbops drift reads CSV, TSV, Parquet and JSON (lines) files",
+        ) from None
+
+
+def settings(
+    root: Path, ref: str | None, cur: str | None, threshold: float | None
+) -> tuple[Path, Path, float, list[str]]:
+    """REF, CUR and threshold from the command line, else from ``drift:`` of nbops.yaml."""
+    from nbops.ops.registry import pipeline
+
+    spec = pipeline(root)
+    drift = spec.drift if spec is not None else None
+    if (ref is None) != (cur is None):
+        raise InvalidInput("give both REF and CUR, or neither", "nbops drift REF.csv CUR.csv")
+    if ref is None or cur is None:
+        if drift is None:
+            raise ConfigError(
+                f"no tables to compare: no REF CUR given and no `drift:` in {project.CONFIG_FILE}",
+                "run `nbops drift REF.csv CUR.csv`, or add drift: {reference: ..., current: ...}",
+                file=str(root / project.CONFIG_FILE),
+            )
+        ref_p, cur_p = root / drift.reference, root / drift.current
+    else:
+        ref_p, cur_p = Path(ref).resolve(), Path(cur).resolve()
+    th = threshold if threshold is not None else (drift.threshold if drift else 0.05)
+    return ref_p, cur_p, float(th), list(drift.on_drift) if drift else []
+
+
+def run_check(
+    root: Path,
+    ref: str | None = None,
+    cur: str | None = None,
+    threshold: float | None = None,
+    retrain: bool = False,
+    html_out: str | None = None,
+) -> DriftCheck:
+    ref_p, cur_p, th, on_drift = settings(root, ref, cur, threshold)
+    if retrain and not on_drift:
+        raise ConfigError(
+            "--retrain needs the stages to run: `drift: on_drift:` is empty or missing",
+            "add on_drift: [prepare, train] under drift: in nbops.yaml",
+            file=str(root / project.CONFIG_FILE),
+        )
+    report = check_drift(read_table(ref_p), read_table(cur_p), th)
+    report.reference, report.current = _rel(ref_p, root), _rel(cur_p, root)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    html = Path(html_out) if html_out else project.state_dir(root) / "drift" / f"{stamp}.html"
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(report.to_html(f"nbops drift report {stamp}"), encoding="utf-8")
+    run_id = _log_run(root, report, ref_p, cur_p, html)
+    audit.safe_record(
+        "drift.check",
+        root=root,
+        run_id=run_id,
+        reference=report.reference,
+        current=report.current,
+        drifted=report.drifted_columns,
+    )
+    check = DriftCheck(report, run_id, html)
+    if retrain and report.drifted:
+        check.retrain = _retrain(root, on_drift, run_id)
+    return check
+
+
+def _rel(p: Path, root: Path) -> str:
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def _key(column: str) -> str:
+    return _KEY_BAD.sub("_", column)[:200] or "_"
+
+
+def _log_run(root: Path, report: DriftReport, ref_p: Path, cur_p: Path, html: Path) -> str:
+    """The check as an MLflow run: params, per-column metrics, data fingerprints, the report."""
+    from nbops.tracking.fingerprint import fingerprint
+    from nbops.tracking.query import open_store
+
+    store = open_store(project.tracking_uri(root))
+    fps = {"reference": fingerprint(ref_p, role="input"), "current": fingerprint(cur_p)}
+    tags = {
+        "nbops.kind": "drift",
+        "nbops.drift": str(report.drifted).lower(),
+        "nbops.drift.columns": ",".join(report.drifted_columns)[:5000],
+        **{f"nbops.data.{role}.{_key(fp['name'])}": fp["xxh3"] for role, fp in fps.items()},
+    }
+    try:
+        import getpass
+
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):
+        pass
+    start = int(time.time() * 1000)
+    rid = store.create_run(store.experiment_id(EXPERIMENT), start, "drift-check", tags)
+    ms = int(time.time() * 1000)
+    metrics = [("drift.n_drifted", float(len(report.drifted_columns)), 0, ms)]
+    for c in report.columns:
+        k = _key(c.column)
+        metrics += [
+            (f"drift.{k}.p_value", c.p_value, 0, ms),
+            (f"drift.{k}.statistic", c.statistic, 0, ms),
+            (f"drift.{k}.psi", c.psi, 0, ms),
+        ]
+    params = [
+        ("reference", report.reference),
+        ("current", report.current),
+        ("threshold", str(report.threshold)),
+    ]
+    for i in range(0, len(metrics), 900):
+        store.log_batch(rid, metrics=metrics[i : i + 900], params=params if i == 0 else ())
+    for fp in fps.values():
+        try:
+            store.log_dataset(rid, fp)
+        except Exception:  # noqa: BLE001 - the tags above already hold the fingerprints
+            pass
+    with tempfile.TemporaryDirectory() as tmp:
+        js = Path(tmp) / "drift.json"
+        js.write_text(json.dumps(report.to_dict(), indent=1))
+        store.log_artifact(rid, str(js), None)
+        rep = Path(tmp) / "drift_report.html"
+        rep.write_bytes(html.read_bytes())
+        store.log_artifact(rid, str(rep), None)
+    store.set_terminated(rid, "FINISHED", int(time.time() * 1000))
+    return rid
+
+
+def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
+    """``nbops run <stages> --force --tag nbops.drift_run=<id>``; its output goes to the
+    terminal; the runs it made are read from ``--summary`` and linked from the drift run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "summary.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "nbops",
+            "run",
+            *stages,
+            "--force",
+            "--tag",
+            f"nbops.drift_run={drift_run}",
+            "--summary",
+            str(summary),
+        ]
+        print(f"drift found: retraining: nbops run {' '.join(stages)} --force", flush=True)
+        proc = subprocess.run(cmd, cwd=root, check=False)
+        outcome = json.loads(summary.read_text()) if summary.is_file() else {}
+    run_ids = [rid for s in (outcome.get("stages") or {}).values() for rid in s.get("run_ids", [])]
+    result = {
+        "exit_code": proc.returncode,
+        "status": outcome.get("status", "failed"),
+        "pipeline_run_id": outcome.get("pipeline_run_id"),
+        "run_ids": run_ids,
+        "error": outcome.get("error"),
+    }
+    from nbops.tracking.query import open_store
+
+    store = open_store(project.tracking_uri(root))
+    tags = [
+        ("nbops.retrain.status", str(result["status"])),
+        ("nbops.retrain.runs", ",".join(run_ids)[:7900]),
+    ]
+    if result["pipeline_run_id"]:
+        tags.append(("nbops.retrain.pipeline_run", str(result["pipeline_run_id"])))
+    store.log_batch(drift_run, tags=tags)
+    audit.safe_record(
+        "drift.retrain",
+        root=root,
+        run_id=drift_run,
+        stages=stages,
+        status=result["status"],
+        pipeline_run_id=result["pipeline_run_id"],
+    )
+    return result
