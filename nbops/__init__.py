@@ -28,6 +28,7 @@ _API = {
     "log_model": "nbops.tracking.fluent",
     "runs": "nbops.tracking.query",
     "compare": "nbops.tracking.query",
+    "runs_widget": "nbops.ipython.widgets",
     "Comparison": "nbops.tracking.query",
     "Run": "nbops.tracking.run",
     "NbopsError": "nbops.errors",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         StageFailed,
         StoreUnavailable,
     )
+    from nbops.ipython.widgets import runs_widget  # noqa: F401
     from nbops.tracking.fluent import (  # noqa: F401
         active_run,
         end_run,
@@ -85,6 +87,13 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension (``/nbops/api/``); tornado loads only when the server asks."""
+    from nbops.server import _jupyter_server_extension_points as points
+
+    return points()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -1,0 +1,99 @@
+"""The Jupyter server extension ``nbops``: REST endpoints under ``/nbops/api/`` over the project's
+tracking store and pipeline (enabled on install by jupyter-config/server-config/nbops.json)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Int, Unicode
+
+from nbops import project
+from nbops.server.jobs import Jobs
+from nbops.server.reader import Reader
+
+
+class ServerContext:
+    """What every handler shares: the project, the read path, the worker threads, the jobs."""
+
+    def __init__(self, root: Path, uri: str, workers: int = 4) -> None:
+        from nbops.server.sqlite_reader import SqliteReader
+
+        self.root = root
+        self.uri = uri
+        self.state_dir = project.state_dir(root)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="nbops-api")
+        self.jobs = Jobs(self.state_dir)
+        self._mlflow: Reader | None = None
+        self._lock = threading.Lock()
+        self._warm: Future[None] = self.pool.submit(lambda: None)
+        db = project.sqlite_path(uri)
+        self.sqlite = SqliteReader(db, self.mlflow) if db is not None else None
+
+    def mlflow(self) -> Reader:
+        """The MlflowClient path (imports mlflow on first use: call it in a worker thread)."""
+        self._warm.result()
+        with self._lock:
+            if self._mlflow is None:
+                from nbops.server.mlflow_reader import MlflowReader
+
+                self._mlflow = MlflowReader(self.uri)
+            return self._mlflow
+
+    def reader(self) -> Reader:
+        """The read path; blocks until MLflow is imported (call it in a worker thread)."""
+        self._warm.result()
+        return self.sqlite if self.sqlite is not None else self.mlflow()
+
+    def warm_up(self) -> None:
+        """Import MLflow in the background so the first request does not wait for it. Every
+        worker waits for this one import: MLflow's circular imports break when two threads
+        import it at once."""
+
+        def load() -> None:
+            import mlflow.utils.search_utils  # noqa: F401
+            from mlflow.tracking import MlflowClient  # noqa: F401
+
+        self._warm = self.pool.submit(load)
+
+
+class NbopsApp(ExtensionApp):
+    name = "nbops"
+    load_other_extensions = True
+
+    project_root = Unicode(
+        "", config=True, help="Project root (default: found from the server's root_dir)"
+    )
+    tracking_uri = Unicode(
+        "",
+        config=True,
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the project's)",
+    )
+    workers = Int(4, config=True, help="Threads for store reads and other blocking work")
+
+    def initialize_settings(self) -> None:
+        root_dir = getattr(self.serverapp, "root_dir", None) if self.serverapp else None
+        root = (
+            Path(self.project_root).resolve()
+            if self.project_root
+            else project.find_root(root_dir or None)
+        )
+        uri = self.tracking_uri or project.tracking_uri(root)
+        ctx = ServerContext(root, uri, self.workers)
+        ctx.warm_up()
+        self.settings["nbops"] = ctx
+        self.log.info("nbops: project %s, tracking store %s", root, uri)
+
+    def initialize_handlers(self) -> None:
+        from nbops.server.handlers import routes
+
+        self.handlers.extend(routes())
+
+    async def stop_extension(self) -> None:
+        ctx: Any = self.settings.get("nbops")
+        if ctx is not None:
+            await ctx.jobs.stop_all()
+            ctx.pool.shutdown(wait=False, cancel_futures=True)

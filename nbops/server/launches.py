@@ -1,0 +1,183 @@
+"""What the server starts for a re-run or a pipeline run, and the pipeline's status: the same
+``nbops run`` and the same parameters cell the CLI uses, validated before anything starts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nbops import project
+from nbops.errors import ConfigError, InvalidInput, NbopsError, NotFound, ParameterError
+from nbops.server import models as m
+from nbops.server.jobs import Launch
+from nbops.server.reader import RunInfo
+
+
+class Conflict(NbopsError):
+    """The request is well formed but the project cannot do it now (HTTP 409)."""
+
+
+def _value(v: Any) -> str:
+    """A ``-p k=v`` value: nbops reads it as YAML, so JSON keeps its type (strings stay raw)."""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _check_params(params: dict[str, Any], declared: dict[str, Any], where: str) -> None:
+    unknown = [k for k in params if k not in declared]
+    if unknown:
+        raise ParameterError(
+            f"{where} does not declare the parameter {unknown[0]!r}",
+            "its parameters cell declares: "
+            + (", ".join(declared) or "nothing")
+            + " (tag a cell `parameters` in Jupyter to declare more)",
+        )
+
+
+def _in_project(root: Path, path: str) -> Path:
+    p = Path(path)
+    p = (p if p.is_absolute() else root / p).resolve()
+    if not p.is_relative_to(root.resolve()):
+        raise Conflict(
+            f"the run's notebook {path} is outside the project {root}",
+            "re-run it from its own project",
+        )
+    if not p.is_file():
+        raise NotFound(
+            f"the run's notebook {path} no longer exists", "restore it, or re-run another run"
+        )
+    return p
+
+
+def _env(root: Path, uri: str) -> dict[str, str]:
+    env = {"NBOPS_PROJECT_ROOT": str(root)}
+    if not project.is_embedded(uri, root):
+        env["MLFLOW_TRACKING_URI"] = uri
+    return env
+
+
+def rerun(
+    root: Path, uri: str, info: RunInfo, params: dict[str, Any], job_id: str, jobs_dir: Path
+) -> Launch:
+    from nbops.pipeline.notebook import declared_parameters
+
+    run_id = info.summary.run_id
+    stage = info.tags.get("nbops.stage")
+    if stage:
+        from nbops.pipeline import spec as specmod
+
+        cfg = root / project.CONFIG_FILE
+        if not cfg.is_file():
+            raise Conflict(
+                f"run {run_id} is a run of stage {stage!r}, but {cfg} does not exist",
+                "restore nbops.yaml to re-run a stage",
+            )
+        pipeline = specmod.load(cfg)
+        if stage not in pipeline.stages:
+            raise Conflict(
+                f"stage {stage!r} of run {run_id} is no longer in {cfg}",
+                "stages now: " + ", ".join(pipeline.stages),
+            )
+        nb = root / pipeline.stages[stage].notebook
+        _check_params(params, declared_parameters(nb), f"stage {stage!r} ({nb.name})")
+        summary = jobs_dir / f"{job_id}.summary.json"
+        argv = [sys.executable, "-m", "nbops", "run", stage, "--force"]
+        for k, v in params.items():
+            argv += ["-p", f"{stage}.{k}={_value(v)}"]
+        argv += ["--tag", f"nbops.rerun_of={run_id}", "--summary", str(summary)]
+        return Launch("rerun", argv, root, _env(root, uri), run_id, stage, summary)
+    source = info.tags.get("nbops.notebook") or info.tags.get("mlflow.source.name") or ""
+    if not source.endswith(".ipynb"):
+        raise Conflict(
+            f"run {run_id} was not made by a notebook nbops knows (no nbops.stage or "
+            "nbops.notebook tag)",
+            "only pipeline stage runs and tracked notebook runs can be re-run",
+        )
+    nb = _in_project(root, source)
+    declared = declared_parameters(nb)
+    _check_params(params, declared, f"notebook {nb.name}")
+    # the run's own parameter values, then the edits
+    import yaml
+
+    values: dict[str, Any] = {}
+    for k, v in info.summary.params.items():
+        if k in declared:
+            try:
+                values[k] = yaml.safe_load(v)
+            except yaml.YAMLError:
+                values[k] = v
+    values.update(params)
+    out = jobs_dir / job_id / nb.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "papermill", str(nb), str(out), "--cwd", str(nb.parent)]
+    argv += ["-y", json.dumps(values), "--no-progress-bar"]
+    env = {
+        **_env(root, uri),
+        "NBOPS_TAGS": json.dumps({"nbops.rerun_of": run_id}),
+        "NBOPS_NOTEBOOK": str(nb),
+    }
+    return Launch("rerun", argv, nb.parent, env, run_id, None, None)
+
+
+def pipeline_run(
+    root: Path, uri: str, req: m.PipelineRunRequest, job_id: str, jobs_dir: Path
+) -> Launch:
+    from nbops.pipeline import spec as specmod
+
+    cfg = root / project.CONFIG_FILE
+    if not cfg.is_file():
+        raise Conflict(f"no {project.CONFIG_FILE} in {root}", "create one (README: Pipelines)")
+    pipeline = specmod.load(cfg)
+    unknown = [s for s in req.stages if s not in pipeline.stages]
+    if unknown:
+        raise InvalidInput(
+            f"{cfg}: no stage {unknown[0]!r}", "stages: " + ", ".join(pipeline.stages)
+        )
+    summary = jobs_dir / f"{job_id}.summary.json"
+    argv = [sys.executable, "-m", "nbops", "run", *req.stages]
+    for k, v in req.params.items():
+        argv += ["-p", f"{k}={_value(v)}"]
+    if req.force:
+        argv.append("--force")
+    argv += ["--summary", str(summary)]
+    return Launch("pipeline", argv, root, _env(root, uri), None, None, summary)
+
+
+def pipeline_status(root: Path) -> m.Pipeline:
+    """Every stage: up to date, stale (and why) or never run; nothing is executed."""
+    cfg = root / project.CONFIG_FILE
+    if not cfg.is_file():
+        return m.Pipeline(path=None, stages=[])
+    from nbops.pipeline.runner import Runner
+
+    try:
+        runner = Runner(root)
+        rows = runner.status()
+    except ConfigError:
+        raise
+    per: dict[str, list[list[str]]] = {}
+    for label, why in rows:
+        per.setdefault(label.split("[", 1)[0], []).append(why)
+    stages = []
+    for name, st in runner.pipeline.stages.items():
+        whys = per.get(name, [])
+        reasons = sorted({r for w in whys for r in w})
+        if not reasons:
+            status = "up to date"
+        elif all(w == ["never run"] for w in whys):
+            status = "never run"
+        else:
+            status = "stale"
+        recs = list(runner.state.stages.get(name, {}).values())
+        last = max(recs, key=lambda r: r.finished).run_id if recs else None
+        stages.append(
+            m.PipelineStage(
+                name=name,
+                notebook=str(st.notebook),
+                status=status,  # type: ignore[arg-type]
+                reasons=reasons,
+                last_run_id=last,
+            )
+        )
+    return m.Pipeline(path=str(cfg), stages=stages)

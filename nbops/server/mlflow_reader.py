@@ -1,0 +1,136 @@
+"""The general read path: MlflowClient, for any tracking store (MLflow server, files, databases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbops.errors import InvalidInput, NotFound
+from nbops.server import models as m
+from nbops.server.reader import (
+    Page,
+    Reader,
+    RunInfo,
+    decode_token,
+    encode_token,
+    finite,
+    query_digest,
+    summarize,
+)
+
+
+class MlflowReader(Reader):
+    source = "mlflow"
+
+    def __init__(self, uri: str) -> None:
+        from nbops.tracking.query import open_store
+
+        self.store = open_store(uri)
+        self.client = self.store.client
+
+    def experiments(self) -> list[m.Experiment]:
+        out = []
+        for e in self.store.experiments():
+            count, last, token = 0, None, None
+            while True:  # no count API in MLflow: page through the runs, newest first
+                page = self.client.search_runs(
+                    [e.experiment_id], max_results=1000, page_token=token
+                )
+                if last is None and len(page):
+                    last = page[0].info.start_time
+                count += len(page)
+                token = page.token
+                if not token:
+                    break
+            out.append(
+                m.Experiment(
+                    experiment_id=str(e.experiment_id),
+                    name=e.name,
+                    run_count=count,
+                    last_run_time=last,
+                )
+            )
+        return sorted(out, key=lambda x: int(x.experiment_id) if x.experiment_id.isdigit() else 0)
+
+    def _summary(self, run: Any) -> m.RunSummary:
+        info, data = run.info, run.data
+        return summarize(
+            info.run_id,
+            info.run_name,
+            info.experiment_id,
+            info.status,
+            info.start_time,
+            info.end_time,
+            dict(data.params),
+            dict(data.metrics),
+            dict(data.tags),
+        )
+
+    def search(
+        self,
+        experiment_ids: list[str],
+        filter_string: str,
+        order_by: list[str],
+        max_results: int,
+        page_token: str | None,
+    ) -> Page:
+        from mlflow.exceptions import MlflowException
+
+        digest = query_digest(experiment_ids, filter_string, order_by)
+        inner = decode_token(page_token, digest).get("m")
+        if not experiment_ids:
+            return Page([], None, 0, [], [], self.source)
+        try:
+            page = self.client.search_runs(
+                experiment_ids,
+                filter_string=filter_string,
+                order_by=order_by or None,
+                max_results=max_results,
+                page_token=inner,
+            )
+        except MlflowException as exc:
+            if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+                msg = str(exc).strip().splitlines()[0]
+                raise InvalidInput(
+                    f"filter {filter_string!r} / order_by {order_by} is not valid MLflow search "
+                    f"syntax: {msg}",
+                    "example: \"metrics.accuracy > 0.9 and params.C = '1.0'\"",
+                ) from exc
+            raise
+        runs = [self._summary(r) for r in page]
+        nxt = encode_token(digest, m=page.token) if page.token else None
+        # MLflow has no count or key listing: keys are those of the runs on this page
+        pkeys = sorted({k for r in runs for k in r.params})
+        mkeys = sorted({k for r in runs for k in r.metrics})
+        return Page(runs, nxt, None, pkeys, mkeys, self.source)
+
+    def _get(self, run_id: str) -> Any:
+        run = self.store.get_run(run_id)  # NotFound for unknown ids
+        if run.info.lifecycle_stage != "active":
+            raise NotFound(f"run {run_id} was deleted", "restore it with `mlflow runs restore`")
+        return run
+
+    def run_info(self, run_id: str) -> RunInfo:
+        run = self._get(run_id)
+        tags = dict(sorted(run.data.tags.items()))
+        return RunInfo(self._summary(run), tags, run.info.artifact_uri)
+
+    def summaries(self, run_ids: list[str]) -> list[m.RunSummary]:
+        return [self._summary(self._get(rid)) for rid in run_ids]
+
+    def metric_history(self, run_id: str, key: str) -> list[m.MetricPoint]:
+        self._get(run_id)
+        hist = self.client.get_metric_history(run_id, key)
+        pts = sorted(hist, key=lambda x: (x.step, x.timestamp, x.value))
+        return [
+            m.MetricPoint(step=p.step, timestamp=p.timestamp, value=finite(p.value)) for p in pts
+        ]
+
+    def histories(self, run_ids: list[str]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
+        out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
+        for rid in dict.fromkeys(run_ids):
+            run = self._get(rid)
+            for key in run.data.metrics:
+                hist = self.client.get_metric_history(rid, key)
+                pts = sorted(hist, key=lambda x: (x.step, x.timestamp, x.value))
+                out.setdefault(key, {})[rid] = [(p.step, finite(p.value)) for p in pts]
+        return {k: out[k] for k in sorted(out)}

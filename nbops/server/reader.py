@@ -1,0 +1,210 @@
+"""Reading runs for the REST API: one interface, two paths.
+
+:class:`~nbops.server.sqlite_reader.SqliteReader` answers with read-only SQL when the tracking store
+is SQLite (MLflow's own UI tops out around 100 runs; this pages through 10,000 in milliseconds);
+:class:`~nbops.server.mlflow_reader.MlflowReader` answers through MlflowClient for every other store
+and for what the SQL path cannot translate. Both return the same models for the same query.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbops.errors import InvalidInput, NotFound
+from nbops.server import models as m
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+SUMMARY_TAGS = ("nbops.stage", "nbops.rerun_of", "mlflow.parentRunId", "nbops.notebook")
+LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse")
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID.match(run_id or ""):
+        raise InvalidInput(
+            f"{run_id[:80]!r} is not a run id",
+            "run ids are MLflow run ids: 32 lowercase hex characters",
+        )
+    return run_id
+
+
+@dataclass
+class Page:
+    runs: list[m.RunSummary]
+    next_token: str | None
+    total: int | None
+    param_keys: list[str]
+    metric_keys: list[str]
+    source: str
+
+
+@dataclass
+class RunInfo:
+    """What the detail view needs besides the summary: all tags and where the artifacts are."""
+
+    summary: m.RunSummary
+    tags: dict[str, str]
+    artifact_uri: str | None
+
+
+def finite(v: float | None) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def summarize(
+    run_id: str,
+    name: str | None,
+    experiment_id: Any,
+    status: str,
+    start: int | None,
+    end: int | None,
+    params: dict[str, str],
+    metrics: dict[str, float | None],
+    tags: dict[str, str],
+) -> m.RunSummary:
+    return m.RunSummary(
+        run_id=run_id,
+        run_name=name or None,
+        experiment_id=str(experiment_id),
+        status=status,  # type: ignore[arg-type]
+        start_time=start,
+        end_time=end,
+        duration_s=(end - start) / 1000 if end and start else None,
+        params=dict(sorted(params.items())),
+        metrics={k: finite(v) for k, v in sorted(metrics.items())},
+        stage=tags.get("nbops.stage"),
+        rerun_of=tags.get("nbops.rerun_of"),
+        parent_run_id=tags.get("mlflow.parentRunId"),
+        notebook=tags.get("nbops.notebook"),
+    )
+
+
+def query_digest(experiment_ids: list[str], filter_string: str, order_by: list[str]) -> str:
+    raw = json.dumps([sorted(experiment_ids), filter_string, order_by])
+    return hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def encode_token(digest: str, **position: Any) -> str:
+    raw = json.dumps({"q": digest, **position}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str | None, digest: str) -> dict[str, Any]:
+    if not token:
+        return {}
+    try:
+        pad = "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(token + pad))
+        ok = isinstance(data, dict) and data.get("q") == digest
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise InvalidInput(
+            "page_token does not belong to this query (or is corrupt)",
+            "pass back the next_page_token of the previous page with the same experiment, "
+            "filter and order_by",
+        )
+    return data  # type: ignore[no-any-return]
+
+
+class Reader(ABC):
+    source = "mlflow"
+
+    @abstractmethod
+    def experiments(self) -> list[m.Experiment]: ...
+
+    @abstractmethod
+    def search(
+        self,
+        experiment_ids: list[str],
+        filter_string: str,
+        order_by: list[str],
+        max_results: int,
+        page_token: str | None,
+    ) -> Page: ...
+
+    @abstractmethod
+    def run_info(self, run_id: str) -> RunInfo: ...
+
+    @abstractmethod
+    def metric_history(self, run_id: str, key: str) -> list[m.MetricPoint]: ...
+
+    @abstractmethod
+    def summaries(self, run_ids: list[str]) -> list[m.RunSummary]:
+        """Runs in the order asked; NotFound names the first id that does not exist."""
+
+    @abstractmethod
+    def histories(self, run_ids: list[str]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
+        """Every metric's full history per run: {key: {run_id: [(step, value), ...]}}."""
+
+    # --- shared ------------------------------------------------------------------------------
+    def experiment_ids(self, experiment: str | None) -> list[str]:
+        exps = self.experiments()
+        if not experiment:
+            return [e.experiment_id for e in exps]
+        for e in exps:
+            if experiment == e.experiment_id:
+                return [e.experiment_id]
+        for e in exps:
+            if experiment == e.name:
+                return [e.experiment_id]
+        raise NotFound(
+            f"experiment {experiment!r} does not exist",
+            "known experiments: " + (", ".join(sorted(e.name for e in exps)) or "none yet"),
+        )
+
+    def compare(self, run_ids: list[str]) -> m.Comparison:
+        runs = self.summaries(run_ids)
+        ids = [r.run_id for r in runs]
+        keys = sorted({k for r in runs for k in r.params})
+        differ: dict[str, dict[str, str | None]] = {}
+        same: dict[str, str] = {}
+        for k in keys:
+            vals = {r.run_id: r.params.get(k) for r in runs}
+            distinct = set(vals.values())
+            if len(distinct) == 1 and None not in distinct:
+                same[k] = next(iter(distinct))  # type: ignore[arg-type]
+            else:
+                differ[k] = vals
+        metrics = {
+            k: {r.run_id: r.metrics.get(k) for r in runs}
+            for k in sorted({k for r in runs for k in r.metrics})
+        }
+        best: dict[str, str] = {}
+        for k, vals in metrics.items():
+            present = {rid: v for rid, v in vals.items() if v is not None}
+            if present:
+                lower = any(w in k.lower() for w in LOWER_IS_BETTER)
+                best[k] = (min if lower else max)(present, key=lambda rid: present[rid])
+        hist = self.histories(ids)
+        return m.Comparison(
+            runs=runs,
+            params_differ=differ,
+            params_same=same,
+            metrics=metrics,
+            best=best,
+            histories=hist,
+        )
+
+
+def local_path(uri: str | None) -> Path | None:
+    """The directory of a ``file:`` (or plain path) artifact URI; None for remote stores."""
+    if not uri:
+        return None
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    if "://" not in uri and uri.startswith("/"):
+        return Path(uri)
+    return None

@@ -1,0 +1,205 @@
+"""The fast read path: read-only SQL on MLflow's SQLite schema (runs, params, latest_metrics,
+metrics, tags, experiments), one connection per worker thread, opened ``mode=ro``.
+
+Queries it cannot translate (see sqlfilter.py) go to the MlflowClient path it wraps, so the
+answer is the same either way; only the time differs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from nbops.errors import NotFound
+from nbops.server import models as m
+from nbops.server.reader import (
+    SUMMARY_TAGS,
+    Page,
+    Reader,
+    RunInfo,
+    decode_token,
+    encode_token,
+    finite,
+    query_digest,
+    summarize,
+)
+from nbops.server.sqlfilter import Untranslatable, translate
+
+_CHUNK = 500  # ids per IN (...) list: under SQLite's variable limit
+
+
+class SqliteReader(Reader):
+    source = "sqlite"
+
+    def __init__(self, db: Path, fallback: Callable[[], Reader]) -> None:
+        self.db = db
+        self.fallback = fallback
+        self._local = threading.local()
+
+    def con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            if not self.db.is_file():
+                self.fallback()  # MLflow creates the schema of a store nobody has written to yet
+            con = sqlite3.connect(
+                f"file:{quote(str(self.db))}?mode=ro", uri=True, timeout=10, check_same_thread=False
+            )
+            self._local.con = con
+        return con
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con().execute(sql, list(args)).fetchall()
+
+    def _chunked(self, sql: str, ids: list[str], extra: Sequence[Any] = ()) -> Iterable[tuple]:
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            yield from self._rows(sql.format(ids=marks), [*part, *extra])
+
+    # --- experiments ---------------------------------------------------------------------------
+    def experiments(self) -> list[m.Experiment]:
+        rows = self._rows(
+            "SELECT e.experiment_id, e.name, COUNT(r.run_uuid), MAX(r.start_time)"
+            " FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.experiment_id"
+            " AND r.lifecycle_stage = 'active'"
+            " WHERE e.lifecycle_stage = 'active' GROUP BY e.experiment_id, e.name"
+            " ORDER BY e.experiment_id"
+        )
+        return [
+            m.Experiment(experiment_id=str(i), name=n, run_count=c, last_run_time=t)
+            for i, n, c, t in rows
+        ]
+
+    # --- runs ----------------------------------------------------------------------------------
+    def search(
+        self,
+        experiment_ids: list[str],
+        filter_string: str,
+        order_by: list[str],
+        max_results: int,
+        page_token: str | None,
+    ) -> Page:
+        try:
+            q = translate(filter_string, order_by)
+        except Untranslatable:
+            return self.fallback().search(
+                experiment_ids, filter_string, order_by, max_results, page_token
+            )
+        digest = query_digest(experiment_ids, filter_string, order_by)
+        offset = int(decode_token(page_token, digest).get("o", 0))
+        if not experiment_ids:
+            return Page([], None, 0, [], [], self.source)
+        exp_marks = ",".join("?" * len(experiment_ids))
+        where = [f"r.experiment_id IN ({exp_marks})", "r.lifecycle_stage = 'active'", *q.where]
+        where_sql = " AND ".join(where)
+        exp_args = [int(e) if e.isdigit() else e for e in experiment_ids]
+        sql = (
+            f"SELECT r.run_uuid FROM runs r {' '.join(q.joins)} WHERE {where_sql}"
+            f" ORDER BY {', '.join(q.order)} LIMIT ? OFFSET ?"
+        )
+        ids = [
+            r[0]
+            for r in self._rows(
+                sql, [*q.join_args, *exp_args, *q.where_args, max_results + 1, offset]
+            )
+        ]
+        nxt = None
+        if len(ids) > max_results:
+            ids = ids[:max_results]
+            nxt = encode_token(digest, o=offset + max_results)
+        total = self._rows(
+            f"SELECT COUNT(*) FROM runs r WHERE {where_sql}", [*exp_args, *q.where_args]
+        )[0][0]
+        scope = f"run_uuid IN (SELECT run_uuid FROM runs WHERE experiment_id IN ({exp_marks}) AND lifecycle_stage = 'active')"  # noqa: E501
+        pkeys = [
+            r[0] for r in self._rows(f"SELECT DISTINCT key FROM params WHERE {scope}", exp_args)
+        ]
+        mkeys = [
+            r[0]
+            for r in self._rows(f"SELECT DISTINCT key FROM latest_metrics WHERE {scope}", exp_args)
+        ]
+        return Page(self._summaries(ids), nxt, total, sorted(pkeys), sorted(mkeys), self.source)
+
+    def _summaries(self, ids: list[str]) -> list[m.RunSummary]:
+        if not ids:
+            return []
+        base = {
+            r[0]: r
+            for r in self._chunked(
+                "SELECT run_uuid, name, experiment_id, status, start_time, end_time"
+                " FROM runs WHERE run_uuid IN ({ids})",
+                ids,
+            )
+        }
+        params: dict[str, dict[str, str]] = {i: {} for i in ids}
+        for rid, k, v in self._chunked(
+            "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({ids})", ids
+        ):
+            params[rid][k] = v
+        metrics: dict[str, dict[str, float | None]] = {i: {} for i in ids}
+        for rid, k, v, nan in self._chunked(
+            "SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({ids})", ids
+        ):
+            metrics[rid][k] = None if nan else finite(v)
+        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        marks = ",".join("?" * len(SUMMARY_TAGS))
+        for rid, k, v in self._chunked(
+            "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({ids})"
+            f" AND key IN ({marks})",
+            ids,
+            SUMMARY_TAGS,
+        ):
+            tags[rid][k] = v
+        out = []
+        for i in ids:
+            if i not in base:
+                continue
+            _, name, exp, status, start, end = base[i]
+            out.append(summarize(i, name, exp, status, start, end, params[i], metrics[i], tags[i]))
+        return out
+
+    def summaries(self, run_ids: list[str]) -> list[m.RunSummary]:
+        found = {s.run_id: s for s in self._summaries(list(dict.fromkeys(run_ids)))}
+        for rid in run_ids:
+            if rid not in found:
+                raise NotFound(f"run {rid} does not exist", "list runs with GET /nbops/api/runs")
+        return [found[rid] for rid in run_ids]
+
+    def run_info(self, run_id: str) -> RunInfo:
+        rows = self._rows(
+            "SELECT artifact_uri FROM runs WHERE run_uuid = ? AND lifecycle_stage = 'active'",
+            [run_id],
+        )
+        if not rows:
+            raise NotFound(f"run {run_id} does not exist", "list runs with GET /nbops/api/runs")
+        summary = self._summaries([run_id])[0]
+        tags = dict(self._rows("SELECT key, value FROM tags WHERE run_uuid = ?", [run_id]))
+        return RunInfo(summary, dict(sorted(tags.items())), rows[0][0])
+
+    def metric_history(self, run_id: str, key: str) -> list[m.MetricPoint]:
+        if not self._rows("SELECT 1 FROM runs WHERE run_uuid = ?", [run_id]):
+            raise NotFound(f"run {run_id} does not exist", "list runs with GET /nbops/api/runs")
+        rows = self._rows(
+            "SELECT step, timestamp, value, is_nan FROM metrics WHERE run_uuid = ? AND key = ?"
+            " ORDER BY step, timestamp, value",
+            [run_id, key],
+        )
+        return [
+            m.MetricPoint(step=s, timestamp=t, value=None if nan else finite(v))
+            for s, t, v, nan in rows
+        ]
+
+    def histories(self, run_ids: list[str]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
+        out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
+        rows = self._chunked(
+            "SELECT key, run_uuid, step, value, is_nan FROM metrics WHERE run_uuid IN ({ids})"
+            " ORDER BY key, run_uuid, step, timestamp, value",
+            list(dict.fromkeys(run_ids)),
+        )
+        for k, rid, step, v, nan in rows:
+            out.setdefault(k, {}).setdefault(rid, []).append((step, None if nan else finite(v)))
+        return {k: out[k] for k in sorted(out)}
