@@ -1,0 +1,208 @@
+"""The real `nbops scheduler` process on a throwaway project: real kernels, a real SQLite MLflow
+store. Slow (each execution starts a kernel): few tests, generous deadlines, polling not sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbops.scheduler.execution import alive, descendants
+from nbops.scheduler.store import Store
+from tests.conftest import nbops_cli, notebook
+
+YAML = """\
+experiment: sched
+stages:
+  tick:
+    notebook: tick.ipynb
+  slow:
+    notebook: slow.ipynb
+  broken:
+    notebook: broken.ipynb
+schedules:
+  every10: {cron: "*/10 * * * * *", stages: [tick], catchup: latest}
+  nightly: {cron: "0 3 * * *", stages: [slow]}
+  failing:
+    cron: "0 4 * * *"
+    stages: [broken]
+    on_failure: 'env | grep ^NBOPS_ > hook.txt'
+"""
+
+
+@pytest.fixture
+def sched(project: Path) -> Path:
+    notebook(
+        project / "tick.ipynb", ("n = 1", ["parameters"]), "import nbops\nnbops.log_metric('n', n)"
+    )
+    notebook(
+        project / "slow.ipynb", "import nbops, time\nnbops.log_metric('x', 1)\ntime.sleep(600)"
+    )
+    notebook(project / "broken.ipynb", "1 / 0")
+    (project / "nbops.yaml").write_text(YAML)
+    return project
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 180, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)  # polling a condition with a deadline, not synchronisation by sleep
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def daemons(sched: Path) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nbops", "scheduler"],
+            cwd=sched,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            tree = descendants(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                for pid in [proc.pid, *tree]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=150)
+    return proc.returncode, err
+
+
+def scheduled_runs(client: Any, name: str) -> list[Any]:
+    exp = client.get_experiment_by_name("sched")
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], f"tags.`nbops.schedule` = '{name}'")
+
+
+def test_the_daemon_runs_a_schedule_tags_its_runs_and_a_restart_duplicates_nothing(
+    sched, daemons, client
+):
+    store = Store(sched)
+
+    def executed(status: str = "ok") -> list[Any]:
+        return [r for r in store.history("every10", limit=100) if r.status == status]
+
+    first = daemons()
+    row = wait_for("a first ok execution", lambda: executed() and executed()[-1])
+    assert row.reason in ("cron", "catchup") and row.duration and row.pipeline_run_id
+    code, err = stop(first)
+    assert code == 0, err
+    assert "nbops scheduler: stopped" in err
+
+    ok_before = {r.id for r in executed()}
+    second = daemons()
+    wait_for(
+        "an ok execution by the restarted daemon",
+        lambda: {r.id for r in executed()} - ok_before,
+    )
+    code, err = stop(second)
+    assert code == 0, err
+
+    rows = [r for r in store.history("every10", limit=100) if r.status != "skipped"]
+    fires = [r.fire_time for r in rows]
+    assert len(fires) == len(set(fires)), f"a fire time ran twice: {sorted(fires)}"
+    assert not [r for r in rows if r.status == "running"]
+    runs = scheduled_runs(client, "every10")
+    by_id = {r.info.run_id: r for r in runs}
+    for r in executed():
+        assert r.pipeline_run_id in by_id
+        assert set(r.run_ids) <= set(by_id)
+        assert by_id[r.run_ids[-1]].data.metrics["n"] == 1
+    pipelines = [r for r in runs if r.data.tags.get("nbops.stage") is None]
+    assert len(pipelines) == len(rows)  # one pipeline run per execution: none unrecorded
+    assert {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
+
+
+def test_sigterm_mid_run_leaves_no_kernel_and_no_running_run_and_a_second_daemon_exits_2(
+    sched, daemons, client
+):
+    store = Store(sched)
+    daemon = daemons()
+    wait_for("the daemon's heartbeat", lambda: (sched / ".nbops/scheduler/daemon.json").exists())
+
+    second = nbops_cli("scheduler", cwd=sched, timeout=60)
+    assert second.returncode == 2
+    assert f"already running for {sched} (pid {daemon.pid})" in second.stderr
+
+    queued = nbops_cli("schedule", "run", "nightly", cwd=sched, timeout=60)
+    assert queued.returncode == 0 and "queued" in queued.stdout, queued.stderr
+    wait_for(
+        "the slow stage's run to be RUNNING in its kernel",
+        lambda: [r for r in scheduled_runs(client, "nightly") if "x" in r.data.metrics],
+    )
+    tree = descendants(daemon.pid)
+    # kernels are ipykernel processes, or forks of nbops' kernel zygote
+    kernels = [p for p in tree if "ipykernel" in _cmdline(p) or "zygote" in _cmdline(p)]
+    assert kernels, f"no kernel under the daemon: {[_cmdline(p) for p in tree]}"
+
+    code, err = stop(daemon)
+    assert code == 0, err
+    assert not [p for p in tree if alive(p) and not _zombie(p)], "processes left behind"
+    (row,) = store.history("nightly")
+    assert row.status == "killed" and row.pid and row.run_ids
+    runs = scheduled_runs(client, "nightly")
+    assert runs and {r.info.status for r in runs} == {"KILLED"}
+
+
+def test_a_failed_execution_runs_the_on_failure_hook_with_its_environment(sched, client):
+    out = nbops_cli("schedule", "run", "failing", cwd=sched, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "failed" in out.stdout and "ZeroDivisionError" in out.stderr
+    (row,) = Store(sched).history("failing")
+    assert row.status == "failed" and row.reason == "manual"
+    hook = dict(
+        line.split("=", 1) for line in (sched / "hook.txt").read_text().splitlines() if "=" in line
+    )
+    assert hook["NBOPS_SCHEDULE"] == "failing"
+    assert hook["NBOPS_HISTORY_ID"] == str(row.id)
+    assert hook["NBOPS_RUN_ID"] in row.run_ids
+    assert "ZeroDivisionError" in hook["NBOPS_ERROR"]
+    (failed,) = [
+        r for r in scheduled_runs(client, "failing") if r.info.run_id == hook["NBOPS_RUN_ID"]
+    ]
+    assert failed.info.status == "FAILED"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
