@@ -42,7 +42,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         on_failure=args.on_failure,
     )
-    print(f"added schedule {view['name']}: next at {_when(view)} ({view['timezone']})")
+    print(f"added schedule {view['name']}: next at {_when(view)}, time zone {view['timezone']}")
     status = api.daemon_status(_root())
     if not status["alive"]:
         print(f"note: {status['hint']}")

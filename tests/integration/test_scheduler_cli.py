@@ -79,7 +79,10 @@ def test_add_list_and_remove_through_the_cli(proj):
         "--timezone", "America/New_York", "--retries", "2", cwd=proj, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "added schedule hourly: next at" in out.stdout and "(America/New_York)" in out.stdout
+    assert (
+        "added schedule hourly: next at" in out.stdout
+        and "time zone America/New_York" in out.stdout
+    )
     listing = nbops_cli("schedule", "list", cwd=proj, timeout=60)
     assert listing.returncode == 0
     lines = {ln.split()[0]: ln for ln in listing.stdout.splitlines() if ln.strip()}
