@@ -165,6 +165,15 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 3 if rep.drifted else 0
 
 
+# --- lineage -------------------------------------------------------------------------------------
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from nbops.ops.lineage import lineage, render
+
+    tree = lineage(args.target)
+    print(json.dumps(tree, indent=1, default=str) if args.json else render(tree))
+    return 0
+
+
 # --- parsers -------------------------------------------------------------------------------------
 def add_parsers(sub: Any) -> None:
     sp = sub.add_parser(
@@ -233,3 +242,14 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--html", help="where to write the HTML report (default .nbops/drift/)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_drift)
+
+    sp = sub.add_parser(
+        "lineage",
+        help="where a model or run came from: run, stage, notebook, git, params, data, upstream",
+        description="Walk model version -> run -> stage -> executed notebook -> git commit -> "
+        "params -> data fingerprints -> upstream stage runs (those whose outs are this run's "
+        "deps, by content hash).",
+    )
+    sp.add_argument("target", metavar="NAME@ALIAS|NAME/VERSION|RUN")
+    sp.add_argument("--json", action="store_true", help="the tree as JSON")
+    sp.set_defaults(func=cmd_lineage)

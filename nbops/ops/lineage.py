@@ -1,0 +1,235 @@
+"""``nbops lineage NAME@ALIAS | NAME/VERSION | RUN``: where a model came from.
+
+model version → run → stage → executed notebook → git commit → params → data fingerprints
+(``nbops.dep.*`` content hashes of what the stage read, ``nbops.data.*`` of ``track_data``,
+``nbops.out.*`` of what it wrote) → upstream stage runs: the runs whose outs have exactly the
+content this run read (``nbops.out.<path>`` = ``nbops.dep.<path>``), preferring those of the same
+pipeline execution, and recursively theirs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nbops import project
+from nbops.errors import NotFound
+
+MAX_DEPTH = 20
+
+
+def _store() -> Any:
+    from nbops.tracking.query import open_store
+
+    return open_store()
+
+
+def _prefixed(tags: dict[str, str], prefix: str) -> dict[str, str]:
+    return {k[len(prefix) :]: v for k, v in sorted(tags.items()) if k.startswith(prefix)}
+
+
+def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
+    """(model version info or None, run id) for NAME@ALIAS, NAME/VERSION or a run id."""
+    from nbops.ops import registry
+
+    client = _store().client
+    mv = None
+    if "@" in target:
+        name, _, alias = target.rpartition("@")
+        mv = registry.version_by_alias(client, name, alias)
+    elif "/" in target:
+        name, _, version = target.rpartition("/")
+        mv = registry.model_version(client, name, version)
+    if mv is None:
+        _store().get_run(target)  # NotFound naming it
+        return None, target
+    rm = client.get_registered_model(mv.name)
+    aliases = sorted(a for a, v in rm.aliases.items() if str(v) == str(mv.version))
+    info = {
+        "name": mv.name,
+        "version": str(mv.version),
+        "aliases": aliases,
+        "source": mv.source,
+        "created": mv.creation_timestamp,
+    }
+    if not mv.run_id:
+        raise NotFound(
+            f"model {mv.name} version {mv.version} has no source run ({mv.source})",
+            "lineage follows versions registered from runs (nbops promote)",
+        )
+    return info, str(mv.run_id)
+
+
+class _Walker:
+    def __init__(self, root: Path) -> None:
+        self.store = _store()
+        self.root = root
+        self.seen: set[str] = set()
+        self._runs: dict[str, Any] = {}
+
+    def run(self, rid: str) -> Any:
+        if rid not in self._runs:
+            self._runs[rid] = self.store.get_run(rid)
+        return self._runs[rid]
+
+    def pipeline_run(self, run: Any) -> str | None:
+        """The pipeline execution a stage run belongs to (the ancestor tagged nbops.pipeline)."""
+        cur, hops = run, 0
+        while cur is not None and hops < 5:
+            if "nbops.pipeline" in cur.data.tags:
+                return str(cur.info.run_id)
+            parent = cur.data.tags.get("mlflow.parentRunId")
+            if not parent:
+                return None
+            try:
+                cur = self.run(parent)
+            except NotFound:
+                return None
+            hops += 1
+        return None
+
+    def children(self, run: Any) -> list[Any]:
+        return self.store.search_runs(
+            [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+        )
+
+    def deps(self, run: Any) -> dict[str, str]:
+        deps = _prefixed(run.data.tags, "nbops.dep.")
+        if not deps and "nbops.stage" in run.data.tags:  # a sweep's stage run: its points read
+            for child in self.children(run):
+                for k, v in _prefixed(child.data.tags, "nbops.dep.").items():
+                    deps.setdefault(k, v)
+        return deps
+
+    def producer(self, run: Any, path: str, digest: str) -> Any:
+        """The stage run whose out ``path`` holds ``digest``: same pipeline execution first."""
+        if not digest or digest == "missing":
+            return None
+        key = f"nbops.out.{path}".replace("`", "")
+        found = self.store.search_runs(
+            [run.info.experiment_id],
+            f"tags.`{key}` = '{digest}'",
+            ["attributes.start_time DESC"],
+            50,
+        )
+        if not found:
+            return None
+        mine = self.pipeline_run(run)
+        for r in found:
+            if mine and self.pipeline_run(r) == mine:
+                return r
+        return found[0]
+
+    def executed(self, run: Any) -> str | None:
+        rid = run.info.run_id
+        kept = project.state_dir(self.root, create=False) / "runs" / rid
+        if kept.is_dir():
+            nbs = sorted(kept.glob("*.ipynb"))
+            if nbs:
+                return str(nbs[0])
+        try:
+            for a in self.store.client.list_artifacts(rid, "notebook"):
+                if a.path.endswith(".ipynb"):
+                    return f"{run.info.artifact_uri}/{a.path}"
+        except Exception:  # noqa: BLE001 - no artifacts readable: nothing to point at
+            pass
+        return None
+
+    def node(self, rid: str, depth: int = 0) -> dict[str, Any]:
+        run = self.run(rid)
+        tags, info = run.data.tags, run.info
+        node: dict[str, Any] = {
+            "run_id": rid,
+            "name": info.run_name,
+            "status": info.status,
+            "experiment_id": info.experiment_id,
+            "stage": tags.get("nbops.stage"),
+            "sweep_point": tags.get("nbops.sweep_point"),
+            "pipeline_run": self.pipeline_run(run),
+            "notebook": tags.get("nbops.notebook") or tags.get("mlflow.source.name"),
+            "executed_notebook": self.executed(run),
+            "git": {
+                "commit": tags.get("nbops.git.commit") or tags.get("mlflow.source.git.commit"),
+                "branch": tags.get("nbops.git.branch"),
+                "dirty": tags.get("nbops.git.dirty"),
+            },
+            "params": dict(sorted(run.data.params.items())),
+            "metrics": dict(sorted(run.data.metrics.items())),
+            "data": {
+                "deps": self.deps(run),
+                "tracked": _prefixed(tags, "nbops.data."),
+                "outs": _prefixed(tags, "nbops.out."),
+            },
+            "models": sorted(_prefixed(tags, "nbops.model.")),
+            "upstream": [],
+        }
+        if rid in self.seen or depth >= MAX_DEPTH:
+            node["upstream_cut"] = True
+            return node
+        self.seen.add(rid)
+        for path, digest in node["data"]["deps"].items():
+            up = self.producer(run, path, digest)
+            entry: dict[str, Any] = {"dep": path, "digest": digest}
+            if up is None:
+                entry["run"] = None  # source data: no stage run wrote this content
+            elif up.info.run_id == rid:
+                continue
+            else:
+                entry["run"] = self.node(up.info.run_id, depth + 1)
+            node["upstream"].append(entry)
+        return node
+
+
+def lineage(target: str, root: Path | None = None) -> dict[str, Any]:
+    """The lineage tree of a model version (NAME@ALIAS, NAME/VERSION) or a run, as plain data."""
+    model, rid = resolve(target)
+    tree = _Walker(root or project.find_root()).node(rid)
+    return {"target": target, "model": model, "run": tree}
+
+
+# --- the terminal tree --------------------------------------------------------------------------
+def _short(h: str | None) -> str:
+    return (h or "-")[:12]
+
+
+def render(tree: dict[str, Any]) -> str:
+    lines: list[str] = []
+    m = tree.get("model")
+    if m:
+        al = " ".join("@" + a for a in m["aliases"])
+        lines.append(f"model {m['name']} version {m['version']} {al}".rstrip())
+        lines.append(f"  source {m['source']}")
+    _render_run(tree["run"], lines, "  " if m else "")
+    return "\n".join(lines)
+
+
+def _render_run(n: dict[str, Any], out: list[str], pad: str) -> None:
+    what = n.get("sweep_point") or n.get("name") or ""
+    out.append(f"{pad}run {n['run_id']}  {what}  {n['status']}".rstrip())
+    p = pad + "  "
+    if n.get("stage"):
+        out.append(f"{p}stage     {n['stage']}  (pipeline run {n.get('pipeline_run') or '-'})")
+    out.append(f"{p}notebook  {n.get('notebook') or '-'}")
+    if n.get("executed_notebook"):
+        out.append(f"{p}executed  {n['executed_notebook']}")
+    g = n["git"]
+    if g.get("commit"):
+        extra = ", ".join(
+            x for x in (g.get("branch"), "dirty" if g.get("dirty") == "true" else "") if x
+        )
+        out.append(f"{p}git       {g['commit'][:12]}" + (f" ({extra})" if extra else ""))
+    else:
+        out.append(f"{p}git       - (not in a git work tree)")
+    if n["params"]:
+        out.append(f"{p}params    " + ", ".join(f"{k}={v}" for k, v in n["params"].items()))
+    for label, key in (("reads", "deps"), ("tracked", "tracked"), ("writes", "outs")):
+        for path, digest in n["data"][key].items():
+            out.append(f"{p}{label:<9} {path}  {_short(digest)}")
+    if n.get("models"):
+        out.append(f"{p}models    {', '.join(n['models'])}")
+    for up in n["upstream"]:
+        if up["run"] is None:
+            out.append(f"{p}<- {up['dep']}: source data (no stage run wrote this content)")
+        else:
+            out.append(f"{p}<- {up['dep']} made by")
+            _render_run(up["run"], out, p + "   ")
