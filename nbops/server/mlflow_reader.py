@@ -97,7 +97,8 @@ class MlflowReader(Reader):
                 ) from exc
             raise
         runs = [self._summary(r) for r in page]
-        nxt = encode_token(digest, m=page.token) if page.token else None
+        inner_next = page.token.decode() if isinstance(page.token, bytes) else page.token
+        nxt = encode_token(digest, m=inner_next) if inner_next else None
         # MLflow has no count or key listing: keys are those of the runs on this page
         pkeys = sorted({k for r in runs for k in r.params})
         mkeys = sorted({k for r in runs for k in r.metrics})
