@@ -110,6 +110,7 @@ def add_schedule(
         )
     if not store.add_schedule(spec):
         raise InvalidInput(f"name: a schedule named {name!r} already exists", "pick another name")
+    _audit(r, "schedule.add", schedule=name, spec=spec.model_dump(exclude={"name"}))
     return _view(spec, store, store.slots(), time.time()).model_dump()
 
 
@@ -129,6 +130,7 @@ def remove_schedule(root: str | os.PathLike[str], name: str) -> None:
         )
     if not store.remove_schedule(name):
         raise NotFound(f"no schedule named {name!r}", "see `nbops schedule list`")
+    _audit(r, "schedule.remove", schedule=name, spec=spec.model_dump(exclude={"name"}))
 
 
 def run_now(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
@@ -138,6 +140,7 @@ def run_now(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
     r = _root(root)
     store = Store(r)
     sources.find(r, name, store)
+    _audit(r, "schedule.run", schedule=name)
     if daemon_status(r)["alive"]:
         store.request_run(name)
         return {"schedule": name, "queued": True, "pid": None}
@@ -185,3 +188,10 @@ def daemon_status(root: str | os.PathLike[str]) -> dict[str, Any]:
         last_beat=info.get("last_beat"),
         hint=hint,
     ).model_dump()
+
+
+def _audit(root: Path, action: str, **fields: Any) -> None:
+    """Schedule changes go to the project's hash-chained audit log (never failing the change)."""
+    from nbops.ops import audit
+
+    audit.safe_record(action, root=root, **fields)

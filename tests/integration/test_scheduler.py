@@ -31,6 +31,7 @@ stages:
 schedules:
   every10: {cron: "*/10 * * * * *", stages: [tick], catchup: latest}
   nightly: {cron: "0 3 * * *", stages: [slow]}
+  capped: {cron: "0 5 * * *", stages: [slow], timeout: 8}
   failing:
     cron: "0 4 * * *"
     stages: [broken]
@@ -192,6 +193,19 @@ def test_a_failed_execution_runs_the_on_failure_hook_with_its_environment(sched,
         r for r in scheduled_runs(client, "failing") if r.info.run_id == hook["NBOPS_RUN_ID"]
     ]
     assert failed.info.status == "FAILED"
+
+
+def test_a_timeout_stops_the_kernel_and_marks_the_run_failed(sched, client):
+    out = nbops_cli("schedule", "run", "capped", cwd=sched, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    (row,) = Store(sched).history("capped")
+    assert row.status == "timeout" and row.run_ids
+    assert row.duration is not None and 8 <= row.duration < 120
+    runs = scheduled_runs(client, "capped")
+    stage_runs = [r for r in runs if r.data.tags.get("nbops.stage") == "slow"]
+    assert stage_runs and all(r.info.status == "FAILED" for r in stage_runs)
+    reasons = {r.data.tags.get("nbops.end_reason") or "" for r in stage_runs}
+    assert all(reason.startswith("timeout") for reason in reasons), reasons
 
 
 def _cmdline(pid: int) -> str:

@@ -118,6 +118,11 @@ def test_the_python_api_for_the_server(proj):
         api.run_now(proj, "nope")
     api.remove_schedule(proj, "often")
     assert [s["name"] for s in api.list_schedules(proj)] == ["nightly"]
+    from nbops.ops import audit
+
+    actions = [(rec["action"], rec["schedule"]) for _, rec, _ in audit.read(proj) if rec]
+    assert actions == [("schedule.add", "often"), ("schedule.remove", "often")]
+    assert audit.verify(proj)[1] is None
 
 
 def test_print_systemd_unit_names_this_project_and_python(proj):
