@@ -40,10 +40,18 @@ class LocalExecutor(Executor):
         self.kernel_name = kernel_name
         self.warm = max(0, warm)
         self._starter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbops-kernel")
+        # kernels are SIGKILLed at once when their job ends; their managers' clean-up (waiting
+        # for the process, closing sockets, ~0.1 s) runs here, off the job's path
+        self._reaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbops-reaper")
         self._ready: deque[Future[Any]] = deque()
         self._live: set[Any] = set()
         self._lock = threading.Lock()
         self._stopped = False
+        self._zygote: Any = None
+        if os.environ.get("NBOPS_ZYGOTE", "1") != "0":  # NBOPS_ZYGOTE=0: launch each kernel
+            from nbops.executors.zygote import Zygote
+
+            self._zygote = Zygote()
 
     # --- the pool of fresh kernels -----------------------------------------------------------
     def _start_kernel(self) -> Any:
@@ -54,7 +62,20 @@ class LocalExecutor(Executor):
 
         # a shared context the manager does not own: shutting a kernel down must not destroy a
         # context (pyzmq's term() blocks while another thread's socket is still open in it)
-        km = AsyncKernelManager(kernel_name=self.kernel_name, context=_shared_context())
+        km = AsyncKernelManager(
+            kernel_name=self.kernel_name,
+            context=_shared_context(),
+            client_class="nbops.executors.client.FastReadyClient",  # ready without a 0.2 s wait
+        )
+        if self._zygote is not None:  # forked from a process that has ipykernel imported
+            import uuid
+
+            from nbops.executors.zygote import ZygoteProvisioner
+
+            km.kernel_id = str(uuid.uuid4())
+            prov = ZygoteProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+            prov.zygote = self._zygote
+            km.provisioner = prov
         with self._lock:
             if self._stopped:
                 raise StageFailed("the pipeline was stopped before the kernel started")
@@ -121,33 +142,43 @@ class LocalExecutor(Executor):
             return Result(job, False, time.perf_counter() - t0, err)
         finally:
             if km is not None:
-                self._kill(km)
+                self._release(km)
 
     def _setup(self, km: Any, job: Job) -> None:
         """Give the fresh kernel the job's environment and working directory."""
-        from jupyter_client.blocking import BlockingKernelClient
+        from jupyter_core.utils import run_sync
 
-        # parent=km: liveness is the kernel *process* (asked of its manager), not the heartbeat,
-        # which a CPU-starved kernel that is still importing can miss ("Kernel died before
-        # replying to kernel_info" on a busy machine)
-        kc = BlockingKernelClient(parent=km)
-        kc.load_connection_info(km.get_connection_info())
-        kc.start_channels(hb=False)
+        # km.client(): liveness is the kernel *process* (asked of its manager), not the
+        # heartbeat, which a CPU-starved kernel that is still importing can miss
+        kc = km.client()
+        kc.start_channels(iopub=False, stdin=False, hb=False, control=False)
+        code = (
+            f"import os as _o\n_o.environ.update({json.dumps(job.env)})\n"
+            f"_o.chdir({str(job.cwd)!r})\ndel _o"
+        )
         try:
-            kc.wait_for_ready(timeout=60)
-            code = (
-                f"import os as _o\n_o.environ.update({json.dumps(job.env)})\n"
-                f"_o.chdir({str(job.cwd)!r})\ndel _o"
-            )
-            reply = kc.execute_interactive(
-                code, timeout=60, store_history=False, output_hook=lambda msg: None
-            )
-            if reply["content"]["status"] != "ok":
-                raise StageFailed(
-                    f"stage {job.label}: the kernel refused its set-up", stage=job.stage
-                )
+            reply = run_sync(kc.run_silently)(code, 60.0)
+        except RuntimeError as exc:
+            raise StageFailed(f"stage {job.label}: {exc}", stage=job.stage) from None
         finally:
             kc.stop_channels()
+        if reply.get("status") != "ok":
+            raise StageFailed(f"stage {job.label}: the kernel refused its set-up", stage=job.stage)
+
+    def _release(self, km: Any) -> None:
+        """The job is over: the kernel dies now, its manager is cleaned up in the background."""
+        import signal
+
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)  # the kernel leads its own process group
+            except OSError:
+                pass
+        try:
+            self._reaper.submit(self._kill, km)
+        except RuntimeError:  # stopping: the reaper is shut down
+            self._kill(km)
 
     def _kill(self, km: Any) -> None:
         from jupyter_core.utils import run_sync
@@ -171,7 +202,10 @@ class LocalExecutor(Executor):
         for fut in pending:
             fut.cancel()
         self._starter.shutdown(wait=True, cancel_futures=True)
+        self._reaper.shutdown(wait=True)
         with self._lock:
             live = list(self._live)
         for km in live:
             self._kill(km)
+        if self._zygote is not None:
+            self._zygote.close()

@@ -1,0 +1,129 @@
+"""The local executor: fresh kernels forked by the zygote, with the job's folder and
+environment, and nothing left behind when the runner dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nbops.executors.base import Job
+from nbops.executors.local import LocalExecutor
+from tests.conftest import notebook
+
+PROBE = (
+    "import json, os, sys\n"
+    "import helper  # a module beside the notebook's working folder\n"
+    "print('hello from the first cell')\n"
+    "seen_before = 'leftover' in globals()\n"
+    "leftover = 1\n"
+    "json.dump(dict(pid=os.getpid(), cwd=os.getcwd(), "
+    "env=os.environ.get('JOB_MARK'), seen_before=seen_before, i=i, helper=helper.X), "
+    "open(f'probe-{i}.json', 'w'))"
+)
+
+
+def _kernel_processes(where: Path) -> list[int]:
+    """Live kernel and zygote processes whose working directory is under ``where``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+            comm = (d / "comm").read_text().strip()
+            cwd = os.readlink(d / "cwd")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        ours = comm == "nbops-kernel" or "nbops.executors.zygote" in cmd or "ipykernel" in cmd
+        if ours and state != "Z" and cwd.startswith(str(where)):
+            found.append(int(d.name))
+    return found
+
+
+def _jobs(tmp: Path, n: int) -> list[Job]:
+    work = tmp / "work"
+    work.mkdir()
+    (work / "helper.py").write_text("X = 42\n")
+    nb = notebook(tmp / "probe.ipynb", ("i = 0", ["parameters"]), PROBE)
+    return [
+        Job(
+            "probe",
+            f"probe[{i}]",
+            nb,
+            tmp / "out" / f"{i}.ipynb",
+            {"i": i},
+            work,
+            {"JOB_MARK": f"m{i}"},
+        )
+        for i in range(n)
+    ]
+
+
+def _run_all(tmp: Path, jobs: list[Job]) -> list[dict]:
+    ex = LocalExecutor(tmp, warm=2)
+    try:
+        for job in jobs:
+            res = ex.execute(job)
+            assert res.ok, res.error
+    finally:
+        ex.stop()
+    return [json.loads((jobs[0].cwd / f"probe-{i}.json").read_text()) for i in range(len(jobs))]
+
+
+def test_each_job_gets_a_fresh_forked_kernel_in_its_folder_with_its_environment(tmp_path):
+    jobs = _jobs(tmp_path, 3)
+    probes = _run_all(tmp_path, jobs)
+    assert len({p["pid"] for p in probes}) == 3  # a new process per job
+    work = str(jobs[0].cwd)
+    for i, p in enumerate(probes):
+        assert p["cwd"] == work and p["helper"] == 42
+        assert p["env"] == f"m{i}" and p["i"] == i
+        assert p["seen_before"] is False  # nothing of an earlier job's namespace
+    out = json.loads(jobs[0].output.read_text())
+    streams = [
+        o for c in out["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream"
+    ]
+    assert any("hello from the first cell" in "".join(o["text"]) for o in streams)  # IOPub joined
+    assert _kernel_processes(tmp_path) == []  # stop() leaves no kernel and no zygote
+
+
+def test_launched_kernels_when_the_zygote_is_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBOPS_ZYGOTE", "0")
+    jobs = _jobs(tmp_path, 2)
+    probes = _run_all(tmp_path, jobs)
+    assert [p["env"] for p in probes] == ["m0", "m1"]
+    assert probes[0]["pid"] != probes[1]["pid"]
+
+
+RUNNER = """
+import sys
+from pathlib import Path
+from nbops.executors.base import Job
+from nbops.executors.local import LocalExecutor
+tmp = Path(sys.argv[1])
+nb = tmp / "slow.ipynb"
+ex = LocalExecutor(tmp, warm=1)
+ex.execute(Job("slow", "slow", nb, tmp / "out.ipynb", {}, tmp, {}))
+"""
+
+
+def test_a_runner_killed_with_sigkill_leaves_no_kernel_behind(tmp_path):
+    notebook(tmp_path / "slow.ipynb", "import time\nopen('started', 'w').close()\ntime.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path)], cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "started").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    assert _kernel_processes(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30  # the zygote sees its stdin close and kills the kernel
+    while _kernel_processes(tmp_path):
+        assert time.monotonic() < deadline, f"left behind: {_kernel_processes(tmp_path)}"
+        time.sleep(0.05)
