@@ -307,9 +307,25 @@ class PipelineHandler(NbopsHandler):
     @tornado.web.authenticated
     @api
     async def get(self) -> None:
-        from nbops.server.launches import pipeline_status
+        from nbops.server.status import in_subprocess
 
-        self.reply(await self.blocking(pipeline_status, self.ctx.root))
+        ctx = self.ctx
+
+        def status() -> m.Pipeline:
+            pipe = in_subprocess(ctx.root)
+            for st in pipe.stages:  # the runner records a run id only once the store has it
+                if st.last_run_id is None and st.status != "never run":
+                    st.last_run_id = _last_stage_run(ctx, st.name)
+            return pipe
+
+        self.reply(await self.blocking(status))
+
+
+def _last_stage_run(ctx: ServerContext, stage: str) -> str | None:
+    reader = ctx.reader()
+    flt = f"tags.`nbops.stage` = '{stage}' and attributes.status = 'FINISHED'"
+    page = reader.search(reader.experiment_ids(None), flt, [], 1, None)
+    return page.runs[0].run_id if page.runs else None
 
 
 class PipelineRunHandler(NbopsHandler):

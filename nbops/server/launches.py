@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops import project
-from nbops.errors import ConfigError, InvalidInput, NbopsError, NotFound, ParameterError
+from nbops.errors import InvalidInput, NbopsError, NotFound, ParameterError
 from nbops.server import models as m
 from nbops.server.jobs import Launch
 from nbops.server.reader import RunInfo
@@ -142,42 +142,3 @@ def pipeline_run(
         argv.append("--force")
     argv += ["--summary", str(summary)]
     return Launch("pipeline", argv, root, _env(root, uri), None, None, summary)
-
-
-def pipeline_status(root: Path) -> m.Pipeline:
-    """Every stage: up to date, stale (and why) or never run; nothing is executed."""
-    cfg = root / project.CONFIG_FILE
-    if not cfg.is_file():
-        return m.Pipeline(path=None, stages=[])
-    from nbops.pipeline.runner import Runner
-
-    try:
-        runner = Runner(root)
-        rows = runner.status()
-    except ConfigError:
-        raise
-    per: dict[str, list[list[str]]] = {}
-    for label, why in rows:
-        per.setdefault(label.split("[", 1)[0], []).append(why)
-    stages = []
-    for name, st in runner.pipeline.stages.items():
-        whys = per.get(name, [])
-        reasons = sorted({r for w in whys for r in w})
-        if not reasons:
-            status = "up to date"
-        elif all(w == ["never run"] for w in whys):
-            status = "never run"
-        else:
-            status = "stale"
-        recs = list(runner.state.stages.get(name, {}).values())
-        last = max(recs, key=lambda r: r.finished).run_id if recs else None
-        stages.append(
-            m.PipelineStage(
-                name=name,
-                notebook=str(st.notebook),
-                status=status,  # type: ignore[arg-type]
-                reasons=reasons,
-                last_run_id=last,
-            )
-        )
-    return m.Pipeline(path=str(cfg), stages=stages)

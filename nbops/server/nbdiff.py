@@ -83,8 +83,9 @@ def diff_cells(nb_a: dict[str, Any], nb_b: dict[str, Any]) -> list[m.CellDiff]:
     import nbdime
     import nbformat
 
-    a = nbformat.from_dict(nb_a)
-    b = nbformat.from_dict(nb_b)
+    # reads() joins multi-line sources saved as lists of lines (nbdime diffs strings)
+    a = nbformat.reads(json.dumps(nb_a), as_version=4)
+    b = nbformat.reads(json.dumps(nb_b), as_version=4)
     cells_a, cells_b = a.get("cells", []), b.get("cells", [])
     cell_ops: list[Any] = []
     for d in nbdime.diff_notebooks(a, b):

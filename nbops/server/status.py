@@ -1,0 +1,90 @@
+"""The pipeline's status for the server: ``Runner.status`` run in a fresh ``python -m`` process in
+the project root, exactly as ``nbops status`` sees it (the environment fingerprint depends on the
+interpreter's sys.path, which differs inside a Jupyter server). Nothing is executed.
+
+    python -m nbops.server.status ROOT   ->  a Pipeline as JSON, or {"error", "message"} (exit 2)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from nbops import project
+from nbops.errors import ConfigError, NbopsError
+from nbops.server import models as m
+
+
+def compute(root: Path) -> m.Pipeline:
+    cfg = root / project.CONFIG_FILE
+    if not cfg.is_file():
+        return m.Pipeline(path=None, stages=[])
+    from nbops.pipeline.runner import Runner
+
+    runner = Runner(root)
+    per: dict[str, list[list[str]]] = {}
+    for label, why in runner.status():
+        per.setdefault(label.split("[", 1)[0], []).append(why)
+    stages = []
+    for name, st in runner.pipeline.stages.items():
+        whys = per.get(name, [])
+        reasons = sorted({r for w in whys for r in w})
+        if not reasons:
+            status = "up to date"
+        elif all(w == ["never run"] for w in whys):
+            status = "never run"
+        else:
+            status = "stale"
+        recs = [r for r in runner.state.stages.get(name, {}).values() if r.run_id]
+        last = max(recs, key=lambda r: r.finished).run_id if recs else None
+        stages.append(
+            m.PipelineStage(
+                name=name,
+                notebook=str(st.notebook),
+                status=status,  # type: ignore[arg-type]
+                reasons=reasons,
+                last_run_id=last,
+            )
+        )
+    return m.Pipeline(path=str(cfg), stages=stages)
+
+
+def in_subprocess(root: Path, timeout: float = 120) -> m.Pipeline:
+    """Run :func:`compute` as ``nbops status`` would: its own interpreter, in the project root."""
+    import os
+
+    env = {**os.environ, project.ROOT_ENV: str(root)}
+    res = subprocess.run(
+        [sys.executable, "-m", "nbops.server.status", str(root)],
+        cwd=str(root),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        data = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise NbopsError(
+            f"the pipeline status of {root} could not be read: {res.stderr.strip()[-500:]}",
+            "run `nbops status` in a terminal to see the error",
+        ) from None
+    if res.returncode != 0:
+        raise ConfigError(str(data.get("message")), "fix nbops.yaml; `nbops status` shows it too")
+    return m.Pipeline.model_validate(data)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        print(compute(Path(argv[0]).resolve()).model_dump_json())
+    except NbopsError as exc:
+        print(json.dumps({"error": "bad_request", "message": str(exc)}))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
