@@ -174,6 +174,34 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- verify --------------------------------------------------------------------------------------
+def cmd_verify(args: argparse.Namespace) -> int:
+    from nbops.ops.verify import verify
+
+    v = verify(args.run, args.tolerance)
+    if v.restored:
+        print("restored inputs: " + ", ".join(v.restored))
+    for k, (a, b) in v.metrics.items():
+        mark = " (volatile, ignored)" if k in v.ignored_metrics else ""
+        show = ["-" if x is None else f"{x:.10g}" for x in (a, b)]
+        print(f"  metric {k}: {show[0]} -> {show[1]}{mark}")
+    if v.error:
+        print(f"re-execution failed: {v.error}")
+    for d in v.metric_diffs:
+        print(f"DIFFERS metric {d}")
+    for c in v.cell_diffs:
+        print(f"DIFFERS code cell {c.cell} (In [{c.execution_count}]):")
+        print("  expected: " + (c.expected.replace("\n", "\n            ") or "(no output)"))
+        print("  got:      " + (c.got.replace("\n", "\n            ") or "(no output)"))
+    verdict = "reproduced" if v.ok else "NOT reproduced"
+    print(
+        f"run {v.run_id} {verdict}: {len(v.metrics)} metrics, {v.cells_compared} code cells "
+        f"compared; re-executed as run {v.verify_run_id}, notebook {v.executed}; tagged "
+        f"nbops.verified={str(v.ok).lower()}"
+    )
+    return 0 if v.ok else 1
+
+
 # --- parsers -------------------------------------------------------------------------------------
 def add_parsers(sub: Any) -> None:
     sp = sub.add_parser(
@@ -253,3 +281,17 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("target", metavar="NAME@ALIAS|NAME/VERSION|RUN")
     sp.add_argument("--json", action="store_true", help="the tree as JSON")
     sp.set_defaults(func=cmd_lineage)
+
+    sp = sub.add_parser(
+        "verify",
+        help="re-execute a stage run with its params and inputs; compare metrics and outputs",
+        description="Re-execute the run's notebook (its code as it ran) in a scratch copy of the "
+        "project with the recorded params and the inputs restored from the out cache, compare "
+        "metrics (--tolerance) and outputs cell by cell (volatile parts masked), report what "
+        "differs and tag the run nbops.verified=true|false. Exit 1 when it differs.",
+    )
+    sp.add_argument("run", help="a stage run id")
+    sp.add_argument(
+        "--tolerance", type=float, default=1e-6, help="relative and absolute (default 1e-6)"
+    )
+    sp.set_defaults(func=cmd_verify)

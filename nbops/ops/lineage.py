@@ -122,11 +122,13 @@ class _Walker:
 
     def executed(self, run: Any) -> str | None:
         rid = run.info.run_id
-        kept = project.state_dir(self.root, create=False) / "runs" / rid
-        if kept.is_dir():
-            nbs = sorted(kept.glob("*.ipynb"))
-            if nbs:
-                return str(nbs[0])
+        runs_dir = project.state_dir(self.root, create=False) / "runs"
+        for name in (rid, run.data.tags.get("nbops.spool")):  # kept by run id, or spool id
+            kept = runs_dir / name if name else None
+            if kept is not None and kept.is_dir():
+                nbs = sorted(kept.glob("*.ipynb"))
+                if nbs:
+                    return str(nbs[0])
         try:
             for a in self.store.client.list_artifacts(rid, "notebook"):
                 if a.path.endswith(".ipynb"):

@@ -1,0 +1,316 @@
+"""``nbops verify RUN``: is a stage run reproducible?
+
+Re-executes the run's executed notebook (its code as it ran) in a scratch copy of the project,
+with the run's recorded params and its inputs restored to the exact content it read (from the out
+cache, through the run that wrote them), logging into a new run tagged ``nbops.verify_of``. Then
+compares the metrics (within ``tolerance``) and the outputs cell by cell, nbval-style: text
+outputs, with volatile parts (memory addresses, timestamps, durations, run ids, the scratch path)
+masked and stderr ignored. Tags the run ``nbops.verified=true|false``. The project's own files
+are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops import project
+from nbops.errors import NotFound
+from nbops.ops import audit
+
+VOLATILE = [
+    (re.compile(r"0x[0-9a-fA-F]{4,}"), "0x<address>"),
+    (
+        re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"),
+        "<timestamp>",
+    ),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(\.\d+)?\b"), "<time>"),
+    (re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|secs|seconds)\b"), "<duration>"),
+    (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
+]
+VOLATILE_METRIC = re.compile(r"(duration|elapsed|seconds|runtime|wall|_time$|time_s$)", re.I)
+TEXT_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
+
+
+@dataclass
+class CellDiff:
+    cell: int  # index among the notebook's cells
+    execution_count: Any
+    expected: str
+    got: str
+
+
+@dataclass
+class Verification:
+    run_id: str
+    ok: bool
+    verify_run_id: str | None
+    executed: Path
+    metrics: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    metric_diffs: list[str] = field(default_factory=list)
+    ignored_metrics: list[str] = field(default_factory=list)
+    cells_compared: int = 0
+    cell_diffs: list[CellDiff] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+# --- comparing ------------------------------------------------------------------------------------
+def normalize(text: str, scratch: str | None = None, root: str | None = None) -> str:
+    if scratch and root:
+        text = text.replace(scratch, root)
+    for pattern, repl in VOLATILE:
+        text = pattern.sub(repl, text)
+    return text.rstrip()
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    """What nbval compares of a code cell: stdout, rich text results, errors (not stderr,
+    images or widget state)."""
+    parts = []
+    for o in cell.get("outputs", []):
+        kind = o.get("output_type")
+        if kind == "stream":
+            if o.get("name") == "stdout":
+                parts.append("".join(o.get("text", "")))
+        elif kind in ("execute_result", "display_data"):
+            data = o.get("data", {})
+            for mime in TEXT_TYPES:
+                if mime in data:
+                    v = data[mime]
+                    parts.append(
+                        json.dumps(v, sort_keys=True) if isinstance(v, dict) else "".join(v)
+                    )
+                    break
+        elif kind == "error":
+            parts.append(f"{o.get('ename')}: {o.get('evalue')}")
+    return "\n".join(parts)
+
+
+def compare_cells(
+    expected: dict[str, Any], got: dict[str, Any], scratch: str, root: str
+) -> tuple[int, list[CellDiff]]:
+    a = [c for c in expected.get("cells", []) if c.get("cell_type") == "code"]
+    b = [c for c in got.get("cells", []) if c.get("cell_type") == "code"]
+    diffs = []
+    for i, (ca, cb) in enumerate(zip(a, b, strict=False)):
+        ta = normalize(cell_text(ca), scratch, root)
+        tb = normalize(cell_text(cb), scratch, root)
+        if ta != tb:
+            diffs.append(CellDiff(i, ca.get("execution_count"), ta, tb))
+    if len(a) != len(b):
+        diffs.append(CellDiff(min(len(a), len(b)), None, f"{len(a)} code cells", f"{len(b)}"))
+    return min(len(a), len(b)), diffs
+
+
+def compare_metrics(
+    expected: dict[str, float], got: dict[str, float], tolerance: float
+) -> tuple[dict[str, tuple[float | None, float | None]], list[str], list[str]]:
+    table: dict[str, tuple[float | None, float | None]] = {}
+    diffs, ignored = [], []
+    for k in sorted(set(expected) | set(got)):
+        a, b = expected.get(k), got.get(k)
+        table[k] = (a, b)
+        if VOLATILE_METRIC.search(k):
+            ignored.append(k)
+            continue
+        if a is None or b is None:
+            diffs.append(f"{k}: {'missing' if a is None else a} -> {'missing' if b is None else b}")
+        elif not math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance):
+            diffs.append(f"{k}: {a:.10g} -> {b:.10g} (beyond tolerance {tolerance:g})")
+    return table, diffs, ignored
+
+
+# --- re-executing ---------------------------------------------------------------------------------
+def _executed_notebook(store: Any, run: Any, root: Path, into: Path) -> Path:
+    rid = run.info.run_id
+    runs_dir = project.state_dir(root, create=False) / "runs"
+    for name in (rid, run.data.tags.get("nbops.spool")):  # kept by run id, or by spool id
+        kept = runs_dir / name if name else None
+        nbs = sorted(kept.glob("*.ipynb")) if kept is not None and kept.is_dir() else []
+        if nbs:
+            return nbs[0]
+    try:
+        for a in store.client.list_artifacts(rid, "notebook"):
+            if a.path.endswith(".ipynb"):
+                into.mkdir(parents=True, exist_ok=True)
+                return Path(store.client.download_artifacts(rid, a.path, str(into)))
+    except Exception:  # noqa: BLE001 - no artifact store: handled below
+        pass
+    raise NotFound(
+        f"run {rid} has no executed notebook (neither .nbops/runs/{rid}/ nor a notebook/ artifact)",
+        "verify re-executes pipeline stage runs (nbops run); pick one from `nbops runs`",
+    )
+
+
+def _params(run: Any, nb: Path) -> dict[str, Any]:
+    """The run's recorded params the notebook declares, typed like the declared defaults."""
+    import yaml
+
+    from nbops.pipeline.notebook import declared_parameters
+
+    declared = declared_parameters(nb)
+    out: dict[str, Any] = {}
+    for k, v in run.data.params.items():
+        if k not in declared:
+            continue
+        if isinstance(declared[k], str):
+            out[k] = v
+        else:
+            try:
+                out[k] = yaml.safe_load(v)
+            except yaml.YAMLError:
+                out[k] = v
+    return out
+
+
+def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
+    """Put the content the run read (``nbops.dep.*``) into the scratch copy."""
+    from nbops.ops.lineage import _prefixed, _Walker
+    from nbops.pipeline.cache import OutCache
+    from nbops.pipeline.hashing import HashCache
+
+    deps = _prefixed(run.data.tags, "nbops.dep.")
+    hashes = HashCache(work, work / ".nbops")
+    walker = _Walker(root)
+    restored = []
+    for path, digest in deps.items():
+        if digest == "missing" or hashes.digest(path) == digest:
+            continue
+        producer = walker.producer(run, path, digest)
+        record: dict[str, Any] = {}
+        if producer is not None:
+            try:
+                local = store.client.download_artifacts(
+                    producer.info.run_id, "outs.json", str(work / ".nbops")
+                )
+                record = json.loads(Path(local).read_text())
+            except Exception:  # noqa: BLE001 - no outs.json: cannot restore, said below
+                record = {}
+        if path not in record:
+            now = hashes.digest(path)
+            raise NotFound(
+                f"input {path} of run {run.info.run_id} changed since the run (content "
+                f"{digest[:12]} then, {now[:12] if now else 'missing'} now) and no stage run "
+                "recorded that content, so it cannot be restored",
+                f"put the original {path} back (or check it out: nbops checkout RUN), then "
+                "verify again",
+            )
+        cache = OutCache(work, work / ".nbops", hashes)
+        cache.dir = project.state_dir(root) / "cache"
+        cache.restore({path: record[path]})
+        restored.append(path)
+    return restored
+
+
+def _scratch_copy(root: Path, work: Path) -> None:
+    shutil.copytree(
+        root,
+        work,
+        ignore=shutil.ignore_patterns(".nbops", ".git", "__pycache__", ".ipynb_checkpoints"),
+        symlinks=True,
+    )
+    (work / ".nbops").mkdir(exist_ok=True)
+
+
+def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Verification:
+    """Re-execute a stage run and compare; tags the run ``nbops.verified``."""
+    import nbformat
+
+    from nbops.executors.base import Job
+    from nbops.executors.local import LocalExecutor
+    from nbops.tracking.query import open_store
+    from nbops.tracking.run import Run
+
+    root = root or project.find_root()
+    store = open_store(project.tracking_uri(root))
+    run = store.get_run(run_id)
+    out_dir = project.state_dir(root) / "verify" / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    original = _executed_notebook(store, run, root, out_dir / "original")
+    nb_tag = run.data.tags.get("nbops.notebook") or str(original)
+    try:
+        rel = Path(nb_tag).resolve().relative_to(root.resolve())
+    except ValueError:
+        rel = Path(Path(nb_tag).name)
+    exp = store.client.get_experiment(run.info.experiment_id).name
+    with tempfile.TemporaryDirectory(prefix="nbops-verify-") as tmp:
+        work = Path(tmp) / root.name
+        _scratch_copy(root, work)
+        restored = _restore_inputs(store, run, root, work)
+        source = work / rel
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(original, source)  # the code as it ran, not as it is now
+        params = _params(run, source)
+        vrun = Run(
+            exp,
+            f"verify {run.info.run_name or run_id}",
+            {"nbops.verify_of": run_id, "nbops.notebook": nb_tag},
+            params={k: str(v) for k, v in params.items()},
+            root=root,
+            capture=False,
+        )
+        output = out_dir / original.name
+        job = Job(
+            run.data.tags.get("nbops.stage", "verify"),
+            f"verify {run_id}",
+            source,
+            output,
+            params,
+            source.parent,
+            env={
+                "NBOPS_ATTACH_SPOOL": str(vrun._spool.dir),
+                "NBOPS_NOTEBOOK": str(source),
+                "NBOPS_PROJECT_ROOT": str(root),
+            },
+        )
+        executor = LocalExecutor(work, warm=0)
+        try:
+            result = executor.execute(job)
+        finally:
+            executor.stop()
+        vrun.end("FINISHED" if result.ok else "FAILED")
+        vid = vrun.id_if_ready()
+        v = Verification(run_id, False, vid, output, restored=restored)
+        if not result.ok:
+            v.error = str(result.error) if result.error else "the re-execution failed"
+        got_metrics = store.get_run(vid).data.metrics if vid else {}
+        v.metrics, v.metric_diffs, v.ignored_metrics = compare_metrics(
+            run.data.metrics, got_metrics, tolerance
+        )
+        if output.exists():
+            v.cells_compared, v.cell_diffs = compare_cells(
+                nbformat.read(str(original), as_version=4),
+                nbformat.read(str(output), as_version=4),
+                str(work),
+                str(root),
+            )
+    v.ok = v.error is None and not v.metric_diffs and not v.cell_diffs
+    _record(store, v, root)
+    return v
+
+
+def _record(store: Any, v: Verification, root: Path) -> None:
+    tags = [
+        ("nbops.verified", str(v.ok).lower()),
+        ("nbops.verified_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+    ]
+    if v.verify_run_id:
+        tags.append(("nbops.verified_by", v.verify_run_id))
+        store.log_batch(v.verify_run_id, tags=[("nbops.verify.result", str(v.ok).lower())])
+    store.log_batch(v.run_id, tags=tags)
+    audit.safe_record(
+        "verify",
+        root=root,
+        run_id=v.run_id,
+        verify_run_id=v.verify_run_id,
+        ok=v.ok,
+        differences=len(v.metric_diffs) + len(v.cell_diffs) + (1 if v.error else 0),
+    )
