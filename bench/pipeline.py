@@ -185,7 +185,8 @@ def bench_overhead(tmp: Path) -> None:
     d = project(tmp, "trivial", "stages:\n  t:\n    notebook: t.ipynb\n")
     notebook(d / "t.ipynb", "i = 0", "x = i + 1")
     env = {"NBOPS_PROJECT_ROOT": str(d)}
-    one = timed(nbops("run", "--sweep", "i=100", "--jobs", "1"), d, env)
+    timed(nbops("run", "--sweep", "i=100", "--jobs", "1"), d, env)  # creates the store's schema
+    one = timed(nbops("run", "--sweep", "i=100", "--jobs", "1", "--force"), d, env)
     total = timed(
         nbops("run", "--sweep", "i=" + ",".join(map(str, range(n + 1))), "--jobs", "1"), d, env
     )
@@ -239,7 +240,9 @@ def write_results() -> None:
     res = HERE / "RESULTS.md"
     text = res.read_text() if res.exists() else "# Benchmark results\n"
     marker = "\n## Pipelines (`bench/pipeline.py`)"
-    text = text.split(marker)[0].rstrip() + "\n"
+    before, _, after = text.partition(marker)
+    rest = after.split("\n## ", 1)[1] if "\n## " in after else ""  # other benches' sections
+    text = before.rstrip() + "\n"
     lines = [
         marker.lstrip("\n"),
         "",
@@ -255,7 +258,8 @@ def write_results() -> None:
     notes = HERE / "NOTES-pipeline.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    res.write_text(text + "\n" + "\n".join(lines) + "\n")
+    tail = f"\n## {rest.rstrip()}\n" if rest else ""
+    res.write_text(text + "\n" + "\n".join(lines) + "\n" + tail)
 
 
 def main() -> None:
