@@ -282,7 +282,7 @@ class Daemon:
             self.store.save_slots(self.core.slots)
         if outcome.retry_at is not None:
             log.info(
-                "schedule %s: retry in %.0f s", name, max(0.0, outcome.retry_at - self.clock())
+                "schedule %s: retry in %.1f s", name, max(0.0, outcome.retry_at - self.clock())
             )
         if outcome.gave_up and res is not None:
             try:

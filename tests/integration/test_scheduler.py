@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from nbops.scheduler import api
+from nbops.scheduler.daemon import Daemon
 from nbops.scheduler.execution import alive, descendants
 from nbops.scheduler.store import Store
 from tests.conftest import nbops_cli, notebook
@@ -29,7 +32,6 @@ stages:
   broken:
     notebook: broken.ipynb
 schedules:
-  every10: {cron: "*/10 * * * * *", stages: [tick], catchup: latest}
   nightly: {cron: "0 3 * * *", stages: [slow]}
   capped: {cron: "0 5 * * *", stages: [slow], timeout: 8}
   failing:
@@ -109,6 +111,7 @@ def scheduled_runs(client: Any, name: str) -> list[Any]:
 def test_the_daemon_runs_a_schedule_tags_its_runs_and_a_restart_duplicates_nothing(
     sched, daemons, client
 ):
+    api.add_schedule(sched, "every10", "*/10 * * * * *", stages=["tick"], catchup="latest")
     store = Store(sched)
 
     def executed(status: str = "ok") -> list[Any]:
@@ -176,12 +179,14 @@ def test_sigterm_mid_run_leaves_no_kernel_and_no_running_run_and_a_second_daemon
     assert runs and {r.info.status for r in runs} == {"KILLED"}
 
 
-def test_a_failed_execution_runs_the_on_failure_hook_with_its_environment(sched, client):
-    out = nbops_cli("schedule", "run", "failing", cwd=sched, timeout=300)
-    assert out.returncode == 1, out.stdout + out.stderr
-    assert "failed" in out.stdout and "ZeroDivisionError" in out.stderr
-    (row,) = Store(sched).history("failing")
+def test_run_now_without_a_daemon_runs_detached_and_a_failure_runs_the_hook(sched, client):
+    started = api.run_now(sched, "failing")
+    assert started["queued"] is False and started["pid"]
+    store = Store(sched)
+    wait_for("the hook's output", lambda: (sched / "hook.txt").is_file())
+    (row,) = store.history("failing")
     assert row.status == "failed" and row.reason == "manual"
+    assert "ZeroDivisionError" in (row.error or "")
     hook = dict(
         line.split("=", 1) for line in (sched / "hook.txt").read_text().splitlines() if "=" in line
     )
@@ -189,10 +194,61 @@ def test_a_failed_execution_runs_the_on_failure_hook_with_its_environment(sched,
     assert hook["NBOPS_HISTORY_ID"] == str(row.id)
     assert hook["NBOPS_RUN_ID"] in row.run_ids
     assert "ZeroDivisionError" in hook["NBOPS_ERROR"]
-    (failed,) = [
-        r for r in scheduled_runs(client, "failing") if r.info.run_id == hook["NBOPS_RUN_ID"]
-    ]
+    runs = scheduled_runs(client, "failing")
+    (failed,) = [r for r in runs if r.info.run_id == hook["NBOPS_RUN_ID"]]
     assert failed.info.status == "FAILED"
+
+
+def test_a_failure_is_retried_with_backoff_then_the_hook_runs_once(sched):
+    api.add_schedule(
+        sched,
+        "flaky",
+        "0 4 * * *",
+        stages=["broken"],
+        retries=1,
+        on_failure="echo $NBOPS_HISTORY_ID >> hooks.txt",
+    )
+    daemon = Daemon(sched, poll=0.2)
+    daemon.core.backoff_base = 0.5
+    thread = threading.Thread(target=daemon.serve)
+    thread.start()
+    try:
+        store = Store(sched)
+        store.request_run("flaky")
+        wait_for("the hook after the retry", lambda: (sched / "hooks.txt").is_file())
+    finally:
+        daemon.stop()
+        thread.join(180)
+    rows = sorted(store.history("flaky"), key=lambda r: r.id)
+    assert [(r.reason, r.attempt, r.status) for r in rows] == [
+        ("manual", 0, "failed"),
+        ("retry", 1, "failed"),
+    ]
+    assert rows[1].started - rows[0].ended >= 0.5  # the back-off
+    assert (sched / "hooks.txt").read_text().split() == [str(rows[1].id)]
+
+
+def test_a_daemon_killed_mid_run_is_cleaned_up_by_the_next_one(sched, daemons, client):
+    store = Store(sched)
+    first = daemons()
+    wait_for("the daemon's heartbeat", lambda: api.daemon_status(sched)["alive"])
+    assert nbops_cli("schedule", "run", "nightly", cwd=sched, timeout=60).returncode == 0
+    wait_for(
+        "the slow stage's run",
+        lambda: [r for r in scheduled_runs(client, "nightly") if "x" in r.data.metrics],
+    )
+    orphans = descendants(first.pid)
+    os.kill(first.pid, signal.SIGKILL)  # a crash: its runner and kernels live on
+    first.wait(30)
+    assert any(alive(p) for p in orphans)
+    second = daemons()
+    wait_for(
+        "the lost execution to be recorded", lambda: store.history("nightly")[0].status == "lost"
+    )
+    wait_for("the orphans to end", lambda: not [p for p in orphans if alive(p) and not _zombie(p)])
+    assert {r.info.status for r in scheduled_runs(client, "nightly")} == {"KILLED"}
+    code, err = stop(second)
+    assert code == 0, err
 
 
 def test_a_timeout_stops_the_kernel_and_marks_the_run_failed(sched, client):
