@@ -30,6 +30,7 @@ log = logging.getLogger("nbops.scheduler")
 POLL = 1.0
 """Look for run-now requests and changed schedules at least this often (seconds)."""
 HEARTBEAT = 5.0
+PRUNE_EVERY = 3600.0
 
 
 class AlreadyRunning(NbopsError):
@@ -81,6 +82,7 @@ class Daemon:
         self.killing: set[int] = set()
         self.since = time.time()
         self._last_beat = 0.0
+        self._last_prune = 0.0
         self._yaml_key: tuple[float, int] | None = None
         self._yaml_specs: Any = None
         self._specs: list[ScheduleSpec] = []
@@ -150,6 +152,7 @@ class Daemon:
             for name in overdue:
                 self._backstop(name)
             self._beat()
+            self._prune()
             wake_at = self.core.next_wake()
             timeout = self.poll if wake_at is None else min(self.poll, wake_at - self.clock())
             self.wake.wait(max(0.0, timeout))
@@ -298,6 +301,15 @@ class Daemon:
         self.killing.add(ex.proc.pid)
         log.warning("schedule %s: execution outlived its timeout, killing it", name)
         threading.Thread(target=ex.kill, daemon=True).start()
+
+    def _prune(self) -> None:
+        now = time.time()
+        if now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        gone = self.store.prune()
+        if gone:
+            log.info("pruned %d old history rows", gone)
 
     # --- heartbeat ------------------------------------------------------------------------
     def _beat(self, force: bool = False) -> None:

@@ -35,8 +35,8 @@ class HistoryRow(BaseModel):
 
     id: int
     schedule: str
-    fire_time: float | None  # epoch s of the cron time (or of the request for a manual run)
-    reason: str  # cron | catchup | manual | retry
+    fire_time: float | None = None  # epoch s of the cron time (or of a manual run's request)
+    reason: str = "cron"  # cron | catchup | manual | retry
     attempt: int = 0
     status: Status
     started: float | None = None

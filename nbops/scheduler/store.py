@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY AUTOINCREMENT, sched
     requested REAL NOT NULL);
 """
 
+KEEP_HISTORY = 1000
+"""History rows kept per schedule (the daemon prunes older ones)."""
 _HISTORY_COLS = [f for f in HistoryRow.model_fields if f != "id"]
 
 
@@ -45,6 +47,7 @@ class Store:
         self.root = root
         self.dir = scheduler_dir(root)
         self.path = self.dir / "scheduler.db"
+        self._saved: str | None = None
         try:
             with self._db() as db:
                 db.executescript(SCHEMA)
@@ -109,6 +112,16 @@ class Store:
         with self._db() as db:
             db.execute(f"UPDATE history SET {sets} WHERE id = ?", [*fields.values(), hid])
 
+    def prune(self, keep: int = KEEP_HISTORY) -> int:
+        """Keep the newest ``keep`` history rows of each schedule; how many were deleted."""
+        with self._db() as db:
+            cur = db.execute(
+                "DELETE FROM history WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
+                "(PARTITION BY schedule ORDER BY id DESC) AS n FROM history) WHERE n > ?)",
+                (int(keep),),
+            )
+            return cur.rowcount
+
     def history(
         self, schedule: str | None = None, limit: int = 50, status: str | None = None
     ) -> list[HistoryRow]:
@@ -143,6 +156,10 @@ class Store:
         return {r["name"]: Slot.from_json(json.loads(r["state"])) for r in rows}
 
     def save_slots(self, slots: dict[str, Slot]) -> None:
+        """Replace the saved slots (a no-op when nothing changed since the last save)."""
+        state = json.dumps({n: s.to_json() for n, s in slots.items()}, sort_keys=True)
+        if state == self._saved:
+            return
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM slots")
@@ -151,6 +168,7 @@ class Store:
                 [(n, json.dumps(s.to_json())) for n, s in slots.items()],
             )
             db.execute("COMMIT")
+        self._saved = state
 
     def request_run(self, schedule: str) -> None:
         with self._db() as db:
@@ -160,6 +178,8 @@ class Store:
 
     def take_requests(self) -> list[str]:
         with self._db() as db:
+            if db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is None:
+                return []  # the common case, every poll: no write transaction
             db.execute("BEGIN IMMEDIATE")
             rows = db.execute("SELECT id, schedule FROM requests ORDER BY id").fetchall()
             db.execute("DELETE FROM requests")
@@ -168,6 +188,6 @@ class Store:
 
 
 def _row(r: sqlite3.Row) -> HistoryRow:
-    data = dict(r)
+    data = {k: v for k, v in dict(r).items() if v is not None}
     data["run_ids"] = json.loads(data.get("run_ids") or "[]")
     return HistoryRow.model_validate(data)
