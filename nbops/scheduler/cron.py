@@ -20,8 +20,12 @@ from nbops.errors import InvalidInput
 
 CRON_HINT = (
     "write 5 fields 'minute hour day month weekday' like '0 2 * * *' (every day at 02:00), "
-    "or 6 with leading seconds like '*/10 * * * * *'"
+    "or 6 with leading seconds like '*/10 * * * * *', or @hourly/@daily/@weekly/@monthly/@yearly"
 )
+
+
+ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+"""Cron's shorthands (croniter expands them); @reboot has no meaning for a scheduler."""
 
 
 def _croniter() -> Any:
@@ -33,9 +37,13 @@ def _croniter() -> Any:
 def check_cron(expr: str, field: str = "cron") -> str:
     """The expression, stripped, if croniter accepts it; else InvalidInput naming ``field``."""
     text = " ".join(str(expr).split())
+    if text.lower() in ALIASES:
+        return text.lower()
     n = len(text.split())
     if n not in (5, 6):
-        raise InvalidInput(f"{field}: {expr!r} has {n} fields, expected 5 or 6", CRON_HINT)
+        raise InvalidInput(
+            f"{field}: {expr!r} has {n} field{'' if n == 1 else 's'}, expected 5 or 6", CRON_HINT
+        )
     croniter = _croniter()
     try:
         croniter(text, datetime(2000, 1, 1, tzinfo=timezone.utc), second_at_beginning=n == 6)

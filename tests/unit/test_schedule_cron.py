@@ -68,6 +68,14 @@ def test_six_fields_have_leading_seconds():
     assert [t - start for t in got] == [15, 30, 45]
 
 
+def test_cron_shorthands_are_accepted():
+    start = at(2026, 5, 1, 12, tz=timezone.utc)
+    assert cron.check_cron("@Daily") == "@daily"
+    assert cron.next_fire("@hourly", "UTC", start) == start + 3600
+    with pytest.raises(InvalidInput, match="has 1 field, expected"):
+        cron.check_cron("@reboot")
+
+
 def test_weekday_zero_is_sunday_as_in_cron():
     t = cron.next_fire("0 0 * * 0", "UTC", at(2026, 11, 25, 12, tz=timezone.utc))
     assert datetime.fromtimestamp(t, timezone.utc).strftime("%A") == "Sunday"
