@@ -136,6 +136,12 @@ class Comparison:
         ]
         return "".join(parts)
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """In a notebook: a widget (tables and a metric chart); plain HTML without ipywidgets."""
+        from nbops.ipython.widgets import comparison_bundle
+
+        return comparison_bundle(self)
+
     def __repr__(self) -> str:
         return (
             f"Params that differ:\n{self.params.to_string() if len(self.params) else '  none'}"
