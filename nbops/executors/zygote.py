@@ -245,7 +245,9 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
             return await super().launch_kernel(cmd, **kwargs)
         cwd = str(kwargs.get("cwd") or os.getcwd())
         env = {str(k): str(v) for k, v in (kwargs.get("env") or os.environ).items()}
-        pid = zygote.fork(cmd[3:], env, cwd)
+        # warnings of the kernel application (e.g. "running over TCP without encryption", on
+        # every start) are noise between nbops' own lines; errors still show
+        pid = zygote.fork([*cmd[3:], "--IPKernelApp.log_level=ERROR"], env, cwd)
         self.process = _Forked(pid)
         self.pid = self.pgid = pid
         self.cwd = cwd
