@@ -131,37 +131,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 # --- drift ---------------------------------------------------------------------------------------
 def cmd_drift(args: argparse.Namespace) -> int:
-    from nbops.ops.monitor import run_check
+    from nbops.ops.monitor import retrain, run_check
     from nbops.project import find_root
 
-    check = run_check(find_root(), args.ref, args.cur, args.threshold, args.retrain, args.html)
+    root = find_root()
+    check = run_check(root, args.ref, args.cur, args.threshold, args.retrain, args.html)
     rep = check.report
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    **rep.to_dict(),
-                    "run_id": check.run_id,
-                    "html": str(check.html),
-                    "retrain": check.retrain or None,
-                },
-                indent=1,
-            )
-        )
-    else:
+    if not args.json:
         print(f"drift: {rep.reference} -> {rep.current}")
         print(rep.table())
-        print(f"report {check.html}; run {check.run_id} (experiment drift)")
-    if check.retrain:
-        r = check.retrain
-        ok = r["exit_code"] == 0
+        print(f"report {check.html}; run {check.run_id} (experiment drift)", flush=True)
+    if args.retrain and rep.drifted:
+        r = retrain(root, check)
         if not args.json:
+            verdict = "done" if r["exit_code"] == 0 else "FAILED"
             print(
-                f"retrain {'done' if ok else 'FAILED'}: pipeline run {r['pipeline_run_id']}, "
+                f"retrain {verdict}: pipeline run {r['pipeline_run_id']}, "
                 f"{len(r['run_ids'])} stage runs tagged nbops.drift_run={check.run_id}"
             )
-        if not ok:
-            return 1
+    if args.json:
+        out = {**rep.to_dict(), "run_id": check.run_id, "html": str(check.html)}
+        print(json.dumps({**out, "retrain": check.retrain or None}, indent=1))
+    if check.retrain and check.retrain["exit_code"] != 0:
+        return 1
     return 3 if rep.drifted else 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from nbops.errors import InvalidInput
 
 PSI_BINS = 10
-PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
+PSI_SMOOTHING = 0.5  # counts added to every bin, so PSI stays finite and tame on small samples
 PSI_MAJOR = 0.2  # the usual reading: < 0.1 stable, 0.1–0.2 moderate, > 0.2 major shift
 
 
@@ -178,12 +178,15 @@ def _check_tables(ref: Any, cur: Any) -> list[str]:
     return [str(c) for c in ref.columns]
 
 
-def _psi(ref_share: Any, cur_share: Any) -> float:
+def _psi(ref_counts: Any, cur_counts: Any) -> float:
+    """PSI of two histograms over the same bins, with half a count added to every bin (so an
+    empty bin in a small sample does not blow it up)."""
     import numpy as np
     from scipy.special import rel_entr
 
-    r = np.clip(np.asarray(ref_share, dtype=float), PSI_FLOOR, None)
-    c = np.clip(np.asarray(cur_share, dtype=float), PSI_FLOOR, None)
+    r = np.asarray(ref_counts, dtype=float) + PSI_SMOOTHING
+    c = np.asarray(cur_counts, dtype=float) + PSI_SMOOTHING
+    r, c = r / r.sum(), c / c.sum()
     return float(np.sum(rel_entr(c, r) + rel_entr(r, c)))  # = Σ (c - r) · ln(c / r)
 
 
@@ -192,10 +195,12 @@ def _numeric(ref: Any, cur: Any) -> tuple[float, float, float]:
     from scipy import stats
 
     res = stats.ks_2samp(ref, cur)
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, PSI_BINS + 1))[1:-1])
+    # reference deciles, fewer bins for small samples (~10 values a bin at least)
+    bins = int(min(PSI_BINS, max(2, min(len(ref), len(cur)) // 10)))
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
     r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
     c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
-    return float(res.statistic), float(res.pvalue), _psi(r / r.sum(), c / c.sum())
+    return float(res.statistic), float(res.pvalue), _psi(r, c)
 
 
 def _categorical(ref: Any, cur: Any) -> tuple[float, float, float]:
@@ -210,7 +215,7 @@ def _categorical(ref: Any, cur: Any) -> tuple[float, float, float]:
     else:
         res = stats.chi2_contingency(table)
         stat, p = float(res.statistic), float(res.pvalue)
-    return stat, p, _psi(table[0] / table[0].sum(), table[1] / table[1].sum())
+    return stat, p, _psi(table[0], table[1])
 
 
 def check_drift(

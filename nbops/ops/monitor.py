@@ -30,6 +30,7 @@ class DriftCheck:
     run_id: str | None
     html: Path
     retrain: dict[str, Any] = field(default_factory=dict)  # status, exit_code, run_ids
+    on_drift: list[str] = field(default_factory=list)
 
 
 def read_table(path: Path) -> Any:
@@ -83,6 +84,8 @@ def run_check(
     retrain: bool = False,
     html_out: str | None = None,
 ) -> DriftCheck:
+    """Compare, report, log and audit; ``retrain`` only checks that there is something to run
+    (call :func:`retrain` after showing the result)."""
     ref_p, cur_p, th, on_drift = settings(root, ref, cur, threshold)
     if retrain and not on_drift:
         raise ConfigError(
@@ -105,10 +108,15 @@ def run_check(
         current=report.current,
         drifted=report.drifted_columns,
     )
-    check = DriftCheck(report, run_id, html)
-    if retrain and report.drifted:
-        check.retrain = _retrain(root, on_drift, run_id)
-    return check
+    return DriftCheck(report, run_id, html, on_drift=on_drift)
+
+
+def retrain(root: Path, check: DriftCheck) -> dict[str, Any]:
+    """Run the ``on_drift`` stages for a drift check that found drift; links the runs."""
+    if check.run_id is None or not check.on_drift:
+        return {}
+    check.retrain = _retrain(root, check.on_drift, check.run_id)
+    return check.retrain
 
 
 def _rel(p: Path, root: Path) -> str:

@@ -33,7 +33,8 @@ VOLATILE = [
     ),
     (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(\.\d+)?\b"), "<time>"),
     (re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|secs|seconds)\b"), "<duration>"),
-    (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
+    (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),  # MLflow run ids
+    (re.compile(r"\b\d{8}-\d{6}-[0-9a-f]{8}\b"), "<id>"),  # nbops spool ids (runs:/<id>/model)
 ]
 VOLATILE_METRIC = re.compile(r"(duration|elapsed|seconds|runtime|wall|_time$|time_s$)", re.I)
 TEXT_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")

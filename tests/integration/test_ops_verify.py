@@ -137,3 +137,4 @@ def test_volatile_outputs_are_masked():
     text = "at 2026-11-25 09:17:09.123456 object <object object at 0x7f3a2c1b9e40> took 1.25 s"
     assert normalize(text) == "at <timestamp> object <object object at 0x<address>> took <duration>"
     assert normalize("/tmp/x/proj/a.csv", "/tmp/x/proj", "/home/p") == "/home/p/a.csv"
+    assert normalize("'runs:/20261125-092434-a41acaa5/model'") == "'runs:/<id>/model'"
