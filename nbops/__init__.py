@@ -28,6 +28,7 @@ _API = {
     "log_model": "nbops.tracking.fluent",
     "runs": "nbops.tracking.query",
     "compare": "nbops.tracking.query",
+    "check_drift": "nbops.ops.drift",
     "runs_widget": "nbops.ipython.widgets",
     "Comparison": "nbops.tracking.query",
     "Run": "nbops.tracking.run",
