@@ -60,6 +60,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"nbops demo: the example pipeline in {proj} (store {project.default_tracking_uri(proj)})",
         flush=True,
     )
+    rel = os.path.relpath(proj)  # from where the user is (the run may change directory)
     t0 = time.perf_counter()
     try:
         code = Runner(proj).run()
@@ -71,7 +72,6 @@ def run_demo(args: argparse.Namespace) -> int:
             "the example pipeline failed (see above)",
             f"the executed notebooks are under {proj / '.nbops' / 'runs'}",
         )
-    rel = os.path.relpath(proj)
     print(f"nbops demo: done in {time.perf_counter() - t0:.1f} s. Where to look:")
     print(f"  cd {rel} && nbops runs        # the runs: one per stage and sweep point")
     print(f"  cd {rel} && nbops status      # every stage up to date; run `nbops run` again: 0 s")

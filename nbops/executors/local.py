@@ -114,7 +114,8 @@ class LocalExecutor(Executor):
                 parameters=job.parameters,
                 km=km,
                 kernel_name=self.kernel_name,
-                cwd=str(job.cwd),
+                # no cwd=: papermill would os.chdir() the whole runner process around the run,
+                # which races between parallel jobs (the kernel was moved to job.cwd by _setup)
                 progress_bar=False,
                 log_output=False,
                 execution_timeout=job.timeout,

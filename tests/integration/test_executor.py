@@ -127,3 +127,37 @@ def test_a_runner_killed_with_sigkill_leaves_no_kernel_behind(tmp_path):
     while _kernel_processes(tmp_path):
         assert time.monotonic() < deadline, f"left behind: {_kernel_processes(tmp_path)}"
         time.sleep(0.05)
+
+
+def test_parallel_jobs_leave_the_runners_working_directory_alone(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    jobs = _jobs(tmp_path, 4)
+    for i, job in enumerate(jobs):  # each job in a folder of its own
+        job.cwd = tmp_path / f"w{i}"
+        job.cwd.mkdir()
+        (job.cwd / "helper.py").write_text("X = 42\n")
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.add(os.getcwd())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    ex = LocalExecutor(tmp_path, warm=2)
+    try:
+        threads = [threading.Thread(target=lambda j=j: ex.execute(j)) for j in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        watcher.join()
+        ex.stop()
+    for i, job in enumerate(jobs):
+        assert json.loads((job.cwd / f"probe-{i}.json").read_text())["cwd"] == str(job.cwd)
+    assert seen == {str(tmp_path)}  # the runner process itself never changed directory
