@@ -202,7 +202,7 @@ class Core:
         timeout = self.specs[name].timeout
         return None if timeout is None else now + timeout + self.kill_grace
 
-    def request(self, name: str) -> Action | None:
+    def request(self, name: str) -> Skip | None:
         """A run-now request: queued for the next tick, or skipped if the schedule is busy."""
         now = self.clock()
         slot = self.slots[name]

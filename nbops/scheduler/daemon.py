@@ -101,7 +101,7 @@ class Daemon:
                 f"{pid or '<pid>'}, or `systemctl --user stop nbops-scheduler`)",
             )
         self._lock = lock
-        old: dict[int, Any] = {}
+        old: dict[signal.Signals, Any] = {}
         try:
             self._beat(force=True)
             self._reload(first=True)

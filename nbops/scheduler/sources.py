@@ -49,7 +49,7 @@ def yaml_specs(pipeline: Any) -> list[ScheduleSpec]:
     known = list(pipeline.stages)
     out = []
     for name, s in pipeline.schedules.items():
-        checks: list[tuple[str, Any]] = [
+        checks: list[tuple[str | tuple[str, int], Any]] = [
             ("cron", lambda s=s: cron.check_cron(s.cron)),
             ("timezone", lambda s=s: cron.zone(s.timezone) if s.timezone else None),
         ]
