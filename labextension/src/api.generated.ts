@@ -27,6 +27,18 @@ export interface Comparison {
   histories: { [key: string]: { [key: string]: ([number, number | null])[] } };
 }
 
+/** A new schedule (as `nbops schedule add`); shell hooks are not set from the browser. */
+export interface CreateSchedule {
+  name: string;
+  cron: string;
+  stages?: string[];
+  params?: { [key: string]: unknown };
+  catchup?: "none" | "latest" | "all";
+  retries?: number;
+  timeout?: number | null;
+  timezone?: string | null;
+}
+
 export interface Experiment {
   experiment_id: string;
   name: string;
@@ -54,6 +66,53 @@ export interface Job {
 export interface JobAccepted {
   job_id: string;
   state: "running" | "done" | "failed";
+}
+
+/** Where a run came from (nbops lineage RUN) and whether `nbops verify` reproduced it. */
+export interface Lineage {
+  run: LineageRun;
+  verified: "true" | "false" | null;
+  verified_at: string | null;
+  verified_by: string | null;
+}
+
+/** Content hashes (xxh3) by path: what the run read, tracked and wrote. */
+export interface LineageData {
+  deps: { [key: string]: string };
+  tracked: { [key: string]: string };
+  outs: { [key: string]: string };
+}
+
+export interface LineageGit {
+  commit: string | null;
+  branch: string | null;
+  dirty: string | null;
+}
+
+export interface LineageRun {
+  run_id: string;
+  name: string | null;
+  status: string;
+  experiment_id: string;
+  stage: string | null;
+  sweep_point: string | null;
+  pipeline_run: string | null;
+  notebook: string | null;
+  executed_notebook: string | null;
+  git: LineageGit;
+  params: { [key: string]: string };
+  metrics: { [key: string]: number | null };
+  data: LineageData;
+  models: string[];
+  upstream: LineageUpstream[];
+  upstream_cut: boolean;
+}
+
+/** A dep of the run and the stage run that wrote that content (null: source data). */
+export interface LineageUpstream {
+  dep: string;
+  digest: string;
+  run: LineageRun | null;
 }
 
 export interface MetricHistory {
@@ -138,6 +197,71 @@ export interface RunSummary {
   rerun_of: string | null;
   parent_run_id: string | null;
   notebook: string | null;
+}
+
+/** One execution of a schedule (or a fire time that was skipped). */
+export interface ScheduleExecution {
+  id: number;
+  schedule: string;
+  status: "running" | "ok" | "failed" | "timeout" | "killed" | "skipped" | "lost";
+  reason: string;
+  attempt: number;
+  fire_time: number | null;
+  start_time: number | null;
+  end_time: number | null;
+  duration_s: number | null;
+  pipeline_run_id: string | null;
+  run_ids: string[];
+  error: string | null;
+  exit_code: number | null;
+}
+
+export interface ScheduleHistory {
+  schedule: string;
+  executions: ScheduleExecution[];
+}
+
+/** One schedule as listed: its spec, when it fires next and how it did last. */
+export interface ScheduleInfo {
+  name: string;
+  cron: string;
+  timezone: string;
+  stages: string[];
+  params: { [key: string]: unknown };
+  catchup: "none" | "latest" | "all";
+  retries: number;
+  timeout: number | null;
+  on_failure: string | null;
+  source: "nbops.yaml" | "cli";
+  next_fire: number | null;
+  last_status: string | null;
+  last_run_id: string | null;
+}
+
+export interface ScheduleList {
+  schedules: ScheduleInfo[];
+  daemon: SchedulerDaemon;
+  problem: string | null;
+}
+
+export interface ScheduleRemoved {
+  removed: string;
+}
+
+/** Run now: queued for the running daemon, or started as a detached process (pid). */
+export interface ScheduleRunAccepted {
+  schedule: string;
+  queued: boolean;
+  pid: number | null;
+}
+
+/** Whether `nbops scheduler` runs for this project; ``hint`` says how to start it. */
+export interface SchedulerDaemon {
+  alive: boolean;
+  pid: number | null;
+  since: number | null;
+  last_beat: number | null;
+  hint: string | null;
 }
 
 export interface SourceOp {

@@ -89,8 +89,10 @@ class NbopsApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         from nbops.server.handlers import routes
+        from nbops.server.schedules import routes as schedule_routes
 
         self.handlers.extend(routes())
+        self.handlers.extend(schedule_routes())
 
     async def stop_extension(self) -> None:
         ctx: Any = self.settings.get("nbops")

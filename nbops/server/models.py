@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nbops.server.schedule_models import SCHEDULE_MODELS
+
 
 class _Response(BaseModel):
     # every field of a response is always present (null when unknown): the TypeScript interfaces
@@ -178,4 +180,5 @@ API_MODELS: list[type[BaseModel]] = [
     PipelineStage,
     Pipeline,
     PipelineRunRequest,
+    *SCHEDULE_MODELS,
 ]

@@ -1,0 +1,176 @@
+"""The /nbops/api/ contract of schedules and lineage: bodies of the endpoints in schedules.py.
+
+Listed in ``models.API_MODELS`` so the TypeScript types are generated with the rest. Times are
+epoch milliseconds (the scheduler keeps seconds; the handlers convert).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Response(BaseModel):  # as in models.py: every field present, null when unknown
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Catchup = Literal["none", "latest", "all"]
+
+
+class ScheduleInfo(_Response):
+    """One schedule as listed: its spec, when it fires next and how it did last."""
+
+    name: str
+    cron: str
+    timezone: str  # e.g. 'Europe/Berlin', or 'Etc/UTC (local)' for the machine's zone
+    stages: list[str]  # empty: every stage of nbops.yaml
+    params: dict[str, Any]
+    catchup: Catchup
+    retries: int
+    timeout: float | None = None
+    on_failure: str | None = None
+    source: Literal["nbops.yaml", "cli"]
+    next_fire: int | None = None
+    last_status: str | None = None
+    last_run_id: str | None = None
+
+
+class SchedulerDaemon(_Response):
+    """Whether `nbops scheduler` runs for this project; ``hint`` says how to start it."""
+
+    alive: bool
+    pid: int | None = None
+    since: int | None = None
+    last_beat: int | None = None
+    hint: str | None = None
+
+
+class ScheduleList(_Response):
+    schedules: list[ScheduleInfo]
+    daemon: SchedulerDaemon
+    # why there are no schedules to show (no nbops.yaml, or it is broken), else null
+    problem: str | None = None
+
+
+class CreateSchedule(_Request):
+    """A new schedule (as `nbops schedule add`); shell hooks are not set from the browser."""
+
+    name: str
+    cron: str
+    stages: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    catchup: Catchup = "latest"
+    retries: int = Field(0, ge=0, le=100)
+    timeout: float | None = Field(None, gt=0)
+    timezone: str | None = None
+
+
+class ScheduleRemoved(_Response):
+    removed: str
+
+
+class ScheduleRunAccepted(_Response):
+    """Run now: queued for the running daemon, or started as a detached process (pid)."""
+
+    schedule: str
+    queued: bool
+    pid: int | None = None
+
+
+class ScheduleExecution(_Response):
+    """One execution of a schedule (or a fire time that was skipped)."""
+
+    id: int
+    schedule: str
+    status: Literal["running", "ok", "failed", "timeout", "killed", "skipped", "lost"]
+    reason: str  # cron | catchup | manual | retry
+    attempt: int
+    fire_time: int | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    duration_s: float | None = None
+    pipeline_run_id: str | None = None
+    run_ids: list[str] = Field(default_factory=list)
+    error: str | None = None
+    exit_code: int | None = None
+
+
+class ScheduleHistory(_Response):
+    schedule: str
+    executions: list[ScheduleExecution]  # newest first
+
+
+class LineageGit(_Response):
+    commit: str | None = None
+    branch: str | None = None
+    dirty: str | None = None
+
+
+class LineageData(_Response):
+    """Content hashes (xxh3) by path: what the run read, tracked and wrote."""
+
+    deps: dict[str, str] = Field(default_factory=dict)
+    tracked: dict[str, str] = Field(default_factory=dict)
+    outs: dict[str, str] = Field(default_factory=dict)
+
+
+class LineageUpstream(_Response):
+    """A dep of the run and the stage run that wrote that content (null: source data)."""
+
+    dep: str
+    digest: str
+    run: LineageRun | None = None
+
+
+class LineageRun(_Response):
+    run_id: str
+    name: str | None = None
+    status: str
+    experiment_id: str
+    stage: str | None = None
+    sweep_point: str | None = None
+    pipeline_run: str | None = None
+    notebook: str | None = None
+    executed_notebook: str | None = None
+    git: LineageGit
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    data: LineageData
+    models: list[str] = Field(default_factory=list)
+    upstream: list[LineageUpstream] = Field(default_factory=list)
+    # the walk stopped here (a run seen before, or too deep)
+    upstream_cut: bool = False
+
+
+class Lineage(_Response):
+    """Where a run came from (nbops lineage RUN) and whether `nbops verify` reproduced it."""
+
+    run: LineageRun
+    # tag nbops.verified: "true" / "false", null when the run was never verified
+    verified: Literal["true", "false"] | None = None
+    verified_at: str | None = None
+    verified_by: str | None = None
+
+
+LineageUpstream.model_rebuild()
+
+SCHEDULE_MODELS: list[type[BaseModel]] = [
+    ScheduleInfo,
+    SchedulerDaemon,
+    ScheduleList,
+    CreateSchedule,
+    ScheduleRemoved,
+    ScheduleRunAccepted,
+    ScheduleExecution,
+    ScheduleHistory,
+    LineageGit,
+    LineageData,
+    LineageUpstream,
+    LineageRun,
+    Lineage,
+]
