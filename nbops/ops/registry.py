@@ -39,9 +39,14 @@ def _mlflow_code(exc: BaseException) -> str | None:
 def pipeline(root: Path | None = None) -> Any:
     """nbops.yaml of the project, or None when there is none (then no gates apply)."""
     from nbops.pipeline import spec
+    from nbops.pipeline.graph import _check_references
 
     path = (root or project.find_root()) / project.CONFIG_FILE
-    return spec.load(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    loaded = spec.load(path)
+    _check_references(loaded)  # gates and drift.on_drift name real stages (file:line errors)
+    return loaded
 
 
 @contextlib.contextmanager

@@ -108,6 +108,10 @@ def test_bad_tables_are_named_with_exit_2(shop):
     assert out.returncode == 2 and "missing from current: size" in out.stderr
     out = nbops_cli("drift", "data/ref.csv", "nope.csv", cwd=shop)
     assert out.returncode == 2 and "nope.csv" in out.stderr
+    (shop / "nbops.yaml").write_text(YAML.replace("on_drift: [train]", "on_drift: [trian]"))
+    out = nbops_cli("drift", "--retrain", cwd=shop)
+    assert out.returncode == 2 and "nbops.yaml:10:14:" in out.stderr
+    assert "drift.on_drift names stage 'trian', which does not exist" in out.stderr
     (shop / "nbops.yaml").write_text("stages:\n  train: {notebook: train.ipynb}\n")
     out = nbops_cli("drift", cwd=shop)
     assert out.returncode == 2 and "no `drift:` in nbops.yaml" in out.stderr

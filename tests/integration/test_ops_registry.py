@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbops.errors import InvalidInput, NotFound
+from nbops.errors import ConfigError, InvalidInput, NotFound
 from nbops.ops import audit, registry
 from nbops.ops.gates import GateFailed
 from tests.conftest import nbops_cli
@@ -159,3 +159,13 @@ def test_without_a_gate_a_model_is_registered_under_champion(project, client):
     assert client.get_model_version_by_alias("free", "champion").run_id == rid
     with pytest.raises(NotFound, match="has no alias 'prod'"):
         registry.rollback("free", "prod")
+
+
+def test_a_gate_on_an_unknown_stage_is_a_config_error_at_its_line(project, client):
+    (project / "nbops.yaml").write_text(
+        GATES.replace("{stage: train, require", "{stage: trian, require")
+    )
+    rid = model_run(accuracy=0.99)
+    with pytest.raises(ConfigError, match=r"nbops.yaml:6:.*gate 'wine' checks stage 'trian'"):
+        registry.promote(rid, "wine")
+    assert client.search_registered_models() == []
