@@ -83,7 +83,7 @@ export function shortId(runId: string): string {
 }
 
 /** A run's label: its name, else its short id. */
-export function runLabel(run: { run_name: string; run_id: string }): string {
+export function runLabel(run: { run_name: string | null; run_id: string }): string {
   return run.run_name || shortId(run.run_id);
 }
 

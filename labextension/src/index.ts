@@ -49,7 +49,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       compare.content.runIds = runIds;
       compare.title.label = `Compare ${runIds.length} runs`;
       if (!compare.isAttached) {
-        app.shell.add(compare, 'main', { mode: 'split-right' });
+        app.shell.add(compare, 'main');
       }
       if (activate) {
         app.shell.activateById(compare.id);

@@ -8,7 +8,7 @@ import { chartTheme, onThemeChange, seriesColor } from './palette';
 export interface ChartSeries {
   label: string;
   colorIndex: number;
-  points: Array<[number, number]>;
+  points: Array<[number, number | null]>;
 }
 
 /** Aligns the series on the union of their steps (gaps where a run has no value). */

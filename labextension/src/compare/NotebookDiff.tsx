@@ -83,14 +83,23 @@ function Outputs(props: { cell: DiffCell; view: DiffView }): JSX.Element | null 
 function CellView(props: { cell: DiffCell; index: number; view: DiffView }): JSX.Element {
   const { cell, view } = props;
   const chunks = chunksOf(cell);
-  const sideBySide = view === 'side-by-side' && cell.status === 'modified';
+  const sourceSame = cell.status === 'modified' && chunks.every(c => c.op === 'equal');
+  const sideBySide = view === 'side-by-side' && cell.status === 'modified' && !sourceSame;
   return (
     <div className={`nbops-Diff-cell nbops-Diff-${cell.status}`} data-status={cell.status}>
       <div className="nbops-Diff-cellhead">
         <span className="nbops-Diff-badge">{cell.status}</span>
-        <span className="nbops-Diff-type">{cell.cell_type}</span>
+        <span className="nbops-Diff-type">
+          {cell.cell_type} cell {props.index + 1}
+          {sourceSame ? ' · same source, outputs differ' : ''}
+        </span>
       </div>
-      {sideBySide ? (
+      {sourceSame ? (
+        <details className="nbops-Diff-same-source">
+          <summary>source ({(cell.source_a ?? '').split('\n').length} lines, unchanged)</summary>
+          <Unified chunks={chunks} />
+        </details>
+      ) : sideBySide ? (
         <div className="nbops-Diff-pair">
           <Side chunks={chunks} side="a" />
           <Side chunks={chunks} side="b" />

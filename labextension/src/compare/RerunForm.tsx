@@ -8,7 +8,7 @@ import { api, waitForJob } from '../api';
 import { parseParamValue, runLabel, shortId } from '../format';
 import type { NbopsModel } from '../model';
 import { ApiError } from '../request';
-import type { JobStatus, RunSummary } from '../types';
+import type { JobView, RunSummary } from '../types';
 
 export function RerunForm(props: {
   model: NbopsModel;
@@ -19,7 +19,7 @@ export function RerunForm(props: {
   const [source, setSource] = React.useState(runs[0]?.run_id ?? '');
   const run = runs.find(r => r.run_id === source) ?? runs[0];
   const [values, setValues] = React.useState<Record<string, string>>({ ...(run?.params ?? {}) });
-  const [job, setJob] = React.useState<JobStatus | null>(null);
+  const [job, setJob] = React.useState<JobView | null>(null);
   const [error, setError] = React.useState<string | null>(null);
   const alive = React.useRef(true);
 
@@ -51,7 +51,7 @@ export function RerunForm(props: {
     try {
       const accepted = await api.rerun(run.run_id, params);
       model.jobStarted();
-      setJob({ job_id: accepted.job_id, state: 'running', run_id: null, error: null, rerun_of: run.run_id });
+      setJob({ job_id: accepted.job_id, state: 'running', run_id: null, error: null });
       const done = await waitForJob(
         accepted.job_id,
         j => alive.current && setJob(j),
@@ -148,6 +148,9 @@ export function RerunForm(props: {
             : job.state === 'done'
               ? `Done: new run ${job.run_id ? shortId(job.run_id) : ''} is in the run table.`
               : `The re-run failed: ${job.error ?? 'see its run'}`}
+          {job.state === 'failed' && job.log_tail ? (
+            <pre className="nbops-job-log">{job.log_tail}</pre>
+          ) : null}
         </div>
       ) : null}
     </section>

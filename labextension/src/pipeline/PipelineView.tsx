@@ -4,7 +4,7 @@ import * as React from 'react';
 import { api, waitForJob } from '../api';
 import type { NbopsModel } from '../model';
 import { ApiError } from '../request';
-import type { JobStatus, PipelineResponse } from '../types';
+import type { JobView, PipelineResponse } from '../types';
 import { ErrorBox } from '../sidebar/EmptyState';
 
 const STATUS_CLASS: Record<string, string> = {
@@ -16,7 +16,7 @@ const STATUS_CLASS: Record<string, string> = {
 export function PipelineView(props: { model: NbopsModel }): JSX.Element {
   const [pipeline, setPipeline] = React.useState<PipelineResponse | null>(null);
   const [error, setError] = React.useState<string | null>(null);
-  const [job, setJob] = React.useState<JobStatus | null>(null);
+  const [job, setJob] = React.useState<JobView | null>(null);
   const [force, setForce] = React.useState(false);
 
   const load = React.useCallback(async () => {
@@ -36,7 +36,7 @@ export function PipelineView(props: { model: NbopsModel }): JSX.Element {
     try {
       const accepted = await api.runPipeline(stages, {}, force);
       props.model.jobStarted();
-      setJob({ job_id: accepted.job_id, state: 'running', run_id: null, error: null, rerun_of: null });
+      setJob({ job_id: accepted.job_id, state: 'running', run_id: null, error: null });
       const done = await waitForJob(accepted.job_id, setJob, 1000);
       props.model.jobEnded(done.run_id ?? undefined);
       await load();
@@ -87,6 +87,9 @@ export function PipelineView(props: { model: NbopsModel }): JSX.Element {
             : job.state === 'done'
               ? 'Pipeline finished.'
               : `Pipeline failed: ${job.error ?? 'see the run in the table'}`}
+          {job.state === 'failed' && job.log_tail ? (
+            <pre className="nbops-job-log">{job.log_tail}</pre>
+          ) : null}
         </div>
       ) : null}
       <ul className="nbops-StageList">

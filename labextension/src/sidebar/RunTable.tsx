@@ -144,7 +144,9 @@ export function RunTable(props: RunTableProps): JSX.Element {
             data-column={c.id}
           >
             {c.id === 'name' && run.rerun_of ? <span className="nbops-rerun-mark">↻ </span> : null}
-            {c.id === 'name' && run.stage ? <span className="nbops-stage-chip">{run.stage}</span> : null}
+            {c.id === 'name' && run.stage && !(run.run_name ?? '').startsWith(run.stage) ? (
+              <span className="nbops-stage-chip">{run.stage}</span>
+            ) : null}
             {c.text(run)}
           </span>
         ))}

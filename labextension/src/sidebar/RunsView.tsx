@@ -79,14 +79,15 @@ export function RunsView(props: { model: NbopsModel; active: boolean }): JSX.Ele
   const columns: Column[] = React.useMemo(() => {
     const specs = settings.columns.length
       ? settings.columns
-      : defaultColumnSpecs(state.metricKeys, state.paramKeys);
+      : defaultColumnSpecs(state.metricKeys, state.paramKeys, state.runs.slice(0, 200));
     return [...FIXED_COLUMNS, ...specs.map(dataColumn).filter((c): c is Column => c !== null)];
-  }, [settings.columns, state.metricKeys, state.paramKeys]);
+  }, [settings.columns, state.metricKeys, state.paramKeys, state.loaded && state.runs.length > 0]);
 
+  // From the sort column's id alone (not from the columns shown, which follow the loaded keys).
   const orderBy = React.useMemo(() => {
-    const col = columns.find(c => c.id === sort.column);
+    const col = FIXED_COLUMNS.find(c => c.id === sort.column) ?? dataColumn(sort.column);
     return col?.orderBy ? `${col.orderBy} ${sort.desc ? 'DESC' : 'ASC'}` : undefined;
-  }, [columns, sort]);
+  }, [sort]);
 
   const loadExperiments = React.useCallback(async () => {
     try {
@@ -117,7 +118,14 @@ export function RunsView(props: { model: NbopsModel; active: boolean }): JSX.Ele
         return;
       }
       const gen = mode === 'more' ? generation.current : ++generation.current;
-      setState(s => ({ ...(mode === 'reset' ? EMPTY_RUNS : s), loading: true, error: null }));
+      // a reset keeps the column keys, so columns do not flicker while the new page loads
+      setState(s => ({
+        ...(mode === 'reset'
+          ? { ...EMPTY_RUNS, paramKeys: s.paramKeys, metricKeys: s.metricKeys }
+          : s),
+        loading: true,
+        error: null
+      }));
       try {
         const res = await api.runs({
           experiment,

@@ -1,5 +1,7 @@
 /** The left sidebar "nbops": Runs (experiments and the run table) and Pipeline tabs. */
 import { ReactWidget } from '@jupyterlab/ui-components';
+import type { Message } from '@lumino/messaging';
+import { SplitPanel, Widget } from '@lumino/widgets';
 import * as React from 'react';
 
 import { nbopsIcon } from '../icon';
@@ -48,8 +50,39 @@ function SidebarBody(props: { model: NbopsModel; tab: Tab; onTab(tab: Tab): void
   );
 }
 
+/**
+ * Widen the side panel holding `widget` to `target` px once (JupyterLab opens side panels
+ * at ~250 px, too narrow for a run table); later the user's own resizing is kept.
+ */
+function widenSidePanel(widget: Widget, target: number): void {
+  let split: Widget | null = widget.parent;
+  while (split && !(split instanceof SplitPanel)) {
+    split = split.parent;
+  }
+  if (!split) {
+    return;
+  }
+  const panel = split as SplitPanel;
+  const total = panel.node.clientWidth;
+  const sizes = panel.relativeSizes();
+  const index = panel.widgets.findIndex(child => child.node.contains(widget.node));
+  if (index < 0 || total < target * 2.5) {
+    return;
+  }
+  const current = sizes[index] * total;
+  if (current >= target) {
+    return;
+  }
+  const largest = sizes.indexOf(Math.max(...sizes));
+  const delta = (target - current) / total;
+  sizes[index] += delta;
+  sizes[largest] -= delta;
+  panel.setRelativeSizes(sizes);
+}
+
 export class NbopsSidebar extends ReactWidget {
   private _tab: Tab = 'runs';
+  private _widened = false;
 
   constructor(private readonly _model: NbopsModel) {
     super();
@@ -66,6 +99,14 @@ export class NbopsSidebar extends ReactWidget {
   set tab(tab: Tab) {
     this._tab = tab;
     this.update();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    if (!this._widened) {
+      this._widened = true;
+      requestAnimationFrame(() => widenSidePanel(this, 420));
+    }
   }
 
   protected render(): JSX.Element {

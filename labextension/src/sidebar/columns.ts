@@ -25,7 +25,7 @@ export const FIXED_COLUMNS: Column[] = [
     id: 'name',
     label: 'Run',
     title: 'Run name',
-    width: 'minmax(90px, 1.6fr)',
+    width: 'minmax(100px, 2fr)',
     orderBy: 'attributes.run_name',
     numeric: false,
     text: r => r.run_name || r.run_id.slice(0, 8),
@@ -35,7 +35,7 @@ export const FIXED_COLUMNS: Column[] = [
     id: 'start',
     label: 'Start',
     title: 'Start time',
-    width: '74px',
+    width: '62px',
     orderBy: 'attributes.start_time',
     numeric: true,
     text: r => formatStart(r.start_time),
@@ -45,10 +45,13 @@ export const FIXED_COLUMNS: Column[] = [
     id: 'duration',
     label: 'Duration',
     title: 'Duration (sorted among the loaded runs)',
-    width: '66px',
+    width: '58px',
     orderBy: null,
     numeric: true,
-    text: r => formatDuration(r.duration_s ?? (r.status === 'RUNNING' ? (Date.now() - r.start_time) / 1000 : null)),
+    text: r =>
+      formatDuration(
+        r.duration_s ?? (r.status === 'RUNNING' && r.start_time ? (Date.now() - r.start_time) / 1000 : null)
+      ),
     value: r => r.duration_s
   }
 ];
@@ -64,7 +67,7 @@ export function dataColumn(spec: string): Column | null {
       id: spec,
       label: key,
       title: `metric ${key} (latest value)`,
-      width: 'minmax(64px, 0.8fr)',
+      width: 'minmax(58px, 0.8fr)',
       orderBy: `metrics.${quoteKey(key)}`,
       numeric: true,
       text: r => formatNumber(r.metrics[key]),
@@ -75,7 +78,7 @@ export function dataColumn(spec: string): Column | null {
     id: spec,
     label: key,
     title: `param ${key}`,
-    width: 'minmax(56px, 0.7fr)',
+    width: 'minmax(44px, 0.6fr)',
     orderBy: `params.${quoteKey(key)}`,
     numeric: false,
     text: r => r.params[key] ?? '',
@@ -83,10 +86,16 @@ export function dataColumn(spec: string): Column | null {
   };
 }
 
-/** The columns shown when the settings choose none: two metrics, then two params. */
-export function defaultColumnSpecs(metricKeys: string[], paramKeys: string[]): string[] {
-  return [
-    ...metricKeys.slice(0, 2).map(k => `metrics.${k}`),
-    ...paramKeys.slice(0, 2).map(k => `params.${k}`)
-  ];
+/**
+ * The columns shown when the settings choose none: two metrics, then the params whose values
+ * vary among the loaded runs (those that tell runs apart), else the first params.
+ */
+export function defaultColumnSpecs(
+  metricKeys: string[],
+  paramKeys: string[],
+  runs: RunSummary[] = []
+): string[] {
+  const varying = paramKeys.filter(k => new Set(runs.map(r => r.params[k])).size > 1);
+  const params = (varying.length ? varying : paramKeys).slice(0, 2);
+  return [...metricKeys.slice(0, 2).map(k => `metrics.${k}`), ...params.map(k => `params.${k}`)];
 }
