@@ -92,9 +92,11 @@ class LocalExecutor(Executor):
 
     def _take(self) -> Any:
         with self._lock:
+            if self._stopped:
+                raise StageFailed("the pipeline was stopped before this job started")
             fut = self._ready.popleft() if self._ready else None
-        if fut is None:
-            fut = self._starter.submit(self._start_kernel)
+            if fut is None:
+                fut = self._starter.submit(self._start_kernel)
         self.warm_up()  # a replacement starts while this job runs
         return fut.result()
 

@@ -381,6 +381,8 @@ class _Execution:
         error = None
         if self.timed_out:
             error = f"timed out after {self.r.timeout:g} s"
+        elif self.stop.is_set():
+            error = "interrupted (SIGINT or SIGTERM): kernels stopped, runs KILLED"
         elif self.failures:
             error = self.failures[0].message
         return Outcome(

@@ -225,7 +225,7 @@ def _forked_kernels_of(project: Path) -> list[int]:
 def test_sigint_stops_kernels_and_marks_runs_killed(tiny, client):
     notebook(tiny / "other.ipynb", "import time\nopen('started', 'w').close()\ntime.sleep(600)")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nbops", "run", "other"],
+        [sys.executable, "-m", "nbops", "run", "other", "--summary", "s.json"],
         cwd=tiny,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -247,6 +247,9 @@ def test_sigint_stops_kernels_and_marks_runs_killed(tiny, client):
     assert _kernels_of(tiny) == []
     (r,) = stage_runs(client, "other")
     assert r.info.status == "KILLED"
+    summary = json.loads((tiny / "s.json").read_text())
+    assert summary["status"] == "killed" and summary["exit_code"] == 130
+    assert summary["error"].startswith("interrupted")
 
 
 def test_metrics_the_notebook_logs_with_track_magics_go_to_the_stage_run(tiny, client):
