@@ -13,6 +13,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { CommandIDs, registerCommands } from './commands';
 import { CompareWidget } from './compare/ComparePanel';
 import { nbopsIcon } from './icon';
+import { registerRunsAndSchedules } from './lineage/register';
 import { NbopsModel } from './model';
 import { NbopsSidebar } from './sidebar/Sidebar';
 
@@ -74,6 +75,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     registerCommands(app, model, sidebar, palette);
+    registerRunsAndSchedules(app, model, sidebar, palette);
 
     if (settingRegistry) {
       settingRegistry

@@ -16,6 +16,7 @@ export class NbopsModel {
   private _settingsChanged = new Signal<this, NbopsSettings>(this);
   private _refreshRequested = new Signal<this, { highlight?: string }>(this);
   private _compareRequested = new Signal<this, string[]>(this);
+  private _runRequested = new Signal<this, string>(this);
   private _jobs = 0;
 
   get settings(): NbopsSettings {
@@ -96,6 +97,15 @@ export class NbopsModel {
 
   requestCompare(runIds: string[] = this._selection): void {
     this._compareRequested.emit(runIds);
+  }
+
+  /** Ask the plugin to open one run's panel (its details, lineage and verification). */
+  get runRequested(): ISignal<this, string> {
+    return this._runRequested;
+  }
+
+  requestRun(runId: string): void {
+    this._runRequested.emit(runId);
   }
 
   /** Re-runs and pipeline runs in flight: the run table refreshes while there are any. */

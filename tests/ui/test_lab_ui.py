@@ -126,16 +126,19 @@ def test_dark_theme_screenshots(page, lab: Lab, seeded):
 
 def test_commands_are_in_the_palette(page, lab: Lab):
     open_lab(page, lab, "palette")
+    page.locator("#jp-main-dock-panel").click()  # focus in the app, then its shortcut
     page.keyboard.press("Control+Shift+C")
     palette = page.locator("#command-palette")
+    expect(palette.locator("input")).to_be_visible()
     palette.locator("input").fill("nbops")
     for label in ("Open Runs Sidebar", "Refresh Runs", "Compare Selected Runs", "Open Pipeline"):
         expect(palette.locator(".lm-CommandPalette-item", has_text=label)).to_have_count(1)
     palette.locator(".lm-CommandPalette-item", has_text="Open Pipeline").click()
-    expect(page.locator('#nbops-sidebar [data-stage="train"]')).to_be_visible()
-    expect(page.locator('#nbops-sidebar [data-stage="train"] .nbops-stage-status')).to_have_text(
-        "up to date"
-    )
+    stage = page.locator('#nbops-sidebar [data-stage="train"]')
+    expect(stage.locator(".nbops-StageList-notebook")).to_have_text("train.ipynb")
+    # a sweep from the command line is not the stage as nbops.yaml declares it (lr = 0.1)
+    expect(stage.locator(".nbops-stage-status")).to_have_text("never run")
+    expect(stage.get_by_role("button", name="Run")).to_be_enabled()
 
 
 def test_rerun_with_a_changed_param_adds_a_new_run(page, lab: Lab, seeded):

@@ -8,6 +8,7 @@ import * as React from 'react';
 import { api } from '../api';
 import { runLabel } from '../format';
 import { nbopsIcon } from '../icon';
+import { CompareLineage } from '../lineage/LineageSection';
 import type { NbopsModel } from '../model';
 import { ApiError } from '../request';
 import type { CompareResponse } from '../types';
@@ -108,6 +109,7 @@ function Compare(props: { model: NbopsModel; runIds: string[] }): JSX.Element {
       </div>
       <Charts data={data} />
       <NotebookDiff runs={data.runs} defaultView={model.settings.diffView} />
+      <CompareLineage model={model} runs={data.runs} />
       <RerunForm
         model={model}
         runs={data.runs}

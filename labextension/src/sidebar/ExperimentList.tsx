@@ -32,7 +32,11 @@ export function ExperimentList(props: {
 
 /** Newest activity first; experiments without runs last. */
 export function sortExperiments(experiments: Experiment[]): Experiment[] {
-  return [...experiments].sort(
+  // MLflow's empty "Default" experiment is noise once there are others
+  const shown = experiments.filter(
+    e => !(e.name === 'Default' && e.run_count === 0 && experiments.length > 1)
+  );
+  return shown.sort(
     (a, b) => (b.last_run_time ?? 0) - (a.last_run_time ?? 0) || a.name.localeCompare(b.name)
   );
 }

@@ -61,6 +61,22 @@ function tooltip(run: RunSummary): string {
   return lines.join('\n');
 }
 
+/** How deep each run sits under loaded parents (pipeline -> stage -> sweep point). */
+function nestingDepths(runs: RunSummary[]): Map<string, number> {
+  const parent = new Map(runs.map(r => [r.run_id, r.parent_run_id]));
+  const out = new Map<string, number>();
+  for (const r of runs) {
+    let d = 0;
+    let p = r.parent_run_id;
+    while (p && parent.has(p) && d < 4) {
+      d += 1;
+      p = parent.get(p) ?? null;
+    }
+    out.set(r.run_id, d);
+  }
+  return out;
+}
+
 export function RunTable(props: RunTableProps): JSX.Element {
   const { runs, columns, selection, sort } = props;
   const scroller = React.useRef<HTMLDivElement>(null);
@@ -104,6 +120,7 @@ export function RunTable(props: RunTableProps): JSX.Element {
   const first = Math.max(0, Math.floor(scrollTop / ROW_HEIGHT) - OVERSCAN);
   const last = Math.min(runs.length, Math.ceil((scrollTop + height) / ROW_HEIGHT) + OVERSCAN);
   const allSelected = runs.length > 0 && runs.every(r => selection.includes(r.run_id));
+  const depth = React.useMemo(() => nestingDepths(runs), [runs]);
 
   const rows: JSX.Element[] = [];
   for (let i = first; i < last; i++) {
@@ -142,6 +159,7 @@ export function RunTable(props: RunTableProps): JSX.Element {
             key={c.id}
             className={`nbops-RunTable-cell${c.numeric ? ' nbops-mod-numeric' : ''}`}
             data-column={c.id}
+            style={c.id === 'name' && depth.get(run.run_id) ? { paddingLeft: 6 + 12 * (depth.get(run.run_id) ?? 0) } : undefined}
           >
             {c.id === 'name' && run.rerun_of ? <span className="nbops-rerun-mark">↻ </span> : null}
             {c.id === 'name' && run.stage && !(run.run_name ?? '').startsWith(run.stage) ? (

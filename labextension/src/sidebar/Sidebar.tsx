@@ -7,9 +7,10 @@ import * as React from 'react';
 import { nbopsIcon } from '../icon';
 import type { NbopsModel } from '../model';
 import { PipelineView } from '../pipeline/PipelineView';
+import { SchedulesView } from '../schedules/SchedulesView';
 import { RunsView } from './RunsView';
 
-type Tab = 'runs' | 'pipeline';
+type Tab = 'runs' | 'pipeline' | 'schedules';
 
 function SidebarBody(props: { model: NbopsModel; tab: Tab; onTab(tab: Tab): void }): JSX.Element {
   return (
@@ -17,7 +18,7 @@ function SidebarBody(props: { model: NbopsModel; tab: Tab; onTab(tab: Tab): void
       <header className="nbops-Sidebar-header">
         <span className="nbops-Sidebar-title">nbops</span>
         <nav className="nbops-Tabs" role="tablist">
-          {(['runs', 'pipeline'] as Tab[]).map(t => (
+          {(['runs', 'pipeline', 'schedules'] as Tab[]).map(t => (
             <button
               key={t}
               role="tab"
@@ -25,7 +26,7 @@ function SidebarBody(props: { model: NbopsModel; tab: Tab; onTab(tab: Tab): void
               className={props.tab === t ? 'nbops-mod-active' : ''}
               onClick={() => props.onTab(t)}
             >
-              {t === 'runs' ? 'Runs' : 'Pipeline'}
+              {t === 'runs' ? 'Runs' : t === 'pipeline' ? 'Pipeline' : 'Schedules'}
             </button>
           ))}
         </nav>
@@ -44,6 +45,11 @@ function SidebarBody(props: { model: NbopsModel; tab: Tab; onTab(tab: Tab): void
       {props.tab === 'pipeline' ? (
         <div className="nbops-Sidebar-panel">
           <PipelineView model={props.model} />
+        </div>
+      ) : null}
+      {props.tab === 'schedules' ? (
+        <div className="nbops-Sidebar-panel">
+          <SchedulesView model={props.model} active />
         </div>
       ) : null}
     </div>
@@ -105,7 +111,7 @@ export class NbopsSidebar extends ReactWidget {
     super.onAfterShow(msg);
     if (!this._widened) {
       this._widened = true;
-      requestAnimationFrame(() => widenSidePanel(this, 420));
+      requestAnimationFrame(() => widenSidePanel(this, 460));
     }
   }
 

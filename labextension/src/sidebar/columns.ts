@@ -67,7 +67,7 @@ export function dataColumn(spec: string): Column | null {
       id: spec,
       label: key,
       title: `metric ${key} (latest value)`,
-      width: 'minmax(58px, 0.8fr)',
+      width: 'minmax(66px, 0.8fr)',
       orderBy: `metrics.${quoteKey(key)}`,
       numeric: true,
       text: r => formatNumber(r.metrics[key]),
@@ -95,7 +95,9 @@ export function defaultColumnSpecs(
   paramKeys: string[],
   runs: RunSummary[] = []
 ): string[] {
-  const varying = paramKeys.filter(k => new Set(runs.map(r => r.params[k])).size > 1);
+  const varying = paramKeys.filter(
+    k => new Set(runs.filter(r => k in r.params).map(r => r.params[k])).size > 1
+  );
   const params = (varying.length ? varying : paramKeys).slice(0, 2);
   return [...metricKeys.slice(0, 2).map(k => `metrics.${k}`), ...params.map(k => `params.${k}`)];
 }
