@@ -72,7 +72,8 @@ def summarize(
     metrics: dict[str, float | None],
     tags: dict[str, str],
 ) -> m.RunSummary:
-    return m.RunSummary(
+    # built from store rows, not user input: no validation pass (a page is 100 of these)
+    return m.RunSummary.model_construct(
         run_id=run_id,
         run_name=name or None,
         experiment_id=str(experiment_id),

@@ -39,6 +39,10 @@ class SqliteReader(Reader):
         self.db = db
         self.fallback = fallback
         self._local = threading.local()
+        self._cache_lock = threading.Lock()
+        self._watch: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self._shared: dict[Any, Any] = {}
 
     def con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -101,28 +105,65 @@ class SqliteReader(Reader):
             f"SELECT r.run_uuid FROM runs r {' '.join(q.joins)} WHERE {where_sql}"
             f" ORDER BY {', '.join(q.order)} LIMIT ? OFFSET ?"
         )
-        ids = [
-            r[0]
-            for r in self._rows(
-                sql, [*q.join_args, *exp_args, *q.where_args, max_results + 1, offset]
-            )
-        ]
+        args = [*q.join_args, *exp_args, *q.where_args, max_results + 1, offset]
+        cache = self._cache()
+        page_key = ("page", sql, tuple(map(repr, args)))
+        if page_key not in cache:
+            cache[page_key] = [r[0] for r in self._rows(sql, args)]
+        ids = list(cache[page_key])
         nxt = None
         if len(ids) > max_results:
             ids = ids[:max_results]
             nxt = encode_token(digest, o=offset + max_results)
-        total = self._rows(
-            f"SELECT COUNT(*) FROM runs r WHERE {where_sql}", [*exp_args, *q.where_args]
-        )[0][0]
-        scope = f"run_uuid IN (SELECT run_uuid FROM runs WHERE experiment_id IN ({exp_marks}) AND lifecycle_stage = 'active')"  # noqa: E501
-        pkeys = [
-            r[0] for r in self._rows(f"SELECT DISTINCT key FROM params WHERE {scope}", exp_args)
-        ]
-        mkeys = [
-            r[0]
-            for r in self._rows(f"SELECT DISTINCT key FROM latest_metrics WHERE {scope}", exp_args)
-        ]
-        return Page(self._summaries(ids), nxt, total, sorted(pkeys), sorted(mkeys), self.source)
+        count_key = ("count", where_sql, tuple(map(repr, [*exp_args, *q.where_args])))
+        if count_key not in cache:
+            cache[count_key] = self._rows(
+                f"SELECT COUNT(*) FROM runs r WHERE {where_sql}", [*exp_args, *q.where_args]
+            )[0][0]
+        total = cache[count_key]
+        keys_key = ("keys", tuple(exp_args))
+        if keys_key not in cache:
+            cache[keys_key] = (
+                self._keys("params", exp_args),
+                self._keys("latest_metrics", exp_args),
+            )
+        pkeys, mkeys = cache[keys_key]
+        return Page(self._summaries(ids), nxt, total, list(pkeys), list(mkeys), self.source)
+
+    def _cache(self) -> dict[Any, Any]:
+        """Answers (page ids, run counts, key lists) shared by the worker threads and kept until
+        another process commits to the store: ``PRAGMA data_version`` of one connection that
+        only watches (these connections never write, so every change is someone else's)."""
+        with self._cache_lock:
+            if self._watch is None:
+                self._watch = sqlite3.connect(
+                    f"file:{quote(str(self.db))}?mode=ro", uri=True, check_same_thread=False
+                )
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version or len(self._shared) > 256:
+                self._version, self._shared = version, {}
+            return self._shared
+
+    def forget(self) -> None:
+        """Drop the cached answers (the next query sorts and counts anew)."""
+        with self._cache_lock:
+            self._shared = {}
+
+    def _keys(self, table: str, exp_args: list[Any]) -> list[str]:
+        """Param or metric keys used in the experiments. The distinct keys (few) come from a
+        skip-scan of the (key, run_uuid) primary key, one index seek per key; each is then probed
+        for a run of these experiments. Nothing reads every row of the table."""
+        marks = ",".join("?" * len(exp_args))
+        rows = self._rows(
+            f"WITH RECURSIVE k(key) AS (SELECT MIN(key) FROM {table} UNION ALL"
+            f" SELECT (SELECT MIN(key) FROM {table} WHERE key > k.key) FROM k"
+            " WHERE k.key IS NOT NULL)"
+            " SELECT k.key FROM k WHERE k.key IS NOT NULL AND EXISTS (SELECT 1"
+            f" FROM {table} e JOIN runs r ON r.run_uuid = e.run_uuid WHERE e.key = k.key"
+            f" AND r.experiment_id IN ({marks}) AND r.lifecycle_stage = 'active')",
+            exp_args,
+        )
+        return sorted(r[0] for r in rows)
 
     def _summaries(self, ids: list[str]) -> list[m.RunSummary]:
         if not ids:

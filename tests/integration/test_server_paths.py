@@ -219,3 +219,20 @@ async def test_10k_first_page_over_http(jp_fetch: Any, big: dict[str, Any]) -> N
     ids = ",".join(r["run_id"] for r in body["runs"])
     resp = await jp_fetch("nbops", "api", "compare", params={"run_ids": ids})
     assert len(json.loads(resp.body)["histories"]["acc"]) == 100
+
+
+def test_cached_pages_follow_writes_of_other_processes(project: Path) -> None:
+    """Pages, counts and keys are cached only until someone writes to the store."""
+    ids = small_experiment(project)
+    fast, slow = _readers(project)
+    exp = fast.experiment_ids("iris")
+    before = fast.search(exp, "", [], 100, None)
+    assert fast.search(exp, "", [], 100, None).runs == before.runs  # from the cache
+    run = slow.client.create_run(exp[0], start_time=1_800_000_000_000, run_name="newest")
+    slow.client.log_param(run.info.run_id, "fresh_key", "1")
+    after = fast.search(exp, "", [], 100, None)
+    assert after.total == before.total + 1 == 6
+    assert after.runs[0].run_id == run.info.run_id and "fresh_key" in after.param_keys
+    slow.client.delete_run(ids["run-4"])
+    assert ids["run-4"] not in [r.run_id for r in fast.search(exp, "", [], 100, None).runs]
+    assert {e.name: e.run_count for e in fast.experiments()}["iris"] == 5  # 6 made, 1 deleted
