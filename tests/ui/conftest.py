@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SWEEP = ("0.05", "0.3", "0.8")
+BULK = 3000
 
 TRAIN = """\
 import math
@@ -110,6 +111,11 @@ def _seed(root: Path) -> dict[str, Any]:
         client.log_param(run.info.run_id, "model", name)
         client.log_metric(run.info.run_id, "accuracy", 0.81 if status == "FINISHED" else 0.2)
         client.set_terminated(run.info.run_id, status)
+    # many runs, written in bulk into MLflow's schema, for paging and virtualisation
+    from tests.integration.server_seed import bulk_runs
+
+    bulk = client.create_experiment("bulk")
+    bulk_runs(root / ".nbops" / "mlflow.db", bulk, n=BULK)
     return {"client": client, "experiment": exp.experiment_id, "sweep": sweep}
 
 

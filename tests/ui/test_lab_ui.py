@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.ui.conftest import Lab, open_lab, open_sidebar, shot
+from tests.ui.conftest import BULK, Lab, open_lab, open_sidebar, shot
 
 ROW = ".nbops-RunTable-row"
 
@@ -64,6 +64,24 @@ def test_sort_and_filter_use_the_store(page, lab: Lab, seeded):
     expect(sidebar.locator('[data-empty="no-match"]')).to_be_visible()
     sidebar.get_by_role("button", name="Clear the filter").click()
     expect(row(page, seeded["sweep"]["0.05"])).to_be_visible()
+
+
+def test_thousands_of_runs_page_in_as_you_scroll_and_only_visible_rows_exist(page, lab: Lab):
+    pages: list[str] = []
+    page.on("request", lambda r: "page_token=" in r.url and pages.append(r.url))
+    open_lab(page, lab, "bulk")
+    sidebar = open_sidebar(page, "bulk")
+    expect(sidebar.locator(".nbops-Toolbar-count")).to_contain_text(f"{BULK} runs")
+    expect(sidebar.locator(ROW).first).to_contain_text(f"bulk-{BULK - 1}")
+    rendered = sidebar.locator(ROW).count()
+    assert 10 < rendered < 80, rendered  # a window of rows, not the 100 loaded
+    table = sidebar.locator(".nbops-RunTable")
+    # scroll to the end of what is loaded, three times: each asks for the next page
+    for loaded in (100, 200, 300):
+        table.evaluate("e => { e.scrollTop = e.scrollHeight; }")
+        expect(sidebar.locator(ROW, has_text=f"bulk-{BULK - loaded - 1}")).to_be_visible()
+    assert len(pages) >= 3, pages
+    assert sidebar.locator(ROW).count() < 80
 
 
 def _compare_two(page: Any, seeded: dict[str, Any]) -> Any:
