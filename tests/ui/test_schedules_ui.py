@@ -208,3 +208,86 @@ def test_dark_theme_screenshots(page: Any, lab: Lab, seeded) -> None:
         assert page.nbops_errors == []
     finally:
         lab.set_theme("JupyterLab Light")
+
+
+LINEAGE_YAML = """\
+experiment: linproj
+stages:
+  make:
+    notebook: make.ipynb
+    params: {n: 4}
+    outs: [data.csv]
+  train:
+    notebook: train.ipynb
+    deps: [data.csv]
+    params: {C: 0.5}
+"""
+
+
+@pytest.fixture(scope="module")
+def pipeline_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A two-stage pipeline (make writes data.csv, train reads it) run once, in its own lab."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import nbops_cli, notebook
+    from tests.ui.conftest import start_lab, stop_lab
+
+    work = tmp_path_factory.mktemp("lineage")
+    root = work / "proj"
+    (root / ".nbops").mkdir(parents=True)
+    (root / "nbops.yaml").write_text(LINEAGE_YAML)
+    notebook(
+        root / "make.ipynb",
+        ("n = 1", ["parameters"]),
+        "open('data.csv', 'w').write('x\\n' + '\\n'.join(str(i) for i in range(n)) + '\\n')",
+    )
+    notebook(root / "train.ipynb", ("C = 1.0", ["parameters"]), "rows = open('data.csv').read()")
+    env = {**os.environ, "NBOPS_PROJECT_ROOT": str(root)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = nbops_cli("run", cwd=root, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = MlflowClient(f"sqlite:///{root / '.nbops' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("linproj")
+    runs = {
+        r.data.tags["nbops.stage"]: r
+        for r in client.search_runs([exp.experiment_id], "tags.`nbops.stage` != ''")
+    }
+    server = start_lab(root, work)
+    yield {"lab": server, "runs": runs}
+    stop_lab(server.proc)
+
+
+def test_lineage_shows_data_fingerprints_and_the_upstream_run(
+    page: Any, pipeline_lab: dict[str, Any]
+) -> None:
+    lab, runs = pipeline_lab["lab"], pipeline_lab["runs"]
+    make, train = runs["make"], runs["train"]
+    digest = make.data.tags["nbops.out.data.csv"]
+    open_lab(page, lab, "lineage")
+    open_sidebar(page, "linproj")
+    for r in (make, train):
+        page.locator(
+            f'.nbops-RunTable-row[data-run-id="{r.info.run_id}"] input[type=checkbox]'
+        ).check()
+    section = page.locator(".nbops-CompareLineage")
+    section.locator(".nbops-CompareLineage-picker button", has_text="train").click()
+    node = section.locator(f'[data-lineage-run="{train.info.run_id}"]')
+    data = node.locator(".nbops-Lineage-data").first
+    expect(data).to_contain_text("reads")
+    expect(data).to_contain_text("data.csv")
+    expect(data.locator(".nbops-Lineage-digest")).to_have_text(digest[:12])
+    edge = node.locator(".nbops-Lineage-edge")
+    expect(edge).to_contain_text("data.csv")
+    expect(edge).to_contain_text("made by")
+    upstream = node.locator(f'[data-lineage-run="{make.info.run_id}"]')
+    expect(upstream).to_contain_text("writes")
+    expect(upstream).to_contain_text("n=4")
+    # the upstream run opens in its own panel
+    upstream.locator(".nbops-Lineage-head button.nbops-link").first.click()
+    panel = page.locator(f"#nbops-run-{make.info.run_id}")
+    expect(panel.locator(".nbops-RunPanel-header h2")).to_have_text("make")
+    expect(panel.get_by_role("region", name="Lineage")).to_contain_text(digest[:12])
+    shot(page, "lineage-upstream-light")
+    assert page.nbops_errors == []

@@ -60,6 +60,11 @@ function Digest(props: { value: string }): JSX.Element {
   );
 }
 
+function hasData(run: LineageRun): boolean {
+  const d = run.data;
+  return [d.deps, d.tracked, d.outs].some(values => Object.keys(values).length > 0);
+}
+
 function DataRows(props: { run: LineageRun }): JSX.Element | null {
   const rows: [string, string, string][] = [];
   for (const [label, values] of [
@@ -157,8 +162,17 @@ function RunNode(props: { model: NbopsModel; run: LineageRun; depth: number }): 
             <dd>{run.models.join(', ')}</dd>
           </>
         ) : null}
+        <dt>data</dt>
+        <dd>
+          {hasData(run) ? (
+            <DataRows run={run} />
+          ) : (
+            <span className="nbops-Lineage-dim">
+              no fingerprints recorded (declare the stage's deps and outs in nbops.yaml)
+            </span>
+          )}
+        </dd>
       </dl>
-      <DataRows run={run} />
       {run.upstream.length ? (
         <ul className="nbops-Lineage-upstream">
           {run.upstream.map(up => (
