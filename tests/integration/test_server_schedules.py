@@ -258,6 +258,52 @@ async def test_lineage_reports_the_verified_tag_and_upstream_runs(
     assert code == 400
 
 
+async def test_a_running_daemon_is_shown_alive_and_run_now_is_queued_for_it(
+    api: Any, jp_fetch: Any, proj: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "nbops", "scheduler"],
+        cwd=proj,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+
+        async def alive() -> Any:
+            d = (await api("schedules"))["daemon"]
+            assert daemon.poll() is None, daemon.communicate()[1]
+            return d if d["alive"] else None
+
+        d = await poll(60, alive)
+        assert d["pid"] == daemon.pid and d["hint"] is None
+        assert d["since"] and d["since"] <= time.time() * 1000
+        accepted = await api("schedules", "nightly", "run", **post({}))
+        assert accepted == {"schedule": "nightly", "queued": True, "pid": None}
+
+        async def done() -> Any:
+            rows = (await api("schedules", "nightly", "history"))["executions"]
+            return rows if rows and rows[0]["status"] != "running" else None
+
+        (row,) = await poll(240, done)
+        assert row["status"] == "ok" and row["reason"] == "manual", row
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=150)
+
+    async def down() -> Any:
+        d = (await api("schedules"))["daemon"]
+        return d if not d["alive"] else None
+
+    d = await poll(30, down)
+    assert d["pid"] is None and "nbops scheduler" in d["hint"]
+
+
 async def test_requests_without_a_token_are_refused(jp_fetch: Any) -> None:
     no_auth = {"headers": {"Authorization": ""}}
     for parts in (("schedules",), ("schedules", "nightly", "history")):
