@@ -23,19 +23,59 @@ gates:
 """
 
 
-def model_run(stage: str | None = "train", model: bool = True, **metrics: float) -> str:
-    """A finished run in the project's store that logged ``metrics`` and a small sklearn model."""
+def model_run(
+    stage: str | None = "train", model: bool = True, writer: bool = False, **metrics: float
+) -> str:
+    """A finished run in the project's store that logged ``metrics`` and a small sklearn model:
+    through ``nbops.start_run`` (a writer process, as in a notebook) with ``writer=True``, else
+    delivered in this process by the pipeline's sink (the same Delivery, without a process
+    that imports MLflow for every run)."""
     from sklearn.linear_model import LogisticRegression
 
     import nbops
+    from nbops import project
+    from nbops.pipeline.sink import Sink
+    from nbops.tracking.run import Run
 
     tags = {"nbops.stage": stage} if stage else {}
-    with nbops.start_run("wine", tags=tags) as run:
-        if metrics:
-            nbops.log_metrics(metrics)
-        if model:
-            nbops.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "model")
-    return run.id
+    fitted = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    if writer:  # nbops.log_model: mlflow's save_model infers pip requirements (5-14 s here)
+        with nbops.start_run("wine", tags=tags) as run:
+            if metrics:
+                nbops.log_metrics(metrics)
+            if model:
+                nbops.log_model(fitted, "model")
+        return run.id
+    root = project.find_root()
+    sink = Sink(project.tracking_uri(root), root)
+    run = Run("wine", None, tags, root=root, capture=False, spawn_writer=False)
+    sink.add(run)
+    if metrics:
+        run.log_metrics(metrics)
+    if model:  # what log_model logs, with the model saved once for the module
+        run.log_artifact(_saved_model(fitted))  # a folder: artifact path model/
+        run.set_tag("nbops.model.model", "sklearn")
+    run.end("FINISHED")
+    assert sink.close(timeout=60)
+    rid = sink.run_id(run, timeout=5)
+    assert rid is not None
+    return rid
+
+
+_SAVED: list[Path] = []
+
+
+def _saved_model(fitted: object) -> Path:
+    """An MLflow sklearn model directory, saved once (saving infers requirements: slow)."""
+    if not _SAVED:
+        import tempfile
+
+        from nbops.tracking import model
+
+        target = Path(tempfile.mkdtemp(prefix="nbops-model-")) / "model"
+        model.save(fitted, str(target), None)
+        _SAVED.append(target)
+    return _SAVED[0]
 
 
 @pytest.fixture
@@ -45,7 +85,7 @@ def gated(project: Path) -> Path:
 
 
 def test_gate_passes_registers_and_moves_the_alias(gated, client):
-    rid = model_run(accuracy=0.93)
+    rid = model_run(accuracy=0.93, writer=True)  # logged as a notebook would
     p = registry.promote(rid, "wine")
     assert (p.version, p.alias, p.previous) == ("1", "champion", None)
     mv = client.get_model_version_by_alias("wine", "champion")
