@@ -116,6 +116,9 @@ def test_run_now_history_links_open_the_run_with_its_lineage(page: Any, lab: Lab
         # the detached `nbops schedule run` executes the stage in a real kernel
         done = history.locator('tr[data-status="ok"]')
         expect(done).to_have_count(1, timeout=240_000)
+        # the list follows: last status ok, and a link to the last run
+        expect(item.locator(".nbops-StageList-head .nbops-exec")).to_have_text("ok")
+        expect(item.locator(".nbops-ScheduleList-meta button.nbops-link")).to_be_visible()
         links = done.locator("button.nbops-link")
         run_id = links.first.get_attribute("data-run-id")
         assert run_id

@@ -41,7 +41,13 @@ export function registerRunsAndSchedules(
       panel.disposed.connect(() => open.delete(runId));
     }
     if (!panel.isAttached) {
-      app.shell.add(panel, 'main', { mode: 'split-right' });
+      // next to an open run panel as a tab, else in a split beside what is open
+      const sibling = [...open.values()].find(p => p !== panel && p.isAttached);
+      app.shell.add(
+        panel,
+        'main',
+        sibling ? { ref: sibling.id, mode: 'tab-after' } : { mode: 'split-right' }
+      );
     }
     app.shell.activateById(panel.id);
   };

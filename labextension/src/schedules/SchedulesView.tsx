@@ -6,6 +6,7 @@
 import * as React from 'react';
 
 import type { ScheduleInfo, ScheduleList } from '../api.generated';
+import { shortId } from '../format';
 import type { NbopsModel } from '../model';
 import { ApiError } from '../request';
 import { ErrorBox } from '../sidebar/EmptyState';
@@ -136,6 +137,19 @@ function ScheduleItem(props: {
         {s.stages.length ? s.stages.join(' → ') : 'all stages'} · catch-up {s.catchup}
         {s.retries ? ` · ${s.retries} retries` : ''}
         {s.timeout ? ` · timeout ${s.timeout} s` : ''}
+        {s.last_run_id ? (
+          <>
+            {' · last run '}
+            <button
+              className="nbops-link"
+              data-run-id={s.last_run_id}
+              title={`Open run ${s.last_run_id}`}
+              onClick={() => props.model.requestRun(s.last_run_id ?? '')}
+            >
+              {shortId(s.last_run_id)}
+            </button>
+          </>
+        ) : null}
       </div>
       <div className="nbops-ScheduleList-actions">
         <button className="nbops-button nbops-mod-small" onClick={() => void runNow()}>
