@@ -80,10 +80,14 @@ def rerun(
                 "stages now: " + ", ".join(pipeline.stages),
             )
         nb = root / pipeline.stages[stage].notebook
-        _check_params(params, declared_parameters(nb), f"stage {stage!r} ({nb.name})")
+        declared = declared_parameters(nb)
+        _check_params(params, declared, f"stage {stage!r} ({nb.name})")
+        # the run's own values (a sweep point's too), then the edits
+        values: dict[str, Any] = {k: v for k, v in info.summary.params.items() if k in declared}
+        values.update(params)
         summary = jobs_dir / f"{job_id}.summary.json"
         argv = [sys.executable, "-m", "nbops", "run", stage, "--force"]
-        for k, v in params.items():
+        for k, v in values.items():
             argv += ["-p", f"{stage}.{k}={_value(v)}"]
         argv += ["--tag", f"nbops.rerun_of={run_id}", "--summary", str(summary)]
         return Launch("rerun", argv, root, _env(root, uri), run_id, stage, summary)
