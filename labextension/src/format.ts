@@ -87,6 +87,18 @@ export function runLabel(run: { run_name: string | null; run_id: string }): stri
   return run.run_name || shortId(run.run_id);
 }
 
+/** Metric values in narrow table cells: 3 significant digits. */
+export function formatCompact(v: number | null | undefined): string {
+  if (v === null || v === undefined || !isFinite(v) || (Number.isInteger(v) && Math.abs(v) < 1e6)) {
+    return formatNumber(v);
+  }
+  const abs = Math.abs(v);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) {
+    return v.toExponential(2);
+  }
+  return Number(v.toPrecision(3)).toString();
+}
+
 /** Param text from the form back to a typed value: numbers, booleans, None; else the text. */
 export function parseParamValue(text: string): unknown {
   const t = text.trim();

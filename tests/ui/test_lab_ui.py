@@ -31,7 +31,7 @@ def test_sidebar_lists_the_seeded_runs_with_metric_columns(page, lab: Lab, seede
     header = sidebar.locator(".nbops-RunTable-header")
     expect(header.locator('[data-column="metrics.accuracy"]')).to_be_visible()
     lr_05 = row(page, seeded["sweep"]["0.05"])
-    expect(lr_05.locator('[data-column="metrics.accuracy"]')).to_have_text("0.7273")
+    expect(lr_05.locator('[data-column="metrics.accuracy"]')).to_have_text("0.727")
     shot(page, "sidebar-light", sidebar)
     assert page.nbops_errors == []
 
@@ -44,8 +44,10 @@ def test_sort_and_filter_use_the_store(page, lab: Lab, seeded):
     sidebar.locator('.nbops-RunTable-header [data-column="metrics.accuracy"]').click()
     first = sidebar.locator(ROW).first
     expect(first).to_have_attribute("data-run-id", seeded["sweep"]["0.8"])
-    sidebar.locator('.nbops-RunTable-header [data-column="metrics.accuracy"]').click()
-    # runs without the metric (the pipeline and stage parents) sort after those with it
+    with page.expect_response(lambda r: "metrics.accuracy%20ASC" in r.url):
+        sidebar.locator('.nbops-RunTable-header [data-column="metrics.accuracy"]').click()
+    expect(sidebar.locator(".nbops-RunTable-loading")).to_have_count(0)
+    expect(sidebar.locator(ROW)).to_have_count(5)
     ids = [
         sidebar.locator(ROW).nth(i).get_attribute("data-run-id")
         for i in range(sidebar.locator(ROW).count())
@@ -166,9 +168,11 @@ def test_rerun_with_a_changed_param_adds_a_new_run(page, lab: Lab, seeded):
     form = panel.locator(".nbops-Rerun")
     source = seeded["sweep"]["0.05"]
     expect(form.get_by_label("run to re-run")).to_have_value(source)
-    lr = form.locator('input[name="lr"]')
-    expect(lr).to_have_value("0.05")
-    lr.fill("0.6")
+    expect(form.locator('input[name="lr"]')).to_have_value("0.05")
+    epochs = form.locator('input[name="epochs"]')
+    expect(epochs).to_have_value("12")
+    epochs.fill("6")
+    expect(form.locator(".nbops-RerunButton")).to_have_text("Re-run with 1 change")
     form.locator(".nbops-RerunButton").click()
     status = form.locator(".nbops-job")
     expect(status).to_have_attribute("data-job-state", "done", timeout=240_000)
@@ -179,7 +183,11 @@ def test_rerun_with_a_changed_param_adds_a_new_run(page, lab: Lab, seeded):
     expect(row(page, new_id).locator(".nbops-rerun-mark")).to_have_count(1)
     expect(panel.locator(f'.nbops-RunChip[data-run-id="{new_id}"]')).to_be_visible()
     run = seeded["client"].get_run(new_id)
-    assert run.data.params["lr"] == "0.6"
+    # the edit, and the run's own value for what was not edited (not nbops.yaml's lr = 0.1)
+    assert run.data.params["epochs"] == "6"
+    assert run.data.params["lr"] == "0.05"
+    history = seeded["client"].get_metric_history(new_id, "loss")
+    assert [m.step for m in history] == list(range(6))
     assert run.data.tags["nbops.rerun_of"] == source
     assert run.info.status == "FINISHED"
 

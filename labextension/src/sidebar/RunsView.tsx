@@ -119,13 +119,16 @@ export function RunsView(props: { model: NbopsModel; active: boolean }): JSX.Ele
       }
       const gen = mode === 'more' ? generation.current : ++generation.current;
       // a reset keeps the column keys, so columns do not flicker while the new page loads
-      setState(s => ({
-        ...(mode === 'reset'
-          ? { ...EMPTY_RUNS, paramKeys: s.paramKeys, metricKeys: s.metricKeys }
-          : s),
-        loading: true,
-        error: null
-      }));
+      if (mode !== 'refresh') {
+        // (a refresh is silent: the rows stay until the new ones replace them)
+        setState(s => ({
+          ...(mode === 'reset'
+            ? { ...EMPTY_RUNS, paramKeys: s.paramKeys, metricKeys: s.metricKeys }
+            : s),
+          loading: true,
+          error: null
+        }));
+      }
       try {
         const res = await api.runs({
           experiment,
@@ -267,7 +270,7 @@ export function RunsView(props: { model: NbopsModel; active: boolean }): JSX.Ele
           type="search"
           className="nbops-input"
           value={draft}
-          placeholder="metrics.accuracy > 0.9 and params.C = '1.0'"
+          placeholder="Filter: metrics.accuracy > 0.9 and params.C = '1.0'"
           aria-label="MLflow filter"
           title="MLflow search syntax: metrics.x > 1, params.y = 'a', tags.z LIKE '%b%', attributes.status = 'FAILED'. Enter applies."
           onChange={e => setDraft(e.target.value)}

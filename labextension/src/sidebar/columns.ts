@@ -1,5 +1,5 @@
 /** The run table's columns: fixed ones, then the chosen `params.*` / `metrics.*` columns. */
-import { formatDuration, formatNumber, formatStart } from '../format';
+import { formatCompact, formatDuration, formatStart } from '../format';
 import type { RunSummary } from '../types';
 
 export interface Column {
@@ -70,7 +70,7 @@ export function dataColumn(spec: string): Column | null {
       width: 'minmax(66px, 0.8fr)',
       orderBy: `metrics.${quoteKey(key)}`,
       numeric: true,
-      text: r => formatNumber(r.metrics[key]),
+      text: r => formatCompact(r.metrics[key]),
       value: r => r.metrics[key] ?? null
     };
   }
