@@ -89,8 +89,10 @@ class _Walker:
         return None
 
     def children(self, run: Any) -> list[Any]:
-        return self.store.search_runs(
-            [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+        return list(
+            self.store.search_runs(
+                [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+            )
         )
 
     def deps(self, run: Any) -> dict[str, str]:

@@ -137,7 +137,7 @@ def _executed_notebook(store: Any, run: Any, root: Path, into: Path) -> Path:
         kept = runs_dir / name if name else None
         nbs = sorted(kept.glob("*.ipynb")) if kept is not None and kept.is_dir() else []
         if nbs:
-            return nbs[0]
+            return Path(nbs[0])
     try:
         for a in store.client.list_artifacts(rid, "notebook"):
             if a.path.endswith(".ipynb"):
@@ -223,8 +223,6 @@ def _scratch_copy(root: Path, work: Path) -> None:
 
 def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Verification:
     """Re-execute a stage run and compare; tags the run ``nbops.verified``."""
-    import nbformat
-
     from nbops.executors.base import Job
     from nbops.executors.local import LocalExecutor
     from nbops.tracking.query import open_store
@@ -288,8 +286,8 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
         )
         if output.exists():
             v.cells_compared, v.cell_diffs = compare_cells(
-                nbformat.read(str(original), as_version=4),
-                nbformat.read(str(output), as_version=4),
+                json.loads(Path(original).read_text(encoding="utf-8")),
+                json.loads(output.read_text(encoding="utf-8")),
                 str(work),
                 str(root),
             )
