@@ -60,9 +60,11 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
     return info, str(mv.run_id)
 
 
-class _Walker:
-    def __init__(self, root: Path) -> None:
-        self.store = _store()
+class Walker:
+    """Walks lineage over one store (default: the project's; the server passes its own)."""
+
+    def __init__(self, root: Path, store: Any = None) -> None:
+        self.store = store if store is not None else _store()
         self.root = root
         self.seen: set[str] = set()
         self._runs: dict[str, Any] = {}
@@ -187,8 +189,11 @@ class _Walker:
 def lineage(target: str, root: Path | None = None) -> dict[str, Any]:
     """The lineage tree of a model version (NAME@ALIAS, NAME/VERSION) or a run, as plain data."""
     model, rid = resolve(target)
-    tree = _Walker(root or project.find_root()).node(rid)
+    tree = Walker(root or project.find_root()).node(rid)
     return {"target": target, "model": model, "run": tree}
+
+
+_Walker = Walker  # the name it had first (nbops/server/schedules.py subclasses it)
 
 
 # --- the terminal tree --------------------------------------------------------------------------

@@ -174,13 +174,13 @@ def _params(run: Any, nb: Path) -> dict[str, Any]:
 
 def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
     """Put the content the run read (``nbops.dep.*``) into the scratch copy."""
-    from nbops.ops.lineage import _prefixed, _Walker
+    from nbops.ops.lineage import Walker, _prefixed
     from nbops.pipeline.cache import OutCache
     from nbops.pipeline.hashing import HashCache
 
     deps = _prefixed(run.data.tags, "nbops.dep.")
     hashes = HashCache(work, work / ".nbops")
-    walker = _Walker(root)
+    walker = Walker(root, store)
     restored = []
     for path, digest in deps.items():
         if digest == "missing" or hashes.digest(path) == digest:
