@@ -126,17 +126,7 @@ class RunsHandler(NbopsHandler):
         token = self.get_query_argument("page_token", "") or None
 
         def search() -> m.RunList:
-            reader = self.ctx.reader()
-            ids = reader.experiment_ids(experiment)
-            page = reader.search(ids, filter_string, order, max_results, token)
-            return m.RunList(
-                runs=page.runs,
-                next_page_token=page.next_token,
-                total=page.total,
-                param_keys=page.param_keys,
-                metric_keys=page.metric_keys,
-                source=page.source,  # type: ignore[arg-type]
-            )
+            return self.ctx.reader().run_list(experiment, filter_string, order, max_results, token)
 
         self.reply(await self.blocking(search))
 

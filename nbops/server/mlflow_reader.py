@@ -51,6 +51,10 @@ class MlflowReader(Reader):
             )
         return sorted(out, key=lambda x: int(x.experiment_id) if x.experiment_id.isdigit() else 0)
 
+    def experiment_names(self) -> list[tuple[str, str]]:
+        exps = [(str(e.experiment_id), e.name) for e in self.store.experiments()]
+        return sorted(exps, key=lambda x: int(x[0]) if x[0].isdigit() else 0)
+
     def _summary(self, run: Any) -> m.RunSummary:
         info, data = run.info, run.data
         return summarize(

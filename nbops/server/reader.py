@@ -148,20 +148,44 @@ class Reader(ABC):
     def histories(self, run_ids: list[str]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
         """Every metric's full history per run: {key: {run_id: [(step, value), ...]}}."""
 
+    @abstractmethod
+    def experiment_names(self) -> list[tuple[str, str]]:
+        """(experiment_id, name) of the active experiments, without counting their runs."""
+
     # --- shared ------------------------------------------------------------------------------
     def experiment_ids(self, experiment: str | None) -> list[str]:
-        exps = self.experiments()
+        exps = self.experiment_names()
         if not experiment:
-            return [e.experiment_id for e in exps]
-        for e in exps:
-            if experiment == e.experiment_id:
-                return [e.experiment_id]
-        for e in exps:
-            if experiment == e.name:
-                return [e.experiment_id]
+            return [i for i, _ in exps]
+        for i, _ in exps:
+            if experiment == i:
+                return [i]
+        for i, name in exps:
+            if experiment == name:
+                return [i]
         raise NotFound(
             f"experiment {experiment!r} does not exist",
-            "known experiments: " + (", ".join(sorted(e.name for e in exps)) or "none yet"),
+            "known experiments: " + (", ".join(sorted(n for _, n in exps)) or "none yet"),
+        )
+
+    def run_list(
+        self,
+        experiment: str | None,
+        filter_string: str,
+        order_by: list[str],
+        max_results: int,
+        page_token: str | None,
+    ) -> m.RunList:
+        """GET /nbops/api/runs: the whole answer, as the handler sends it."""
+        ids = self.experiment_ids(experiment)
+        page = self.search(ids, filter_string, order_by, max_results, page_token)
+        return m.RunList.model_construct(
+            runs=page.runs,
+            next_page_token=page.next_token,
+            total=page.total,
+            param_keys=page.param_keys,
+            metric_keys=page.metric_keys,
+            source=page.source,
         )
 
     def compare(self, run_ids: list[str]) -> m.Comparison:

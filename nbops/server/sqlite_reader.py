@@ -30,6 +30,8 @@ from nbops.server.reader import (
 from nbops.server.sqlfilter import Untranslatable, translate
 
 _CHUNK = 500  # ids per IN (...) list: under SQLite's variable limit
+_NEWEST_MAX = 2000  # the newest-rows shortcut serves pages up to this far down
+_SLACK = 64  # extra newest rows read, so a few runs started out of insertion order still fit
 
 
 class SqliteReader(Reader):
@@ -66,6 +68,12 @@ class SqliteReader(Reader):
 
     # --- experiments ---------------------------------------------------------------------------
     def experiments(self) -> list[m.Experiment]:
+        cache = self._cache()
+        if "experiments" not in cache:
+            cache["experiments"] = self._experiments()
+        return list(cache["experiments"])
+
+    def _experiments(self) -> list[m.Experiment]:
         rows = self._rows(
             "SELECT e.experiment_id, e.name, COUNT(r.run_uuid), MAX(r.start_time)"
             " FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.experiment_id"
@@ -77,6 +85,13 @@ class SqliteReader(Reader):
             m.Experiment(experiment_id=str(i), name=n, run_count=c, last_run_time=t)
             for i, n, c, t in rows
         ]
+
+    def experiment_names(self) -> list[tuple[str, str]]:
+        rows = self._rows(
+            "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
+            " ORDER BY experiment_id"
+        )
+        return [(str(i), n) for i, n in rows]
 
     # --- runs ----------------------------------------------------------------------------------
     def search(
@@ -108,14 +123,22 @@ class SqliteReader(Reader):
         args = [*q.join_args, *exp_args, *q.where_args, max_results + 1, offset]
         cache = self._cache()
         page_key = ("page", sql, tuple(map(repr, args)))
+        count_key = ("count", where_sql, tuple(map(repr, [*exp_args, *q.where_args])))
         if page_key not in cache:
-            cache[page_key] = [r[0] for r in self._rows(sql, args)]
+            newest = None
+            if not order_by and offset + max_results < _NEWEST_MAX:
+                newest = self._newest_first(
+                    where_sql, [*exp_args, *q.where_args], offset, max_results
+                )
+            if newest is not None:
+                cache[page_key], cache[count_key] = newest
+            else:
+                cache[page_key] = [r[0] for r in self._rows(sql, args)]
         ids = list(cache[page_key])
         nxt = None
         if len(ids) > max_results:
             ids = ids[:max_results]
             nxt = encode_token(digest, o=offset + max_results)
-        count_key = ("count", where_sql, tuple(map(repr, [*exp_args, *q.where_args])))
         if count_key not in cache:
             cache[count_key] = self._rows(
                 f"SELECT COUNT(*) FROM runs r WHERE {where_sql}", [*exp_args, *q.where_args]
@@ -129,6 +152,36 @@ class SqliteReader(Reader):
             )
         pkeys, mkeys = cache[keys_key]
         return Page(self._summaries(ids), nxt, total, list(pkeys), list(mkeys), self.source)
+
+    def _newest_first(
+        self, where_sql: str, args: list[Any], offset: int, limit: int
+    ) -> tuple[list[str], int] | None:
+        """The default order (start_time DESC, run_uuid) of an early page without sorting the
+        table: runs are stored roughly in start order, so read the newest rows by rowid, order
+        them here, and prove with one counting scan that no older row starts at or after the
+        page's last start time (else None: the caller sorts in SQL). Returns (ids, total)."""
+        need = offset + limit + 1
+        cand = self._rows(
+            f"SELECT r.rowid, r.start_time, r.run_uuid FROM runs r WHERE {where_sql}"
+            " ORDER BY r.rowid DESC LIMIT ?",
+            [*args, need + _SLACK],
+        )
+        # SQLite puts NULL last in DESC order; ties broken by run_uuid ascending
+        cand.sort(key=lambda r: (r[1] is None, -(r[1] or 0), r[2]))
+        if len(cand) < need + _SLACK:  # every matching run is here
+            return [r[2] for r in cand[offset:need]], len(cand)
+        last = cand[need - 1][1]
+        if last is None:
+            return None
+        oldest = min(r[0] for r in cand)
+        total, later = self._rows(
+            "SELECT COUNT(*), COALESCE(SUM(r.rowid < ? AND (r.start_time >= ?"
+            f" OR r.start_time IS NULL)), 0) FROM runs r WHERE {where_sql}",
+            [oldest, last, *args],
+        )[0]
+        if later:
+            return None
+        return [r[2] for r in cand[offset:need]], total
 
     def _cache(self) -> dict[Any, Any]:
         """Answers (page ids, run counts, key lists) shared by the worker threads and kept until

@@ -295,3 +295,22 @@ async def test_bad_bodies_and_unknown_jobs(jp_fetch: Any, seeded: dict) -> None:
 
 async def test_pipeline_without_nbops_yaml_is_empty(api: Any, seeded: dict) -> None:
     assert await api("pipeline") == {"path": None, "stages": []}
+
+
+def test_installed_package_enables_the_server_extension() -> None:
+    """pip install (editable too) copies jupyter-config/server-config/nbops.json into
+    etc/jupyter/jupyter_server_config.d: jupyter lists nbops as enabled and importable."""
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter", "server", "extension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    assert re.search(r"^\s*nbops enabled\s*$", text, re.M), text
+    assert re.search(r"^\s*nbops 0\.\d+\.\d+ OK\s*$", text, re.M), text

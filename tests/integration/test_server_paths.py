@@ -236,3 +236,40 @@ def test_cached_pages_follow_writes_of_other_processes(project: Path) -> None:
     slow.client.delete_run(ids["run-4"])
     assert ids["run-4"] not in [r.run_id for r in fast.search(exp, "", [], 100, None).runs]
     assert {e.name: e.run_count for e in fast.experiments()}["iris"] == 5  # 6 made, 1 deleted
+
+
+def test_newest_first_shortcut_falls_back_when_an_old_row_starts_late(project: Path) -> None:
+    """The default order reads the newest rows by rowid; a run inserted early but started late
+    (or tied with the page's last start time) must still land where MLflow puts it."""
+    import sqlite3
+
+    from nbops.tracking.query import open_store
+
+    db = project / ".nbops" / "mlflow.db"
+    store = open_store(f"sqlite:///{db}")
+    exp = store.experiment_id("order")
+    ids = bulk_runs(db, exp, 300, seed=1)
+    fast, slow = _readers(project)
+
+    def same(size: int) -> list[str]:
+        fast.forget()
+        got = [r.run_id for r in fast.search([exp], "", [], size, None).runs]
+        want = [r.run_id for r in slow.search([exp], "", [], size, None).runs]
+        assert got == want
+        return got
+
+    assert same(10)[0] == ids[-1]
+    con = sqlite3.connect(str(db))
+    with con:  # the 3rd run inserted now starts after every other one
+        con.execute("UPDATE runs SET start_time = 1900000000000 WHERE run_uuid = ?", (ids[2],))
+    assert same(10)[0] == ids[2]
+    tenth = con.execute(
+        "SELECT start_time FROM runs ORDER BY start_time DESC, run_uuid LIMIT 1 OFFSET 9"
+    ).fetchone()[0]
+    with con:  # and the 5th ties with the page's last row
+        con.execute("UPDATE runs SET start_time = ? WHERE run_uuid = ?", (tenth, ids[4]))
+    con.close()
+    assert ids[4] in same(11)
+    same(100)
+    page = fast.search([exp], "", [], 10, None)
+    assert page.total == 300
