@@ -40,11 +40,11 @@ export class NbopsModel {
 
   /** Persist one setting (e.g. the columns picked in the table) when a registry is attached. */
   async setSetting<K extends keyof NbopsSettings>(key: K, value: NbopsSettings[K]): Promise<void> {
+    // shown at once; the registry's own change signal follows when it is saved
+    this._settings = { ...this._settings, [key]: value };
+    this._settingsChanged.emit(this._settings);
     if (this._registry) {
       await this._registry.set(key, value as never);
-    } else {
-      this._settings = { ...this._settings, [key]: value };
-      this._settingsChanged.emit(this._settings);
     }
   }
 

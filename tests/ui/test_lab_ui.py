@@ -68,6 +68,29 @@ def test_sort_and_filter_use_the_store(page, lab: Lab, seeded):
     expect(row(page, seeded["sweep"]["0.05"])).to_be_visible()
 
 
+def test_columns_picked_in_the_table_are_kept_in_the_settings(page, lab: Lab, seeded):
+    open_lab(page, lab, "columns")
+    sidebar = open_sidebar(page, "uitest")
+    header = sidebar.locator(".nbops-RunTable-header")
+    expect(header.locator('[data-column="params.lr"]')).to_be_visible()  # the param that varies
+    expect(header.locator('[data-column="params.layers"]')).to_have_count(0)
+    sidebar.get_by_role("button", name="Columns").click()
+    picker = sidebar.get_by_role("group", name="columns")
+    picker.locator("label", has_text="layers").locator("input").check()
+    expect(header.locator('[data-column="params.layers"]')).to_have_count(1)
+    saved = lab.settings_dir / "nbops" / "plugin.jupyterlab-settings"
+    try:
+        # the choice is a setting (settings registry), so it survives a reload
+        page.reload()
+        page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
+        sidebar = open_sidebar(page, "uitest")
+        layers = sidebar.locator('.nbops-RunTable-header [data-column="params.layers"]')
+        expect(layers).to_be_visible()
+        assert "params.layers" in saved.read_text()
+    finally:
+        saved.unlink(missing_ok=True)
+
+
 def test_thousands_of_runs_page_in_as_you_scroll_and_only_visible_rows_exist(page, lab: Lab):
     pages: list[str] = []
     page.on("request", lambda r: "page_token=" in r.url and pages.append(r.url))
