@@ -253,6 +253,7 @@ class _Execution:
         self.stop = threading.Event()
         self.timed_out = False
         self.point_runs: dict[str, list[Any]] = {}
+        self.unnamed: list[tuple[Any, Path, Any]] = []  # (run, kept notebook dir, state record)
         self.exit_code: int | None = None
         self.t_start = time.perf_counter()
 
@@ -503,10 +504,13 @@ class _Execution:
                     run.end("FINISHED")
                 rid = self.sink.run_id(run, timeout=5)
                 kept = res.job.output.parent
-                if rid is not None and kept.is_dir():  # .nbops/runs/<run_id>/ (DESIGN.md)
-                    os.replace(kept, kept.with_name(rid))
                 assert pt.fp is not None
-                self.r.state.put(plan.name, pt.key, pt.fp.record(outs, rid, time.time()))
+                record = pt.fp.record(outs, rid, time.time())
+                if rid is None:  # a slow store: named once the sink has created the run
+                    self.unnamed.append((run, kept, record))
+                elif kept.is_dir():  # .nbops/runs/<run_id>/ (DESIGN.md)
+                    os.replace(kept, kept.with_name(rid))
+                self.r.state.put(plan.name, pt.key, record)
                 self.r.state.failed.pop(pt.label, None)
                 if not sweep:
                     self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", rid)
@@ -541,6 +545,19 @@ class _Execution:
                 )
         return None
 
+    def _name_late_runs(self) -> None:
+        """Runs whose MLflow id came after their stage finished: their executed notebooks move
+        to ``.nbops/runs/<run_id>/`` and the state learns their ids, now that the sink is done."""
+        for run, kept, record in self.unnamed:
+            rid = run.id_if_ready()
+            if rid is None:
+                continue  # still spooled (store down): `nbops sync` delivers it later
+            record.run_id = rid
+            if kept.is_dir() and not kept.with_name(rid).exists():
+                os.replace(kept, kept.with_name(rid))
+        if self.unnamed:
+            self.r.state.save()
+
     def _mark_timeout(self, run: Any) -> None:
         if self.timed_out:
             run.set_tags({"nbops.end_reason": f"timeout: {self.r.timeout:g} s"})
@@ -559,6 +576,7 @@ class _Execution:
                 self._mark_timeout(run)
                 run.end(status)
         delivered = self.sink.close()
+        self._name_late_runs()
         rid = self.pipeline_run.id_if_ready()
         self.r.progress.summary(self.status, seconds, rid)
         if not delivered:

@@ -9,6 +9,20 @@ from typing import Any
 from nbops.errors import InvalidInput
 
 FLAVORS = ("sklearn",)
+SKLEARN_PACKAGES = ("scikit-learn", "cloudpickle", "numpy", "scipy")
+
+
+def _requirements(packages: tuple[str, ...]) -> list[str]:
+    """``name==version`` of each installed package a flavor's models need to load."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in packages:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def infer_flavor(model: Any) -> str:
@@ -26,6 +40,8 @@ def save(model: Any, path: str, flavor: str | None) -> str:
     if flavor == "sklearn":
         import mlflow.sklearn
 
-        mlflow.sklearn.save_model(model, path)
+        # explicit requirements: MLflow's inference of them re-imports the model in a
+        # subprocess and took 5-14 s a call here, in the user's cell
+        mlflow.sklearn.save_model(model, path, pip_requirements=_requirements(SKLEARN_PACKAGES))
         return flavor
     raise InvalidInput(f"flavor {flavor!r} is not supported", f"use one of {', '.join(FLAVORS)}")

@@ -320,3 +320,23 @@ def test_nbops_tags_env_tags_the_runs_a_notebook_starts(project, client):
     exp = client.get_experiment_by_name("tagged")
     (r,) = client.search_runs([exp.experiment_id])
     assert r.data.tags["nbops.rerun_of"] == "abc"
+
+
+def test_runs_named_late_by_a_slow_store_still_get_their_notebook_folder(tiny, monkeypatch):
+    """A store slower than the runner's 5-s wait for a run id (a loaded machine): the executed
+    notebook is moved to .nbops/runs/<run_id>/ and the state learns the id once the sink is done.
+    The slowness is simulated: a loaded machine cannot be made on demand."""
+    from nbops.pipeline import sink as sinkmod
+    from nbops.pipeline.runner import Runner
+    from nbops.pipeline.state import State
+
+    real = sinkmod.Sink.run_id
+
+    def slow(self, run, timeout=60.0):
+        return None if timeout <= 5 else real(self, run, timeout)
+
+    monkeypatch.setattr(sinkmod.Sink, "run_id", slow)
+    assert Runner(tiny).run(["make"]) == 0
+    rec = State(tiny / ".nbops").get("make", next(iter(State(tiny / ".nbops").stages["make"])))
+    assert rec is not None and rec.run_id
+    assert (tiny / ".nbops" / "runs" / rec.run_id / "make.ipynb").is_file()
