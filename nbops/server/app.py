@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Int, Unicode
+from traitlets import Bool, Int, Unicode
 
 from nbops import project
 from nbops.server.jobs import Jobs
@@ -19,7 +19,7 @@ from nbops.server.reader import Reader
 class ServerContext:
     """What every handler shares: the project, the read path, the worker threads, the jobs."""
 
-    def __init__(self, root: Path, uri: str, workers: int = 4) -> None:
+    def __init__(self, root: Path, uri: str, workers: int = 4, fast_path: bool = True) -> None:
         from nbops.server.sqlite_reader import SqliteReader
 
         self.root = root
@@ -31,7 +31,8 @@ class ServerContext:
         self._lock = threading.Lock()
         self._warm: Future[None] = self.pool.submit(lambda: None)
         db = project.sqlite_path(uri)
-        self.sqlite = SqliteReader(db, self.mlflow) if db is not None else None
+        use_sql = db is not None and fast_path
+        self.sqlite = SqliteReader(db, self.mlflow) if use_sql and db is not None else None
 
     def mlflow(self) -> Reader:
         """The MlflowClient path (imports mlflow on first use: call it in a worker thread)."""
@@ -73,6 +74,11 @@ class NbopsApp(ExtensionApp):
         help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the project's)",
     )
     workers = Int(4, config=True, help="Threads for store reads and other blocking work")
+    fast_path = Bool(
+        True,
+        config=True,
+        help="Read a SQLite tracking store with read-only SQL (False: always MlflowClient)",
+    )
 
     def initialize_settings(self) -> None:
         root_dir = getattr(self.serverapp, "root_dir", None) if self.serverapp else None
@@ -82,7 +88,7 @@ class NbopsApp(ExtensionApp):
             else project.find_root(root_dir or None)
         )
         uri = self.tracking_uri or project.tracking_uri(root)
-        ctx = ServerContext(root, uri, self.workers)
+        ctx = ServerContext(root, uri, self.workers, self.fast_path)
         ctx.warm_up()
         self.settings["nbops"] = ctx
         self.log.info("nbops: project %s, tracking store %s", root, uri)
