@@ -3,6 +3,7 @@ MLflow store seeded by a real `nbops run --sweep` (3 runs with notebooks and met
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.sync_api import expect
@@ -213,6 +214,24 @@ def test_rerun_with_a_changed_param_adds_a_new_run(page, lab: Lab, seeded):
     assert [m.step for m in history] == list(range(6))
     assert run.data.tags["nbops.rerun_of"] == source
     assert run.info.status == "FINISHED"
+
+
+def test_pipeline_view_runs_a_stage_and_shows_it_up_to_date(page, lab: Lab, seeded):
+    open_lab(page, lab, "pipeline")
+    sidebar = open_sidebar(page, "uitest")
+    before = {r.info.run_id for r in seeded["client"].search_runs([seeded["experiment"]])}
+    sidebar.get_by_role("tab", name="Pipeline").click()
+    stage = sidebar.locator('[data-stage="train"]')
+    # never run as declared (the sweep and a re-run used other params), or stale after them
+    expect(stage.locator(".nbops-stage-status")).to_have_text(re.compile("never run|stale"))
+    stage.get_by_role("button", name="Run").click()
+    expect(sidebar.locator(".nbops-job-done")).to_be_visible(timeout=240_000)
+    expect(stage.locator(".nbops-stage-status")).to_have_text("up to date")
+    after = seeded["client"].search_runs([seeded["experiment"]], "tags.`nbops.stage` = 'train'")
+    new = [r for r in after if r.info.run_id not in before]
+    assert len(new) == 1 and new[0].data.params["lr"] == "0.1", new  # nbops.yaml's own lr
+    sidebar.get_by_role("tab", name="Runs").click()
+    expect(row(page, new[0].info.run_id)).to_be_visible()
 
 
 def test_an_empty_store_tells_a_new_user_what_to_do(page, empty_lab: Lab):
