@@ -55,7 +55,8 @@ def executed_notebook(info: RunInfo, state_dir: Path, artifacts: list[str]) -> P
     there), else an .ipynb artifact (``notebook/`` first)."""
     kept = state_dir / "runs" / info.summary.run_id
     if kept.is_dir():
-        found = sorted(kept.glob("*.ipynb"))
+        root = state_dir.resolve()
+        found = sorted(p for p in kept.glob("*.ipynb") if p.resolve().is_relative_to(root))
         if found:
             return found[0]
     base = local_path(info.artifact_uri)

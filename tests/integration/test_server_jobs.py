@@ -128,3 +128,23 @@ async def test_rerun_of_a_tracked_notebook_run_executes_it_with_new_params(
     assert new["params"] == {"kind": "svm", "lr": "0.3"}  # its own kind, the edited lr
     assert new["metrics"]["score"] == pytest.approx(0.6)
     assert new["notebook"] == str(nb)
+
+
+async def test_a_pipeline_run_that_cannot_start_is_a_failed_job_saying_why(
+    api: Any, jp_fetch: Any, project: Path
+) -> None:
+    notebook(project / "train.ipynb", ("C = 1.0\n", ["parameters"]), LOGGING_CELL)
+    (project / "nbops.yaml").write_text("stages:\n  train:\n    notebook: train.ipynb\n")
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch(
+            "nbops", "api", "pipeline", "run", method="POST",
+            body=json.dumps({"stages": ["tran"]}),
+        )  # fmt: skip
+    assert err.value.code == 400 and "tran" in json.loads(err.value.response.body)["message"]
+    code, accepted = await api(
+        "pipeline", "run", method="POST", body=json.dumps({"params": {"gamma": 2}})
+    )
+    assert code == 202
+    job = await wait_job(api, accepted["job_id"], timeout=120)
+    assert job["state"] == "failed" and "gamma" in job["error"], job
+    assert job["finished"] >= job["started"]
