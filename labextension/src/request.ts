@@ -74,7 +74,8 @@ export async function requestAPI<T>(
       throw new ApiError(
         404,
         'no_extension',
-        'The nbops server extension does not answer. Install nbops in the environment that ' +
+        `The nbops server extension does not answer at /nbops/api/${endPoint}. ` +
+          'Install nbops in the environment that ' +
           'runs Jupyter (`pip install nbops`), check `jupyter server extension list`, ' +
           'then restart JupyterLab.'
       );

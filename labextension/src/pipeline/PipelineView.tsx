@@ -110,7 +110,7 @@ export function PipelineView(props: { model: NbopsModel }): JSX.Element {
               </button>
             </div>
             <div className="nbops-StageList-notebook">{stage.notebook}</div>
-            {stage.reasons.length ? (
+            {stage.reasons.length && stage.reasons.join() !== stage.status ? (
               <ul className="nbops-StageList-reasons">
                 {stage.reasons.map(r => (
                   <li key={r}>{r}</li>
