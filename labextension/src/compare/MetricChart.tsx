@@ -30,6 +30,8 @@ export function alignSeries(series: ChartSeries[]): uPlot.AlignedData {
 export function MetricChart(props: { metric: string; series: ChartSeries[] }): JSX.Element {
   const host = React.useRef<HTMLDivElement>(null);
   const [themeTick, setThemeTick] = React.useState(0);
+  const [log, setLog] = React.useState(false);
+  const positive = props.series.every(s => s.points.every(p => p[1] === null || p[1] > 0));
 
   React.useEffect(() => onThemeChange(() => setThemeTick(t => t + 1)), []);
 
@@ -52,7 +54,7 @@ export function MetricChart(props: { metric: string; series: ChartSeries[] }): J
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth),
       height: 200,
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, y: log && positive ? { distr: 3 } : {} },
       axes: [axis('step'), axis('')],
       legend: { show: true, live: true },
       cursor: { points: { size: 6 } },
@@ -77,11 +79,18 @@ export function MetricChart(props: { metric: string; series: ChartSeries[] }): J
       resize.disconnect();
       plot.destroy();
     };
-  }, [props.series, themeTick]);
+  }, [props.series, themeTick, log]);
 
   return (
     <figure className="nbops-Chart" data-metric={props.metric}>
-      <figcaption>{props.metric}</figcaption>
+      <figcaption>
+        <span>{props.metric}</span>
+        {positive ? (
+          <label className="nbops-Chart-log" title="Logarithmic y axis">
+            <input type="checkbox" checked={log} onChange={() => setLog(l => !l)} /> log
+          </label>
+        ) : null}
+      </figcaption>
       <div className="nbops-Chart-plot" ref={host} />
     </figure>
   );

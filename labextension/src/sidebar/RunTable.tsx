@@ -25,6 +25,8 @@ export interface RunTableProps {
   hasMore: boolean;
   highlight: string | null;
   onToggle(runId: string): void;
+  /** Double-click: open the run on its own. */
+  onOpen(runId: string): void;
   onToggleAll(): void;
   onSort(column: string): void;
   onEndReached(): void;
@@ -58,6 +60,7 @@ function tooltip(run: RunSummary): string {
   if (run.rerun_of) {
     lines.push(`re-run of: ${run.rerun_of}`);
   }
+  lines.push('click: select · double-click: open the run');
   return lines.join('\n');
 }
 
@@ -143,6 +146,7 @@ export function RunTable(props: RunTableProps): JSX.Element {
         title={tooltip(run)}
         style={{ top: i * ROW_HEIGHT, height: ROW_HEIGHT, gridTemplateColumns: template, minWidth }}
         onClick={() => props.onToggle(run.run_id)}
+        onDoubleClick={() => props.onOpen(run.run_id)}
       >
         <span className="nbops-RunTable-check">
           <input

@@ -350,6 +350,7 @@ export function RunsView(props: { model: NbopsModel; active: boolean }): JSX.Ele
           hasMore={state.next !== null}
           highlight={highlight}
           onToggle={id => model.toggle(id)}
+          onOpen={id => model.requestRun(id)}
           onToggleAll={toggleAll}
           onSort={onSort}
           onEndReached={() => void loadRuns('more')}
