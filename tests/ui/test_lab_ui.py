@@ -92,6 +92,25 @@ def test_columns_picked_in_the_table_are_kept_in_the_settings(page, lab: Lab, se
         saved.unlink(missing_ok=True)
 
 
+def test_running_runs_refresh_by_themselves(page, lab: Lab, seeded):
+    client = seeded["client"]
+    live = client.create_experiment("live")
+    run = client.create_run(live, run_name="still-training")
+    rid = run.info.run_id
+    try:
+        open_lab(page, lab, "live")
+        open_sidebar(page, "live")
+        expect(row(page, rid).locator(".nbops-status-running")).to_have_count(1)
+        client.log_metric(rid, "accuracy", 0.93)
+        client.set_terminated(rid, "FINISHED")
+        # no click: the table polls while a run is RUNNING (refreshInterval, 5 s by default)
+        expect(row(page, rid).locator(".nbops-status-finished")).to_have_count(1)
+        expect(row(page, rid).locator('[data-column="metrics.accuracy"]')).to_have_text("0.93")
+    finally:
+        if client.get_run(rid).info.status == "RUNNING":
+            client.set_terminated(rid, "KILLED")
+
+
 def test_thousands_of_runs_page_in_as_you_scroll_and_only_visible_rows_exist(page, lab: Lab):
     pages: list[str] = []
     page.on("request", lambda r: "page_token=" in r.url and pages.append(r.url))
