@@ -260,8 +260,9 @@ def runs_widget(experiment: str | None = None, filter: str = "", max_results: in
     try:
         return RunsBrowser(experiment, filter, max_results)
     except ImportError:
-        from IPython.display import HTML
+        from IPython.core.display import HTML
 
-        import nbops
+        from nbops.tracking.query import runs
 
-        return HTML(nbops.runs(experiment, filter or None, None, max_results).to_html())
+        table = runs(experiment, filter or None, None, max_results)
+        return HTML(table.to_html())  # type: ignore[no-untyped-call]

@@ -104,18 +104,18 @@ def rerun(
     # the run's own parameter values, then the edits
     import yaml
 
-    values: dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     for k, v in info.summary.params.items():
         if k in declared:
             try:
-                values[k] = yaml.safe_load(v)
+                merged[k] = yaml.safe_load(v)
             except yaml.YAMLError:
-                values[k] = v
-    values.update(params)
+                merged[k] = v
+    merged.update(params)
     out = jobs_dir / job_id / nb.name
     out.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "papermill", str(nb), str(out), "--cwd", str(nb.parent)]
-    argv += ["-y", json.dumps(values), "--no-progress-bar"]
+    argv += ["-y", json.dumps(merged, default=str), "--no-progress-bar"]
     env = {
         **_env(root, uri),
         "NBOPS_TAGS": json.dumps({"nbops.rerun_of": run_id}),

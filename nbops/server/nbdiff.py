@@ -84,8 +84,8 @@ def diff_cells(nb_a: dict[str, Any], nb_b: dict[str, Any]) -> list[m.CellDiff]:
     import nbformat
 
     # reads() joins multi-line sources saved as lists of lines (nbdime diffs strings)
-    a = nbformat.reads(json.dumps(nb_a), as_version=4)
-    b = nbformat.reads(json.dumps(nb_b), as_version=4)
+    a = nbformat.reads(json.dumps(nb_a), as_version=4)  # type: ignore[no-untyped-call]
+    b = nbformat.reads(json.dumps(nb_b), as_version=4)  # type: ignore[no-untyped-call]
     cells_a, cells_b = a.get("cells", []), b.get("cells", [])
     cell_ops: list[Any] = []
     for d in nbdime.diff_notebooks(a, b):

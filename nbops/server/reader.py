@@ -77,7 +77,7 @@ def summarize(
         run_id=run_id,
         run_name=name or None,
         experiment_id=str(experiment_id),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         start_time=start,
         end_time=end,
         duration_s=(end - start) / 1000 if end and start else None,
@@ -198,7 +198,7 @@ class Reader(ABC):
             vals = {r.run_id: r.params.get(k) for r in runs}
             distinct = set(vals.values())
             if len(distinct) == 1 and None not in distinct:
-                same[k] = next(iter(distinct))  # type: ignore[arg-type]
+                same[k] = str(next(iter(distinct)))
             else:
                 differ[k] = vals
         metrics = {
@@ -206,8 +206,8 @@ class Reader(ABC):
             for k in sorted({k for r in runs for k in r.metrics})
         }
         best: dict[str, str] = {}
-        for k, vals in metrics.items():
-            present = {rid: v for rid, v in vals.items() if v is not None}
+        for k, by_run in metrics.items():
+            present = {rid: v for rid, v in by_run.items() if v is not None}
             if present:
                 lower = any(w in k.lower() for w in LOWER_IS_BETTER)
                 best[k] = (min if lower else max)(present, key=lambda rid: present[rid])

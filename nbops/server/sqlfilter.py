@@ -57,7 +57,7 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
     from mlflow.utils.search_utils import SearchUtils
 
     try:
-        parsed = SearchUtils.parse_search_filter(filter_string or "")
+        parsed = SearchUtils.parse_search_filter(filter_string or "")  # type: ignore[no-untyped-call]
     except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
         raise _mlflow_error(exc, "filter", filter_string) from exc
     q = Query()
@@ -66,10 +66,11 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
     seen: set[tuple[str, str]] = set()
     for n, clause in enumerate(order_by, start=1):
         try:
-            key_type, key, ascending = SearchUtils.parse_order_by_for_search_runs(clause)
+            parse = SearchUtils.parse_order_by_for_search_runs
+            key_type, key, ascending = parse(clause)  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001
             raise _mlflow_error(exc, "order_by", clause) from exc
-        key = SearchUtils.translate_key_alias(key)
+        key = _alias(key)
         if (key_type, key) in seen:
             raise InvalidInput(f"order_by names {clause!r} twice", "name each key once")
         seen.add((key_type, key))
@@ -81,11 +82,10 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
 
 
 def _where(q: Query, comp: dict[str, Any]) -> None:
-    from mlflow.utils.search_utils import SearchUtils
 
-    kind, key, value = comp.get("type"), comp.get("key"), comp.get("value")
+    kind, key = comp.get("type"), _alias(comp.get("key"))
+    value: Any = comp.get("value")
     op = str(comp.get("comparator", "")).upper()
-    key = SearchUtils.translate_key_alias(key)
     if kind == "attribute":
         if key in _NUMERIC_ATTRS and op in _NUM_OPS:
             q.where.append(f"r.{_NUMERIC_ATTRS[key]} {op} ?")
@@ -135,6 +135,13 @@ def _where(q: Query, comp: dict[str, Any]) -> None:
         f"EXISTS (SELECT 1 FROM {table} e WHERE e.run_uuid = r.run_uuid AND e.key = ? AND {cond})"
     )
     q.where_args.extend([key, arg])
+
+
+def _alias(key: Any) -> str:
+    """MLflow's aliases: ``created`` is start_time, ``run name`` is run_name."""
+    from mlflow.utils.search_utils import SearchUtils
+
+    return str(SearchUtils.translate_key_alias(key))  # type: ignore[no-untyped-call]
 
 
 def _str_cmp(col: str, op: str) -> str:

@@ -60,7 +60,9 @@ class SqliteReader(Reader):
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con().execute(sql, list(args)).fetchall()
 
-    def _chunked(self, sql: str, ids: list[str], extra: Sequence[Any] = ()) -> Iterable[tuple]:
+    def _chunked(
+        self, sql: str, ids: list[str], extra: Sequence[Any] = ()
+    ) -> Iterable[tuple[Any, ...]]:
         for i in range(0, len(ids), _CHUNK):
             part = ids[i : i + _CHUNK]
             marks = ",".join("?" * len(part))
