@@ -80,9 +80,12 @@ class NbopsHandler(APIHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors raised before or outside ``api`` (403 auth/XSRF, 404 route) in the same shape."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exc, "log_message", None) or self._reason
-        if isinstance(exc, tornado.web.HTTPError) and exc.args and "%" in str(exc.log_message):
-            message = str(exc.log_message) % exc.args[1:] if len(exc.args) > 1 else message
+        message = self._reason
+        if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            try:
+                message = exc.log_message % exc.args if exc.args else exc.log_message
+            except (TypeError, ValueError):
+                message = exc.log_message
         self.fail(status_code, str(message))
 
     def body(self, model: type[B]) -> B:

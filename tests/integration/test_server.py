@@ -247,7 +247,7 @@ async def test_cookie_authenticated_post_needs_the_xsrf_token(
     )
     assert ok.code == 200
     # ... but a POST without the XSRF token is refused before it does anything
-    code, _ = await error_of(
+    code, body = await error_of(
         jp_fetch,
         "pipeline",
         "run",
@@ -255,7 +255,7 @@ async def test_cookie_authenticated_post_needs_the_xsrf_token(
         body="{}",
         headers={"Authorization": "", "Cookie": cookie},
     )
-    assert code == 403
+    assert code == 403 and body["error"] == "forbidden" and "_xsrf" in body["message"]
     xsrf = "2|abcd1234|0123456789abcdef0123456789abcdef|1700000000"
     code, body = await error_of(
         jp_fetch,
