@@ -225,6 +225,9 @@ def test_rerun_with_a_changed_param_adds_a_new_run(page, lab: Lab, seeded):
     expect(row(page, new_id)).to_be_visible(timeout=30_000)
     expect(row(page, new_id).locator(".nbops-rerun-mark")).to_have_count(1)
     expect(panel.locator(f'.nbops-RunChip[data-run-id="{new_id}"]')).to_be_visible()
+    # three runs now: each differing numeric param against each metric, a dot per run
+    scatter = panel.locator('.nbops-Scatter[data-param="epochs"][data-metric="accuracy"]')
+    expect(scatter.locator("circle")).to_have_count(3)
     run = seeded["client"].get_run(new_id)
     # the edit, and the run's own value for what was not edited (not nbops.yaml's lr = 0.1)
     assert run.data.params["epochs"] == "6"

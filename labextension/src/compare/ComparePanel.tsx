@@ -15,6 +15,7 @@ import type { CompareResponse } from '../types';
 import { MetricsTable, ParamsTable, RunChips } from './CompareTables';
 import { ChartSeries, MetricChart } from './MetricChart';
 import { NotebookDiff } from './NotebookDiff';
+import { ParamScatter } from './ParamScatter';
 import { RerunForm } from './RerunForm';
 
 function Charts(props: { data: CompareResponse }): JSX.Element {
@@ -103,11 +104,12 @@ function Compare(props: { model: NbopsModel; runIds: string[] }): JSX.Element {
   return (
     <div className="nbops-Compare-body">
       <RunChips runs={data.runs} />
-      <div className="nbops-Compare-columns">
+      <div className={`nbops-Compare-columns${data.runs.length > 2 ? ' nbops-mod-stacked' : ''}`}>
         <ParamsTable data={data} />
         <MetricsTable data={data} />
       </div>
       <Charts data={data} />
+      <ParamScatter data={data} />
       <NotebookDiff runs={data.runs} defaultView={model.settings.diffView} />
       <CompareLineage model={model} runs={data.runs} />
       <RerunForm
