@@ -87,8 +87,12 @@ def rerun(
         values.update(params)
         summary = jobs_dir / f"{job_id}.summary.json"
         argv = [sys.executable, "-m", "nbops", "run", stage, "--force"]
+        swept = pipeline.stages[stage].sweep
         for k, v in values.items():
-            argv += ["-p", f"{stage}.{k}={_value(v)}"]
+            if k in swept:  # one point of the stage's sweep: a one-value sweep of that key
+                argv += ["--sweep", f"{k}={_value(v)}"]
+            else:
+                argv += ["-p", f"{stage}.{k}={_value(v)}"]
         argv += ["--tag", f"nbops.rerun_of={run_id}", "--summary", str(summary)]
         return Launch("rerun", argv, root, _env(root, uri), run_id, stage, summary)
     source = info.tags.get("nbops.notebook") or info.tags.get("mlflow.source.name") or ""

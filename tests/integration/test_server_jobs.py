@@ -148,3 +148,31 @@ async def test_a_pipeline_run_that_cannot_start_is_a_failed_job_saying_why(
     job = await wait_job(api, accepted["job_id"], timeout=120)
     assert job["state"] == "failed" and "gamma" in job["error"], job
     assert job["finished"] >= job["started"]
+
+
+def test_rerun_of_a_sweep_point_asks_for_that_point_only(project: Path) -> None:
+    """The launch a re-run makes: the run's own params then the edits; a swept key becomes a
+    one-value --sweep (so only that point runs), the rest -p STAGE.k=v."""
+    from nbops.server import models as m
+    from nbops.server.launches import rerun
+    from nbops.server.reader import RunInfo
+
+    notebook(project / "train.ipynb", ("C = 1.0\nseed = 0\n", ["parameters"]), LOGGING_CELL)
+    (project / "nbops.yaml").write_text(
+        "stages:\n  train:\n    notebook: train.ipynb\n    sweep: {C: [0.1, 1.0]}\n"
+    )
+    rid = "a" * 32
+    summary = m.RunSummary(
+        run_id=rid,
+        experiment_id="1",
+        status="FINISHED",
+        params={"C": "0.1", "seed": "0", "logged_only": "x"},
+        stage="train",
+    )
+    info = RunInfo(summary, {"nbops.stage": "train", "nbops.sweep_point": "train[C=0.1]"}, None)
+    launch = rerun(project, "sqlite:///x.db", info, {"C": 5.0}, "job1", project / "jobs")
+    argv = launch.argv
+    assert argv[argv.index("run") + 1 :][:2] == ["train", "--force"]
+    assert argv[argv.index("--sweep") : argv.index("--sweep") + 2] == ["--sweep", "C=5.0"]
+    assert "train.seed=0" in argv and not any("train.C" in a or "logged_only" in a for a in argv)
+    assert f"nbops.rerun_of={rid}" in argv and launch.cwd == project
