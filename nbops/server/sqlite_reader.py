@@ -191,6 +191,7 @@ class SqliteReader(Reader):
         only watches (these connections never write, so every change is someone else's)."""
         with self._cache_lock:
             if self._watch is None:
+                self.con()  # a store nobody has written to yet gets its schema first
                 self._watch = sqlite3.connect(
                     f"file:{quote(str(self.db))}?mode=ro", uri=True, check_same_thread=False
                 )
