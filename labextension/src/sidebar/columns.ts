@@ -43,7 +43,7 @@ export const FIXED_COLUMNS: Column[] = [
   },
   {
     id: 'duration',
-    label: 'Duration',
+    label: 'Took',
     title: 'Duration (sorted among the loaded runs)',
     width: '58px',
     orderBy: null,
@@ -67,7 +67,7 @@ export function dataColumn(spec: string): Column | null {
       id: spec,
       label: key,
       title: `metric ${key} (latest value)`,
-      width: 'minmax(66px, 0.8fr)',
+      width: 'minmax(72px, 0.8fr)',
       orderBy: `metrics.${quoteKey(key)}`,
       numeric: true,
       text: r => formatCompact(r.metrics[key]),
