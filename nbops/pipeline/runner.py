@@ -150,13 +150,9 @@ class Runner:
                         + " (tag a cell `parameters` in Jupyter to declare more)",
                     )
             points = []
-            grid = (
-                specmod.sweep_points(
-                    st, {k: v for k, v in sweep.items() if k not in st.sweep} or None
-                )
-                if sweep
-                else [{}]
-            )
+            # --sweep values replace the yaml's values of the same key (one point: `--sweep C=5`)
+            extra = {k: v for k, v in self.sweep_args.items() if k in declared}
+            grid = specmod.sweep_points(st, extra or None) if sweep else [{}]
             for combo in grid:
                 full = {**{k: v for k, v in declared.items() if v is not None}, **base, **combo}
                 label = name + (

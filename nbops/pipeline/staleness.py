@@ -21,15 +21,16 @@ from nbops.pipeline.state import Record
 def environment_digest() -> str:
     """Python version plus every installed distribution (name and version from the names of
     ``*.dist-info`` directories: a directory listing, not an import of importlib.metadata)."""
-    h = xxhash.xxh3_128(sys.version.encode())
-    for entry in sys.path:
+    names: set[str] = set()
+    for entry in sys.path:  # the set of distributions, whatever the order or number of entries
         try:
-            names = sorted(
+            names.update(
                 n for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info"))
             )
         except OSError:
             continue
-        h.update(("\n".join(names) + "\n").encode())
+    h = xxhash.xxh3_128(sys.version.encode())
+    h.update("\n".join(sorted(names)).encode())
     return h.hexdigest()
 
 
