@@ -211,7 +211,10 @@ class Reader(ABC):
             if present:
                 lower = any(w in k.lower() for w in LOWER_IS_BETTER)
                 best[k] = (min if lower else max)(present, key=lambda rid: present[rid])
-        hist = self.histories(ids)
+        hist = {
+            k: {rid: downsample(points) for rid, points in by_run.items()}
+            for k, by_run in self.histories(ids).items()
+        }
         return m.Comparison(
             runs=runs,
             params_differ=differ,
@@ -220,6 +223,37 @@ class Reader(ABC):
             best=best,
             histories=hist,
         )
+
+
+MAX_POINTS = 2000
+"""Points per series a compare answer carries at most: more than a chart has pixels for. The
+full history stays one request away (GET runs/<id>/metrics/<key>)."""
+
+
+def downsample(
+    points: list[tuple[int, float | None]], limit: int = MAX_POINTS
+) -> list[tuple[int, float | None]]:
+    """At most ``limit`` points of a (step-ordered) series that still draw its shape: the first
+    and last points, and per bucket of consecutive points its lowest and highest value (spikes
+    and dips survive, unlike taking every n-th point); gaps (None) are kept."""
+    if len(points) <= limit:
+        return points
+    inner = points[1:-1]
+    buckets = max(1, (limit - 2) // 2)
+    size = -(-len(inner) // buckets)  # ceil
+    out = [points[0]]
+    for i in range(0, len(inner), size):
+        chunk = inner[i : i + size]
+        gaps = [p for p in chunk if p[1] is None]
+        vals = [p for p in chunk if p[1] is not None]
+        if vals:
+            lo = min(vals, key=lambda p: p[1])  # type: ignore[arg-type,return-value]
+            hi = max(vals, key=lambda p: p[1])  # type: ignore[arg-type,return-value]
+            out.extend(sorted({lo, hi}, key=lambda p: p[0]))
+        elif gaps:
+            out.append(gaps[0])
+    out.append(points[-1])
+    return out
 
 
 def local_path(uri: str | None) -> Path | None:
