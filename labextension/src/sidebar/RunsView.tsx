@@ -9,7 +9,7 @@ import type { NbopsModel } from '../model';
 import { ApiError } from '../request';
 import type { NbopsSettings } from '../settings';
 import type { Experiment, RunSummary } from '../types';
-import { Column, FIXED_COLUMNS, dataColumn, defaultColumnSpecs } from './columns';
+import { Column, FIXED_COLUMNS, dataColumn, defaultColumnSpecs, quoteKey } from './columns';
 import { ErrorBox, NoMatch, NoRunsYet } from './EmptyState';
 import { ExperimentList, sortExperiments } from './ExperimentList';
 import { RunTable, SortState } from './RunTable';
@@ -272,9 +272,20 @@ export function RunsView(props: { model: NbopsModel; active: boolean }): JSX.Ele
           value={draft}
           placeholder="Filter: metrics.accuracy > 0.9 and params.C = '1.0'"
           aria-label="MLflow filter"
+          list="nbops-filter-suggestions"
           title="MLflow search syntax: metrics.x > 1, params.y = 'a', tags.z LIKE '%b%', attributes.status = 'FAILED'. Enter applies."
           onChange={e => setDraft(e.target.value)}
         />
+        <datalist id="nbops-filter-suggestions">
+          {[
+            ...state.metricKeys.map(k => `metrics.${quoteKey(k)} > `),
+            ...state.paramKeys.map(k => `params.${quoteKey(k)} = ''`),
+            "attributes.status = 'FAILED'",
+            'tags.`nbops.rerun_of` IS NOT NULL'
+          ].map(v => (
+            <option key={v} value={v} />
+          ))}
+        </datalist>
         {filter ? (
           <button
             type="button"
