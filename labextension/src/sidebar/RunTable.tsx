@@ -163,7 +163,7 @@ export function RunTable(props: RunTableProps): JSX.Element {
             key={c.id}
             className={`nbops-RunTable-cell${c.numeric ? ' nbops-mod-numeric' : ''}`}
             data-column={c.id}
-            style={c.id === 'name' && depth.get(run.run_id) ? { paddingLeft: 6 + 12 * (depth.get(run.run_id) ?? 0) } : undefined}
+            style={c.id === 'name' && depth.get(run.run_id) ? { paddingLeft: 6 + 10 * (depth.get(run.run_id) ?? 0) } : undefined}
           >
             {c.id === 'name' && run.rerun_of ? <span className="nbops-rerun-mark">↻ </span> : null}
             {c.id === 'name' && run.stage && !(run.run_name ?? '').startsWith(run.stage) ? (
