@@ -143,3 +143,26 @@ def _reap_writers(root: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def kernel_processes(where: Path, forked_only: bool = False) -> list[int]:
+    """Live kernel processes working under ``where``: launched ones (ipykernel in their command
+    line), those forked by the kernel zygote (named nbops-kernel), and the zygote itself."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+            comm = (d / "comm").read_text().strip()
+            cwd = os.readlink(d / "cwd")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        forked = comm == "nbops-kernel"
+        ours = forked or (
+            not forked_only and ("ipykernel" in cmd or "nbops.executors.zygote" in cmd)
+        )
+        if ours and state != "Z" and cwd.startswith(str(where)):
+            found.append(int(d.name))
+    return found

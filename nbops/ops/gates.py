@@ -3,22 +3,13 @@ metrics, the current alias holder's metrics). No MLflow here; registry.py feeds 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nbops.comparisons import CHECK_OPS, lower_is_better
 from nbops.errors import InvalidInput, NbopsError
 from nbops.pipeline.spec import parse_check
-
-OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse", "mape", "latency")
 
 
 class GateFailed(NbopsError):
@@ -34,11 +25,6 @@ class Outcome:
     name: str
     passed: bool
     detail: str
-
-
-def lower_is_better(metric: str) -> bool:
-    name = metric.lower()
-    return any(w in name for w in LOWER_IS_BETTER)
 
 
 def check(
@@ -68,7 +54,9 @@ def check(
         op, bound = parse_check(expr)
         value = _metric(metrics, metric, run_id, model, f"require {metric}")
         out.append(
-            Outcome(f"require {metric} {expr}", OPS[op](value, bound), f"{metric} = {value:.6g}")
+            Outcome(
+                f"require {metric} {expr}", CHECK_OPS[op](value, bound), f"{metric} = {value:.6g}"
+            )
         )
     metric = gate.better_than_current
     if metric:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops import project
+from nbops.comparisons import CHECK_OPS
 from nbops.errors import ParameterError, StageFailed
 from nbops.executors.base import Executor, Job, Result
 from nbops.pipeline import notebook as nbmod
@@ -533,7 +534,7 @@ class _Execution:
                     "log it with nbops.log_metric or %track metric",
                     stage=plan.name,
                 )
-            if not _OPS[op](logged[metric], bound):
+            if not CHECK_OPS[op](logged[metric], bound):
                 return StageFailed(
                     f"stage {pt.label}: check {metric} {expr} failed "
                     f"({metric} = {logged[metric]:.6g})",
@@ -586,16 +587,6 @@ class _Execution:
             )
         for f in self.failures:
             self.r.progress.note(str(f))
-
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
 
 
 def _latest_metrics(run: Any) -> dict[str, float]:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbops.comparisons import lower_is_better
 from nbops.errors import InvalidInput, NotFound
 from nbops.server import models as m
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SUMMARY_TAGS = ("nbops.stage", "nbops.rerun_of", "mlflow.parentRunId", "nbops.notebook")
-LOWER_IS_BETTER = ("loss", "error", "rmse", "mae", "mse")
 
 
 def check_run_id(run_id: str) -> str:
@@ -209,8 +209,9 @@ class Reader(ABC):
         for k, by_run in metrics.items():
             present = {rid: v for rid, v in by_run.items() if v is not None}
             if present:
-                lower = any(w in k.lower() for w in LOWER_IS_BETTER)
-                best[k] = (min if lower else max)(present, key=lambda rid: present[rid])
+                best[k] = (min if lower_is_better(k) else max)(
+                    present, key=lambda rid: present[rid]
+                )
         hist = {
             k: {rid: downsample(points) for rid, points in by_run.items()}
             for k, by_run in self.histories(ids).items()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nbops.executors.base import Job
 from nbops.executors.local import LocalExecutor
-from tests.conftest import notebook
+from tests.conftest import kernel_processes, notebook
 
 PROBE = (
     "import json, os, sys\n"
@@ -25,25 +25,6 @@ PROBE = (
     "env=os.environ.get('JOB_MARK'), seen_before=seen_before, i=i, helper=helper.X), "
     "open(f'probe-{i}.json', 'w'))"
 )
-
-
-def _kernel_processes(where: Path) -> list[int]:
-    """Live kernel and zygote processes whose working directory is under ``where``."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().decode(errors="replace")
-            comm = (d / "comm").read_text().strip()
-            cwd = os.readlink(d / "cwd")
-            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        ours = comm == "nbops-kernel" or "nbops.executors.zygote" in cmd or "ipykernel" in cmd
-        if ours and state != "Z" and cwd.startswith(str(where)):
-            found.append(int(d.name))
-    return found
 
 
 def _jobs(tmp: Path, n: int) -> list[Job]:
@@ -90,7 +71,7 @@ def test_each_job_gets_a_fresh_forked_kernel_in_its_folder_with_its_environment(
         o for c in out["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream"
     ]
     assert any("hello from the first cell" in "".join(o["text"]) for o in streams)  # IOPub joined
-    assert _kernel_processes(tmp_path) == []  # stop() leaves no kernel and no zygote
+    assert kernel_processes(tmp_path) == []  # stop() leaves no kernel and no zygote
 
 
 def test_launched_kernels_when_the_zygote_is_turned_off(tmp_path, monkeypatch):
@@ -120,12 +101,12 @@ def test_a_runner_killed_with_sigkill_leaves_no_kernel_behind(tmp_path):
     while not (tmp_path / "started").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the job never started"
         time.sleep(0.05)
-    assert _kernel_processes(tmp_path)
+    assert kernel_processes(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30  # the zygote sees its stdin close and kills the kernel
-    while _kernel_processes(tmp_path):
-        assert time.monotonic() < deadline, f"left behind: {_kernel_processes(tmp_path)}"
+    while kernel_processes(tmp_path):
+        assert time.monotonic() < deadline, f"left behind: {kernel_processes(tmp_path)}"
         time.sleep(0.05)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import nbops_cli, notebook
+from tests.conftest import kernel_processes, nbops_cli, notebook
 
 YAML = """\
 experiment: tiny
@@ -196,30 +196,11 @@ def test_an_undeclared_parameter_fails_before_anything_runs(tiny):
 
 
 def _kernels_of(project: Path) -> list[int]:
-    """Kernel processes working in the project: launched ones (ipykernel in their command line)
-    and those forked by the kernel zygote (named nbops-kernel), and the zygote itself."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().decode(errors="replace")
-                comm = (d / "comm").read_text().strip()
-                cwd = os.readlink(d / "cwd")
-                state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            kernel = "ipykernel" in cmd or "nbops.executors.zygote" in cmd or comm == "nbops-kernel"
-            if kernel and state != "Z" and cwd.startswith(str(project)):
-                pids.append(int(d.name))
-    return pids
+    return kernel_processes(project)
 
 
 def _forked_kernels_of(project: Path) -> list[int]:
-    return [
-        p
-        for p in _kernels_of(project)
-        if Path(f"/proc/{p}/comm").read_text().strip() == "nbops-kernel"
-    ]
+    return kernel_processes(project, forked_only=True)
 
 
 def test_sigint_stops_kernels_and_marks_runs_killed(tiny, client):
