@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 
+# the handler tests' jp_fetch & co.; declared here, at the root, where pytest expects plugins
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 _session_root = tempfile.mkdtemp(prefix="nbops-tests-")
 os.makedirs(os.path.join(_session_root, ".nbops"), exist_ok=True)
 os.environ["NBOPS_PROJECT_ROOT"] = _session_root

@@ -12,8 +12,6 @@ from tornado.httpclient import HTTPClientError
 
 from tests.integration.server_seed import small_experiment
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 
 @pytest.fixture
 def seeded(project: Path) -> dict[str, Any]:

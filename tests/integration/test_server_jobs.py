@@ -14,8 +14,6 @@ from tornado.httpclient import HTTPClientError
 
 from tests.conftest import notebook
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 LOGGING_CELL = "import nbops\nnbops.log_param('C_seen', C)\nnbops.log_metric('acc', C / 10)\n"
 
 

@@ -12,8 +12,6 @@ import pytest
 
 from tests.integration.server_seed import bulk_runs, small_experiment
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 FILTERS = [
     "",
     "metrics.acc > 0.65",

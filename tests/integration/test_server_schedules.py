@@ -15,8 +15,6 @@ from tornado.httpclient import HTTPClientError
 
 from tests.conftest import notebook
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 YAML = """\
 experiment: sched
 stages:

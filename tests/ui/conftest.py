@@ -218,6 +218,20 @@ def empty_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     stop_lab(server.proc)
 
 
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[None]:
+    """pytest-jupyter's autouse fixture of this name closes the thread's asyncio loop after every
+    test; Playwright's sync API keeps a loop running in this thread for the whole module, so the
+    UI tests replace it (and the autouse server clean-up that runs in it) with ones that leave
+    loops alone: these tests start their own `jupyter lab` process."""
+    yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup() -> Iterator[None]:
+    yield None
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import expect, sync_playwright
