@@ -3,6 +3,7 @@ dask executor can run them elsewhere without the runner changing."""
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ class Result:
 class Executor(ABC):
     """Runs jobs. ``warm_up`` may start kernels ahead of ``execute``; ``stop`` ends
     everything at once (Ctrl-C, SIGTERM) leaving no process behind."""
+
+    #: set once the executor can run a job without importing anything more (None: no such
+    #: signal). The runner's sink waits for it before it imports MLflow: both imports are
+    #: CPU-bound Python in one process, and the first stage needs the executor's first.
+    loaded: threading.Event | None = None
 
     def warm_up(self) -> None:  # noqa: B027 - optional
         """Get ready for jobs soon to come (start kernels) without waiting."""

@@ -47,6 +47,8 @@ class LocalExecutor(Executor):
         self._live: set[Any] = set()
         self._lock = threading.Lock()
         self._stopped = False
+        self.loaded = threading.Event()
+        self._loading = False
         self._zygote: Any = None
         if os.environ.get("NBOPS_ZYGOTE", "1") != "0":  # NBOPS_ZYGOTE=0: launch each kernel
             from nbops.executors.zygote import Zygote
@@ -84,11 +86,20 @@ class LocalExecutor(Executor):
         return km
 
     def warm_up(self) -> None:
-        """Start kernels now so that the next jobs find them ready."""
+        """Start kernels now so that the next jobs find them ready, and import papermill."""
         with self._lock:
+            if not self._stopped and not self._loading:
+                self._loading = True
+                self._starter.submit(self._load)
             want = self.warm
             while len(self._ready) < want and not self._stopped:
                 self._ready.append(self._starter.submit(self._start_kernel))
+
+    def _load(self) -> None:
+        try:
+            import papermill  # noqa: F401 - what every job needs first (~1 s of imports)
+        finally:
+            self.loaded.set()
 
     def _take(self) -> Any:
         with self._lock:

@@ -261,7 +261,12 @@ class _Execution:
         from nbops.tracking.run import Run
 
         uri = project.tracking_uri(self.r.root)
-        self.sink = Sink(uri, self.r.root)
+        if self.executor is None:
+            from nbops.executors.local import LocalExecutor
+
+            self.executor = LocalExecutor(self.r.root, warm=min(self.r.jobs + 1, 3))
+        self.executor.warm_up()  # kernels start and papermill loads while MLflow waits its turn
+        self.sink = Sink(uri, self.r.root, not_before=self.executor.loaded)
         exp = self.r.pipeline.experiment or self.r.root.name
         self.pipeline_run = Run(
             exp,
@@ -273,11 +278,6 @@ class _Execution:
             spawn_writer=False,
         )
         self.sink.add(self.pipeline_run)
-        if self.executor is None:
-            from nbops.executors.local import LocalExecutor
-
-            self.executor = LocalExecutor(self.r.root, warm=min(self.r.jobs + 1, 3))
-        self.executor.warm_up()  # kernels start while MLflow loads and the first stage plans
 
     def _new_run(self, plan: StagePlan, pt: Point | None, parent: Any) -> Any:
         from nbops.tracking.run import Run
@@ -461,9 +461,7 @@ class _Execution:
             self._mark_timeout(run)
             run.end(self._end_status(err is not None))
             if err is None:
-                self.r.progress.line(
-                    pt.label, "done", f"{res.seconds:.1f} s", self.sink.run_id(run, timeout=5)
-                )
+                self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", run.id_if_ready())
         self.pending[plan.name] -= 1
         if self.pending[plan.name] == 0:
             self._complete(plan)
@@ -499,11 +497,13 @@ class _Execution:
             for pt, run, res, _ in results:
                 if not sweep:
                     run.end("FINISHED")
-                rid = self.sink.run_id(run, timeout=5)
+                # never wait for the store here: the next stages start now; a run the store has
+                # not created yet is named when the sink is done (_name_late_runs)
+                rid = run.id_if_ready()
                 kept = res.job.output.parent
                 assert pt.fp is not None
                 record = pt.fp.record(outs, rid, time.time())
-                if rid is None:  # a slow store: named once the sink has created the run
+                if rid is None:
                     self.unnamed.append((run, kept, record))
                 elif kept.is_dir():  # .nbops/runs/<run_id>/ (DESIGN.md)
                     os.replace(kept, kept.with_name(rid))

@@ -23,8 +23,9 @@ class _Entry:
 
 
 class Sink:
-    def __init__(self, uri: str, cwd: Path) -> None:
+    def __init__(self, uri: str, cwd: Path, not_before: threading.Event | None = None) -> None:
         self.uri = uri
+        self._not_before = not_before
         self.cwd = cwd
         self._entries: list[_Entry] = []
         self._lock = threading.Lock()
@@ -43,6 +44,8 @@ class Sink:
 
     # --- the loop ---------------------------------------------------------------------------
     def _loop(self) -> None:
+        if self._not_before is not None:  # let the executor's imports go first (one GIL)
+            self._not_before.wait(timeout=10)
         while True:
             self._wake.wait(0.25)
             self._wake.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -232,9 +233,26 @@ def jp_server_cleanup() -> Iterator[None]:
     yield None
 
 
+def _ensure_chromium() -> None:
+    """Debian's Chromium, installed on first use when this is Debian as root (a fresh machine:
+    the README's test command then needs nothing else); otherwise a clear failure."""
+    if os.path.exists(CHROMIUM):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            subprocess.run(cmd, check=False, capture_output=True, timeout=900)
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"the UI tests need Debian's Chromium at {CHROMIUM}: `apt-get install chromium` "
+            "(never `playwright install`: it downloads a browser build)"
+        )
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import expect, sync_playwright
+
+    _ensure_chromium()
 
     # a busy 2-core machine: give every expectation room (they return as soon as they hold)
     expect.set_options(timeout=20_000)
