@@ -518,7 +518,8 @@ class _Execution:
                 self._mark_timeout(results[0][1])
                 results[0][1].end(self._end_status(True))
         if sweep and owner is not None:
-            owner.end("FINISHED" if err is None else "FAILED")
+            self._mark_timeout(owner)
+            owner.end(self._end_status(err is not None))  # KILLED/FAILED as its points
 
     def _check(self, plan: StagePlan, pt: Point, run: Any) -> StageFailed | None:
         """``checks:`` on the metrics the notebook logged into the run."""
