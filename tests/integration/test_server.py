@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPClientError
 
+from tests.integration.conftest import error_of
 from tests.integration.server_seed import small_experiment
 
 
@@ -24,27 +24,6 @@ def jp_server_config(project: Path, seeded: dict[str, Any]) -> dict[str, Any]:
         "ServerApp": {"jpserver_extensions": {"nbops": True}},
         "NbopsApp": {"project_root": str(project)},
     }
-
-
-@pytest.fixture
-def api(jp_fetch: Any) -> Any:
-    async def call(*parts: str, **kw: Any) -> Any:
-        resp = await jp_fetch("nbops", "api", *parts, **kw)
-        return json.loads(resp.body) if resp.body else None
-
-    return call
-
-
-async def error_of(jp_fetch: Any, *parts: str, **kw: Any) -> tuple[int, dict[str, Any]]:
-    with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("nbops", "api", *parts, **kw)
-    resp = info.value.response
-    assert resp is not None
-    try:
-        body = json.loads(resp.body) if resp.body else {}
-    except ValueError:
-        raise AssertionError(f"{parts}: not JSON: {resp.body[:200]!r}") from None
-    return info.value.code, body
 
 
 async def test_experiments_list_names_counts_and_last_run(api: Any, seeded: dict) -> None:

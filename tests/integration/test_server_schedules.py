@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPClientError
 
 from tests.conftest import notebook
+from tests.integration.conftest import error_of
 
 YAML = """\
 experiment: sched
@@ -48,23 +48,6 @@ def jp_server_config(proj: Path) -> dict[str, Any]:
         "ServerApp": {"jpserver_extensions": {"nbops": True}},
         "NbopsApp": {"project_root": str(proj)},
     }
-
-
-@pytest.fixture
-def api(jp_fetch: Any) -> Any:
-    async def call(*parts: str, **kw: Any) -> Any:
-        resp = await jp_fetch("nbops", "api", *parts, **kw)
-        return json.loads(resp.body) if resp.body else None
-
-    return call
-
-
-async def error_of(jp_fetch: Any, *parts: str, **kw: Any) -> tuple[int, dict[str, Any]]:
-    with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("nbops", "api", *parts, **kw)
-    resp = info.value.response
-    assert resp is not None
-    return info.value.code, json.loads(resp.body) if resp.body else {}
 
 
 def post(body: dict[str, Any]) -> dict[str, Any]:
