@@ -10,6 +10,7 @@ with limits that keep a typo or an attack from costing memory, recursion or a tr
 - nesting at most ``MAX_DEPTH`` levels;
 - numbers at most ``MAX_NUMBER_CHARS`` characters (a 5000-digit int is refused, not converted);
 - no explicit tags (``!!binary``, ``!!set``, ``!!python/...``): only JSON-shaped values come out;
+- ``1e-3`` is a float (YAML 1.1 would make it text);
 - dates stay the text that was typed (``2024-01-01`` is the string ``"2024-01-01"``), so a value
   survives a round trip through JSON, papermill and MLflow unchanged.
 """
@@ -61,6 +62,12 @@ def _loader() -> Any:
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+    # YAML 1.1 reads 1e-3 as text; a person typing -p lr=1e-3 means a float
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
     _loader_class = Loader
     return Loader
 
