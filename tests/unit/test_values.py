@@ -66,7 +66,11 @@ def test_a_huge_nesting_is_refused_not_a_recursion_error() -> None:
 # YAML streams hold printable characters only (a control character makes the value plain text)
 printable = st.text(st.characters(blacklist_categories=("Cc", "Cs")))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | printable,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | printable,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(printable, inner, max_size=4),
     max_leaves=12,
 )
