@@ -4,12 +4,12 @@ queries (``nbops.runs``, the CLI), never on the path of ``import nbops`` or ``%l
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nbops import project
 from nbops.errors import NotFound, StoreUnavailable
+from nbops.tracking.schema import SchemaRefused, enable_wal, ensure_schema
 
 # nbops retries on its own schedule (the spool keeps the data): MLflow's HTTP client must fail fast.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -52,18 +52,15 @@ class Store:
         self.uri = uri
         art = project.artifact_root_for(uri)
         self.artifact_root = art
+        db = project.sqlite_path(uri)
         try:
-            db = project.sqlite_path(uri)
-            if db is not None and art is not None and not _has_tables(db):
-                # create the schema ourselves so the Default experiment's artifacts go beside the
-                # db, not into ./mlruns of whatever directory the process happened to start in
-                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-                db.parent.mkdir(parents=True, exist_ok=True)
-                SqlAlchemyStore(uri, art.as_uri())
+            # one process at a time creates, upgrades or repairs an SQLite store's schema
+            ensure_schema(uri, art)
             self.client = MlflowClient(tracking_uri=uri)
             # opening the store is lazy in MLflow: touch it so an unreachable store fails here
             self.client.search_experiments(max_results=1)
+        except SchemaRefused:
+            raise  # names the file and the fix already; retrying does not help
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unavailable"
             raise StoreUnavailable(
                 f"tracking store {uri} cannot be opened: {_first_line(exc)}",
@@ -71,7 +68,7 @@ class Store:
                 "the spool and `nbops sync` delivers it later",
             ) from exc
         if db is not None and db.parent.name == project.STATE_DIR:
-            _enable_wal(db)
+            enable_wal(db)
 
     # --- runs -----------------------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
@@ -171,32 +168,6 @@ class Store:
         return list(self.client.search_experiments())
 
 
-def _has_tables(db: Any) -> bool:
-    if not os.path.exists(db) or os.path.getsize(db) == 0:
-        return False
-    con = sqlite3.connect(str(db), timeout=30)
-    try:
-        row = con.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='experiments'"
-        ).fetchone()
-        return row is not None
-    finally:
-        con.close()
-
-
-def _enable_wal(db: Any) -> None:
-    """The embedded store runs in WAL mode: readers never block writers of other processes."""
-    try:
-        con = sqlite3.connect(str(db), timeout=30)
-        try:
-            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
-        finally:
-            con.close()
-    except sqlite3.Error:
-        pass  # another process is switching it; WAL is an optimisation
-
-
 def _slug(name: str) -> str:
     out = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
     return out or "experiment"
@@ -207,4 +178,4 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-__all__ = ["Store", "is_permanent", "mlflow"]
+__all__ = ["SchemaRefused", "Store", "ensure_schema", "is_permanent", "mlflow"]

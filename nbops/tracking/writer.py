@@ -142,7 +142,10 @@ def _is_unreachable(exc: BaseException, uri: str) -> bool:
     """A store that cannot be reached (as opposed to a transient failure that clears itself,
     such as a locked SQLite database or two processes creating its schema at once)."""
     from nbops.errors import StoreUnavailable
+    from nbops.tracking.schema import SchemaRefused
 
+    if isinstance(exc, SchemaRefused):
+        return True  # a store nbops will not open as it is: waiting does not fix it
     text = str(exc)
     if uri.startswith("sqlite:"):
         return "unable to open database" in text
