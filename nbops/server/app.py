@@ -25,6 +25,9 @@ class ServerContext:
         self.root = root
         self.uri = uri
         self.state_dir = project.state_dir(root)
+        from nbops.server.artifacts import artifact_roots
+
+        self.artifact_roots = artifact_roots(root, uri)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="nbops-api")
         self.jobs = Jobs(self.state_dir)
         self._mlflow: Reader | None = None

@@ -1,27 +1,117 @@
-"""A run's files, and the guard that keeps every read inside the run's artifact directory or the
-project's ``.nbops/runs/<run_id>/``: paths are resolved (symlinks too) and checked to be inside."""
+"""A run's files, and the guards that keep every read inside the project.
+
+Local artifacts (a ``file:`` URI or a plain path in the run's store row) are read only from inside
+the project's artifact roots (:func:`artifact_roots`: ``<root>/.nbops/artifacts``, and the
+store's own artifact directory: ``artifacts/`` beside a SQLite database, a file store's
+directory). A run whose row points anywhere else (``file:///usr``) is refused with 403 naming the
+run: its detail answers without artifacts and says why (``artifacts_note``). Inside a run's
+directory every path is resolved (symlinks too) and must stay inside it; listing skips symlinks
+that leave it, dangling links and anything that is not a regular file, and stops after
+``limits.MAX_ARTIFACTS`` files (the answer says so), so a 120k-file directory costs one bounded
+scan.
+
+Remote artifacts (``s3://``, ``mlflow-artifacts:``, ``http(s)://`` ...) are listed through
+MLflow's artifact repository API (``MlflowClient.list_artifacts``), bounded the same way; this
+server does not proxy their contents (404 naming the command that downloads them).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from nbops.errors import InvalidInput, NotFound
-from nbops.server.reader import RunInfo, local_path
+from nbops import project
+from nbops.errors import InvalidInput, NbopsError, NotFound
+from nbops.server import limits
+from nbops.server.reader import RunInfo
+
+
+class OutsideArtifactRoot(NbopsError):
+    """A run's store row points its artifacts outside the project's artifact roots (HTTP 403)."""
+
+
+@dataclass
+class Listing:
+    files: list[str]
+    note: str | None = None  # why the list is empty or incomplete
+
+
+def location(uri: str | None) -> tuple[str, Path | None]:
+    """("local", directory) for a ``file:`` URI or a plain path; ("remote", None) for any other
+    scheme; ("none", None) without a URI."""
+    if not uri:
+        return "none", None
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            return "remote", None  # file://otherhost/...: not a path on this machine
+        return "local", Path(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive
+        return "remote", None
+    return "local", Path(uri)
+
+
+def artifact_roots(root: Path, uri: str) -> list[Path]:
+    """Where this project's runs keep local artifacts (not resolved: see :func:`run_dir`)."""
+    roots = [project.default_artifact_root(root)]
+    beside_db = project.artifact_root_for(uri)
+    if beside_db is not None:
+        roots.append(beside_db)
+    elif project.sqlite_path(uri) is None:
+        kind, store_dir = location(uri)  # a file store keeps artifacts in its own tree
+        if kind == "local" and store_dir is not None:
+            roots.append(store_dir)
+    return list(dict.fromkeys(roots))
+
+
+def _resolved(p: Path) -> Path | None:
+    try:
+        return p.resolve()
+    except (OSError, ValueError, RuntimeError):  # a loop, a NUL byte
+        return None
+
+
+def run_dir(info: RunInfo, roots: list[Path]) -> Path | None:
+    """The run's local artifact directory, resolved and inside one of ``roots``; None when its
+    artifacts are remote or it has none; OutsideArtifactRoot when they are local elsewhere."""
+    kind, path = location(info.artifact_uri)
+    if kind != "local" or path is None:
+        return None
+    target = _resolved(path)
+    for r in roots:
+        base = _resolved(r)
+        if target is not None and base is not None and target.is_relative_to(base):
+            return target
+    raise OutsideArtifactRoot(
+        f"run {info.summary.run_id} keeps its artifacts in {str(info.artifact_uri)[:300]}, "
+        f"outside this project's artifact root {roots[0]}",
+        "this server reads only the project's own artifacts; download others with "
+        f"`mlflow artifacts download -r {info.summary.run_id}`",
+    )
 
 
 def inside(base: Path, rel: str) -> Path:
-    """``base/rel`` resolved, or InvalidInput when rel is absolute or leaves base."""
+    """``base/rel`` resolved, or InvalidInput when rel is absolute, too long or leaves base."""
+    limits.text("artifact path", rel, limits.MAX_PATH_CHARS)
     p = PurePosixPath(rel.replace("\\", "/"))
     if not rel or p.is_absolute() or ".." in p.parts or rel.startswith("~"):
         raise InvalidInput(
             f"artifact path {rel[:200]!r} must be relative and stay inside the run's artifacts",
             "use a path from the run's `artifacts` list, e.g. notebook/train.ipynb",
         )
-    root = base.resolve()
-    target = (root / p).resolve()
-    if not target.is_relative_to(root):
+    if any(len(part) > limits.MAX_PATH_PART_CHARS for part in p.parts):
+        raise InvalidInput(
+            f"artifact path {rel[:200]!r} has a name longer than {limits.MAX_PATH_PART_CHARS}",
+            "use a path from the run's `artifacts` list",
+        )
+    root = _resolved(base)
+    target = _resolved(base / p)
+    if root is None or target is None or not target.is_relative_to(root):
         raise InvalidInput(
             f"artifact path {rel[:200]!r} leaves the run's artifact directory",
             "use a path from the run's `artifacts` list",
@@ -29,60 +119,150 @@ def inside(base: Path, rel: str) -> Path:
     return target
 
 
-def list_artifacts(info: RunInfo, client: Any = None) -> list[str]:
-    """Relative paths of every artifact file of the run, recursively, sorted."""
-    base = local_path(info.artifact_uri)
-    if base is not None:
-        if not base.is_dir():
-            return []
-        out = []
-        root = base.resolve()
-        for d, _dirs, files in os.walk(root):
-            for f in files:
-                out.append((Path(d) / f).relative_to(root).as_posix())
-        return sorted(out)
-    if client is None:
-        return []
-    out, todo = [], [None]
+def regular_file(p: Path) -> bool:
+    """A regular file (after following links): not a directory, FIFO, device or socket."""
+    try:
+        return stat.S_ISREG(os.stat(p).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def open_regular(p: Path, what: str) -> Any:
+    """``p`` opened for reading in binary, only if it is a regular file when opened (a FIFO
+    swapped in after the check must not block a worker thread forever)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except (OSError, ValueError):
+        raise NotFound(f"{what} cannot be read", "see the run's `artifacts` list") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotFound(f"{what} is not a regular file", "see the run's `artifacts` list")
+    return os.fdopen(fd, "rb")
+
+
+def _printable(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # undecodable bytes come back as lone surrogates: not JSON text
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _walk_local(base: Path) -> Listing:
+    out: list[str] = []
+    scanned = 0
+    todo: list[tuple[Path, str, int]] = [(base, "", 0)]
     while todo:
-        for fi in client.list_artifacts(info.summary.run_id, todo.pop()):
+        d, prefix, level = todo.pop()
+        try:
+            entries = os.scandir(d)
+        except OSError:
+            continue
+        with entries:
+            for e in entries:
+                scanned += 1
+                if len(out) >= limits.MAX_ARTIFACTS or scanned > limits.MAX_SCANNED:
+                    return Listing(
+                        sorted(out),
+                        f"listing stopped after {len(out)} files ({scanned - 1} entries looked "
+                        f"at; at most {limits.MAX_ARTIFACTS}): fetch others by path",
+                    )
+                if not _printable(e.name):
+                    continue
+                rel = prefix + e.name
+                try:
+                    if e.is_symlink():
+                        # followed only to a regular file inside the run's directory
+                        t = _resolved(Path(e.path))
+                        if t is not None and t.is_relative_to(base) and regular_file(t):
+                            out.append(rel)
+                    elif e.is_dir(follow_symlinks=False):
+                        if level < limits.MAX_ARTIFACT_DEPTH:
+                            todo.append((Path(e.path), rel + "/", level + 1))
+                    elif e.is_file(follow_symlinks=False):
+                        out.append(rel)
+                except OSError:
+                    continue
+    return Listing(sorted(out))
+
+
+def _walk_remote(run_id: str, client: Any) -> Listing:
+    out: list[str] = []
+    todo: list[str | None] = [None]
+    listed = 0
+    while todo:
+        listed += 1
+        for fi in client.list_artifacts(run_id, todo.pop()):
+            if len(out) >= limits.MAX_ARTIFACTS or listed > limits.MAX_ARTIFACTS:
+                return Listing(
+                    sorted(out),
+                    f"listing stopped after {len(out)} files (at most {limits.MAX_ARTIFACTS})",
+                )
             (todo.append(fi.path) if fi.is_dir else out.append(fi.path))
-    return sorted(out)
+    return Listing(sorted(out))
 
 
-def executed_notebook(info: RunInfo, state_dir: Path, artifacts: list[str]) -> Path | None:
+def list_artifacts(
+    info: RunInfo, roots: list[Path], client: Callable[[], Any] | None = None
+) -> Listing:
+    """Relative paths of the run's artifact files (bounded, sorted), and a note when the list is
+    incomplete or the artifacts are not readable here."""
+    try:
+        base = run_dir(info, roots)
+    except OutsideArtifactRoot as exc:
+        return Listing([], f"{exc.message}: not listed")
+    if base is not None:
+        return _walk_local(base) if base.is_dir() else Listing([])
+    if location(info.artifact_uri)[0] != "remote" or client is None:
+        return Listing([])
+    return _walk_remote(info.summary.run_id, client())
+
+
+def executed_notebook(
+    info: RunInfo, state_dir: Path, artifacts: list[str], roots: list[Path]
+) -> Path | None:
     """The run's executed notebook: ``.nbops/runs/<run_id>/*.ipynb`` (pipeline stages keep it
-    there), else an .ipynb artifact (``notebook/`` first)."""
+    there), else an .ipynb artifact (``notebook/`` first). A candidate that is a link leaving its
+    directory, a dangling link or not a regular file is skipped."""
     kept = state_dir / "runs" / info.summary.run_id
     if kept.is_dir():
-        root = state_dir.resolve()
-        found = sorted(p for p in kept.glob("*.ipynb") if p.resolve().is_relative_to(root))
-        if found:
-            return found[0]
-    base = local_path(info.artifact_uri)
+        root = _resolved(kept)
+        for p in sorted(kept.glob("*.ipynb")):
+            t = _resolved(p)
+            if root is not None and t is not None and t.is_relative_to(root) and regular_file(t):
+                return t
+    try:
+        base = run_dir(info, roots)
+    except OutsideArtifactRoot:
+        return None
     if base is None:
         return None
     nbs = [a for a in artifacts if a.endswith(".ipynb")]
     nbs.sort(key=lambda a: (not a.startswith("notebook/"), a))
     for a in nbs:
-        p = inside(base, a)
-        if p.is_file():
+        try:
+            p = inside(base, a)
+        except InvalidInput:
+            continue
+        if regular_file(p):
             return p
     return None
 
 
-def artifact_file(info: RunInfo, rel: str) -> Path:
-    base = local_path(info.artifact_uri)
+def artifact_file(info: RunInfo, rel: str, roots: list[Path]) -> Path:
+    """The artifact ``rel`` of the run: a regular file inside its directory, or a 4xx error."""
+    limits.text("artifact path", rel, limits.MAX_PATH_CHARS)
+    base = run_dir(info, roots)
     if base is None:
         raise NotFound(
-            f"run {info.summary.run_id} keeps its artifacts in {info.artifact_uri}, "
+            f"run {info.summary.run_id} keeps its artifacts in {str(info.artifact_uri)[:300]}, "
             "which this server does not read",
-            "download it with `mlflow artifacts download`",
+            f"download it with `mlflow artifacts download -r {info.summary.run_id}`",
         )
     p = inside(base, rel)
-    if not p.is_file():
+    if not regular_file(p):
         raise NotFound(
-            f"run {info.summary.run_id} has no artifact {rel!r}",
+            f"run {info.summary.run_id} has no artifact {rel[:200]!r}",
             "see the run's `artifacts` list (GET /nbops/api/runs/<run_id>)",
         )
     return p

@@ -1,5 +1,7 @@
 """REST handlers of /nbops/api/ (API-CONTRACT.md). Every handler is authenticated; POSTs are
-XSRF-checked by APIHandler; store reads run in worker threads; errors map to 4xx JSON in one place.
+XSRF-checked by APIHandler; store reads run in worker threads; errors map to 4xx JSON in one place
+(``api``), inputs are bounded in one place (``limits``), and anything unexpected is a logged 500
+with a JSON body, never a dead server.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import functools
 import json
 import mimetypes
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import tornado.web
@@ -16,6 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 
 from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
+from nbops.server import limits
 from nbops.server import models as m
 from nbops.server.app import ServerContext
 from nbops.server.reader import check_run_id
@@ -27,10 +31,13 @@ _CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict
 
 
 def status_of(exc: NbopsError) -> int:
+    from nbops.server.artifacts import OutsideArtifactRoot
     from nbops.server.launches import Conflict
 
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, OutsideArtifactRoot):
+        return 403
     if isinstance(exc, Conflict):
         return 409
     if isinstance(exc, StoreUnavailable):
@@ -39,7 +46,9 @@ def status_of(exc: NbopsError) -> int:
 
 
 def api(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Map nbops errors and bad bodies to ``{"error", "message"}`` with a 4xx status."""
+    """Map nbops errors and bad bodies to ``{"error", "message"}`` with a 4xx status; anything
+    else (a bug, a store gone wrong) to a logged 500 with the same body. Tornado's own errors
+    (auth, XSRF, missing arguments) pass through to ``write_error``."""
 
     @functools.wraps(method)
     async def wrapper(self: NbopsHandler, *args: Any) -> None:
@@ -50,9 +59,21 @@ def api(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]
             self.fail(status_of(exc), msg)
         except ValidationError as exc:
             errs = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc'])[:100] or 'body'}: {e['msg'][:200]}"
+                for e in exc.errors()[:5]
             )
             self.fail(400, f"invalid request body: {errs}")
+        except tornado.web.HTTPError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server must answer whatever goes wrong
+            self.log.error(
+                "nbops: %s %s failed", self.request.method, self.request.path, exc_info=True
+            )
+            self.fail(
+                500,
+                f"internal error ({type(exc).__name__}) in nbops; the Jupyter server log has the "
+                "traceback",
+            )
 
     return wrapper
 
@@ -72,7 +93,13 @@ class NbopsHandler(APIHandler):
         self.finish(model.model_dump_json())
 
     def fail(self, status: int, message: str) -> None:
+        if self._finished:
+            return
+        if self._headers_written:  # a streamed answer broke off: end it, the client sees a cut
+            self.finish()
+            return
         code = _CODES.get(status, "unavailable" if status == 503 else "internal")
+        self.clear()
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": code, "message": message}))
@@ -89,19 +116,29 @@ class NbopsHandler(APIHandler):
         self.fail(status_code, str(message))
 
     def body(self, model: type[B]) -> B:
-        raw = self.request.body or b"{}"
+        """The request body as ``model``, parsed within limits.MAX_BODY_BYTES/MAX_JSON_DEPTH."""
+        return model.model_validate(limits.json_body(self.request.body))
+
+    async def send_file(self, path: Path, what: str, kind: str) -> None:
+        """Stream a file in 1 MiB chunks (never all of it in memory), read in worker threads."""
+        from nbops.server.artifacts import open_regular
+
+        f = await self.blocking(open_regular, path, what)
         try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidInput(f"request body is not JSON: {exc}") from None
-        return model.model_validate(data)
+            self.set_header("Content-Type", kind)
+            while chunk := await self.blocking(f.read, 1 << 20):
+                self.write(chunk)
+                await self.flush()
+        finally:
+            f.close()
+        self.finish()
 
     def int_arg(self, name: str, default: int, lo: int, hi: int) -> int:
         raw = self.get_query_argument(name, None)
         if raw in (None, ""):
             return default
         try:
-            value = int(raw)
+            value = int(raw[:40])
         except ValueError:
             raise InvalidInput(f"{name}={raw[:40]!r} is not a whole number") from None
         if not lo <= value <= hi:
@@ -125,8 +162,10 @@ class RunsHandler(NbopsHandler):
         filter_string = self.get_query_argument("filter", "")
         order = [o.strip() for o in self.get_query_arguments("order_by") if o.strip()]
         order = [p.strip() for o in order for p in o.split(",") if p.strip()]
-        max_results = self.int_arg("max_results", 100, 1, 1000)
+        max_results = self.int_arg("max_results", 100, 1, limits.MAX_RESULTS)
         token = self.get_query_argument("page_token", "") or None
+        limits.text("experiment", experiment or "")
+        limits.search(filter_string, order, max_results)  # again in the reader: fail before it
 
         def search() -> m.RunList:
             return self.ctx.reader().run_list(experiment, filter_string, order, max_results, token)
@@ -134,19 +173,14 @@ class RunsHandler(NbopsHandler):
         self.reply(await self.blocking(search))
 
 
-def _detail(ctx: ServerContext, run_id: str) -> tuple[Any, list[str], Any]:
+def _detail(ctx: ServerContext, run_id: str) -> tuple[Any, Any, Path | None]:
+    """A run's info, its artifact listing and its executed notebook (None: none readable)."""
     from nbops.server.artifacts import executed_notebook, list_artifacts
 
     info = ctx.reader().run_info(run_id)
-    client = None
-    if (
-        info.artifact_uri
-        and "://" in info.artifact_uri
-        and not info.artifact_uri.startswith("file:")
-    ):
-        client = ctx.mlflow().client  # type: ignore[attr-defined]
-    arts = list_artifacts(info, client)
-    return info, arts, executed_notebook(info, ctx.state_dir, arts)
+    roots = ctx.artifact_roots
+    listing = list_artifacts(info, roots, lambda: ctx.mlflow().client)  # type: ignore[attr-defined]
+    return info, listing, executed_notebook(info, ctx.state_dir, listing.files, roots)
 
 
 class RunHandler(NbopsHandler):
@@ -154,12 +188,13 @@ class RunHandler(NbopsHandler):
     @api
     async def get(self, run_id: str) -> None:
         check_run_id(run_id)
-        info, arts, nb = await self.blocking(_detail, self.ctx, run_id)
+        info, listing, nb = await self.blocking(_detail, self.ctx, run_id)
         self.reply(
             m.RunDetail(
                 **info.summary.model_dump(),
                 tags=info.tags,
-                artifacts=arts,
+                artifacts=listing.files,
+                artifacts_note=listing.note,
                 has_notebook=nb is not None,
             )
         )
@@ -170,9 +205,10 @@ class MetricHandler(NbopsHandler):
     @api
     async def get(self, run_id: str, key: str) -> None:
         check_run_id(run_id)
+        limits.text("metric key", key, limits.MAX_NAME_CHARS)
         hist = await self.blocking(lambda: self.ctx.reader().metric_history(run_id, key))
         if not hist:
-            raise NotFound(f"run {run_id} has no metric {key!r}", "see the run's metrics")
+            raise NotFound(f"run {run_id} has no metric {key[:200]!r}", "see the run's metrics")
         self.reply(m.MetricHistory(key=key, history=hist))
 
 
@@ -187,9 +223,7 @@ class NotebookHandler(NbopsHandler):
                 f"run {run_id} has no executed notebook",
                 "pipeline stage runs and tracked notebook runs keep one",
             )
-        text = await self.blocking(nb.read_bytes)
-        self.set_header("Content-Type", "application/json")
-        self.finish(text)
+        await self.send_file(nb, f"the executed notebook of run {run_id}", "application/json")
 
 
 class ArtifactHandler(NbopsHandler):
@@ -199,22 +233,23 @@ class ArtifactHandler(NbopsHandler):
         from nbops.server.artifacts import artifact_file
 
         check_run_id(run_id)
+        limits.text("artifact path", path, limits.MAX_PATH_CHARS)
 
-        def read() -> tuple[str, bytes]:
+        def find() -> Path:
             info = self.ctx.reader().run_info(run_id)
-            p = artifact_file(info, path)
-            return p.name, p.read_bytes()
+            return artifact_file(info, path, self.ctx.artifact_roots)
 
-        name, data = await self.blocking(read)
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        self.set_header("Content-Type", kind)
+        p = await self.blocking(find)
+        kind = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
         self.set_header("X-Content-Type-Options", "nosniff")
         if kind in ("text/html", "image/svg+xml"):  # never run a run's HTML in the Lab origin
-            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(data)
+            name = json.dumps(p.name.encode("ascii", "replace").decode())
+            self.set_header("Content-Disposition", f"attachment; filename={name}")
+        await self.send_file(p, f"artifact {path[:200]!r} of run {run_id}", kind)
 
 
 def _run_ids(raw: str, lo: int, hi: int) -> list[str]:
+    limits.text("run_ids", raw, 34 * hi)
     ids = [s.strip() for s in raw.split(",") if s.strip()]
     if not lo <= len(ids) <= hi:
         raise InvalidInput(f"run_ids names {len(ids)} runs", f"compare {lo} to {hi} runs")
@@ -229,7 +264,7 @@ class CompareHandler(NbopsHandler):
     @tornado.web.authenticated
     @api
     async def get(self) -> None:
-        ids = _run_ids(self.get_query_argument("run_ids", ""), 2, 100)
+        ids = _run_ids(self.get_query_argument("run_ids", ""), 2, limits.MAX_COMPARE_RUNS)
         self.reply(await self.blocking(lambda: self.ctx.reader().compare(ids)))
 
 
@@ -248,8 +283,22 @@ class DiffHandler(NbopsHandler):
                 _, _, nb = _detail(self.ctx, rid)
                 if nb is None:
                     raise NotFound(f"run {rid} has no executed notebook to diff")
+                size = nb.stat().st_size
+                if size > limits.MAX_DIFF_NOTEBOOK_BYTES:
+                    raise InvalidInput(
+                        f"the executed notebook of run {rid} is {size} bytes (diffs at most "
+                        f"{limits.MAX_DIFF_NOTEBOOK_BYTES})",
+                        "download both notebooks and diff them with nbdiff",
+                    )
                 nbs.append(nbdiff.load(nb))
-            return m.NotebookDiff(a=a, b=b, cells=nbdiff.diff_cells(nbs[0], nbs[1]))
+            try:
+                cells = nbdiff.diff_cells(nbs[0], nbs[1])
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise InvalidInput(
+                    f"the notebooks of runs {a} and {b} cannot be diffed: {str(exc)[:200]}",
+                    "one of them is not a valid notebook (open it in Jupyter)",
+                ) from exc
+            return m.NotebookDiff(a=a, b=b, cells=cells)
 
         self.reply(await self.blocking(diff))
 
@@ -293,7 +342,7 @@ class JobHandler(NbopsHandler):
     @tornado.web.authenticated
     @api
     async def get(self, job_id: str) -> None:
-        self.reply(self.ctx.jobs.get(job_id).model())
+        self.reply(self.ctx.jobs.get(limits.text("job id", job_id, 64)).model())
 
 
 class PipelineHandler(NbopsHandler):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import NotFound
+from nbops.server import limits
 from nbops.server import models as m
 
 LOG_TAIL = 4000
@@ -88,6 +89,7 @@ class Jobs:
     async def start(
         self, launch: Launch, find_runs: FindRuns, job_id: str | None = None
     ) -> JobRecord:
+        limits.argv(launch.argv)  # E2BIG from the OS would surface as a 500: refuse it here
         self.dir.mkdir(parents=True, exist_ok=True)
         job_id = job_id or self.new_id()
         job = JobRecord(job_id, launch, self.dir / f"{job_id}.log")

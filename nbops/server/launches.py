@@ -1,5 +1,7 @@
 """What the server starts for a re-run or a pipeline run, and the pipeline's status: the same
-``nbops run`` and the same parameters cell the CLI uses, validated before anything starts."""
+``nbops run`` and the same parameters cell the CLI uses, validated before anything starts: every
+parameter name and value within ``limits`` and readable by ``nbops.values.parse_value``, the
+whole command line well below what the OS accepts."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from nbops import project
 from nbops.errors import InvalidInput, NbopsError, NotFound, ParameterError
+from nbops.server import limits
 from nbops.server import models as m
 from nbops.server.jobs import Launch
 from nbops.server.reader import RunInfo
@@ -19,9 +22,19 @@ class Conflict(NbopsError):
     """The request is well formed but the project cannot do it now (HTTP 409)."""
 
 
-def _value(v: Any) -> str:
-    """A ``-p k=v`` value: nbops reads it as YAML, so JSON keeps its type (strings stay raw)."""
-    return v if isinstance(v, str) else json.dumps(v)
+_value = limits.param_text
+
+
+def _recorded(text: str) -> str:
+    """A value the store recorded, as ``-p`` text that reads back as the same value: as it was
+    when ``parse_value`` accepts it, else quoted (a recorded ``*x`` stays that text)."""
+    from nbops.values import parse_value
+
+    try:
+        parse_value(text, "recorded value")
+    except ParameterError:
+        return json.dumps(text)
+    return text
 
 
 def _check_params(params: dict[str, Any], declared: dict[str, Any], where: str) -> None:
@@ -61,7 +74,9 @@ def rerun(
     root: Path, uri: str, info: RunInfo, params: dict[str, Any], job_id: str, jobs_dir: Path
 ) -> Launch:
     from nbops.pipeline.notebook import declared_parameters
+    from nbops.values import parse_recorded
 
+    limits.params(params)
     run_id = info.summary.run_id
     stage = info.tags.get("nbops.stage")
     if stage:
@@ -83,17 +98,20 @@ def rerun(
         declared = declared_parameters(nb)
         _check_params(params, declared, f"stage {stage!r} ({nb.name})")
         # the run's own values (a sweep point's too), then the edits
-        values: dict[str, Any] = {k: v for k, v in info.summary.params.items() if k in declared}
-        values.update(params)
+        values: dict[str, str] = {
+            k: _recorded(v) for k, v in info.summary.params.items() if k in declared
+        }
+        values.update({k: _value(v) for k, v in params.items()})
         summary = jobs_dir / f"{job_id}.summary.json"
         argv = [sys.executable, "-m", "nbops", "run", stage, "--force"]
         swept = pipeline.stages[stage].sweep
         for k, v in values.items():
             if k in swept:  # one point of the stage's sweep: a one-value sweep of that key
-                argv += ["--sweep", f"{k}={_value(v)}"]
+                argv += ["--sweep", f"{k}={v}"]
             else:
-                argv += ["-p", f"{stage}.{k}={_value(v)}"]
+                argv += ["-p", f"{stage}.{k}={v}"]
         argv += ["--tag", f"nbops.rerun_of={run_id}", "--summary", str(summary)]
+        limits.argv(argv)
         return Launch("rerun", argv, root, _env(root, uri), run_id, stage, summary)
     source = info.tags.get("nbops.notebook") or info.tags.get("mlflow.source.name") or ""
     if not source.endswith(".ipynb"):
@@ -106,20 +124,15 @@ def rerun(
     declared = declared_parameters(nb)
     _check_params(params, declared, f"notebook {nb.name}")
     # the run's own parameter values, then the edits
-    import yaml
-
-    merged: dict[str, Any] = {}
-    for k, v in info.summary.params.items():
-        if k in declared:
-            try:
-                merged[k] = yaml.safe_load(v)
-            except yaml.YAMLError:
-                merged[k] = v
+    merged: dict[str, Any] = {
+        k: parse_recorded(v) for k, v in info.summary.params.items() if k in declared
+    }
     merged.update(params)
     out = jobs_dir / job_id / nb.name
-    out.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "papermill", str(nb), str(out), "--cwd", str(nb.parent)]
     argv += ["-y", json.dumps(merged, default=str), "--no-progress-bar"]
+    limits.argv(argv)
+    out.parent.mkdir(parents=True, exist_ok=True)
     env = {
         **_env(root, uri),
         "NBOPS_TAGS": json.dumps({"nbops.rerun_of": run_id}),
@@ -133,6 +146,8 @@ def pipeline_run(
 ) -> Launch:
     from nbops.pipeline import spec as specmod
 
+    limits.stages(req.stages)
+    limits.params(req.params)
     cfg = root / project.CONFIG_FILE
     if not cfg.is_file():
         raise Conflict(f"no {project.CONFIG_FILE} in {root}", "create one (README: Pipelines)")
@@ -140,7 +155,7 @@ def pipeline_run(
     unknown = [s for s in req.stages if s not in pipeline.stages]
     if unknown:
         raise InvalidInput(
-            f"{cfg}: no stage {unknown[0]!r}", "stages: " + ", ".join(pipeline.stages)
+            f"{cfg}: no stage {unknown[0][:200]!r}", "stages: " + ", ".join(pipeline.stages)
         )
     summary = jobs_dir / f"{job_id}.summary.json"
     argv = [sys.executable, "-m", "nbops", "run", *req.stages]
@@ -149,4 +164,5 @@ def pipeline_run(
     if req.force:
         argv.append("--force")
     argv += ["--summary", str(summary)]
+    limits.argv(argv)
     return Launch("pipeline", argv, root, _env(root, uri), None, None, summary)

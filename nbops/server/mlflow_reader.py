@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nbops.errors import InvalidInput, NotFound
+from nbops.server import limits
 from nbops.server import models as m
 from nbops.server.reader import (
     Page,
@@ -16,6 +17,36 @@ from nbops.server.reader import (
     query_digest,
     summarize,
 )
+
+
+def _syntax(filter_string: str, order_by: list[str], exc: Exception) -> InvalidInput:
+    msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return InvalidInput(
+        f"filter {filter_string[:200]!r} / order_by {order_by} is not valid MLflow search "
+        f"syntax: {msg}",
+        "example: \"metrics.accuracy > 0.9 and params.C = '1.0'\"",
+    )
+
+
+def _check_inner_token(inner: str) -> None:
+    """MlflowClient's own page token, when it is the offset token of MLflow's SQL and file
+    stores (base64 JSON ``{"offset": n}``), within the offset limit (a huge one overflows SQLite
+    inside MLflow). Tokens of other stores are opaque and passed on as they are."""
+    import base64
+    import json
+
+    try:
+        data = json.loads(base64.b64decode(inner + "=" * (-len(inner) % 4)))
+    except (ValueError, TypeError, RecursionError):
+        return
+    if isinstance(data, dict) and "offset" in data:
+        try:
+            limits.offset(data["offset"])
+        except ValueError:
+            raise InvalidInput(
+                "page_token is corrupt (its offset is out of range)",
+                "pass back the next_page_token of the previous page",
+            ) from None
 
 
 class MlflowReader(Reader):
@@ -78,9 +109,19 @@ class MlflowReader(Reader):
         page_token: str | None,
     ) -> Page:
         from mlflow.exceptions import MlflowException
+        from mlflow.utils.search_utils import SearchUtils
 
+        limits.search(filter_string, order_by, max_results)
         digest = query_digest(experiment_ids, filter_string, order_by)
-        inner = decode_token(page_token, digest).get("m")
+        inner = decode_token(page_token, digest, "m").get("m")
+        if inner is not None:
+            _check_inner_token(inner)
+        if filter_string:
+            try:
+                parsed = SearchUtils.parse_search_filter(filter_string)  # type: ignore[no-untyped-call]
+            except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
+                raise _syntax(filter_string, order_by, exc) from exc
+            limits.terms(parsed)
         if not experiment_ids:
             return Page([], None, 0, [], [], self.source)
         try:
@@ -93,12 +134,7 @@ class MlflowReader(Reader):
             )
         except MlflowException as exc:
             if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
-                msg = str(exc).strip().splitlines()[0]
-                raise InvalidInput(
-                    f"filter {filter_string!r} / order_by {order_by} is not valid MLflow search "
-                    f"syntax: {msg}",
-                    "example: \"metrics.accuracy > 0.9 and params.C = '1.0'\"",
-                ) from exc
+                raise _syntax(filter_string, order_by, exc) from exc
             raise
         runs = [self._summary(r) for r in page]
         inner_next = page.token.decode() if isinstance(page.token, bytes) else page.token

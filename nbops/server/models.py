@@ -75,6 +75,8 @@ class RunList(_Response):
 class RunDetail(RunSummary):
     tags: dict[str, str] = Field(default_factory=dict)
     artifacts: list[str] = Field(default_factory=list)
+    # why `artifacts` is empty or incomplete (listing capped, artifacts outside the project)
+    artifacts_note: str | None = None
     has_notebook: bool = False
 
 

@@ -15,11 +15,11 @@ import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nbops.comparisons import lower_is_better
 from nbops.errors import InvalidInput, NotFound
+from nbops.server import limits
 from nbops.server import models as m
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -100,14 +100,23 @@ def encode_token(digest: str, **position: Any) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_token(token: str | None, digest: str) -> dict[str, Any]:
+def decode_token(token: str | None, digest: str, kind: str) -> dict[str, Any]:
+    """The position a page token holds, checked: it must be one this query handed out, of the
+    read path ``kind`` ("o": a row offset; "m": MlflowClient's own token), within the limits."""
     if not token:
         return {}
+    ok = False
     try:
+        limits.text("page_token", token, limits.MAX_TOKEN_CHARS)
         pad = "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(token + pad))
-        ok = isinstance(data, dict) and data.get("q") == digest
-    except (ValueError, TypeError):
+        data = json.loads(base64.b64decode(token + pad, altchars=b"-_", validate=True))
+        if isinstance(data, dict) and data.get("q") == digest and set(data) <= {"q", "o", "m"}:
+            if "o" in data:
+                limits.offset(data["o"])
+            if "m" in data and not isinstance(data["m"], str):
+                raise ValueError("inner token")
+            ok = kind in data
+    except (ValueError, TypeError, RecursionError, InvalidInput):
         ok = False
     if not ok:
         raise InvalidInput(
@@ -177,6 +186,8 @@ class Reader(ABC):
         page_token: str | None,
     ) -> m.RunList:
         """GET /nbops/api/runs: the whole answer, as the handler sends it."""
+        limits.text("experiment", experiment or "")
+        limits.search(filter_string, order_by, max_results)
         ids = self.experiment_ids(experiment)
         page = self.search(ids, filter_string, order_by, max_results, page_token)
         return m.RunList.model_construct(
@@ -255,16 +266,3 @@ def downsample(
             out.append(gaps[0])
     out.append(points[-1])
     return out
-
-
-def local_path(uri: str | None) -> Path | None:
-    """The directory of a ``file:`` (or plain path) artifact URI; None for remote stores."""
-    if not uri:
-        return None
-    if uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(uri).path))
-    if "://" not in uri and uri.startswith("/"):
-        return Path(uri)
-    return None

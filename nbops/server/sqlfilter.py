@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbops.errors import InvalidInput
+from nbops.server import limits
 
 
 class Untranslatable(Exception):
@@ -60,9 +61,13 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
         parsed = SearchUtils.parse_search_filter(filter_string or "")  # type: ignore[no-untyped-call]
     except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
         raise _mlflow_error(exc, "filter", filter_string) from exc
+    limits.terms(parsed)
     q = Query()
     for comp in parsed:
-        _where(q, comp)
+        try:
+            _where(q, comp)
+        except (ValueError, TypeError, OverflowError) as exc:  # MLflow words the error
+            raise Untranslatable(str(exc)) from exc
     seen: set[tuple[str, str]] = set()
     for n, clause in enumerate(order_by, start=1):
         try:

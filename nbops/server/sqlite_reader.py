@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from nbops.errors import NotFound
+from nbops.server import limits
 from nbops.server import models as m
 from nbops.server.reader import (
     SUMMARY_TAGS,
@@ -104,6 +105,7 @@ class SqliteReader(Reader):
         max_results: int,
         page_token: str | None,
     ) -> Page:
+        limits.search(filter_string, order_by, max_results)
         try:
             q = translate(filter_string, order_by)
         except Untranslatable:
@@ -111,7 +113,7 @@ class SqliteReader(Reader):
                 experiment_ids, filter_string, order_by, max_results, page_token
             )
         digest = query_digest(experiment_ids, filter_string, order_by)
-        offset = int(decode_token(page_token, digest).get("o", 0))
+        offset: int = decode_token(page_token, digest, "o").get("o", 0)
         if not experiment_ids:
             return Page([], None, 0, [], [], self.source)
         exp_marks = ",".join("?" * len(experiment_ids))
