@@ -98,15 +98,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from nbops.ops import audit
 
     if args.verify:
-        n, problem = audit.verify()
-        if problem is not None:
+        v = audit.check()
+        for note in v.notes:
+            print(f"nbops audit: note: {note}", file=sys.stderr)
+        if v.problem is not None:
             print(
-                f"nbops audit: the audit log was tampered with: {problem} "
-                f"({n} records before it are intact)",
+                f"nbops audit: the audit log was tampered with: {v.problem} "
+                f"({v.records} records before it are intact)",
                 file=sys.stderr,
             )
             return 1
-        print(f"audit log intact: {n} records, hash chain verified")
+        if v.records == 0:
+            print("audit log intact: no records yet (compared with " + ", ".join(v.checked) + ")")
+            return 0
+        print(
+            f"audit log intact: {v.records} records, hash chain verified, its end matches "
+            + " and ".join(v.checked)
+        )
         return 0
     recs = audit.select(action=args.action, since=args.since)
     if args.json:

@@ -100,9 +100,12 @@ def run_check(
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(report.to_html(f"nbops drift report {stamp}"), encoding="utf-8")
     run_id = _log_run(root, report, ref_p, cur_p, html)
+    from nbops.tracking.query import open_store
+
     audit.safe_record(
         "drift.check",
         root=root,
+        store=open_store(project.tracking_uri(root)),
         run_id=run_id,
         reference=report.reference,
         current=report.current,
@@ -224,6 +227,7 @@ def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
     audit.safe_record(
         "drift.retrain",
         root=root,
+        store=store,
         run_id=drift_run,
         stages=stages,
         status=result["status"],

@@ -171,6 +171,7 @@ def promote(
                 audit.safe_record(
                     "promote.refused",
                     root=root,
+                    store=store,
                     model=model,
                     alias=alias,
                     run_id=run_id,
@@ -211,6 +212,7 @@ def promote(
     audit.safe_record(
         "promote",
         root=root,
+        store=store,
         model=model,
         alias=alias,
         version=version,
@@ -253,7 +255,8 @@ def _version_of_run(client: Any, model: str, run_id: str, artifact: str) -> Any:
 # --- rollback ------------------------------------------------------------------------------------
 def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -> tuple[str, str]:
     """Move ``alias`` back to the version that held it before; returns (from, to)."""
-    client = _store().client
+    store = _store()
+    client = store.client
     with _locked(root):
         rm = registered_model(client, model)
         if alias not in rm.aliases:
@@ -273,7 +276,13 @@ def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -
         client.set_registered_model_alias(model, alias, target)
         client.set_registered_model_tag(model, HISTORY_TAG + alias, json.dumps(hist))
     audit.safe_record(
-        "rollback", root=root, model=model, alias=alias, version=target, previous=current
+        "rollback",
+        root=root,
+        store=store,
+        model=model,
+        alias=alias,
+        version=target,
+        previous=current,
     )
     return current, target
 

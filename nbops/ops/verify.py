@@ -308,6 +308,7 @@ def _record(store: Any, v: Verification, root: Path) -> None:
     audit.safe_record(
         "verify",
         root=root,
+        store=store,
         run_id=v.run_id,
         verify_run_id=v.verify_run_id,
         ok=v.ok,

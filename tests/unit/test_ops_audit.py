@@ -70,8 +70,8 @@ def test_a_removed_record_is_named(root):
     del lines[1]
     _log(root).write_text("\n".join(lines) + "\n")
     _, problem = audit.verify()
-    assert problem is not None and problem.line == 2 and problem.seq == 3
-    assert "records 2..2 are missing" in problem.message
+    assert problem is not None and problem.line == 2 and problem.seq == 2
+    assert "record 2 is missing before record 3" in problem.message
 
 
 def test_removing_the_last_records_is_caught_by_the_head(root):

@@ -1,0 +1,223 @@
+"""Checking the audit log (``nbops audit --verify``): walk the hash chain and the sequence numbers,
+then compare where the log ends with its witnesses (``audit.head`` and the tracking store's tag,
+see :mod:`nbops.ops.audit` for what they are and what they cannot catch).
+
+Every problem names the first record that is wrong or missing (its ``seq``) and the line of the
+file where that shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbops import project
+from nbops.errors import NbopsError
+from nbops.ops.audit import (
+    GAP,
+    GENESIS,
+    HEAD_NAME,
+    LOG_NAME,
+    Head,
+    digest,
+    read,
+    read_head,
+    store_head,
+    store_key,
+)
+
+
+@dataclass
+class Problem:
+    line: int
+    seq: Any  # the first record that is wrong or missing
+    message: str
+    weak: bool = field(default=False, compare=False)  # a missing witness, not a seen loss
+
+    def __str__(self) -> str:
+        return f"line {self.line} (record {self.seq}): {self.message}"
+
+
+@dataclass
+class Verdict:
+    records: int  # records of the intact chain before the first problem
+    problem: Problem | None
+    checked: list[str] = field(default_factory=list)  # the witnesses compared
+    notes: list[str] = field(default_factory=list)  # witnesses that could not be read
+
+
+def _walk(
+    lines: list[tuple[int, dict[str, Any] | None, str]],
+) -> tuple[int, Head, dict[int, tuple[int, str]], int, Problem | None]:
+    """(records intact, where they end, seq -> (line, hash) of them, last line, problem)."""
+    prev, expect, n, last_line = GENESIS, 1, 0, 0
+    chain: dict[int, tuple[int, str]] = {}
+    seen: dict[Any, str] = {}
+    for _, rec, _ in lines:
+        if rec is not None and isinstance(rec.get("seq"), int):
+            seen.setdefault(rec["seq"], str(rec.get("hash")))
+    for line, rec, _raw in lines:
+        last_line = line
+        if rec is None:
+            what = "is not a JSON record (truncated mid-line or edited)"
+            return n, Head(expect - 1, prev), chain, line, Problem(line, expect, what)
+        seq = rec.get("seq")
+        if rec.get("hash") != digest(rec):
+            p = Problem(line, seq, f"record {seq}'s content does not match its hash (edited)")
+            return n, Head(expect - 1, prev), chain, line, p
+        if seq != expect:
+            if isinstance(seq, int) and seq > expect and expect not in seen:
+                gone = (
+                    f"record {expect} is"
+                    if seq == expect + 1
+                    else f"records {expect}..{seq - 1} are"
+                )
+                msg = f"{gone} missing before record {seq} (removed)"
+                if rec.get("action") == GAP:
+                    msg += f"; the append at {rec.get('ts')} found: {rec.get('reason')}"
+                p = Problem(line, expect, msg)
+            elif (
+                isinstance(seq, int)
+                and seq < expect
+                and chain.get(seq, (0, ""))[1] == rec.get("hash")
+            ):
+                p = Problem(line, seq, f"record {seq} appears a second time (duplicated)")
+            else:
+                p = Problem(
+                    line,
+                    expect,
+                    f"record {seq} is out of order: record {expect} belongs here "
+                    "(reordered, duplicated or replaced)",
+                )
+            return n, Head(expect - 1, prev), chain, line, p
+        if rec.get("prev") != prev:
+            p = Problem(
+                line,
+                seq,
+                f"record {seq} does not chain to record {expect - 1} before it (one of them "
+                "was replaced, or records were reordered)",
+            )
+            return n, Head(expect - 1, prev), chain, line, p
+        if rec.get("action") == GAP:
+            p = Problem(
+                line,
+                seq,
+                f"record {seq} marks a gap: the append at {rec.get('ts')} found: "
+                f"{rec.get('reason')}",
+            )
+            return n, Head(expect - 1, prev), chain, line, p
+        prev = str(rec["hash"])
+        chain[seq] = (line, prev)
+        expect, n = expect + 1, n + 1
+    return n, Head(expect - 1, prev), chain, last_line, None
+
+
+def _against(
+    witness: Head, name: str, end: Head, chain: dict[int, tuple[int, str]], last_line: int
+) -> Problem | None:
+    if witness.seq > end.seq:
+        lost = (
+            f"record {end.seq + 1}"
+            if witness.seq == end.seq + 1
+            else f"records {end.seq + 1}..{witness.seq}"
+        )
+        return Problem(
+            last_line + 1,
+            end.seq + 1,
+            f"the log ends at record {end.seq} but {name} says record {witness.seq} was "
+            f"written last ({lost} removed from the end"
+            + (", or the log deleted)" if end.seq == 0 else ")"),
+        )
+    line, h = chain.get(witness.seq, (last_line, ""))
+    if witness.seq > 0 and h != witness.hash:
+        return Problem(
+            line,
+            witness.seq,
+            f"record {witness.seq} is not the one {name} says was written (the log was "
+            f"rewritten from record {witness.seq} on, or deleted and started again)",
+        )
+    return None
+
+
+def _project_store(root: Path | None) -> tuple[Any, str | None]:
+    """(the project's store or None, why not) without creating a store that is not there."""
+    uri = project.tracking_uri(root)
+    db = project.sqlite_path(uri)
+    if db is not None and (not db.is_file() or db.stat().st_size == 0):
+        return None, f"no tracking store yet ({db}), so only {HEAD_NAME} was compared"
+    from nbops.tracking.query import open_store
+
+    try:
+        return open_store(uri), None
+    except NbopsError as err:
+        return None, f"the tracking store's head could not be read: {err.message}"
+
+
+def check(root: Path | None = None, *, store: Any = None, use_store: bool = True) -> Verdict:
+    """Walk the chain and compare its end with ``audit.head`` and the store's head (``store``,
+    else the project's store if it exists; ``use_store=False`` compares the local head only)."""
+    lines = list(read(root))
+    n, end, chain, last_line, problem = _walk(lines)
+    found = [problem] if problem is not None else []
+    verdict = Verdict(n, None)
+    exists, head = read_head(root)
+    verdict.checked.append(HEAD_NAME)
+    if not exists:
+        if end.seq > 0 or lines:
+            found.append(
+                Problem(
+                    last_line + 1,
+                    end.seq + 1,
+                    f"{HEAD_NAME} is missing (deleted): nothing local says whether records after "
+                    f"record {end.seq} were removed",
+                    weak=True,
+                )
+            )
+    elif head is None:
+        found.append(
+            Problem(last_line + 1, end.seq + 1, f"{HEAD_NAME} is unreadable (edited)", weak=True)
+        )
+    else:
+        p = _against(head, HEAD_NAME, end, chain, last_line)
+        if p is not None:
+            found.append(p)
+    if use_store:
+        note = None
+        if store is None:
+            store, note = _project_store(root)
+        if store is not None:
+            try:
+                stored = store_head(store, root)
+            except Exception as exc:  # noqa: BLE001 - an unreadable witness is said, not fatal
+                stored, note = None, f"the tracking store's head could not be read: {exc}"
+                store = None
+        if store is not None:
+            name = f"the store's head (tag {store_key(root)} in {store.uri})"
+            verdict.checked.append("the tracking store")
+            if stored is not None:
+                p = _against(stored, name, end, chain, last_line)
+                if p is not None:
+                    found.append(p)
+            elif end.seq > 0:
+                verdict.notes.append(
+                    "the tracking store holds no head for this log yet (it is set by appends "
+                    "made with the store open: runs, promote, rollback, drift, verify)"
+                )
+        if note:
+            verdict.notes.append(note)
+    if found:
+        # the earliest bad record; a witness that shows a loss wins over a missing head
+        verdict.problem = min(found, key=lambda p: (p.seq if isinstance(p.seq, int) else 0, p.weak))
+    return verdict
+
+
+def verify(
+    root: Path | None = None, *, store: Any = None, use_store: bool = True
+) -> tuple[int, Problem | None]:
+    """Walk the chain; return (records checked, the first problem or None)."""
+    v = check(root, store=store, use_store=use_store)
+    return v.records, v.problem
+
+
+__all__ = ["LOG_NAME", "Problem", "Verdict", "check", "verify"]
