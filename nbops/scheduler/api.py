@@ -15,7 +15,7 @@ from nbops.errors import ConfigError, InvalidInput, NotFound
 from nbops.scheduler import cron, sources
 from nbops.scheduler.daemon import HEARTBEAT, read_status
 from nbops.scheduler.lock import is_held
-from nbops.scheduler.model import DaemonStatus, HistoryRow, ScheduleSpec, ScheduleView
+from nbops.scheduler.model import DaemonStatus, HistoryRow, ScheduleView
 from nbops.scheduler.store import Store
 
 START_HINT = (
@@ -28,49 +28,75 @@ def _root(root: str | os.PathLike[str]) -> Path:
     return Path(root).resolve()
 
 
-def _view(spec: ScheduleSpec, store: Store, slots: dict[str, Any], now: float) -> ScheduleView:
-    slot = slots.get(spec.name)
-    after = max(now, slot.cursor) if slot is not None and slot.cursor else now
-    nxt = cron.next_fire(spec.cron, spec.timezone, after)
-    last = store.last(spec.name)
-    last_exec = store.last(spec.name, executed=True)
+def _view(entry: sources.Entry, store: Store, slots: dict[str, Any], now: float) -> ScheduleView:
+    """How a schedule is listed; an invalid one (or one whose next time cannot be computed)
+    is listed with ``invalid`` saying why and no next fire time, never an error."""
+    spec, problem = entry.spec, entry.problem
+    nxt: float | None = None
+    if spec is not None:
+        slot = slots.get(spec.name)
+        after = max(now, slot.cursor) if slot is not None and slot.cursor else now
+        try:
+            nxt = cron.next_fire(spec.cron, spec.timezone, after)
+        except Exception as exc:  # validated on load: belt and braces for the listing
+            problem = f"its next fire time cannot be computed ({type(exc).__name__}: {exc})"
+    last = store.last(entry.name)
+    last_exec = store.last(entry.name, executed=True)
     run_id = None
     if last_exec is not None:
         run_id = last_exec.pipeline_run_id or (last_exec.run_ids[0] if last_exec.run_ids else None)
     status = None
     if last is not None:
         status = f"skipped: {last.error}" if last.status == "skipped" else last.status
+    f = entry.fields if spec is None else spec.model_dump()
     return ScheduleView(
-        name=spec.name,
-        cron=spec.cron,
-        timezone=cron.zone_label(spec.timezone),
-        stages=spec.stages,
-        params=spec.params,
-        catchup=spec.catchup,
-        retries=spec.retries,
-        timeout=spec.timeout,
-        on_failure=spec.on_failure,
-        source=spec.source,
-        next_fire=int(nxt * 1000),
+        name=entry.name,
+        cron=_shown(f.get("cron"), str, "?"),
+        timezone=_zone_label(f.get("timezone")),
+        stages=[str(x) for x in f["stages"]] if isinstance(f.get("stages"), list) else [],
+        params=f["params"] if isinstance(f.get("params"), dict) else {},
+        catchup=f["catchup"] if f.get("catchup") in ("none", "latest", "all") else "latest",
+        retries=_shown(f.get("retries"), int, 0),
+        timeout=_shown(f.get("timeout"), float, None),
+        on_failure=_shown(f.get("on_failure"), str, None),
+        source="nbops.yaml" if entry.source == "nbops.yaml" else "cli",
+        next_fire=None if nxt is None or problem else int(nxt * 1000),
         last_status=status,
         last_run_id=run_id,
+        invalid=problem,
     )
 
 
+def _shown(v: Any, kind: type, default: Any) -> Any:
+    if kind is float:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and v == v
+        return float(v) if ok else default
+    if kind is int:
+        return v if isinstance(v, int) and not isinstance(v, bool) else default
+    return v if isinstance(v, kind) else default
+
+
+def _zone_label(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        return cron.zone_label(None)
+    return name[:100]
+
+
 def list_schedules(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every schedule (nbops.yaml and CLI), with next fire time (epoch ms) and last status."""
+    """Every schedule (nbops.yaml and CLI), with next fire time (epoch ms) and last status;
+    invalid ones are listed with ``invalid`` saying why (they do not stop the others)."""
     r = _root(root)
     store = Store(r)
     slots = store.slots()
     now = time.time()
-    return [_view(s, store, slots, now).model_dump() for s in sources.all_specs(r, store)]
+    return [_view(e, store, slots, now).model_dump() for e in sources.entries(r, store)]
 
 
 def get_schedule(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
     r = _root(root)
     store = Store(r)
-    spec = sources.find(r, name, store)
-    return _view(spec, store, store.slots(), time.time()).model_dump()
+    entry = sources.find_entry(r, name, store)
+    return _view(entry, store, store.slots(), time.time()).model_dump()
 
 
 def add_schedule(
@@ -81,8 +107,8 @@ def add_schedule(
     stages: list[str] | None = None,
     params: list[str] | dict[str, Any] | None = None,
     catchup: str = "latest",
-    retries: int = 0,
-    timeout: float | None = None,
+    retries: Any = 0,
+    timeout: Any = None,
     timezone: str | None = None,
     on_failure: str | None = None,
 ) -> dict[str, Any]:
@@ -101,7 +127,7 @@ def add_schedule(
         timezone=timezone,
         on_failure=on_failure,
     )
-    existing = {s.name: s for s in sources.all_specs(r, store)}
+    existing = {e.name: e for e in sources.entries(r, store)}
     if name in existing:
         where = "in nbops.yaml" if existing[name].source == "nbops.yaml" else "by the CLI"
         raise InvalidInput(
@@ -111,15 +137,16 @@ def add_schedule(
     if not store.add_schedule(spec):
         raise InvalidInput(f"name: a schedule named {name!r} already exists", "pick another name")
     _audit(r, "schedule.add", schedule=name, spec=spec.model_dump(exclude={"name"}))
-    return _view(spec, store, store.slots(), time.time()).model_dump()
+    entry = sources.Entry(name, "cli", spec, None)
+    return _view(entry, store, store.slots(), time.time()).model_dump()
 
 
 def remove_schedule(root: str | os.PathLike[str], name: str) -> None:
     """Remove a CLI schedule; one from nbops.yaml is refused (edit the file)."""
     r = _root(root)
     store = Store(r)
-    spec = sources.find(r, name, store)
-    if spec.source == "nbops.yaml":
+    entry = sources.find_entry(r, name, store)  # an invalid one can be removed too
+    if entry.source == "nbops.yaml":
         pipeline = sources.load_pipeline(r)
         line = (pipeline.where("schedules", name) or (None, None))[0]
         raise ConfigError(
@@ -130,7 +157,9 @@ def remove_schedule(root: str | os.PathLike[str], name: str) -> None:
         )
     if not store.remove_schedule(name):
         raise NotFound(f"no schedule named {name!r}", "see `nbops schedule list`")
-    _audit(r, "schedule.remove", schedule=name, spec=spec.model_dump(exclude={"name"}))
+    spec = entry.spec.model_dump(exclude={"name"}) if entry.spec else entry.fields
+    extra = {"invalid": entry.problem} if entry.problem else {}
+    _audit(r, "schedule.remove", schedule=name, spec=spec, **extra)
 
 
 def run_now(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
@@ -160,9 +189,9 @@ def history(root: str | os.PathLike[str], name: str, limit: int = 50) -> list[di
     """The schedule's executions (and skipped fire times), newest first."""
     r = _root(root)
     store = Store(r)
-    rows = store.history(name, limit=max(1, int(limit)))
+    rows = store.history(name, limit=max(1, min(int(limit), 10_000)))
     if not rows:
-        sources.find(r, name, store)  # NotFound for an unknown name; else just no history yet
+        sources.find_entry(r, name, store)  # NotFound for an unknown name; else no history yet
     return [row.model_dump() for row in rows]
 
 

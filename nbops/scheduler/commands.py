@@ -37,8 +37,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         stages=_split(args.stages),
         params=args.param,
         catchup=args.catchup,
-        retries=args.retries,
-        timeout=args.timeout,
+        retries=_whole(args.retries, "retries"),
+        timeout=None if args.timeout is None else _whole(args.timeout, "timeout"),
         timezone=args.timezone,
         on_failure=args.on_failure,
     )
@@ -49,12 +49,29 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(text: Any) -> str:
+    """Text from the store as shown on a terminal: control characters as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def _whole(text: str, field: str) -> Any:
+    """``--retries 3`` / ``--timeout 3600`` as an int; other text goes to the one validation as
+    it is, which refuses it (``1.5``, ``true``, ``3x``) with the same message as the API."""
+    t = text.strip()
+    return int(t) if t.isascii() and t.lstrip("-").isdigit() and len(t) < 30 else text
+
+
 def _when(view: dict[str, Any]) -> str:
     from nbops.scheduler import cron
 
+    if view.get("invalid"):
+        return "INVALID"
     zone = view["timezone"].removesuffix(" (local)")
     nxt = view["next_fire"] / 1000 if view["next_fire"] else None
-    return cron.format_time(nxt, zone)
+    try:
+        return cron.format_time(nxt, zone)
+    except Exception:  # a zone that vanished since: the epoch is still right
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(nxt)) if nxt else "-"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -72,9 +89,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         rows = [
             [
-                v["name"],
-                v["cron"],
-                v["timezone"],
+                _cell(v["name"]),
+                _cell(v["cron"]),
+                _cell(v["timezone"]),
                 _when(v),
                 ",".join(v["stages"]) or "(all)",
                 v["catchup"],
@@ -85,6 +102,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         ]
         header = ["NAME", "CRON", "TIME ZONE", "NEXT", "STAGES", "CATCHUP", "SOURCE", "LAST"]
         print(_table(rows, header))
+        for v in views:
+            if v.get("invalid"):
+                print(f"\ninvalid: {_cell(v['name'])} does not run: {_cell(v['invalid'])}")
     if status["alive"]:
         print(f"\nscheduler: running (pid {status['pid']})")
     else:
@@ -246,8 +266,8 @@ def add_parsers(sub: Any) -> None:
         default="latest",
         help="after downtime: skip missed times, run once (default), or run each in order",
     )
-    a.add_argument("--retries", type=int, default=0, help="retries after a failure (back-off)")
-    a.add_argument("--timeout", type=float, default=None, help="seconds before it is stopped")
+    a.add_argument("--retries", default="0", help="retries after a failure, 0..100 (back-off)")
+    a.add_argument("--timeout", default=None, help="whole seconds before it is stopped")
     a.add_argument("--timezone", help="IANA time zone of the cron times (default: local)")
     a.add_argument("--on-failure", help="shell command run when an execution fails")
     a.set_defaults(func=cmd_add)

@@ -65,13 +65,60 @@ class Slot:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Slot:
-        running = data.get("running")
+    def from_json(cls, data: Any) -> Slot:
+        """The slot ``to_json`` wrote; ValueError for anything else (wrong types, missing or
+        extra keys): a hand-edited or damaged row must not reach the core."""
+        if not isinstance(data, dict) or set(data) - {"cursor", "queue", "running"}:
+            raise ValueError("not a slot")
+        queue, running = data.get("queue") or [], data.get("running")
+        if not isinstance(queue, list):
+            raise ValueError("queue is not a list")
         return cls(
-            cursor=data.get("cursor"),
-            queue=[Pending(**p) for p in data.get("queue") or []],
-            running=Running(**running) if running else None,
+            cursor=_number(data.get("cursor"), "cursor", none=True),
+            queue=[Pending(**_fields(p, _PENDING)) for p in queue],
+            running=Running(**_fields(running, _RUNNING)) if running else None,
         )
+
+
+def _number(v: Any, what: str, none: bool = False) -> Any:
+    if v is None and none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+        raise ValueError(f"{what} is {v!r}, not a number")
+    return v
+
+
+# field -> (kind, may be None)
+_PENDING = {"fire": ("n", False), "reason": ("s", False), "attempt": ("i", False),
+            "not_before": ("n", False)}  # fmt: skip
+_RUNNING = {"fire": ("n", False), "reason": ("s", False), "attempt": ("i", False),
+            "started": ("n", False), "deadline": ("n", True),
+            "history_id": ("i", True)}  # fmt: skip
+
+
+def _fields(data: Any, kinds: dict[str, tuple[str, bool]]) -> dict[str, Any]:
+    if not isinstance(data, dict) or set(data) - set(kinds):
+        raise ValueError(f"{str(data)[:60]} is not a queued or running execution")
+    out: dict[str, Any] = {}
+    for key, (kind, none) in kinds.items():
+        if key not in data:
+            if key in ("attempt", "not_before", "history_id"):
+                continue  # defaults
+            raise ValueError(f"{key} is missing")
+        v = data[key]
+        if v is None and none:
+            out[key] = v
+        elif kind == "s":
+            if not isinstance(v, str):
+                raise ValueError(f"{key} is {v!r}, not text")
+            out[key] = v
+        elif kind == "i":
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{key} is {v!r}, not a whole number")
+            out[key] = v
+        else:
+            out[key] = _number(v, key)
+    return out
 
 
 @dataclass(frozen=True)
@@ -122,13 +169,17 @@ class Core:
         self.backoff_base = backoff_base
         self.specs: dict[str, ScheduleSpec] = {}
         self.slots: dict[str, Slot] = {}
+        # name -> (the spec, why its fire times failed): left out until the spec changes
+        self.broken: dict[str, tuple[ScheduleSpec, str]] = {}
 
     # --- the set of schedules -------------------------------------------------------------
     def load(self, specs: Iterable[ScheduleSpec], slots: dict[str, Slot] | None = None) -> None:
         """Take the current schedules (and persisted slots). A schedule seen for the first time
         starts counting from now: fire times before it existed are not missed ones."""
         now = self.clock()
-        self.specs = {s.name: s for s in specs}
+        self.specs = {
+            s.name: s for s in specs if s.name not in self.broken or self.broken[s.name][0] != s
+        }
         if slots is not None:
             self.slots = dict(slots)
         for name in self.specs:
@@ -144,8 +195,11 @@ class Core:
         then the queue heads of idle schedules. Marks started executions as running."""
         now = self.clock()
         actions: list[Action] = []
-        for name, spec in self.specs.items():
-            actions += self._due(spec, self.slots[name], now)
+        for name, spec in list(self.specs.items()):
+            try:
+                actions += self._due(spec, self.slots[name], now)
+            except Exception as exc:  # never one schedule's problem for the others
+                actions.append(self._drop(name, exc))
         for name, slot in self.slots.items():
             if name in self.specs and slot.running is None and slot.queue:
                 head = slot.queue[0]
@@ -198,6 +252,14 @@ class Core:
         slot.queue.extend(Pending(f, reason) for f in run)
         return actions
 
+    def _drop(self, name: str, exc: Exception) -> Skip:
+        """Take a schedule whose fire times cannot be computed out of the running set (loaded
+        schedules were validated: this is the backstop); the Skip records why."""
+        spec = self.specs.pop(name)
+        why = f"{type(exc).__name__}: {exc}"
+        self.broken[name] = (spec, why)
+        return Skip(name, self.clock(), f"invalid schedule, not run: {why}")
+
     def _deadline(self, name: str, now: float) -> float | None:
         timeout = self.specs[name].timeout
         return None if timeout is None else now + timeout + self.kill_grace
@@ -248,9 +310,12 @@ class Core:
     def next_wake(self) -> float | None:
         """The earliest time something can become due: a fire time, a retry, a deadline."""
         times: list[float] = []
-        for name, slot in self.slots.items():
+        for name, slot in list(self.slots.items()):
             if name in self.specs:
-                t = self.next_fire(name)
+                try:
+                    t = self.next_fire(name)
+                except Exception:  # the next tick drops it (``_drop``) and records why
+                    t = self.clock()
                 if t is not None:
                     times.append(t)
             if slot.running is None and slot.queue:

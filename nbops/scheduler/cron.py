@@ -6,6 +6,12 @@ has a leading seconds field. Fire times are computed on the wall clock of the sc
 DST: a wall-clock time that a fall-back repeats fires once (a fire time whose local wall-clock
 time is not later than the previous one's is dropped); a time that a spring-forward skips fires
 at the first valid time after it.
+
+An expression must fire, and not too rarely: ``check_fires`` refuses one with no fire time (the
+30th of February, the 31st of April) and one whose next fire time, or the one after it, is more
+than ``MAX_GAP_YEARS`` years away (the 5th Monday of February: every 28 years). Schedules are
+created through it and stored ones are checked with it when they are loaded, so every code
+path that computes a fire time later sees only expressions that have one.
 """
 
 from __future__ import annotations
@@ -57,6 +63,48 @@ def check_cron(expr: str, field: str = "cron") -> str:
     return text
 
 
+MAX_GAP_YEARS = 5
+"""A schedule must fire at least once in this many years (decided: rarer is a typo)."""
+MAX_GAP = MAX_GAP_YEARS * 365.25 * 86400
+NEVER_HINT = (
+    "check the day and month fields: February has at most 29 days, April, June, September and "
+    "November have 30; 'L' is the last day of the month, e.g. '0 0 L 2 *'"
+)
+
+
+def check_fires(expr: str, tz_name: str | None, now: float, field: str = "cron") -> str:
+    """``check_cron`` plus: the expression has a next fire time in ``tz_name`` after ``now``,
+    within MAX_GAP, and the one after it too, and a previous one (catch-up steps back);
+    InvalidInput naming ``field`` otherwise. The time zone is checked first (``timezone``)."""
+    zone(tz_name)
+    text = check_cron(expr, field)
+    try:
+        times = fire_times(text, tz_name, now)
+        first = next(times)
+        second = next(times)
+        back = _croniter()(
+            text,
+            datetime.fromtimestamp(now, zone(tz_name)),
+            second_at_beginning=len(text.split()) == 6,
+        )
+        back.get_prev(datetime)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # croniter: CroniterBadDateError, or anything it cannot iterate
+        why = "no date matches it" if "find" in str(exc) else f"{type(exc).__name__}: {exc}"
+        raise InvalidInput(f"{field}: {expr!r} never fires ({why})", NEVER_HINT) from None
+    for t, since in ((first, now), (second, first)):
+        if t - since > MAX_GAP:
+            when = format_time(t, tz_name)
+            raise InvalidInput(
+                f"{field}: {expr!r} fires next on {when}, more than {MAX_GAP_YEARS} years "
+                f"{'away' if since == now else 'after the time before'}",
+                f"nbops refuses schedules that fire less than once in {MAX_GAP_YEARS} years; "
+                + NEVER_HINT,
+            )
+    return text
+
+
 def local_zone_name() -> str:
     """The machine's IANA time zone name (TZ, /etc/localtime), 'UTC' when unknown."""
     try:
@@ -76,7 +124,7 @@ def zone(name: str | None, field: str = "timezone") -> tzinfo:
     key = name or local_zone_name()
     try:
         return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise InvalidInput(
             f"{field}: unknown time zone {key!r}",
             "use an IANA name like 'Europe/Berlin', 'America/New_York' or 'UTC'",

@@ -87,6 +87,8 @@ class Daemon:
         self._yaml_specs: Any = None
         self._specs: list[ScheduleSpec] = []
         self._config_error: str | None = None
+        self._invalid: dict[str, str] = {}  # name -> why, as last logged
+        self._store_error: str | None = None
         self._lock: FileLock | None = None
 
     # --- life cycle -----------------------------------------------------------------------
@@ -132,6 +134,22 @@ class Daemon:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            try:
+                self._step()
+            except NbopsError as exc:  # the database locked or damaged under us: say it, retry
+                if exc.message != self._store_error:
+                    log.error("%s%s", exc.message, f" (hint: {exc.hint})" if exc.hint else "")
+                    self._store_error = exc.message
+                self.wake.wait(self.poll)
+                self.wake.clear()
+                continue
+            if self._store_error is not None:
+                log.info("the scheduler database is usable again")
+                self._store_error = None
+
+    def _step(self) -> None:
+        """One turn of the loop: reload, requests, due fire times, backstops, then wait."""
+        if not self.stopping.is_set():
             self._reload()
             with self.mutex:
                 for name in self.store.take_requests():
@@ -143,7 +161,10 @@ class Daemon:
                         self._record_skip(skip)
                 actions = self.core.tick()
                 overdue = self.core.overdue()
-                self.store.save_slots(self.core.slots)
+                try:
+                    self.store.save_slots(self.core.slots)
+                except NbopsError as exc:  # the actions are carried out all the same
+                    log.error("the daemon's state was not saved: %s", exc.message)
             for action in actions:
                 if isinstance(action, Skip):
                     self._record_skip(action)
@@ -170,12 +191,18 @@ class Daemon:
         for t in list(self.threads.values()):
             t.join(max(0.0, deadline - time.monotonic()))
         with self.mutex:
-            self.store.save_slots(self.core.slots)
+            try:
+                self.store.save_slots(self.core.slots)
+            except NbopsError as exc:
+                log.error("the daemon's state was not saved: %s", exc.message)
 
     # --- schedules ------------------------------------------------------------------------
     def _reload(self, first: bool = False) -> None:
-        """Schedules from nbops.yaml (re-read when it changes) and the store. A broken
-        nbops.yaml stops the start; later it is logged and the last good schedules stay."""
+        """Schedules from nbops.yaml (re-read when it changes) and the store, each checked by
+        ``validation``: an invalid one is skipped (logged, and a history row says why, once per
+        problem) and never stops the others. A missing or unreadable nbops.yaml, or a scheduler
+        database that cannot be used, stops the start; later it is logged and the last good
+        schedules stay."""
         path = self.root / "nbops.yaml"
         try:
             st = path.stat()
@@ -183,7 +210,7 @@ class Daemon:
             if key != self._yaml_key or self._yaml_specs is None:
                 self._yaml_specs = sources.load_pipeline(self.root)
                 self._yaml_key = key
-            specs = sources.all_specs(self.root, self.store, self._yaml_specs)
+            found = sources.entries(self.root, self.store, self._yaml_specs)
         except (ConfigError, OSError, NbopsError) as exc:
             if first:
                 raise
@@ -193,12 +220,34 @@ class Daemon:
                 self._config_error = text
             return
         self._config_error = None
+        self._note_invalid(found)
+        specs = [e.spec for e in found if e.spec is not None]
         if first or specs != self._specs:
             with self.mutex:
                 self.core.load(specs, self.store.slots() if first else None)
             if not first:
                 log.info("schedules now: %s", ", ".join(s.name for s in specs) or "none")
             self._specs = specs
+
+    def _note_invalid(self, found: list[sources.Entry]) -> None:
+        """Log each invalid schedule and give it a skipped history row, once per problem."""
+        now_invalid = {e.name: e.problem or "invalid" for e in found if e.spec is None}
+        for name, problem in now_invalid.items():
+            if self._invalid.get(name) == problem:
+                continue
+            log.error("schedule %s is invalid and does not run: %s", name, problem)
+            try:
+                self.store.add_history(
+                    name,
+                    fire_time=time.time(),
+                    reason="cron",
+                    status="skipped",
+                    error=f"invalid schedule, not run: {problem}",
+                    ended=time.time(),
+                )
+            except NbopsError as exc:
+                log.error("schedule %s: cannot record it: %s", name, exc.message)
+        self._invalid = now_invalid
 
     def _recover(self) -> None:
         """A previous daemon that died mid-execution left a running slot: end that execution
@@ -226,32 +275,44 @@ class Daemon:
 
     # --- executions -----------------------------------------------------------------------
     def _record_skip(self, skip: Skip) -> None:
-        self.store.add_history(
-            skip.name,
-            fire_time=skip.fire,
-            reason="cron",
-            status="skipped",
-            error=skip.reason,
-            ended=time.time(),
-        )
         log.info("schedule %s: skipped (%s)", skip.name, skip.reason)
+        try:
+            self.store.add_history(
+                skip.name,
+                fire_time=skip.fire,
+                reason="cron",
+                status="skipped",
+                error=skip.reason,
+                ended=time.time(),
+            )
+        except NbopsError as exc:
+            log.error("schedule %s: the skip was not recorded: %s", skip.name, exc.message)
 
     def _start(self, action: Start) -> None:
         name, p = action.name, action.pending
         spec = self.core.specs[name]
-        hid = self.store.add_history(
-            name,
-            fire_time=p.fire,
-            reason=p.reason,
-            attempt=p.attempt,
-            status="running",
-            started=time.time(),
-        )
+        try:
+            hid = self.store.add_history(
+                name,
+                fire_time=p.fire,
+                reason=p.reason,
+                attempt=p.attempt,
+                status="running",
+                started=time.time(),
+            )
+        except NbopsError as exc:  # no row to record it in: do not run it blind
+            log.error("schedule %s: not started, %s", name, exc.message)
+            with self.mutex:
+                self.core.finished(name, True)
+            return
         with self.mutex:
             slot = self.core.slots[name]
             if slot.running is not None:
                 slot.running.history_id = hid
-            self.store.save_slots(self.core.slots)
+            try:
+                self.store.save_slots(self.core.slots)
+            except NbopsError as exc:
+                log.error("the daemon's state was not saved: %s", exc.message)
         t = threading.Thread(target=self._execute, args=(spec, hid), name=f"schedule-{name}")
         self.threads[name] = t
         t.start()
@@ -276,13 +337,19 @@ class Daemon:
         except Exception as exc:  # a broken execution never takes the daemon down
             log.exception("schedule %s: execution %d could not run", name, hid)
             res = Result("failed", None, error=f"the scheduler could not run it: {exc}")
-            self.store.update_history(hid, status="failed", error=res.error, ended=time.time())
+            try:
+                self.store.update_history(hid, status="failed", error=res.error, ended=time.time())
+            except NbopsError as err:
+                log.error("schedule %s: execution %d not recorded: %s", name, hid, err.message)
         finally:
             self.executions.pop(name, None)
         with self.mutex:
             ok = res is None or res.ok or self.stopping.is_set()
             outcome = self.core.finished(name, ok)
-            self.store.save_slots(self.core.slots)
+            try:
+                self.store.save_slots(self.core.slots)
+            except NbopsError as err:  # saved again by the loop's next turn
+                log.error("schedule %s: state not saved: %s", name, err.message)
         if outcome.retry_at is not None:
             log.info(
                 "schedule %s: retry in %.1f s", name, max(0.0, outcome.retry_at - self.clock())

@@ -26,16 +26,10 @@ STOP_GRACE = 60.0
 
 
 def _param_value(v: Any) -> str:
-    """A value as ``nbops run -p`` reads it back (YAML scalars): text stays text."""
-    if isinstance(v, str):
-        import yaml
+    """A value as ``nbops run -p`` reads it back exactly (``params.render``)."""
+    from nbops.scheduler.params import render
 
-        try:
-            same = yaml.safe_load(v) == v
-        except yaml.YAMLError:
-            same = False
-        return v if same or v == "" else json.dumps(v)
-    return json.dumps(v)
+    return render(v)
 
 
 def command(spec: ScheduleSpec, summary: Path, history_id: int | None = None) -> list[str]:

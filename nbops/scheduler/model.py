@@ -63,9 +63,10 @@ class ScheduleView(BaseModel):
     timeout: float | None
     on_failure: str | None
     source: Source
-    next_fire: int | None  # epoch ms
+    next_fire: int | None  # epoch ms; None for an invalid schedule
     last_status: str | None
     last_run_id: str | None
+    invalid: str | None = None  # why it does not run (a bad stored row, a cron with no time)
 
 
 class DaemonStatus(BaseModel):

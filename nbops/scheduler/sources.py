@@ -1,20 +1,26 @@
 """Where schedules come from: ``schedules:`` in nbops.yaml and ``nbops schedule add`` (the store).
-Both are validated the same way (cron, time zone, stages) and their names are unique across both.
+Both are checked by ``validation.validate`` every time they are loaded; one that fails is listed
+as invalid with the reason and skipped, never stopping the others. Names are unique across both
+(nbops.yaml's wins).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nbops import project
-from nbops.errors import ConfigError, InvalidInput, NotFound
-from nbops.scheduler import cron
+from nbops.errors import ConfigError, InvalidInput, NbopsError, NotFound
+from nbops.scheduler import validation
 from nbops.scheduler.model import ScheduleSpec
+from nbops.scheduler.params import parse_cli
 from nbops.scheduler.store import Store
 
-NAME_HINT = "start with a letter or '_', then use letters, digits, '_', '.' or '-'"
+NAME_HINT = validation.NAME_HINT
 
 
 def load_pipeline(root: Path) -> Any:
@@ -44,93 +50,148 @@ def check_stages(stages: list[str], known: list[str], field: str = "stages") -> 
     return list(stages)
 
 
-def yaml_specs(pipeline: Any) -> list[ScheduleSpec]:
-    """The schedules of nbops.yaml; a bad cron, zone or stage is a ConfigError at its line."""
-    known = list(pipeline.stages)
+@dataclass
+class Entry:
+    """One schedule as found: its spec when it is valid, else why not (``problem``), with
+    whatever of its fields could be read (for listing it, marked invalid)."""
+
+    name: str
+    source: str  # nbops.yaml | cli
+    spec: ScheduleSpec | None
+    problem: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def _problem(exc: NbopsError) -> str:
+    return exc.message + (f" (fix: {exc.hint})" if exc.hint else "")
+
+
+def yaml_entries(pipeline: Any, now: float | None = None) -> list[Entry]:
+    """The schedules of nbops.yaml; one that fails ``validation.validate`` is an invalid entry
+    whose problem names nbops.yaml:line (it does not stop the others)."""
     out = []
     for name, s in pipeline.schedules.items():
-        checks: list[tuple[str | tuple[str, int], Any]] = [
-            ("cron", lambda s=s: cron.check_cron(s.cron)),
-            ("timezone", lambda s=s: cron.zone(s.timezone) if s.timezone else None),
-        ]
-        for i, stage in enumerate(s.stages):
-            checks.append((("stages", i), lambda st=stage: check_stages([st], known)))
-        for key, check in checks:
-            try:
-                check()
-            except InvalidInput as exc:
-                keys = key if isinstance(key, tuple) else (key,)
-                raise pipeline.error(
-                    f"schedule {name!r}: {exc.message}",
-                    exc.hint,
-                    "schedules",
-                    name,
-                    *keys,
-                    value=True,
-                ) from None
-        out.append(
-            ScheduleSpec(
-                name=name,
-                cron=cron.check_cron(s.cron),
-                stages=list(s.stages),
-                params=dict(s.params),
-                catchup=s.catchup,
-                retries=s.retries,
-                timeout=s.timeout,
-                timezone=s.timezone,
-                on_failure=s.on_failure,
-                source="nbops.yaml",
-            )
-        )
+        fields = {"name": name, **s.model_dump()}
+        try:
+            spec = validation.validate(fields, pipeline, source="nbops.yaml", now=now)
+        except NbopsError as exc:
+            rest = exc.message.split(": ", 1)[-1]
+            key = rest.split(":", 1)[0] if ":" in rest else ""
+            keys = [key] if key in validation.FIELDS else []
+            where = pipeline.where("schedules", name, *keys, value=bool(keys))
+            at = f"{pipeline.path}:{where[0]}: " if where and str(pipeline.path) not in rest else ""
+            out.append(Entry(name, "nbops.yaml", None, at + _problem(exc), fields))
+            continue
+        out.append(Entry(name, "nbops.yaml", spec, None, fields))
     return out
 
 
-def all_specs(root: Path, store: Store | None = None, pipeline: Any = None) -> list[ScheduleSpec]:
-    """Every schedule of the project: nbops.yaml's, then the CLI's, by name."""
+def yaml_specs(pipeline: Any) -> list[ScheduleSpec]:
+    """The valid schedules of nbops.yaml."""
+    return [e.spec for e in yaml_entries(pipeline) if e.spec is not None]
+
+
+def stored_entries(store: Store, pipeline: Any, now: float | None = None) -> list[Entry]:
+    """The schedules `nbops schedule add` stored; a row that is damaged (not JSON, wrong
+    types, NULLs) or no longer valid is an invalid entry naming the row (the rest load)."""
+    out = []
+    for row in store.schedule_rows():
+        name = row.name if isinstance(row.name, str) and row.name else f"<row {row.rowid}>"
+        try:
+            data = json.loads(row.spec) if isinstance(row.spec, str | bytes) else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            shown = str(row.spec)[:60] if row.spec is not None else "NULL"
+            out.append(
+                Entry(
+                    name,
+                    "cli",
+                    None,
+                    f"damaged row in {store.path}: its spec is not a JSON object ({shown!r})"
+                    f" (fix: `nbops schedule remove {name}` and add it again)",
+                )
+            )
+            continue
+        if data.get("name") != row.name:
+            out.append(
+                Entry(
+                    name,
+                    "cli",
+                    None,
+                    f"damaged row in {store.path}: its spec names {data.get('name')!r}"
+                    f" (fix: `nbops schedule remove {name}` and add it again)",
+                    data,
+                )
+            )
+            continue
+        data.pop("source", None)
+        try:
+            spec = validation.validate(data, pipeline, source="cli", now=now)
+        except NbopsError as exc:
+            out.append(Entry(name, "cli", None, _problem(exc), data))
+            continue
+        out.append(Entry(name, "cli", spec, None, data))
+    return out
+
+
+def entries(root: Path, store: Store | None = None, pipeline: Any = None) -> list[Entry]:
+    """Every schedule of the project, valid or not, by name: nbops.yaml's and the CLI's. A
+    CLI schedule whose name nbops.yaml also uses is invalid (nbops.yaml's runs)."""
     pipeline = pipeline if pipeline is not None else load_pipeline(root)
     store = store or Store(root)
-    from_yaml = yaml_specs(pipeline)
-    names = {s.name for s in from_yaml}
-    from_cli = store.schedules()
-    for s in from_cli:
-        if s.name in names:
-            raise pipeline.error(
-                f"schedule {s.name!r} is also defined by `nbops schedule add`",
-                f"keep one: `nbops schedule remove {s.name}`, or rename it here",
-                "schedules",
-                s.name,
+    now = time.time()
+    from_yaml = yaml_entries(pipeline, now)
+    names = {e.name for e in from_yaml}
+    from_cli = stored_entries(store, pipeline, now)
+    for e in from_cli:
+        if e.name in names:
+            where = pipeline.where("schedules", e.name)
+            at = f" at {pipeline.path}:{where[0]}" if where else ""
+            e.spec = None
+            e.problem = (
+                f"schedule {e.name!r} is also defined in nbops.yaml{at}, which wins (fix: "
+                f"`nbops schedule remove {e.name}`, or rename it in nbops.yaml)"
             )
-    return sorted(from_yaml + from_cli, key=lambda s: s.name)
+    return sorted(from_yaml + from_cli, key=lambda e: (e.name, e.source != "nbops.yaml"))
+
+
+def all_specs(root: Path, store: Store | None = None, pipeline: Any = None) -> list[ScheduleSpec]:
+    """Every valid schedule of the project, by name (invalid ones: ``entries``)."""
+    return [e.spec for e in entries(root, store, pipeline) if e.spec is not None]
+
+
+def find_entry(root: Path, name: str, store: Store | None = None) -> Entry:
+    found = [e for e in entries(root, store) if e.name == name]
+    if not found:
+        raise NotFound(
+            f"no schedule named {name!r}",
+            "see `nbops schedule list` for the schedules of this project",
+        )
+    return found[0]
 
 
 def find(root: Path, name: str, store: Store | None = None) -> ScheduleSpec:
-    for s in all_specs(root, store):
-        if s.name == name:
-            return s
-    raise NotFound(
-        f"no schedule named {name!r}", "see `nbops schedule list` for the schedules of this project"
-    )
+    """The valid schedule ``name``: NotFound if there is none, InvalidInput if it is invalid."""
+    entry = find_entry(root, name, store)
+    if entry.spec is None:
+        raise InvalidInput(
+            f"schedule {name!r} is invalid and does not run: {entry.problem}",
+            "fix it as the message says (or remove it), then try again",
+        )
+    return entry.spec
 
 
 def parse_params(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
-    """``-p k=v`` / ``-p stage.k=v`` strings (or a mapping) as {key: value}."""
+    """``-p k=v`` / ``-p stage.k=v`` strings (values typed by ``nbops.values.parse_value``, as
+    ``nbops run -p`` reads them), or a mapping of typed values (JSON), as {key: value}."""
     if not items:
         return {}
     if isinstance(items, dict):
-        pairs = list(items.items())
-    else:
-        pairs = []
-        for item in items:
-            k, sep, v = str(item).partition("=")
-            if not sep or not k.strip():
-                raise InvalidInput(
-                    f"params: {item!r} is not NAME=VALUE", "write it as -p C=0.1 or -p train.C=0.1"
-                )
-            pairs.append((k.strip(), v))
-    for k, _ in pairs:
-        if not str(k).strip() or any(c.isspace() for c in str(k)):
-            raise InvalidInput(f"params: {k!r} is not a parameter name", "e.g. C or train.C")
-    return {str(k): v for k, v in pairs}
+        return dict(items)
+    if not isinstance(items, list):
+        raise InvalidInput(f"params: {str(items)[:80]!r} is not a map", "e.g. {C: 0.1}")
+    return parse_cli([str(i) for i in items])
 
 
 def new_spec(
@@ -141,39 +202,24 @@ def new_spec(
     stages: list[str] | None = None,
     params: list[str] | dict[str, Any] | None = None,
     catchup: str = "latest",
-    retries: int = 0,
-    timeout: float | None = None,
+    retries: Any = 0,
+    timeout: Any = None,
     timezone: str | None = None,
     on_failure: str | None = None,
 ) -> ScheduleSpec:
-    """A validated schedule for ``nbops schedule add``; InvalidInput names the bad field."""
-    from nbops.pipeline.spec import NAME_RE
-
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidInput(f"name: {name!r} is not a valid schedule name", NAME_HINT)
-    expr = cron.check_cron(cron_expr)
-    if timezone:
-        cron.zone(timezone)
-    if catchup not in ("none", "latest", "all"):
-        raise InvalidInput(
-            f"catchup: {catchup!r} is not one of none, latest, all",
-            "none: skip missed times; latest: run once; all: run each in order",
-        )
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise InvalidInput(f"retries: {retries!r} must be a whole number >= 0", "e.g. --retries 2")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0):
-        raise InvalidInput(f"timeout: {timeout!r} must be seconds > 0", "e.g. --timeout 3600")
-    pipeline = load_pipeline(root)
-    check_stages(list(stages or []), list(pipeline.stages))
-    return ScheduleSpec(
-        name=name,
-        cron=expr,
-        stages=list(stages or []),
-        params=parse_params(params),
-        catchup=catchup,  # type: ignore[arg-type]
-        retries=retries,
-        timeout=timeout,
-        timezone=timezone or None,
-        on_failure=on_failure or None,
-        source="cli",
-    )
+    """A validated schedule for ``nbops schedule add`` / ``POST /schedules`` (``validation``)."""
+    typed = parse_params(params)
+    fields = {
+        "name": name,
+        "cron": cron_expr,
+        "stages": list(stages or []),
+        "params": typed,
+        "catchup": catchup,
+        "retries": retries,
+        "timeout": timeout,
+        "timezone": timezone,
+        "on_failure": on_failure,
+    }
+    if isinstance(name, str):  # name first: its message is the one for a bad name
+        validation.check_name(name)
+    return validation.validate(fields, load_pipeline(root), source="cli")

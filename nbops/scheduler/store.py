@@ -1,21 +1,45 @@
 """Persistence under ``.nbops/scheduler/``: one SQLite file (WAL) with the schedules added from
 the CLI, every execution's history row, the daemon's slots (cursor, queue, running execution) and
-run-now requests. Safe for the daemon, CLI calls and the Jupyter server at the same time."""
+run-now requests. Safe for the daemon, CLI calls and the Jupyter server at the same time.
+
+What it does with a database that is not as it wrote it (decided; every case is a
+``SchedulerDatabaseError``: one line naming the file and the fix, CLI exit 2, HTTP 400):
+
+- no file: created whole, atomically (built aside, then hard-linked into place), so no other
+  process ever sees a half-made one and an empty file is never one of ours;
+- a 0-byte file, a file that is not SQLite, a directory, a symlink, a FIFO or a device in its
+  place, a database that lost one of its tables or columns, or one SQLite calls malformed: refused,
+  never replaced (that would lose the schedules): the hint says how to move it aside (``mv``),
+  after which nbops creates a new one. Only a valid SQLite file with no tables at all gets the
+  schema;
+- locked by another process: each statement waits up to ``BUSY_TIMEOUT`` seconds, then the
+  error names the processes that have the file open;
+- bad rows (NULLs, wrong types, JSON that does not parse): skipped and logged, the others load
+  (a damaged schedule row is listed as invalid by ``sources``).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import secrets
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from nbops import project
 from nbops.errors import NbopsError
 from nbops.scheduler.core import Slot
 from nbops.scheduler.model import HistoryRow, ScheduleSpec
+
+log = logging.getLogger("nbops.scheduler")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, spec TEXT NOT NULL, created REAL);
@@ -28,16 +52,93 @@ CREATE TABLE IF NOT EXISTS slots (name TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY AUTOINCREMENT, schedule TEXT NOT NULL,
     requested REAL NOT NULL);
 """
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT = 10.0
+"""Seconds a statement waits for another process' lock before the error names the holder."""
+
+
+class SchedulerDatabaseError(NbopsError):
+    """The scheduler database cannot be used as it is (the message names the file, the hint
+    the fix)."""
+
+
+class StoredRow(NamedTuple):
+    """A row of ``schedules`` as stored (any type: a hand edit may have put anything there)."""
+
+    rowid: int
+    name: Any
+    spec: Any
+
+
+@lru_cache(maxsize=1)
+def _expected() -> dict[str, set[str]]:
+    """Table -> columns of SCHEMA (read from an in-memory database made with it)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            t: {r[1] for r in db.execute(f"PRAGMA table_info({t})")}
+            for t in tables
+            if t != "sqlite_sequence"
+        }
+    finally:
+        db.close()
+
+
+def holders(path: Path) -> str:
+    """The processes that have ``path`` (or its -wal/-shm) open, from /proc: 'pid 12 (cmd)'."""
+    names = {str(path), f"{path}-wal", f"{path}-shm"}
+    found: list[str] = []
+    try:
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return "unknown process: /proc cannot be read"
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target in names:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:
+                    cmd = "?"
+                me = " (this process)" if int(pid) == os.getpid() else ""
+                found.append(f"pid {pid}{me}: {cmd[:80]}")
+                break
+    if not found:
+        return "no process has it open any more: try again"
+    return "held by " + "; ".join(found[:3]) + ("; ..." if len(found) > 3 else "")
+
+
+def scheduler_dir(root: Path) -> Path:
+    d = root / project.STATE_DIR / "scheduler"
+    try:
+        project.state_dir(root)
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SchedulerDatabaseError(
+            f"cannot make the scheduler's folder {d}: {exc.strerror or exc}",
+            f"nbops keeps schedules in {d}/: move whatever is in its place aside "
+            f"(mv {d} {d}.old) or make .nbops/ writable",
+        ) from None
+    if not d.is_dir():
+        raise SchedulerDatabaseError(
+            f"{d} is not a folder", f"move it aside: mv {d} {d}.old; nbops makes the folder anew"
+        )
+    return d
+
 
 KEEP_HISTORY = 1000
 """History rows kept per schedule (the daemon prunes older ones)."""
 _HISTORY_COLS = [f for f in HistoryRow.model_fields if f != "id"]
-
-
-def scheduler_dir(root: Path) -> Path:
-    d = project.state_dir(root) / "scheduler"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 class Store:
@@ -48,31 +149,181 @@ class Store:
         self.dir = scheduler_dir(root)
         self.path = self.dir / "scheduler.db"
         self._saved: str | None = None
+        self._reported: set[str] = set()
+        self._open()
+
+    # --- opening: never replace what is there ----------------------------------------------
+    def _aside(self) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        moves = [
+            f"mv {p} {p}.damaged-{stamp}"
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if os.path.lexists(p)
+        ]
+        return (
+            "move it aside: "
+            + " && ".join(moves or [f"mv {self.path} {self.path}.damaged-{stamp}"])
+            + "; nbops then creates a new one (add the `nbops schedule add` schedules again; "
+            "the old file keeps them)"
+        )
+
+    def _refuse(self, why: str) -> SchedulerDatabaseError:
+        return SchedulerDatabaseError(
+            f"the scheduler database {self.path} {why}: nbops does not replace it", self._aside()
+        )
+
+    def _open(self) -> None:
         try:
-            with self._db() as db:
-                db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise NbopsError(
-                f"cannot open the scheduler database {self.path}: {exc}",
-                "check that .nbops/ is writable; delete the file to start over (history is lost)",
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            self._create()
+            st = os.lstat(self.path)
+        except OSError as exc:
+            raise SchedulerDatabaseError(
+                f"cannot read the scheduler database {self.path}: {exc.strerror or exc}",
+                f"check the permissions of {self.dir}",
             ) from None
+        if stat.S_ISLNK(st.st_mode):
+            raise self._refuse("is a symbolic link (nbops keeps it as a plain file)")
+        if stat.S_ISDIR(st.st_mode):
+            raise self._refuse("is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise self._refuse("is not a regular file (a FIFO, socket or device)")
+        if st.st_size == 0:
+            raise self._refuse("is empty (0 bytes): it was truncated and its schedules are lost")
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise SchedulerDatabaseError(
+                f"cannot read the scheduler database {self.path}: {exc.strerror or exc}",
+                f"check the permissions of {self.path}",
+            ) from None
+        if header != SQLITE_HEADER:
+            raise self._refuse("is not an SQLite database")
+        self._check_schema()
+
+    def _create(self) -> None:
+        """A new database with the whole schema, hard-linked into place (no other process sees
+        it half made; if one made it first, that one is used)."""
+        for extra in (f"{self.path}-wal", f"{self.path}-shm"):
+            if os.path.lexists(extra) and os.path.getsize(extra) > 0:
+                raise SchedulerDatabaseError(
+                    f"{extra} is left from a scheduler database that is gone",
+                    f"move it aside (mv {extra} {extra}.old); nbops then creates a new database",
+                )
+        tmp = self.dir / f".scheduler.db.{os.getpid()}.{secrets.token_hex(4)}.new"
+        try:
+            db = sqlite3.connect(tmp)
+            try:
+                db.executescript(SCHEMA)
+                db.execute("PRAGMA journal_mode=WAL")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created it first: use that one
+            except OSError:  # a file system without hard links
+                if not os.path.lexists(self.path):
+                    os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise SchedulerDatabaseError(
+                f"cannot create the scheduler database {self.path}: {exc}",
+                f"check that {self.dir} is writable",
+            ) from None
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+                leftover.unlink(missing_ok=True)
+
+    def _check_schema(self) -> None:
+        expected = _expected()
+        with self._db() as db:
+            tables = {
+                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            ours = tables & set(expected)
+            if not ours:
+                others = sorted(tables - {"sqlite_sequence"})
+                if others:
+                    raise self._refuse(f"holds other tables ({', '.join(others[:5])})")
+                db.executescript(SCHEMA)  # a valid, empty SQLite file: give it the schema
+                return
+            missing = sorted(set(expected) - tables)
+            if missing:
+                raise self._refuse(
+                    f"has lost its table{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+                )
+            for table, cols in expected.items():
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                if not cols <= have:
+                    raise self._refuse(
+                        f"has lost column(s) {', '.join(sorted(cols - have))} of table {table}"
+                    )
+
+    def _problem(self, exc: sqlite3.Error) -> SchedulerDatabaseError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return SchedulerDatabaseError(
+                f"the scheduler database {self.path} stayed locked by another process for "
+                f"{BUSY_TIMEOUT:g} s ({holders(self.path)})",
+                "wait for that process to finish and try again, or stop it",
+            )
+        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+            return SchedulerDatabaseError(
+                f"cannot use the scheduler database {self.path}: {text}",
+                f"check that {self.dir} and the file are writable and the disk is not full",
+            )
+        if "full" in text:
+            return SchedulerDatabaseError(
+                f"cannot write the scheduler database {self.path}: {text}", "free disk space"
+            )
+        return self._refuse(f"is damaged ({text})")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        """A connection (autocommit; WAL) whose every SQLite error becomes one
+        SchedulerDatabaseError naming the file and the fix."""
+        uri = f"file:{quote(str(self.path))}?mode=rw"
         try:
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._problem(exc) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
             conn.row_factory = sqlite3.Row
             yield conn
+        except sqlite3.Error as exc:
+            raise self._problem(exc) from None
         finally:
             conn.close()
 
+    def _report(self, key: str, message: str) -> None:
+        """Log a damaged row once per Store."""
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning("%s", message)
+
     # --- schedules added from the CLI / API -----------------------------------------------
-    def schedules(self) -> list[ScheduleSpec]:
+    def schedule_rows(self) -> list[StoredRow]:
+        """Every row of ``schedules`` as stored (``sources`` checks them)."""
         with self._db() as db:
-            rows = db.execute("SELECT spec FROM schedules ORDER BY name").fetchall()
-        return [ScheduleSpec.model_validate_json(r["spec"]) for r in rows]
+            rows = db.execute("SELECT rowid, name, spec FROM schedules ORDER BY name").fetchall()
+        return [StoredRow(int(r[0]), r[1], r[2]) for r in rows]
+
+    def schedules(self) -> list[ScheduleSpec]:
+        """The rows that parse as schedules (damaged ones are logged and left out)."""
+        out = []
+        for row in self.schedule_rows():
+            try:
+                out.append(ScheduleSpec.model_validate_json(row.spec))
+            except (ValueError, TypeError):
+                self._report(
+                    f"schedule {row.rowid}",
+                    f"{self.path}: schedule row {row.rowid} ({row.name!r}) is damaged: skipped",
+                )
+        return out
 
     def add_schedule(self, spec: ScheduleSpec) -> bool:
         """Insert; False if the name is taken."""
@@ -84,7 +335,11 @@ class Store:
             return cur.rowcount == 1
 
     def remove_schedule(self, name: str) -> bool:
+        """Delete by name (a damaged row without one is named '<row N>' by ``sources``)."""
         with self._db() as db:
+            if name.startswith("<row ") and name.endswith(">") and name[5:-1].isdigit():
+                cur = db.execute("DELETE FROM schedules WHERE rowid = ?", (int(name[5:-1]),))
+                return cur.rowcount == 1
             cur = db.execute("DELETE FROM schedules WHERE name = ?", (name,))
             db.execute("DELETE FROM requests WHERE schedule = ?", (name,))
             return cur.rowcount == 1
@@ -139,21 +394,54 @@ class Store:
         sql += " ORDER BY id DESC LIMIT ?"
         with self._db() as db:
             rows = db.execute(sql, [*args, int(limit)]).fetchall()
-        return [_row(r) for r in rows]
+        return [h for h in (self._row(r) for r in rows) if h is not None]
 
     def last(self, schedule: str, executed: bool = False) -> HistoryRow | None:
+        """The newest history row of ``schedule`` (that is not damaged)."""
         sql = "SELECT * FROM history WHERE schedule = ?"
         if executed:
             sql += " AND status != 'skipped'"
         with self._db() as db:
-            r = db.execute(sql + " ORDER BY id DESC LIMIT 1", (schedule,)).fetchone()
-        return _row(r) if r else None
+            rows = db.execute(sql + " ORDER BY id DESC LIMIT 20", (schedule,)).fetchall()
+        for r in rows:
+            row = self._row(r)
+            if row is not None:
+                return row
+        return None
+
+    def _row(self, r: sqlite3.Row) -> HistoryRow | None:
+        try:
+            data = {k: v for k, v in dict(r).items() if v is not None}
+            ids = json.loads(data.get("run_ids") or "[]")
+            data["run_ids"] = ids
+            return HistoryRow.model_validate(data)
+        except (ValueError, TypeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._report(
+                f"history {dict(r).get('id')}",
+                f"{self.path}: history row {dict(r).get('id')} is damaged ({first}): skipped",
+            )
+            return None
 
     # --- the daemon's state ---------------------------------------------------------------
     def slots(self) -> dict[str, Slot]:
+        """The daemon's saved slots; a damaged one is logged and left out (that schedule starts
+        counting from now, as a new one does)."""
         with self._db() as db:
             rows = db.execute("SELECT name, state FROM slots").fetchall()
-        return {r["name"]: Slot.from_json(json.loads(r["state"])) for r in rows}
+        out: dict[str, Slot] = {}
+        for r in rows:
+            try:
+                if not isinstance(r["name"], str):
+                    raise ValueError(f"name {r['name']!r}")
+                out[r["name"]] = Slot.from_json(json.loads(r["state"]))
+            except (ValueError, TypeError) as exc:
+                self._report(
+                    f"slot {r['name']!r}",
+                    f"{self.path}: the saved state of schedule {r['name']!r} is damaged "
+                    f"({exc}): it starts counting from now",
+                )
+        return out
 
     def save_slots(self, slots: dict[str, Slot]) -> None:
         """Replace the saved slots (a no-op when nothing changed since the last save)."""
@@ -184,10 +472,13 @@ class Store:
             rows = db.execute("SELECT id, schedule FROM requests ORDER BY id").fetchall()
             db.execute("DELETE FROM requests")
             db.execute("COMMIT")
-        return [r["schedule"] for r in rows]
-
-
-def _row(r: sqlite3.Row) -> HistoryRow:
-    data = {k: v for k, v in dict(r).items() if v is not None}
-    data["run_ids"] = json.loads(data.get("run_ids") or "[]")
-    return HistoryRow.model_validate(data)
+        out = []
+        for r in rows:
+            if isinstance(r["schedule"], str):
+                out.append(r["schedule"])
+            else:
+                self._report(
+                    f"request {r['id']}",
+                    f"{self.path}: run-now request {r['id']} is damaged: ignored",
+                )
+        return out

@@ -24,8 +24,8 @@ schedules:
 
 @pytest.fixture
 def proj(project: Path) -> Path:
-    notebook(project / "prepare.ipynb", "x = 1")
-    notebook(project / "train.ipynb", "y = 2")
+    notebook(project / "prepare.ipynb", ("a = 0", ["parameters"]), "x = 1")
+    notebook(project / "train.ipynb", ("C = 1.0", ["parameters"]), "y = 2")
     (project / "nbops.yaml").write_text(YAML)
     return project
 
@@ -38,7 +38,17 @@ def proj(project: Path) -> Path:
         (["--cron", "0 2 * * *", "--stages", "trian"], "stages: unknown stage 'trian'"),
         (["--cron", "0 2 * * *", "--timezone", "Mars/Base"], "timezone: unknown time zone"),
         (["--cron", "0 2 * * *", "--catchup", "some"], "argument --catchup: invalid choice"),
-        (["--cron", "0 2 * * *", "--retries", "x"], "argument --retries: invalid int value"),
+        (["--cron", "0 2 * * *", "--retries", "x"], "schedule 'job': retries: 'x' is not a whole"),
+        (["--cron", "0 2 * * *", "--retries", "1.5"], "retries: '1.5' is not a whole number"),
+        (["--cron", "0 2 * * *", "--retries", "1000000000000"], "retries: 1000000000000 is out"),
+        (["--cron", "0 2 * * *", "--timeout", "0"], "timeout: 0 is out of range"),
+        (["--cron", "0 2 * * *", "--timeout", "1.5"], "timeout: '1.5' is not a whole number"),
+        (["--cron", "0 0 30 2 *"], "schedule 'job': cron: '0 0 30 2 *' never fires"),
+        (["--cron", "0 0 * 2 1#5"], "more than 5 years away"),
+        (["--cron", "0 2 * * *", "-p", "nope=1"], "no stage the schedule runs declares"),
+        (["--cron", "0 2 * * *", "-p", "zzz.x=1"], "no stage the schedule runs declares"),
+        (["--cron", "0 2 * * *", "-p", "train.nope=1"], "train.ipynb declares no parameter 'nope'"),
+        (["--cron", "0 2 * * *", "-p", "x=*a"], "-p x: YAML aliases"),
         (["--cron", "0 2 * * *", "-p", "novalue"], "params: 'novalue' is not NAME=VALUE"),
     ],
 )
@@ -63,14 +73,21 @@ def test_a_schedule_from_nbops_yaml_cannot_be_removed_from_the_cli(proj):
     assert "nbops.yaml:7" in out.stderr and "delete it from the `schedules:` section" in out.stderr
 
 
-def test_a_bad_schedule_in_nbops_yaml_is_reported_at_its_line(proj):
-    (proj / "nbops.yaml").write_text(YAML.replace('"0 2 * * *"', '"0 25 * * *"'))
+def test_a_bad_schedule_in_nbops_yaml_is_listed_invalid_at_its_line(proj):
+    """One bad schedule in nbops.yaml does not hide the others: it is listed as invalid with
+    nbops.yaml:line and the reason (the daemon skips it: tests/integration/test_scheduler.py)."""
+    bad = YAML + '  rare: {cron: "0 25 * * *"}\n  never: {cron: "0 0 31 4 *"}\n'
+    (proj / "nbops.yaml").write_text(bad)
     out = nbops_cli("schedule", "list", cwd=proj, timeout=60)
-    assert out.returncode == 2
-    assert "nbops.yaml:7:" in out.stderr and "schedule 'nightly': cron:" in out.stderr
+    assert out.returncode == 0, out.stderr
+    assert "nbops.yaml:8:" in out.stdout and "schedule 'rare': cron:" in out.stdout
+    assert "nbops.yaml:9:" in out.stdout and "'0 0 31 4 *' never fires" in out.stdout
+    lines = {ln.split()[0]: ln for ln in out.stdout.splitlines() if ln.strip()}
+    assert "INVALID" in lines["rare"] and "INVALID" not in lines["nightly"]
     (proj / "nbops.yaml").write_text(YAML.replace("[prepare, train]", "[prepare, tran]"))
-    out = nbops_cli("scheduler", cwd=proj, timeout=60)
-    assert out.returncode == 2 and "unknown stage 'tran'" in out.stderr
+    out = nbops_cli("schedule", "list", "--json", cwd=proj, timeout=60)
+    (nightly,) = __import__("json").loads(out.stdout)["schedules"]
+    assert "unknown stage 'tran'" in nightly["invalid"] and nightly["next_fire"] is None
 
 
 def test_add_list_and_remove_through_the_cli(proj):
