@@ -4,6 +4,7 @@ cli.py; this module turns arguments into calls on the runner and prints results)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
@@ -26,15 +27,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nbops.errors import NbopsError
     from nbops.pipeline.outcome import Outcome, failed_before_start
 
+    if args.summary is not None:
+        _check_summary(args.summary)  # before anything runs: a summary nobody can write is lost
     try:
         code, outcome = _run(args)
     except NbopsError as err:
         if args.summary:
-            failed_before_start(str(err), err.exit_code).write(args.summary)
+            with contextlib.suppress(NbopsError):  # the error that stopped the run comes first
+                failed_before_start(str(err), err.exit_code).write(args.summary)
         raise
     if args.summary:
         (outcome or Outcome(None, code, "ok" if code == 0 else "failed")).write(args.summary)
     return code
+
+
+def _check_summary(path: str) -> None:
+    """``--summary FILE`` must be writable before the pipeline starts."""
+    import os
+    from pathlib import Path
+
+    from nbops.errors import InvalidInput
+
+    if not path.strip() or "\x00" in path:
+        raise InvalidInput(
+            f"--summary {path!r} is not a file name", "e.g. --summary .nbops/last-run.json"
+        )
+    target = Path(path)
+    parent = target.parent
+    if target.is_dir():
+        raise InvalidInput(
+            f"--summary {path}: is a directory",
+            f"name a file in it: --summary {target / 'run.json'}",
+        )
+    if not parent.is_dir():
+        raise InvalidInput(
+            f"--summary {path}: the directory {parent} does not exist",
+            f"create it first (mkdir -p {parent}), or write the summary elsewhere",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (
+        target.exists() and not os.access(target, os.W_OK)
+    ):
+        raise InvalidInput(
+            f"--summary {path}: cannot write there (permission denied)",
+            "write the summary into a directory you can write to",
+        )
 
 
 def _run(args: argparse.Namespace) -> tuple[int, Any]:

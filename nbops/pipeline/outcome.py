@@ -4,6 +4,7 @@ server's re-run jobs learn the runs an execution made without parsing its output
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -19,16 +20,27 @@ class Outcome:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # {status, run_ids}
     error: str | None = None
     seconds: float = 0.0
+    undelivered: list[str] = field(default_factory=list)  # runs whose data is not all in the store
 
     def run_ids(self) -> list[str]:
         return [rid for s in self.stages.values() for rid in s.get("run_ids", [])]
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Atomically: a reader polling for the file never sees half of it."""
+        from nbops.errors import InvalidInput
+
         target = Path(path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
-        os.replace(tmp, target)
+        try:
+            tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise InvalidInput(
+                f"--summary {path}: cannot write it ({exc.strerror or exc})",
+                "name a file in a directory that exists and that you can write to",
+            ) from None
 
 
 def failed_before_start(error: str, exit_code: int) -> Outcome:

@@ -50,23 +50,26 @@ class StagePlan:
 
 
 def parse_assignments(items: list[str], what: str) -> list[tuple[str, Any]]:
-    """``k=v`` strings → (k, typed v); values read as YAML scalars (1 → int, 0.1 → float)."""
-    import yaml
+    """``k=v`` strings → (k, typed v), each value read by :func:`nbops.values.parse_value`
+    (``1`` → int, ``0.1`` → float; aliases, deep nesting and huge numbers refused, naming
+    ``what k``)."""
+    from nbops.values import parse_value
 
     out = []
     for item in items:
         k, sep, v = item.partition("=")
         if not sep or not k.strip():
             raise ParameterError(
-                f"{what} {item!r} is not NAME=VALUE",
+                f"{what} {_shown(item)} is not NAME=VALUE",
                 f"write it as {what} C=0.1 (or {what} train.C=0.1)",
             )
-        try:
-            value = yaml.safe_load(v) if v.strip() else ""
-        except yaml.YAMLError:
-            value = v
-        out.append((k.strip(), value))
+        out.append((k.strip(), parse_value(v, f"{what} {_shown(k.strip())}")))
     return out
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A user's text in an error message: quoted, and cut if it is long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
 
 class Runner:
@@ -90,7 +93,10 @@ class Runner:
         self.param_args = parse_assignments(params or [], "-p")
         self.sweep_args = {
             k: v if isinstance(v, list) else [v]
-            for k, v in ((k, _split_list(v)) for k, v in parse_assignments(sweep or [], "--sweep"))
+            for k, v in (
+                (k, _split_list(v, f"--sweep {k}"))
+                for k, v in parse_assignments(sweep or [], "--sweep")
+            )
         }
         self.force = force
         self.tags = {str(k): _param_str(v) for k, v in parse_assignments(tags or [], "--tag")}
@@ -105,7 +111,30 @@ class Runner:
         self._executor = executor
         self.progress = progress or Progress()
         self.hashes = HashCache(root, self.state_dir)
+        self.recovered = self._recover_dead_executions()
         self.state = State(self.state_dir)
+
+    def _recover_dead_executions(self) -> list[Any]:
+        """An ``nbops run`` of this project that was killed (SIGKILL, a crash, a power cut)
+        left its runs RUNNING and its stages half done: end those runs KILLED, deliver what they
+        logged, and record the stages for ``--resume`` (nbops.tracking.recovery)."""
+        from nbops.tracking.recovery import recover_executions
+
+        found = recover_executions(self.state_dir, project.tracking_uri(self.root))
+        for dead in found:
+            killed = sum(1 for o in dead.runs if o.status in ("KILLED", "unreachable"))
+            todo = ", ".join(dead.unfinished) or "none"
+            self.progress.note(
+                f"nbops: {dead.reason.replace(' the run ended', '')}: {killed} of its runs "
+                f"ended KILLED; stages it did not finish: {todo} (`nbops run --resume` redoes "
+                "them)"
+            )
+            if dead.error:
+                self.progress.note(
+                    f"  the tracking store is unreachable ({dead.error}); those runs stay "
+                    "spooled and `nbops sync` delivers them"
+                )
+        return found
 
     # --- planning ------------------------------------------------------------------------------
     def plan(self, names: list[str] | None = None) -> list[StagePlan]:
@@ -222,13 +251,15 @@ class Runner:
             self.outcome = execution.outcome()
 
 
-def _split_list(v: Any) -> list[Any]:
+def _split_list(v: Any, what: str) -> list[Any]:
+    """A ``--sweep`` value: a list as typed (``[1, 2]``), or text split at commas, each item
+    read as a value of its own (``0.1,1,10`` → three floats)."""
+    from nbops.values import parse_value
+
     if isinstance(v, list):
         return v
     if isinstance(v, str) and "," in v:
-        import yaml
-
-        return [yaml.safe_load(x) for x in v.split(",")]
+        return [parse_value(x, f"{what} (item {i + 1})") for i, x in enumerate(v.split(","))]
     return [v]
 
 
@@ -241,6 +272,7 @@ class _Execution:
         self.order = [p.name for p in plans]
         self.status: dict[str, str] = dict.fromkeys(self.order, "queued")
         self.sink: Any = None
+        self.record: Any = None  # recovery.ExecutionRecord, once a stage is about to run
         self.pipeline_run: Any = None
         self.executor: Executor | None = runner._executor
         self.failures: list[StageFailed] = []
@@ -252,6 +284,7 @@ class _Execution:
         self.point_runs: dict[str, list[Any]] = {}
         self.unnamed: list[tuple[Any, Path, Any]] = []  # (run, kept notebook dir, state record)
         self.exit_code: int | None = None
+        self.undelivered: list[str] = []  # what did not reach the store (exit 1)
         self.t_start = time.perf_counter()
 
     def _ensure_tracking(self) -> None:
@@ -278,6 +311,14 @@ class _Execution:
             spawn_writer=False,
         )
         self.sink.add(self.pipeline_run)
+        from nbops.tracking.recovery import ExecutionRecord
+
+        self.record = ExecutionRecord(self.r.state_dir, self.order)
+        self.record.add_run(self.pipeline_run.local_id, None, "pipeline")
+        for name, st in self.status.items():
+            if st in _ENDED:
+                self.record.finished(name)
+        self.record.save()
 
     def _new_run(self, plan: StagePlan, pt: Point | None, parent: Any) -> Any:
         from nbops.tracking.run import Run
@@ -311,6 +352,9 @@ class _Execution:
             spawn_writer=False,
         )
         self.sink.add(run, parent)
+        if self.record is not None:
+            self.record.add_run(run.local_id, parent.local_id, pt.label if pt else plan.name)
+            self.record.save()
         if pt is not None:
             self.point_runs.setdefault(plan.name, []).append(run)
         return run
@@ -350,7 +394,7 @@ class _Execution:
         elif self.stop.is_set():
             self.exit_code = 130
         else:
-            self.exit_code = 1 if self.failures else 0
+            self.exit_code = 1 if self.failures or self.undelivered else 0
         return self.exit_code
 
     def _end_status(self, failed: bool) -> str:
@@ -383,6 +427,8 @@ class _Execution:
             error = "interrupted (SIGINT or SIGTERM): kernels stopped, runs KILLED"
         elif self.failures:
             error = self.failures[0].message
+        elif self.undelivered:
+            error = f"{len(self.undelivered)} run(s) not all in the store: {self.undelivered[0]}"
         return Outcome(
             pipeline_run_id=self.pipeline_run.id_if_ready() if self.pipeline_run else None,
             exit_code=code,
@@ -390,6 +436,7 @@ class _Execution:
             stages=stages,
             error=error,
             seconds=time.perf_counter() - self.t_start,
+            undelivered=list(self.undelivered),
         )
 
     def _start_ready(
@@ -403,6 +450,7 @@ class _Execution:
             if bad:
                 self.status[name] = "skipped"
                 self.r.progress.line(name, "skipped", f"upstream stage {bad[0]} failed")
+                self._ended(name)
                 continue
             if any(self.status[u] in ("queued", "running") for u in ups):
                 continue
@@ -411,6 +459,7 @@ class _Execution:
             if not todo:
                 self.status[name] = "up to date"
                 self.r.progress.line(name, "up to date")
+                self._ended(name)
                 continue
             self._ensure_tracking()
             self.status[name] = "running"
@@ -467,6 +516,13 @@ class _Execution:
             self._complete(plan)
         self.r.state.save()
         self.r.hashes.save()
+        if self.status[plan.name] in _ENDED:
+            self._ended(plan.name)  # after the state knows: a kill now redoes nothing
+
+    def _ended(self, name: str) -> None:
+        if self.record is not None:
+            self.record.finished(name)
+            self.record.save()
 
     def _complete(self, plan: StagePlan) -> None:
         from nbops.pipeline.cache import OutCache
@@ -509,6 +565,7 @@ class _Execution:
                     os.replace(kept, kept.with_name(rid))
                 self.r.state.put(plan.name, pt.key, record)
                 self.r.state.failed.pop(pt.label, None)
+                self.r.state.failed.pop(plan.name, None)  # a sweep stage killed as a whole
                 if not sweep:
                     self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", rid)
             self.status[plan.name] = "done"
@@ -556,6 +613,11 @@ class _Execution:
         if self.unnamed:
             self.r.state.save()
 
+    def _tell_delivering(self, left: list[str]) -> None:
+        self.r.progress.note(f"nbops run: delivering the last data of {len(left)} run(s):")
+        for line in left:
+            self.r.progress.note(f"  {line}")
+
     def _mark_timeout(self, run: Any) -> None:
         if self.timed_out:
             run.set_tags({"nbops.end_reason": f"timeout: {self.r.timeout:g} s"})
@@ -573,21 +635,46 @@ class _Execution:
             if run.status == "RUNNING":
                 self._mark_timeout(run)
                 run.end(status)
-        delivered = self.sink.close()
+        delivered = self.sink.close(on_wait=self._tell_delivering)
+        if self.record is not None:
+            if self.stop.is_set():  # Ctrl-C / SIGTERM: what did not finish is for --resume
+                for name in self.order:
+                    if self.status[name] not in _ENDED:
+                        self.r.state.failed.setdefault(name, "interrupted (Ctrl-C / SIGTERM)")
+                self.r.state.save()
+            self.record.remove()  # this execution ended as it should: nothing to recover
         self._name_late_runs()
         rid = self.pipeline_run.id_if_ready()
         self.r.progress.summary(self.status, seconds, rid)
         if not delivered:
-            self.r.progress.note(
-                f"the tracking store is unreachable ({self.sink.error}); the runs"
-                " stay spooled and `nbops sync` delivers them"
+            left = self.sink.undelivered()
+            why = (
+                f"the tracking store is unreachable ({self.sink.error})"
+                if self.sink.error
+                else ("delivery did not finish in time (NBOPS_FLUSH_TIMEOUT)")
             )
+            self.undelivered = [f"not delivered: {line}" for line in left]
+            self.r.progress.note(
+                f"nbops run: {len(left)} run(s) are not all in the store: {why}. What is left "
+                "stays spooled under .nbops/spool/ and `nbops sync` delivers it:"
+            )
+            for line in left:
+                self.r.progress.note(f"  {line}")
+        refused = self.sink.dropped()
+        if refused:
+            self.undelivered += [f"refused by the store: {line}" for line in refused]
+            self.r.progress.note("nbops run: the tracking store refused what it was sent:")
+            for line in refused:
+                self.r.progress.note(f"  {line}")
         if self.timed_out:
             self.r.progress.note(
                 f"nbops run: timed out after {self.r.timeout:g} s: kernels stopped, runs FAILED"
             )
         for f in self.failures:
             self.r.progress.note(str(f))
+
+
+_ENDED = ("done", "up to date", "failed", "skipped")
 
 
 def _latest_metrics(run: Any) -> dict[str, float]:

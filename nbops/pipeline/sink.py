@@ -34,6 +34,8 @@ class Sink:
         self._store: Any = None
         self.error: str | None = None
         self._context: list[list[Any]] | None = None
+        self._busy = False  # the last error was a busy store (waited for), not a missing one
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="nbops-sink", daemon=True)
         self._thread.start()
 
@@ -49,6 +51,8 @@ class Sink:
         while True:
             self._wake.wait(0.25)
             self._wake.clear()
+            if self._closed:  # given up: the spools' locks are released, nbops sync delivers
+                return
             self.pump()
             with self._lock:
                 if self._closing and all(e.done for e in self._entries):
@@ -103,7 +107,9 @@ class Sink:
                     e.run._spool.close()
                     e.done = True
             self.error = None
+            self._busy = False
         except Exception as exc:  # noqa: BLE001 - retried on the next pump; data stays spooled
+            self._busy = _is_busy(exc)
             self.error = (
                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             )
@@ -142,25 +148,102 @@ class Sink:
             time.sleep(0.02)
         return None
 
-    def close(self, timeout: float = 120.0) -> bool:
-        """Deliver everything that is left; False if some runs stay spooled (store down)."""
+    def close(self, timeout: float | None = None, on_wait: Any = None) -> bool:
+        """Deliver everything that is left; False if some runs stay spooled (store down, or
+        still busy when ``timeout`` (NBOPS_FLUSH_TIMEOUT, 120 s) ran out): :meth:`undelivered`
+        says what. A store that is only busy (a locked SQLite database) is waited for; one that
+        cannot be reached for GIVE_UP_S is left to ``nbops sync``. ``on_wait(lines)`` is called
+        once if delivery takes longer than a few seconds, with what is still on its way."""
         import time
+
+        from nbops.tracking.run import DEFAULT_WAIT
 
         with self._lock:
             self._closing = True
         self._wake.set()
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + (DEFAULT_WAIT if timeout is None else timeout)
         failing_since: float | None = None
+        told = on_wait is None
         while self._thread.is_alive() and time.monotonic() < deadline:
             self._thread.join(0.2)
-            if self.error is None:
+            if self.error is None or self._busy:
                 failing_since = None
             elif failing_since is None:
                 failing_since = time.monotonic()
-            elif time.monotonic() - failing_since > 10:
+            elif time.monotonic() - failing_since > GIVE_UP_S:
                 break  # the store stays unreachable: leave the rest to nbops sync
+            if not told and time.monotonic() - t0 > TELL_AFTER_S and self._thread.is_alive():
+                told = True
+                on_wait(self.undelivered())
         with self._lock:
+            self._closed = True
             left = [e for e in self._entries if not e.done]
         for e in left:
             e.run._spool.close()  # release the lock: nbops sync can deliver it later
         return not left
+
+    def undelivered(self) -> list[str]:
+        """One line per run whose data is not all in the store: its name, id and what is left."""
+        with self._lock:
+            left = [e for e in self._entries if not e.done]
+        return [_describe(e) for e in left]
+
+    def dropped(self) -> list[str]:
+        """What the store refused for good (a value it rejects, an artifact file that vanished):
+        one line each, naming the run."""
+        with self._lock:
+            entries = list(self._entries)
+        out = []
+        for e in entries:
+            for what in getattr(e.delivery, "dropped", None) or []:
+                out.append(f"{e.run.name} (run {e.run.id_if_ready()}): {what}")
+        return out
+
+
+GIVE_UP_S = 10.0  # an unreachable store (not merely a busy one) is given up after this long
+TELL_AFTER_S = 5.0  # delivery still going after this long at the end: say what is left
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """A store that answers but is busy for now (SQLite locked by another process)."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _describe(e: _Entry) -> str:
+    """``train[C=1] (run 1f2e...): 3 metrics, artifacts model, notebook; the end of the run``."""
+    run = e.run
+    rid = run.id_if_ready()
+    who = f"run {rid}" if rid else f"run not created yet, spool {run._spool.dir}"
+    offset = e.delivery.offset if e.delivery is not None else run._spool.acked()
+    counts = {"m": 0, "p": 0, "t": 0, "d": 0}
+    artifacts: list[str] = []
+    ended = False
+    try:
+        for _, rec in run._spool.read_from(offset):
+            kind = rec[0]
+            if kind in counts:
+                counts[kind] += 1
+            elif kind == "a":
+                artifacts.append(str(rec[2] or Path(str(rec[1])).name))
+            elif kind == "end":
+                ended = True
+    except (OSError, ValueError):
+        return f"{run.name} ({who}): its spool {run._spool.dir} could not be read"
+    parts = [
+        f"{n} {label}"
+        for n, label in (
+            (counts["m"], "metric values"),
+            (counts["p"], "params"),
+            (counts["t"], "tags"),
+            (counts["d"], "datasets"),
+        )
+        if n
+    ]
+    if artifacts:
+        shown = ", ".join(dict.fromkeys(artifacts[:20]))
+        parts.append(f"artifacts {shown}" + (" ..." if len(artifacts) > 20 else ""))
+    if ended:
+        parts.append("the end of the run")
+    return f"{run.name} ({who}): " + ("; ".join(parts) or "nothing left but its lock")

@@ -6,6 +6,7 @@ Their data is delivered and the run, if it never ended, is marked KILLED: never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -189,3 +190,241 @@ def reap_stale(state: Path, store: object, stale_after: float = STALE_AFTER_S) -
         store.set_terminated(r.info.run_id, "KILLED", end_ms)  # type: ignore[attr-defined]
         out.append(Outcome(local_id, r.info.run_id, "KILLED", message=why))
     return out
+
+
+# --- dead pipeline executions --------------------------------------------------------------------
+# A live ``nbops run`` keeps a record of itself in ``.nbops/pipeline/executions/<pid>.json``: its
+# pid and process start time, the stages it set out to run, those that reached an end, and the
+# spools of the runs it made. Its runs' spools are locked by the runner process itself, so when
+# it is killed they become orphans; the record tells which execution they belonged to, and which
+# stages never finished, so that the next nbops command ends those runs KILLED (naming the dead
+# runner), delivers what they logged and records the stages for ``nbops run --resume``.
+
+EXECUTIONS = ("pipeline", "executions")
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), None if it is gone or
+    unknown: with the pid it names one process, not whichever process reuses the pid later."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 and fields[0] not in ("Z", "X") else None
+
+
+def _executions_dir(state: Path) -> Path:
+    return state.joinpath(*EXECUTIONS)
+
+
+class ExecutionRecord:
+    """What a live ``nbops run`` writes about itself (see the comment above)."""
+
+    def __init__(self, state: Path, stages: list[str]) -> None:
+        self.path = _executions_dir(state) / f"{os.getpid()}.json"
+        self.data: dict[str, object] = {
+            "pid": os.getpid(),
+            "start": process_start(os.getpid()),
+            "host": socket.gethostname(),
+            "time": time.time(),
+            "stages": list(stages),
+            "finished": [],
+            "runs": [],  # [spool local id, parent's local id or None, label], parents first
+        }
+        self._finished: set[str] = set()
+        self._runs: list[list[str | None]] = []
+
+    def add_run(self, local_id: str, parent: str | None, label: str) -> None:
+        self._runs.append([local_id, parent, label])
+
+    def finished(self, stage: str) -> None:
+        self._finished.add(stage)
+
+    def save(self) -> None:
+        import json
+
+        self.data["finished"] = sorted(self._finished)
+        self.data["runs"] = self._runs
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text(json.dumps(self.data))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a full disk must not stop the pipeline; recovery then relies on nbops sync
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+@dataclass
+class DeadExecution:
+    """A recovered ``nbops run``: who it was, what it did not finish, what became of its runs."""
+
+    pid: int
+    started: float
+    unfinished: list[str]
+    runs: list[Outcome]
+    error: str | None = None  # the store could not be reached: the runs stay spooled
+
+    @property
+    def reason(self) -> str:
+        return _reason(self.pid, self.started)
+
+
+def _reason(pid: int, started: float, what: str = "the run ended") -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "?"
+    return f"nbops run (pid {pid}, started {when}) was killed before {what}"
+
+
+def _dead_records(state: Path) -> list[tuple[Path, dict[str, object]]]:
+    import json
+
+    d = _executions_dir(state)
+    try:
+        names = sorted(p for p in d.iterdir() if p.suffix == ".json" and p.is_file())
+    except OSError:
+        return []
+    here = socket.gethostname()
+    out = []
+    for p in names:
+        try:
+            data = json.loads(p.read_text())
+            pid = int(data["pid"])
+            if not isinstance(data.get("stages", []), list):
+                raise ValueError("stages")
+        except (OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError):
+                p.rename(p.with_name(f"{p.name}.unreadable"))  # looked at once, kept for a human
+            continue
+        if data.get("host") not in (None, here):
+            continue  # another machine's runner on a shared disk: not ours to judge
+        start = process_start(pid)
+        if start is not None and start == data.get("start"):
+            continue  # alive
+        out.append((p, data))
+    return out
+
+
+def recover_executions(state: Path, uri: str | None = None) -> list[DeadExecution]:
+    """Find ``nbops run`` executions whose runner died (its pid is gone, or is another process
+    now) and recover each: its unfinished runs end KILLED with ``nbops.end_reason`` naming it,
+    what they logged is delivered (or stays spooled if the store is unreachable), and the stages
+    it did not finish are recorded in the pipeline state as failed, for ``--resume``.
+
+    Cheap when there is nothing to recover (one directory listing); MLflow is imported only for
+    a dead execution's runs."""
+    found = _dead_records(state)
+    out = []
+    for path, data in found:
+        claimed = path.with_name(f"{path.stem}.recovering-{os.getpid()}")
+        try:
+            os.rename(path, claimed)  # one recoverer per dead execution
+        except OSError:
+            continue
+        pid = int(data["pid"])  # type: ignore[call-overload]
+        started = float(data.get("time") or 0)  # type: ignore[arg-type]
+        reason = _reason(pid, started)
+        stages = [str(s) for s in data.get("stages") or []]  # type: ignore[attr-defined]
+        finished = {str(s) for s in data.get("finished") or []}  # type: ignore[attr-defined]
+        unfinished = [s for s in stages if s not in finished]
+        runs = [r for r in data.get("runs") or [] if isinstance(r, list) and len(r) == 3]  # type: ignore[attr-defined]
+        outcomes, error = _end_runs(state, runs, reason, uri)
+        _record_unfinished(state, unfinished, _reason(pid, started, "this stage finished"))
+        # done with the record either way: runs the store could not take stay spooled, ended
+        # KILLED, and nbops sync (or the next writer) delivers them
+        with contextlib.suppress(OSError):
+            claimed.unlink()
+        out.append(DeadExecution(pid, started, unfinished, outcomes, error))
+    return out
+
+
+def _record_unfinished(state: Path, stages: list[str], why: str) -> None:
+    if not stages:
+        return
+    from nbops.pipeline.state import State
+
+    st = State(state)
+    for s in stages:
+        st.failed.setdefault(s, why)
+    st.save()
+
+
+def _end_runs(
+    state: Path, runs: list[list[str | None]], reason: str, uri: str | None
+) -> tuple[list[Outcome], str | None]:
+    """End KILLED (with ``reason``) every run of the dead execution that never ended, give a
+    child whose run the store had not created yet its parent's id, and deliver them."""
+    root = spool_root(state)
+    opened: dict[str, object] = {}
+    run_ids: dict[str, str] = {}
+    out: list[Outcome] = []
+    error: str | None = None
+    for local_id, parent, _label in runs:
+        d = root / str(local_id)
+        if not (d / "log.jsonl").exists():
+            info = Spool(d).run_info() if d.is_dir() else None
+            if info:
+                run_ids[str(local_id)] = info["run_id"]
+            continue  # delivered and finished by the runner before it died
+        fd = lock_wait(d, 5.0)  # its kernel may still be going away
+        if fd is None:
+            if (d / "log.jsonl").exists():
+                out.append(Outcome(d.name, _run_id(d), "busy", message="locked by a live process"))
+            continue
+        try:
+            sp = Spool(d, fd)
+            try:
+                outcome = _end_one(
+                    sp, reason, run_ids.get(str(parent)) if parent else None, uri, opened
+                )
+            except (OSError, ValueError) as exc:
+                outcome = Outcome(d.name, None, "broken", message=str(exc))
+            if outcome.run_id:
+                run_ids[str(local_id)] = outcome.run_id
+            if outcome.status == "unreachable":
+                error = outcome.message
+            out.append(outcome)
+        finally:
+            os.close(fd)
+    return out, error
+
+
+def _end_one(
+    sp: Spool, reason: str, parent_id: str | None, uri: str | None, opened: dict[str, object]
+) -> Outcome:
+    from nbops.errors import StoreUnavailable
+    from nbops.tracking.delivery import Delivery
+
+    start = sp.start_record()
+    ended = any(rec and rec[0] == "end" for _, rec in sp.read_from(0))
+    if parent_id and sp.run_info() is None:
+        sp.append(["t", "mlflow.parentRunId", parent_id])
+        sp.append(["t", "nbops.parent_run", parent_id])
+    if not ended:
+        sp.append(["t", "nbops.end_reason", reason])
+        end_ms = int(os.stat(sp.log_path).st_mtime * 1000)
+        sp.append(["end", "KILLED", end_ms])
+    suri = str(start.get("uri") or uri or "")
+    try:
+        from nbops.tracking.store import Store
+
+        store = opened.get(suri)
+        if store is None:
+            store = opened[suri] = Store(suri)
+        delivery = Delivery(sp, store)  # type: ignore[arg-type]
+        delivery.finish_orphan()
+    except StoreUnavailable as exc:
+        return Outcome(sp.dir.name, _run_id(sp.dir), "unreachable", message=exc.message)
+    except Exception as exc:  # noqa: BLE001 - reported; the spool stays for nbops sync
+        text = str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
+        return Outcome(sp.dir.name, _run_id(sp.dir), "unreachable", message=text)
+    return Outcome(
+        sp.dir.name,
+        delivery.run_id,
+        "ended" if ended else "KILLED",
+        delivery.delivered,
+        "; ".join(delivery.dropped) or ("" if ended else reason),
+    )
