@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from nbops.errors import ConfigError, ParameterError
+from nbops.pipeline import paths
 
 Key = tuple[str | int, ...]
 """A path into nbops.yaml, like ``("stages", "train", "deps", 0)``."""
@@ -602,7 +603,37 @@ def _validate(path: Path, text: str) -> Pipeline:
     except ValidationError as exc:
         raise _first_error(shell, exc) from None
     pipeline._path, pipeline._keys, pipeline._values = path, shell._keys, shell._values
+    _check_paths(pipeline)
     return pipeline
+
+
+def _named_files(p: Pipeline) -> list[tuple[Key, str, paths.Kind, str]]:
+    """Every file nbops.yaml names: (its key, the path, what nbops does with it, how to say it)."""
+    found: list[tuple[Key, str, paths.Kind, str]] = []
+    for name, stage in p.stages.items():
+        found.append((("stages", name, "notebook"), stage.notebook, "notebook", "notebook"))
+        found += [(("stages", name, "deps", i), d, "dep", "dep") for i, d in enumerate(stage.deps)]
+        found += [(("stages", name, "outs", i), o, "out", "out") for i, o in enumerate(stage.outs)]
+    if p.drift is not None:
+        found.append((("drift", "reference"), p.drift.reference, "data", "table"))
+        found.append((("drift", "current"), p.drift.current, "data", "table"))
+    return found
+
+
+def _check_paths(p: Pipeline) -> None:
+    """No path nbops.yaml names leads nbops to write outside the project root, into its own
+    state, or to read what never ends (see :mod:`nbops.pipeline.paths`); the first refused path
+    in the file is the error, at its line and column."""
+    refused: list[tuple[Position, Key, str, str]] = []
+    for key, rel, kind, noun in _named_files(p):
+        found = paths.refusal(p.root, rel, kind)
+        if found is not None:
+            owner = f"stage {key[1]!r}: " if key[0] == "stages" else "drift: "
+            at = p.where(*key, value=True) or (0, 0)
+            refused.append((at, key, f"{owner}{noun} {rel!r} {found[0]}", found[1]))
+    if refused:
+        _, key, message, hint = min(refused, key=lambda r: r[0])
+        raise p.error(message, hint, *key, value=True)
 
 
 def load(path: Path) -> Pipeline:
