@@ -20,7 +20,8 @@ def notebook_path(user_ns: dict[str, Any] | None = None) -> Path | None:
     In order: ``NBOPS_NOTEBOOK`` (set by nbops' pipeline runner), papermill's injected
     ``PAPERMILL_INPUT_PATH``, VS Code's ``__vsc_ipynb_file__``, and the Jupyter session
     (``__session__`` / ``JPY_SESSION_NAME``, relative to the server root; the kernel runs in the
-    notebook's directory).
+    notebook's directory), and the input notebook of the papermill command that started this
+    kernel.
     """
     ns = user_ns or {}
     candidates: list[str] = []
@@ -30,6 +31,7 @@ def notebook_path(user_ns: dict[str, Any] | None = None) -> Path | None:
         ns.get("__vsc_ipynb_file__"),
         ns.get("__session__"),
         os.environ.get("JPY_SESSION_NAME"),
+        *_papermill_paths()[:1],
     ):
         if isinstance(value, str) and value.endswith(".ipynb"):
             candidates.append(value)
@@ -41,6 +43,39 @@ def notebook_path(user_ns: dict[str, Any] | None = None) -> Path | None:
             if guess.is_file():
                 return guess.resolve()
     return None
+
+
+def executed_notebook(user_ns: dict[str, Any] | None = None) -> Path | None:
+    """The notebook papermill writes as it executes this kernel's cells (its output), when it is
+    a local file: the run's notebook snapshot is taken from it (outputs included)."""
+    if os.environ.get(NOTEBOOK_ENV):
+        return None  # nbops' own runner snapshots the stage's notebook itself
+    ns = user_ns or {}
+    out = ns.get("PAPERMILL_OUTPUT_PATH")
+    paths = _papermill_paths()
+    value = out if isinstance(out, str) else (paths[1] if len(paths) > 1 else None)
+    if not isinstance(value, str) or not value.endswith(".ipynb") or "://" in value:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() else None
+
+
+def _papermill_paths() -> list[str]:
+    """[input, output] of the ``papermill IN OUT`` command whose kernel this is (Linux: read
+    from the parent's command line and working directory), else []."""
+    ppid = os.getppid()
+    try:
+        raw = Path(f"/proc/{ppid}/cmdline").read_bytes()
+        cwd = Path(os.readlink(f"/proc/{ppid}/cwd"))
+    except OSError:
+        return []
+    args = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    if not any(
+        Path(a).name in ("papermill", "papermill.__main__") or a == "papermill" for a in args
+    ):
+        return []
+    found = [a for a in args if a.endswith(".ipynb") and not a.startswith("-")]
+    return [a if "://" in a or os.path.isabs(a) else str(cwd / a) for a in found[:2]]
 
 
 def parameter_names(nb_path: Path) -> list[str]:

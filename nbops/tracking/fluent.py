@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import InvalidInput, NbopsError
+from nbops.tracking import shutdown
 from nbops.tracking.run import FINISHED, Run
 
 _active: Run | None = None
@@ -42,10 +43,14 @@ def start_run(
             _active = Run.attach(Path(spool))
             return _active
         nb = Path(notebook) if notebook else context.notebook_path(user_ns)
+        snapshot = None if notebook else context.executed_notebook(user_ns)
         nb_params = context.parameters(nb, user_ns)
         nb_params.update(params or {})
         attach = os.environ.get("NBOPS_RUN_ID") or None
-        run = Run(experiment, name, tags, params=nb_params, notebook=nb, run_id=attach)
+        run = Run(
+            experiment, name, tags, params=nb_params, notebook=nb, run_id=attach, snapshot=snapshot
+        )
+        shutdown.install()  # in a kernel: end the run when the kernel is told to go
         if attach:
             os.environ.pop("NBOPS_RUN_ID", None)  # one attach per process: later runs are new
         _active = run
@@ -69,6 +74,18 @@ def end_run(status: str = FINISHED, timeout: float | None = None) -> bool:
         return True
     _active = None
     return run.end(status, timeout)
+
+
+def end_for_exit(status: str, timeout: float, reason: str | None = None) -> bool:
+    """End the active run for a process that is going away: hand it to the writer, waiting at
+    most ``timeout`` s (see shutdown.py)."""
+    global _active
+    with _lock:
+        run = _active
+        if run is None or run.status != "RUNNING":
+            return True
+        _active = None
+    return run.hand_off(status, timeout, reason)
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -130,7 +147,9 @@ def _end_at_exit() -> None:
     """A process that exits normally ends its run FINISHED (as MLflow does)."""
     run = _active
     if run is not None and run.status == "RUNNING":
+        # a kernel is SIGTERMed soon after it is told to go: hand the end to the writer there
+        timeout = shutdown.GRACE_S if shutdown.in_kernel() else EXIT_TIMEOUT
         try:
-            end_run(FINISHED, timeout=EXIT_TIMEOUT)
+            end_for_exit(FINISHED, timeout)
         except NbopsError:
             pass

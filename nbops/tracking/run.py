@@ -76,6 +76,7 @@ class Run:
         uri: str | None = None,
         capture: bool = True,
         spawn_writer: bool = True,
+        snapshot: Path | None = None,
     ) -> None:
         self.attached = False  # logging into a spool another process owns (a pipeline stage)
         self.owns_writer = spawn_writer
@@ -84,6 +85,9 @@ class Run:
         self.experiment = experiment or (notebook.stem if notebook else None) or "Default"
         self.name = name
         self.notebook = notebook
+        # the file kept as the run's notebook at its end (papermill's output), else notebook
+        self.snapshot = snapshot
+        self._respawned = False
         self.status = "RUNNING"
         self.counts = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "datasets": 0}
         self.last_metrics: dict[str, float] = {}
@@ -153,6 +157,8 @@ class Run:
         self.name = start.get("name")
         nb = (start.get("tags") or {}).get("nbops.notebook")
         self.notebook = Path(nb) if nb else None
+        self.snapshot = None
+        self._respawned = False
         self.status = "RUNNING"
         self.counts = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "datasets": 0}
         self.last_metrics = {}
@@ -401,8 +407,13 @@ class Run:
         self._wake()
         return self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout)
 
-    def end(self, status: str = FINISHED, timeout: float | None = None) -> bool:
-        """End the run with ``status`` and wait for the writer to deliver everything."""
+    def end(
+        self, status: str = FINISHED, timeout: float | None = None, *, quiet: bool = False
+    ) -> bool:
+        """End the run with ``status`` and wait (up to ``timeout`` s) for the writer to deliver
+        everything. The end is durable before the wait: the snapshot and the ``end`` record are
+        in the spool, and what the wait does not see delivered the writer delivers after this
+        process is gone (``nbops sync`` if it cannot). ``quiet``: no warning when it times out."""
         status = str(status).upper()
         if status not in STATUSES:
             raise InvalidInput(
@@ -415,9 +426,11 @@ class Run:
             self.status = status
             self._spool.close()
             return True
-        if self.notebook is not None and self.notebook.is_file():
+        snap = self.snapshot if self.snapshot is not None and self.snapshot.is_file() else None
+        snap = snap or (self.notebook if self.notebook is not None else None)
+        if snap is not None and snap.is_file():
             with contextlib.suppress(OSError):
-                stored, is_copy = self._spool.stash(self.notebook, self.notebook.name)
+                stored, is_copy = self._spool.stash(snap, snap.name)
                 self._spool.append(["a", stored, "notebook", is_copy])
         self._spool.append(["end", status, _ms()])
         self.status = status
@@ -425,11 +438,20 @@ class Run:
             return True  # whoever delivers this spool (the pipeline runner) finishes the run
         target = self._spool.size()
         self._wake()
-        ok = self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout)
-        self._detach()
+        ok = self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout, quiet=quiet)
+        self._detach(0.5 if ok else 0.0)
         return ok
 
-    def _detach(self) -> None:
+    def hand_off(self, status: str, timeout: float, reason: str | None = None) -> bool:
+        """End the run for a process that is going away: like :meth:`end`, waiting at most
+        ``timeout`` s and silently; ``reason`` goes to ``nbops.end_reason``."""
+        if self.status != "RUNNING":
+            return True
+        if reason and not self.attached:
+            self._spool.append(["t", "nbops.end_reason", reason])
+        return self.end(status, timeout, quiet=True)
+
+    def _detach(self, wait: float = 0.5) -> None:
         """Let go of the spool: the writer finishes on its own, or leaves it for nbops sync."""
         self.id_if_ready()
         w = self._writer
@@ -437,16 +459,16 @@ class Run:
             with contextlib.suppress(OSError, ValueError):
                 w.stdin.close()
         self._spool.close()
-        if w is not None:
+        if w is not None and wait > 0:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                w.wait(timeout=0.5)
+                w.wait(timeout=wait)
         if self._spool.dir.exists() and self._spool.state().get("state") == "done":
             import shutil
 
             shutil.rmtree(self._spool.dir, ignore_errors=True)
 
     # --- waiting --------------------------------------------------------------------------------
-    def _wait_delivered(self, target: int, timeout: float) -> bool:
+    def _wait_delivered(self, target: int, timeout: float, quiet: bool = False) -> bool:
         try:
             self._wait_for(
                 lambda: self._spool.is_done() or self._spool.acked() >= target,
@@ -455,7 +477,8 @@ class Run:
             )
             return True
         except StoreUnavailable as exc:
-            self._warn_once("unreachable", str(exc))
+            if not quiet:
+                self._warn_once("unreachable", str(exc))
             return False
 
     def _wait_for(self, done: Any, timeout: float, what: str) -> None:
@@ -474,8 +497,11 @@ class Run:
             if self.owns_writer and not self._writer_alive() and not done():
                 if self._spool.is_done():
                     return
-                if self.status == "RUNNING":
-                    self._spawn_writer()  # the writer died: start another, nothing is lost
+                if self.status == "RUNNING" or not self._respawned:
+                    # the writer died: start another, nothing is lost (once after the end, so
+                    # that the end is delivered after this process is gone)
+                    self._respawned = self.status != "RUNNING"
+                    self._spawn_writer()
                 else:
                     raise StoreUnavailable(
                         f"the nbops writer for run {self._run_id or self.local_id} stopped "
