@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class _Response(BaseModel):  # as in models.py: every field present, null when unknown
@@ -38,6 +38,9 @@ class ScheduleInfo(_Response):
     next_fire: int | None = None
     last_status: str | None = None
     last_run_id: str | None = None
+    # why the schedule does not run (a cron with no fire time, a damaged stored row, a stage
+    # or parameter that is gone); null when it is valid
+    invalid: str | None = None
 
 
 class SchedulerDaemon(_Response):
@@ -68,6 +71,37 @@ class CreateSchedule(_Request):
     retries: int = Field(0, ge=0, le=100)
     timeout: float | None = Field(None, gt=0)
     timezone: str | None = None
+
+    # the scheduler's one check of these (as `nbops schedule add`): "3", 1.5 and true are not
+    # retries; its InvalidInput is the 400's message
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries(cls, v: Any, info: ValidationInfo) -> int:
+        from nbops.scheduler.validation import check_retries
+
+        return int(_named(check_retries, v, info))
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any, info: ValidationInfo) -> int | None:
+        from nbops.scheduler.validation import check_timeout
+
+        out = _named(check_timeout, v, info)
+        return None if out is None else int(out)
+
+
+def _named(check: Any, v: Any, info: ValidationInfo) -> Any:
+    """``check(v)``, its error naming the schedule as the scheduler's validation does."""
+    from nbops.errors import NbopsError
+
+    try:
+        return check(v)
+    except NbopsError as exc:
+        name = info.data.get("name")
+        if isinstance(name, str):
+            exc.message = f"schedule {name!r}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
 
 
 class ScheduleRemoved(_Response):

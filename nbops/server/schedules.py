@@ -17,7 +17,7 @@ from typing import Any
 
 import tornado.web
 
-from nbops.errors import ConfigError, InvalidInput
+from nbops.errors import ConfigError, InvalidInput, NbopsError
 from nbops.server import schedule_models as sm
 from nbops.server.app import ServerContext
 from nbops.server.handlers import API, NbopsHandler, api
@@ -50,7 +50,10 @@ def list_schedules(root: Path) -> sm.ScheduleList:
     daemon = _daemon(root)
     try:
         rows = sched.list_schedules(root)
-    except ConfigError as exc:  # no nbops.yaml, or a broken one: say so, list nothing
+    except NbopsError as exc:
+        # no nbops.yaml or a broken one, a scheduler database that is damaged or locked: say
+        # so (200: the panel shows it), list nothing. One bad schedule is not this: it is
+        # listed with `invalid` set, among the others
         msg = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
         return sm.ScheduleList(schedules=[], daemon=daemon, problem=msg)
     return sm.ScheduleList(
@@ -63,7 +66,7 @@ def create_schedule(root: Path, req: sm.CreateSchedule) -> sm.ScheduleInfo:
     from nbops.scheduler import sources
     from nbops.server.launches import Conflict
 
-    taken = {s.name: s.source for s in sources.all_specs(root)}
+    taken = {e.name: e.source for e in sources.entries(root)}
     if req.name in taken:
         where = "nbops.yaml" if taken[req.name] == "nbops.yaml" else "the schedule list"
         raise Conflict(
@@ -94,8 +97,8 @@ def remove_schedule(root: Path, name: str) -> sm.ScheduleRemoved:
     from nbops.scheduler import sources
     from nbops.server.launches import Conflict
 
-    spec = sources.find(root, name)  # NotFound -> 404
-    if spec.source == "nbops.yaml":
+    entry = sources.find_entry(root, name)  # NotFound -> 404 (an invalid one can be removed)
+    if entry.source == "nbops.yaml":
         try:
             sched.remove_schedule(root, name)
         except ConfigError as exc:
