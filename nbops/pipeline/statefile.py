@@ -110,17 +110,26 @@ class Unusable:
         self.reason = reason
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""What :func:`read` returns when there is no state (JSON ``null`` is a value: of a wrong shape)."""
+
+
 def read(path: Path, *, means: str) -> Any:
-    """The JSON value stored in ``path``, or None when there is none or it cannot be used (then
-    it is moved aside and stderr says so, ending with ``means``: what starting afresh implies).
-    The value may be of any JSON type: its shape is the caller's to check."""
+    """The JSON value stored in ``path``, or MISSING when there is none or it cannot be used
+    (then it is moved aside and stderr says so, ending with ``means``: what starting afresh
+    implies). The value may be of any JSON type: its shape is the caller's to check."""
     raw = read_regular(path)
     if raw is None:
-        return None
+        return MISSING
     value = Unusable(raw) if isinstance(raw, str) else parse_json(raw)
     if isinstance(value, Unusable):
         set_aside(path, value.reason, means)
-        return None
+        return MISSING
     return value
 
 
@@ -144,7 +153,7 @@ def set_aside(path: Path, problem: str, means: str) -> Path | None:
             f"so it is ignored: {means}"
         )
         return None
-    _say(f"nbops: {path} {problem}; moved it to {aside.name} and started afresh: {means}")
+    _say(f"nbops: {path} {problem}; moved it to {aside.name}: {means}")
     return aside
 
 

@@ -98,6 +98,14 @@ VALUES = [
     "2024-01-01",
     "[[1]]",
     "*train_params",
+    "../../x",
+    "/etc/passwd",
+    ".nbops/mlflow.db",
+    "nbops.yaml",
+    "[~/x]",
+    "'a\\0b'",
+    '"a\\0b"',
+    "[data/raw.csv, ../up.csv]",
 ]
 KEYS = [
     "notebok",
