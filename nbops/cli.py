@@ -71,10 +71,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nbops.ops.names import run_id
     from nbops.tracking.query import open_store
 
     store = open_store()
-    run = store.get_run(args.run)
+    run = store.get_run(run_id(args.run))
     info, data = run.info, run.data
     if args.json:
         print(
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=fn)
         return sp
 
+    from nbops.ops.arguments import count, number
     from nbops.ops.commands import add_parsers as add_ops_parsers
     from nbops.pipeline.commands import add_parsers
     from nbops.scheduler.commands import add_parsers as add_scheduler_parsers
@@ -217,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--filter", help='MLflow search syntax, e.g. "metrics.accuracy > 0.9"')
     sp.add_argument("--order-by", action="append", help='e.g. "metrics.accuracy DESC"')
-    sp.add_argument("--max", type=int, default=50, help="at most this many runs (default 50)")
+    sp.add_argument(
+        "--max", type=count(1, 50000), default=50, help="at most this many runs (default 50)"
+    )
     sp.add_argument("--json", action="store_true", help="machine-readable output")
 
     sp = add("show", cmd_show, "show one run: params, metrics, tags")
@@ -232,13 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--wait",
-        type=float,
+        type=number(0, 86400),
         default=60.0,
         help="seconds to wait for a dead run's writer to finish (default 60)",
     )
 
     sp = add("ui", cmd_ui, "start the MLflow UI on this project's store")
-    sp.add_argument("--port", type=int, default=5000)
+    sp.add_argument("--port", type=count(1, 65535), default=5000)
     sp.add_argument("--host", default="127.0.0.1")
 
     sp = add("demo", cmd_demo, "run the example on the embedded store and say where to look")
@@ -250,22 +254,73 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader (``| head``) stopped reading; said by no message
+INTERNAL = 1
+DEBUG_ENV = "NBOPS_DEBUG"
+
+
+def _say(text: str) -> None:
+    """One line to stderr; a closed stderr is not worth a traceback."""
     try:
-        return int(args.func(args) or 0)
+        print(text, file=sys.stderr, flush=True)
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again (the
+    Python docs' recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured in tests)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. The one place errors become exit codes for every command:
+    NbopsError -> its message and hint on stderr, its exit code (2 bad input, 1 failed);
+    Ctrl-C -> 130; a reader that closed the pipe -> 141, silently; anything unexpected -> one
+    line naming it and exit 1 (``NBOPS_DEBUG=1`` shows the traceback)."""
+    command = "?"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = str(getattr(args, "command", None) or "?")
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except NbopsError as err:
-        print(f"nbops {args.command}: {err.message}", file=sys.stderr)
+        _say(f"nbops {command}: {err.message}")
         if err.hint:
-            print(f"  hint: {err.hint}", file=sys.stderr)
+            _say(f"  hint: {err.hint}")
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"nbops {args.command}: interrupted", file=sys.stderr)
-        return 130
+        _say(f"nbops {command}: interrupted")
+        return INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return BROKEN_PIPE
+    except SystemExit:
+        raise  # argparse's usage errors (2) and --help/--version (0)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        text = (str(exc).splitlines() or [""])[0][:300]
+        _say(f"nbops {command}: internal error: {type(exc).__name__}: {text}{where}")
+        _say(f"  hint: this is a bug in nbops; rerun with {DEBUG_ENV}=1 for the traceback")
+        return INTERNAL
 
 
 __all__ = ["main"]

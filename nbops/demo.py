@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from nbops import project
-from nbops.errors import NotFound, StageFailed
+from nbops.errors import InvalidInput, NotFound, StageFailed
 
 QUICKSTART = "tracking_quickstart.ipynb"
 
@@ -30,20 +30,34 @@ def examples_source() -> Path:
 def project_dir(requested: str | None) -> Path:
     src = examples_source()
     if requested:
+        if "\x00" in requested:
+            raise InvalidInput("--dir contains a NUL character", "name a directory")
         target = Path(requested).resolve()
     elif src.name == "example_notebooks" and Path.cwd().resolve() in (src.parent, src):
         return src  # a source checkout: run the example in place
     else:
         target = Path.cwd() / "nbops-demo"
     if target.resolve() != src.resolve():
-        shutil.copytree(
-            src,
-            target,
-            dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns(
-                ".nbops", ".ipynb_checkpoints", "*.pyc", "data", "models", "reports"
-            ),
-        )
+        if target.exists() and not target.is_dir():
+            raise InvalidInput(
+                f"--dir {str(target)[:200]!r} is a file, not a directory",
+                "name a new or existing directory for the example project",
+            )
+        try:
+            shutil.copytree(
+                src,
+                target,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns(
+                    ".nbops", ".ipynb_checkpoints", "*.pyc", "data", "models", "reports"
+                ),
+            )
+        except (OSError, shutil.Error) as exc:
+            why = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
+            raise InvalidInput(
+                f"the example project cannot be copied into {str(target)[:200]!r}: {why}",
+                "name a writable directory with --dir",
+            ) from None
     return target
 
 

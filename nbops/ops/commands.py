@@ -204,6 +204,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # --- parsers -------------------------------------------------------------------------------------
 def add_parsers(sub: Any) -> None:
+    from nbops.ops.arguments import number
+
     sp = sub.add_parser(
         "promote",
         help="register a run's model and move an alias to it, if the gates pass",
@@ -257,7 +259,7 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("cur", nargs="?", metavar="CUR", help="current table")
     sp.add_argument(
         "--threshold",
-        type=float,
+        type=number(0, 1, open_lo=True, open_hi=True),
         default=None,
         help="p-value below which a column drifted (default: nbops.yaml, else 0.05)",
     )
@@ -292,6 +294,9 @@ def add_parsers(sub: Any) -> None:
     )
     sp.add_argument("run", help="a stage run id")
     sp.add_argument(
-        "--tolerance", type=float, default=1e-6, help="relative and absolute (default 1e-6)"
+        "--tolerance",
+        type=number(0, 1e300),
+        default=1e-6,
+        help="relative and absolute (default 1e-6)",
     )
     sp.set_defaults(func=cmd_verify)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops import project
-from nbops.errors import NotFound
+from nbops.errors import InvalidInput, NotFound
 
 MAX_DEPTH = 20
 
@@ -30,8 +30,14 @@ def _prefixed(tags: dict[str, str], prefix: str) -> dict[str, str]:
 
 def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
     """(model version info or None, run id) for NAME@ALIAS, NAME/VERSION or a run id."""
-    from nbops.ops import registry
+    from nbops.ops import names, registry
 
+    if not isinstance(target, str) or not target:
+        raise InvalidInput(
+            "the lineage target is empty", "name NAME@ALIAS, NAME/VERSION or a run id"
+        )
+    if "@" not in target and "/" not in target:
+        names.run_id(target, "run (or NAME@ALIAS, NAME/VERSION)")
     client = _store().client
     mv = None
     if "@" in target:
@@ -91,9 +97,14 @@ class Walker:
         return None
 
     def children(self, run: Any) -> list[Any]:
+        from nbops.ops.names import filter_value
+
+        quoted = filter_value(str(run.info.run_id))
+        if quoted is None:
+            return []
         return list(
             self.store.search_runs(
-                [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+                [run.info.experiment_id], f"tags.`mlflow.parentRunId` = {quoted}"
             )
         )
 
@@ -107,12 +118,17 @@ class Walker:
 
     def producer(self, run: Any, path: str, digest: str) -> Any:
         """The stage run whose out ``path`` holds ``digest``: same pipeline execution first."""
+        from nbops.ops.names import filter_value
+
         if not digest or digest == "missing":
             return None
         key = f"nbops.out.{path}".replace("`", "")
+        quoted = filter_value(digest)
+        if quoted is None:  # not a content hash nbops wrote: nothing produced it
+            return None
         found = self.store.search_runs(
             [run.info.experiment_id],
-            f"tags.`{key}` = '{digest}'",
+            f"tags.`{key}` = {quoted}",
             ["attributes.start_time DESC"],
             50,
         )

@@ -5,6 +5,7 @@ statistics as an MLflow run (experiment ``drift``), append to the audit log and,
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -36,8 +37,13 @@ class DriftCheck:
 def read_table(path: Path) -> Any:
     import pandas as pd
 
-    if not path.is_file():
-        raise NotFound(f"table {str(path)!r} does not exist", f"check the path (cwd {os.getcwd()})")
+    try:
+        exists = path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL
+        exists = False
+    if not exists:
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+        raise NotFound(f"table {shown!r} does not exist", f"check the path (cwd {os.getcwd()})")
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -73,7 +79,16 @@ def settings(
     else:
         ref_p, cur_p = Path(ref).resolve(), Path(cur).resolve()
     th = threshold if threshold is not None else (drift.threshold if drift else 0.05)
-    return ref_p, cur_p, float(th), list(drift.on_drift) if drift else []
+    try:
+        th = float(th)
+    except (TypeError, ValueError):
+        th = math.nan
+    if not 0 < th < 1:  # also NaN
+        raise InvalidInput(
+            f"drift threshold {th!r} is not a p-value between 0 and 1",
+            "e.g. --threshold 0.05 (or drift: threshold: in nbops.yaml)",
+        )
+    return ref_p, cur_p, th, list(drift.on_drift) if drift else []
 
 
 def run_check(
@@ -97,8 +112,15 @@ def run_check(
     report.reference, report.current = _rel(ref_p, root), _rel(cur_p, root)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     html = Path(html_out) if html_out else project.state_dir(root) / "drift" / f"{stamp}.html"
-    html.parent.mkdir(parents=True, exist_ok=True)
-    html.write_text(report.to_html(f"nbops drift report {stamp}"), encoding="utf-8")
+    try:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(report.to_html(f"nbops drift report {stamp}"), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise InvalidInput(
+            f"--html {str(html)[:200]!r} cannot be written: {why}",
+            "name a file in a writable directory, e.g. --html reports/drift.html",
+        ) from None
     run_id = _log_run(root, report, ref_p, cur_p, html)
     from nbops.tracking.query import open_store
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from nbops import project
 from nbops.errors import InvalidInput, NbopsError, NotFound
-from nbops.ops import audit
+from nbops.ops import audit, names
 from nbops.ops.gates import Outcome, check, refusal
 
 HISTORY_TAG = "nbops.alias_history."
@@ -62,13 +62,14 @@ def _locked(root: Path | None = None) -> Iterator[None]:
 
 # --- reading the registry -------------------------------------------------------------------------
 def registered_model(client: Any, name: str) -> Any:
+    names.model_name(name)
     try:
         return client.get_registered_model(name)
     except Exception as exc:
-        if _mlflow_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+        if _mlflow_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             known = sorted(m.name for m in client.search_registered_models(max_results=200))
             raise NotFound(
-                f"model {name!r} is not registered",
+                f"model {names.shown(name)} is not registered",
                 "registered models: "
                 + (", ".join(known) or "none yet (nbops promote RUN --model NAME registers one)"),
             ) from None
@@ -76,6 +77,7 @@ def registered_model(client: Any, name: str) -> Any:
 
 
 def version_by_alias(client: Any, name: str, alias: str) -> Any:
+    names.alias(alias)
     rm = registered_model(client, name)
     if alias not in rm.aliases:
         have = ", ".join(f"@{a} (v{v})" for a, v in sorted(rm.aliases.items())) or "none"
@@ -88,6 +90,7 @@ def version_by_alias(client: Any, name: str, alias: str) -> Any:
 
 def model_version(client: Any, name: str, version: str) -> Any:
     registered_model(client, name)
+    version = names.version(version, name)
     try:
         return client.get_model_version(name, str(version))
     except Exception as exc:
@@ -145,14 +148,18 @@ def promote(
     run_id: str, model: str, alias: str | None = None, root: Path | None = None
 ) -> Promotion:
     """Check the gates, then register the run's model and point ``alias`` at it."""
-    if not model:
-        raise InvalidInput("--model is empty", "name the registered model: --model wine")
+    names.run_id(run_id)
+    names.model_name(model)
+    if alias is not None:
+        names.alias(alias)
     store = _store()
     client = store.client
     run = store.get_run(run_id)
     spec = pipeline(root)
     gate = spec.gates.get(model) if spec is not None else None
-    alias = alias or (gate.alias if gate is not None else DEFAULT_ALIAS)
+    alias = names.alias(alias or (gate.alias if gate is not None else DEFAULT_ALIAS))
+    if _maybe_model(client, model) is None:
+        names.model_name(model, new=True)  # a model nbops registers gets a plain name
     artifact = model_artifact(store, run)
     with _locked(root):
         rm = _maybe_model(client, model)
@@ -240,16 +247,35 @@ def _create_model(client: Any, name: str) -> Any:
         if _mlflow_code(exc) == "RESOURCE_ALREADY_EXISTS":
             return client.get_registered_model(name)
         if _mlflow_code(exc) == "INVALID_PARAMETER_VALUE":
-            raise InvalidInput(f"model name {name!r} is not valid: {exc}", None) from None
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise InvalidInput(
+                f"model name {names.shown(name)} is not valid: {first}",
+                "use letters, digits, '_', '.', '-' (e.g. --model wine-classifier)",
+            ) from None
         raise
 
 
 def _version_of_run(client: Any, model: str, run_id: str, artifact: str) -> Any:
-    source = f"runs:/{run_id}/{artifact}"
-    for mv in client.search_model_versions(f"name='{model}' and run_id='{run_id}'"):
+    source = f"runs:/{names.run_id(run_id)}/{artifact}"
+    for mv in _versions(client, model, f"run_id='{run_id}'"):
         if mv.source == source:
             return mv
     return None
+
+
+def _versions(client: Any, model: str, extra: str | None = None) -> list[Any]:
+    """Every version of ``model`` (and matching ``extra``, a filter of checked values), paged;
+    the name goes into the filter quoted, or is compared here when no quoting can hold it."""
+    quoted = names.filter_value(model)
+    terms = ([f"name={quoted}"] if quoted else []) + ([extra] if extra else [])
+    out: list[Any] = []
+    token = None
+    while True:
+        page = client.search_model_versions(" and ".join(terms), max_results=1000, page_token=token)
+        out += [mv for mv in page if mv.name == model]
+        token = getattr(page, "token", None)
+        if not token:
+            return out
 
 
 # --- rollback ------------------------------------------------------------------------------------
@@ -257,6 +283,7 @@ def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -
     """Move ``alias`` back to the version that held it before; returns (from, to)."""
     store = _store()
     client = store.client
+    names.alias(alias)
     with _locked(root):
         rm = registered_model(client, model)
         if alias not in rm.aliases:
@@ -314,7 +341,7 @@ def models(name: str | None = None, root: Path | None = None) -> list[dict[str, 
     for a, v in rm.aliases.items():
         by_version.setdefault(str(v), []).append(a)
     rows = []
-    for mv in client.search_model_versions(f"name='{name}'"):
+    for mv in _versions(client, name):
         metrics: dict[str, float] = {}
         if mv.run_id:
             try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops import project
-from nbops.errors import NotFound
+from nbops.errors import InvalidInput, NotFound
 from nbops.ops import audit
 
 VOLATILE = [
@@ -152,23 +152,17 @@ def _executed_notebook(store: Any, run: Any, root: Path, into: Path) -> Path:
 
 
 def _params(run: Any, nb: Path) -> dict[str, Any]:
-    """The run's recorded params the notebook declares, typed like the declared defaults."""
-    import yaml
-
+    """The run's recorded params the notebook declares, typed like the declared defaults
+    (read back with nbops.values: no aliases, tags, deep nesting or huge numbers)."""
     from nbops.pipeline.notebook import declared_parameters
+    from nbops.values import parse_recorded
 
     declared = declared_parameters(nb)
     out: dict[str, Any] = {}
     for k, v in run.data.params.items():
         if k not in declared:
             continue
-        if isinstance(declared[k], str):
-            out[k] = v
-        else:
-            try:
-                out[k] = yaml.safe_load(v)
-            except yaml.YAMLError:
-                out[k] = v
+        out[k] = v if isinstance(declared[k], str) else parse_recorded(v)
     return out
 
 
@@ -223,6 +217,13 @@ def _scratch_copy(root: Path, work: Path) -> None:
 
 def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Verification:
     """Re-execute a stage run and compare; tags the run ``nbops.verified``."""
+    from nbops.ops.names import run_id as check_run_id
+
+    check_run_id(run_id)
+    if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
+        raise InvalidInput(
+            f"--tolerance {tolerance!r} is not a finite number >= 0", "e.g. --tolerance 1e-6"
+        )
     from nbops.executors.base import Job
     from nbops.executors.local import LocalExecutor
     from nbops.tracking.query import open_store

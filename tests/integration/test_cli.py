@@ -41,7 +41,8 @@ def test_show_prints_params_metrics_and_tags(project):
 def test_unknown_run_experiment_and_bad_filter_exit_2_with_a_hint(project):
     _make_runs(project)
     for args, needle in (
-        (["show", "deadbeef"], "run 'deadbeef' does not exist"),
+        (["show", "deadbeef"], "run id 'deadbeef' is not an MLflow run id"),
+        (["show", "0" * 32], f"run '{'0' * 32}' does not exist"),
         (["runs", "-e", "nope"], "experiment 'nope' does not exist"),
         (["runs", "--filter", "metrics.acc >>> 1"], "not valid MLflow search"),
     ):
