@@ -110,7 +110,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = runner.status(list(args.stages) or None)
     stale = 0
     for label, why in rows:
-        if why:
+        if label.split("[", 1)[0] in runner.broken:  # its notebook cannot be read
+            stale += 1
+            print(f"{label:<28} broken      {'; '.join(why)}")
+        elif why:
             stale += 1
             print(f"{label:<28} stale       {'; '.join(why)}")
         else:

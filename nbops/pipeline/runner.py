@@ -16,7 +16,7 @@ from typing import Any
 
 from nbops import project
 from nbops.comparisons import CHECK_OPS
-from nbops.errors import ParameterError, StageFailed
+from nbops.errors import ConfigError, ParameterError, StageFailed
 from nbops.executors.base import Executor, Job, Result
 from nbops.pipeline import notebook as nbmod
 from nbops.pipeline import spec as specmod
@@ -47,6 +47,7 @@ class StagePlan:
     notebook: Path
     code: str
     points: list[Point]
+    problem: ConfigError | None = None  # the notebook cannot be read: the stage fails at run time
 
 
 def parse_assignments(items: list[str], what: str) -> list[tuple[str, Any]]:
@@ -68,7 +69,10 @@ def parse_assignments(items: list[str], what: str) -> list[tuple[str, Any]]:
 
 
 def _shown(text: str, limit: int = 80) -> str:
-    """A user's text in an error message: quoted, and cut if it is long."""
+    """A user's text in an error message: as typed if it is a plain name (``train.C``), else
+    quoted, and cut if it is long."""
+    if len(text) <= limit and text.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        return text
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
 
 
@@ -94,7 +98,7 @@ class Runner:
         self.sweep_args = {
             k: v if isinstance(v, list) else [v]
             for k, v in (
-                (k, _split_list(v, f"--sweep {k}"))
+                (k, _split_list(v, f"--sweep {_shown(k)}"))
                 for k, v in parse_assignments(sweep or [], "--sweep")
             )
         }
@@ -111,6 +115,8 @@ class Runner:
         self._executor = executor
         self.progress = progress or Progress()
         self.hashes = HashCache(root, self.state_dir)
+        self._declared_cache: dict[str, dict[str, Any]] = {}
+        self.broken: dict[str, ConfigError] = {}  # stage -> why its notebook cannot be read
         self.recovered = self._recover_dead_executions()
         self.state = State(self.state_dir)
 
@@ -151,6 +157,8 @@ class Runner:
                 per_stage[stage][rest] = v
             else:
                 takers = [s for s in selected if k in self._declared(s)]
+                if not takers and any(s in self.broken for s in selected):
+                    continue  # maybe a parameter of the stage that cannot be read: it fails
                 if not takers:
                     raise ParameterError(
                         f"-p {k}: no stage to run declares a parameter {k!r}",
@@ -170,7 +178,7 @@ class Runner:
             sweep = dict(st.sweep)
             sweep.update({k: v for k, v in self.sweep_args.items() if k in declared})
             for k in [*base, *sweep]:
-                if k not in declared:
+                if k not in declared and name not in self.broken:
                     where = self.pipeline.where("stages", name, "params", k)
                     at = f"{self.pipeline.path}:{where[0]}: " if where else ""
                     raise ParameterError(
@@ -189,9 +197,16 @@ class Runner:
                     "[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]" if combo else ""
                 )
                 points.append(Point(label, full, combo, point_key(combo)))
-            plans.append(StagePlan(name, st, nb, nbmod.code_digest(nb), points))
+            problem = self.broken.get(name)
+            code = ""
+            if problem is None:
+                try:
+                    code = nbmod.code_digest(nb)
+                except ConfigError as err:
+                    problem = self.broken[name] = err
+            plans.append(StagePlan(name, st, nb, code, points, problem))
         unused = [k for k in self.sweep_args if not any(k in self._declared(p.name) for p in plans)]
-        if unused:
+        if unused and not any(p.problem for p in plans):
             raise ParameterError(
                 f"--sweep {unused[0]}: no stage to run declares it",
                 "sweep a parameter of a stage's parameters cell",
@@ -199,11 +214,15 @@ class Runner:
         return plans
 
     def _declared(self, stage: str) -> dict[str, Any]:
-        if not hasattr(self, "_declared_cache"):
-            self._declared_cache: dict[str, dict[str, Any]] = {}
+        """The parameters a stage's notebook declares ({} when it cannot be read: that is
+        kept in ``broken`` and fails the stage when it would run, not the whole pipeline)."""
         if stage not in self._declared_cache:
             nb = self.root / self.pipeline.stages[stage].notebook
-            self._declared_cache[stage] = nbmod.declared_parameters(nb)
+            try:
+                self._declared_cache[stage] = nbmod.declared_parameters(nb)
+            except ConfigError as err:
+                self.broken[stage] = err
+                self._declared_cache[stage] = {}
         return self._declared_cache[stage]
 
     def assess(self, plan: StagePlan) -> list[Point]:
@@ -225,10 +244,13 @@ class Runner:
         out = []
         stale: set[str] = set()
         for plan in self.plan(names):
-            self.assess(plan)
+            if plan.problem is None:
+                self.assess(plan)
             ups = [u for u in self.graph.upstream(plan.name) if u in stale]
             for pt in plan.points:
                 why = list(pt.why)
+                if plan.problem is not None:
+                    why = [f"cannot run: {plan.problem.message}"]
                 if ups and not why:
                     why = [f"upstream stage {ups[0]} will run"]
                 if why:
@@ -242,7 +264,10 @@ class Runner:
         plans = self.plan(names)
         if dry_run:
             for label, why in self.status(names):
-                self.progress.line(label, "would run" if why else "up to date", "; ".join(why))
+                state = "would run" if why else "up to date"
+                if label.split("[", 1)[0] in self.broken:
+                    state = "would fail"
+                self.progress.line(label, state, "; ".join(why))
             return 0
         execution = _Execution(self, plans)
         try:
@@ -410,6 +435,9 @@ class _Execution:
             runs = self.point_runs.get(name, []) if self.sink is not None else []
             ids = [self.sink.run_id(r, timeout=5) for r in runs]
             stages[name] = {"status": self.status[name], "run_ids": [i for i in ids if i]}
+            why = next((f.message for f in self.failures if f.stage == name), None)
+            if why is not None:
+                stages[name]["error"] = why
         code = self.exit_code if self.exit_code is not None else 1
         status = (
             "timeout"
@@ -455,6 +483,9 @@ class _Execution:
             if any(self.status[u] in ("queued", "running") for u in ups):
                 continue
             plan = self.plans[name]
+            if plan.problem is not None:
+                self._fail_unreadable(plan, plan.problem)
+                continue
             todo = self.r.assess(plan)
             if not todo:
                 self.status[name] = "up to date"
@@ -487,6 +518,22 @@ class _Execution:
                 self.r.progress.line(pt.label, "running", "; ".join(pt.why))
                 assert self.executor is not None
                 futures[pool.submit(self.executor.execute, job)] = (plan, pt, run)
+
+    def _fail_unreadable(self, plan: StagePlan, problem: ConfigError) -> None:
+        """A stage whose notebook cannot be read fails alone, as papermill would fail it: its
+        row and the state say why, its downstream is skipped, the other stages run."""
+        err = StageFailed(
+            f"stage {plan.name}: {problem.message}",
+            problem.hint,
+            stage=plan.name,
+            notebook=str(plan.notebook),
+        )
+        self.failures.append(err)
+        self.status[plan.name] = "failed"
+        self.r.state.failed[plan.name] = err.message
+        self.r.state.save()
+        self.r.progress.line(plan.name, "failed", problem.message)
+        self._ended(plan.name)
 
     def _finish(self, plan: StagePlan, pt: Point, run: Any, res: Result) -> None:
         """A point is done: check it, keep its executed notebook; the stage completes when its
@@ -629,6 +676,8 @@ class _Execution:
         if self.sink is None:
             self.r.hashes.save()
             self.r.progress.summary(self.status, seconds, None)
+            for f in self.failures:
+                self.r.progress.note(str(f))
             return
         status = self._end_status(bool(self.failures))
         for run in [*self.stage_runs.values(), self.pipeline_run]:

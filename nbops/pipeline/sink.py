@@ -202,7 +202,7 @@ class Sink:
 
 
 GIVE_UP_S = 10.0  # an unreachable store (not merely a busy one) is given up after this long
-TELL_AFTER_S = 5.0  # delivery still going after this long at the end: say what is left
+TELL_AFTER_S = 10.0  # delivery still going after this long at the end: say what is left
 
 
 def _is_busy(exc: BaseException) -> bool:

@@ -321,3 +321,37 @@ def test_runs_named_late_by_a_slow_store_still_get_their_notebook_folder(tiny, m
     rec = State(tiny / ".nbops").get("make", next(iter(State(tiny / ".nbops").stages["make"])))
     assert rec is not None and rec.run_id
     assert (tiny / ".nbops" / "runs" / rec.run_id / "make.ipynb").is_file()
+
+
+def test_a_stage_whose_notebook_is_broken_fails_alone_and_papermill_cells_are_accepted(
+    tiny, client
+):
+    """An unreadable notebook fails its stage at run time (downstream skipped, exit 1) while
+    the independent stages run; a parameters cell papermill can run (a magic, a line it
+    skips) is accepted with the parameters papermill infers."""
+    (tiny / "make.ipynb").write_text('{"cells": [')  # double depends on it: skipped
+    notebook(
+        tiny / "other.ipynb",
+        ("%config Completer.use_jedi = False\nk: int = 1  # how many\nd = k == 3", ["parameters"]),
+        "open('c.txt', 'w').write(str(k))",
+    )
+    status = nbops_cli("status", cwd=tiny)
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"make\s+broken\s+cannot run: .*make.ipynb is not valid JSON", status.stdout)
+    assert re.search(r"other\s+stale\s+never run", status.stdout), status.stdout
+    dry = run(tiny, "--dry-run", "-p", "k=7")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert re.search(r"make\s+would fail\s+cannot run: .*not valid JSON", dry.stdout)
+    assert re.search(r"other\s+would run", dry.stdout), dry.stdout
+
+    out = run(tiny, "-p", "k=7", "--summary", str(tiny / "s.json"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert states(out.stdout) == {"make": "failed", "double": "skipped", "other": "done"}
+    assert (tiny / "c.txt").read_text() == "7"
+    assert "Traceback" not in out.stderr and "make.ipynb is not valid JSON" in out.stderr
+    summary = json.loads((tiny / "s.json").read_text())
+    assert summary["stages"]["other"]["status"] == "done"
+    assert "make.ipynb is not valid JSON" in summary["stages"]["make"]["error"]
+    assert summary["stages"]["double"]["status"] == "skipped"
+    (r,) = stage_runs(client, "other")
+    assert r.data.params["k"] == "7"
