@@ -192,6 +192,7 @@ def raw_fetch(http_server_client: Any, jp_base_url: str, jp_auth_header: dict[st
             headers=headers,
             raise_error=False,
             allow_nonstandard_methods=True,
+            follow_redirects=False,  # Jupyter's trailing-slash redirects are answers too
             **kw,
         )
         return resp.code, resp.body or b""
