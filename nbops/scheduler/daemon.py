@@ -219,7 +219,9 @@ class Daemon:
                 log.error("schedules not reloaded, keeping the last good ones: %s", text)
                 self._config_error = text
             return
-        self._config_error = None
+        if self._config_error is not None:
+            log.info("schedules reloaded: the problem is gone")
+            self._config_error = None
         self._note_invalid(found)
         specs = [e.spec for e in found if e.spec is not None]
         if first or specs != self._specs:

@@ -110,8 +110,10 @@ def holders(path: Path) -> str:
                         cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
                 except OSError:
                     cmd = "?"
-                me = " (this process)" if int(pid) == os.getpid() else ""
-                found.append(f"pid {pid}{me}: {cmd[:80]}")
+                if int(pid) == os.getpid():
+                    found.append(f"pid {pid} (this process): {cmd[:80]}")
+                else:
+                    found.insert(0, f"pid {pid}: {cmd[:80]}")
                 break
     if not found:
         return "no process has it open any more: try again"
@@ -238,7 +240,7 @@ class Store:
 
     def _check_schema(self) -> None:
         expected = _expected()
-        with self._db() as db:
+        with self._db(wal=False) as db:  # nothing written before the file is known to be ours
             tables = {
                 r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
@@ -248,6 +250,7 @@ class Store:
                 if others:
                     raise self._refuse(f"holds other tables ({', '.join(others[:5])})")
                 db.executescript(SCHEMA)  # a valid, empty SQLite file: give it the schema
+                db.execute("PRAGMA journal_mode=WAL")
                 return
             missing = sorted(set(expected) - tables)
             if missing:
@@ -281,7 +284,7 @@ class Store:
         return self._refuse(f"is damaged ({text})")
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, wal: bool = True) -> Iterator[sqlite3.Connection]:
         """A connection (autocommit; WAL) whose every SQLite error becomes one
         SchedulerDatabaseError naming the file and the fix."""
         uri = f"file:{quote(str(self.path))}?mode=rw"
@@ -291,7 +294,8 @@ class Store:
             raise self._problem(exc) from None
         try:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            if wal:
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.row_factory = sqlite3.Row
             yield conn
         except sqlite3.Error as exc:
@@ -416,7 +420,12 @@ class Store:
             data["run_ids"] = ids
             return HistoryRow.model_validate(data)
         except (ValueError, TypeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            errors = getattr(exc, "errors", None)
+            if callable(errors):  # pydantic: name the field
+                e = errors()[0]
+                first = f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
+            else:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._report(
                 f"history {dict(r).get('id')}",
                 f"{self.path}: history row {dict(r).get('id')} is damaged ({first}): skipped",
