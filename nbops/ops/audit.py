@@ -40,6 +40,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -136,12 +137,20 @@ def _head_path(root: Path | None) -> Path:
 def read_head(root: Path | None = None) -> tuple[bool, Head | None]:
     """(whether ``audit.head`` exists, the head it holds or None if unreadable)."""
     path = _head_path(root)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+    try:  # no symlinks, no FIFOs (a read would block), nothing big
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return False, None
     except OSError:
         return True, None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True, None
+        text = os.read(fd, 4096).decode("utf-8", errors="replace")
+    except OSError:
+        return True, None
+    finally:
+        os.close(fd)
     try:
         return True, _as_head(json.loads(text))
     except ValueError:
@@ -151,7 +160,12 @@ def read_head(root: Path | None = None) -> tuple[bool, Head | None]:
 def _write_head(path: Path, rec: dict[str, Any]) -> None:
     head = path.with_name(HEAD_NAME)
     tmp = head.with_name(f".{HEAD_NAME}.{os.getpid()}")
-    tmp.write_text(json.dumps({"seq": rec["seq"], "hash": rec["hash"]}))
+    tmp.unlink(missing_ok=True)  # never write through a link someone left in its place
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, json.dumps({"seq": rec["seq"], "hash": rec["hash"]}).encode())
+    finally:
+        os.close(fd)
     os.replace(tmp, head)
 
 
@@ -271,8 +285,18 @@ def record(
             stored = store_head(store, root)  # read before the lock: it can only lag the log
         except Exception:  # noqa: BLE001
             store = None
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:  # a symlink could point outside the project, a FIFO or device is not a log
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise InvalidInput(
+            f"the audit log {path} cannot be opened for appending: {exc.strerror or exc}",
+            "it must be a regular file (not a link or a directory); move it aside",
+        ) from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInput(
+                f"the audit log {path} is not a regular file", "move it aside and append again"
+            )
         fcntl.flock(fd, fcntl.LOCK_EX)
         tail = _tail(fd)
         gap = _gap(tail, read_head(root), stored)

@@ -28,12 +28,21 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def stored(root: Path) -> Path:
-    """A project whose embedded MLflow store exists (the second witness of the log's end)."""
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite MLflow store for the module's projects (made once: a schema takes seconds);
+    each project keeps its own head in it, as projects sharing a tracking server do."""
     from nbops.tracking.query import open_store
 
-    open_store(project.tracking_uri(root))
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    open_store(uri)
+    return uri
+
+
+@pytest.fixture
+def stored(root: Path, shared_store: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project whose tracking store exists (the second witness of the log's end)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_store)
     return root
 
 
@@ -295,3 +304,39 @@ def test_random_tamperings_are_always_found(root, t, cut):
     assert problem is not None, f"{kind} {a} {b} {appends} not found"
     assert isinstance(problem.seq, int) and problem.seq <= first + 1, str(problem)
     assert n <= first
+
+
+# --- what the files are ------------------------------------------------------------------------
+def test_a_log_that_is_a_link_or_a_device_is_refused_and_its_target_untouched(root, tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("precious\n")
+    _log(root).symlink_to(outside)
+    with pytest.raises(audit.InvalidInput, match="cannot be opened for appending"):
+        audit.record("promote", root=root)
+    audit.safe_record("promote", root=root)  # run logging never fails because of it
+    assert outside.read_text() == "precious\n"
+    _log(root).unlink()
+    _log(root).symlink_to("/dev/null")
+    with pytest.raises(audit.InvalidInput):
+        audit.record("promote", root=root)
+
+
+def test_a_fifo_head_does_not_hang_verify_and_a_planted_temp_link_is_not_followed(root, tmp_path):
+    import os
+
+    _write(root, 2)
+    _head(root).unlink()
+    os.mkfifo(_head(root))
+    _, problem = audit.verify(root)  # returns: a FIFO is never read
+    assert problem is not None and "unreadable" in problem.message
+    _head(root).unlink()
+    outside = tmp_path.parent / f"{tmp_path.name}-victim.txt"
+    outside.write_text("precious\n")
+    code = (
+        "import os, sys\nfrom pathlib import Path\nfrom nbops.ops import audit\n"
+        "tmp = Path(sys.argv[1]) / '.nbops' / f'.audit.head.{os.getpid()}'\n"
+        "tmp.symlink_to(sys.argv[2])\naudit.record('run.end')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root), str(outside)], cwd=root, check=True)
+    assert outside.read_text() == "precious\n"
+    assert json.loads(_head(root).read_text())["seq"] == 4  # gap for the missing head, then it
