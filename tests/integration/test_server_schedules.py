@@ -110,6 +110,25 @@ async def test_create_lists_the_new_schedule(api: Any, proj: Path) -> None:
         ({"name": "x y", "cron": "0 2 * * *"}, "name"),
         ({"cron": "0 2 * * *"}, "name"),
         ({"name": "x", "cron": "0 2 * * *", "on_failure": "rm -rf /"}, "on_failure"),
+        ({"name": "x", "cron": "0 0 30 2 *"}, "schedule 'x': cron: '0 0 30 2 *' never fires"),
+        ({"name": "x", "cron": "0 0 31 2,4,6,9,11 *"}, "February has at most 29 days"),
+        ({"name": "x", "cron": "0 0 * 2 1#5"}, "more than 5 years away"),
+        ({"name": "x", "cron": "@daily", "timezone": "Europe/Nowhere"}, "unknown time zone"),
+        ({"name": "x", "cron": "@daily", "retries": "3"}, "schedule 'x': retries: '3' is not a"),
+        ({"name": "x", "cron": "@daily", "retries": 1.5}, "retries: 1.5 is not a whole number"),
+        ({"name": "x", "cron": "@daily", "retries": True}, "retries: True is not a whole number"),
+        ({"name": "x", "cron": "@daily", "retries": 10**12}, "retries: 1000000000000 is out of"),
+        ({"name": "x", "cron": "@daily", "timeout": 1.5}, "timeout: 1.5 is not a whole number"),
+        ({"name": "x", "cron": "@daily", "timeout": "60"}, "timeout: '60' is not a whole number"),
+        ({"name": "x", "cron": "@daily", "timeout": 10**12}, "timeout: 1000000000000 is out of"),
+        ({"name": "x", "cron": "@daily", "params": {"nope": 1}}, "declares a parameter 'nope'"),
+        ({"name": "x", "cron": "@daily", "params": {"make.m": 1}}, "declares no parameter 'm'"),
+        ({"name": "x", "cron": "@daily", "params": {"nada.n": 1}}, "declares a parameter 'nada.n'"),
+        (
+            {"name": "x", "cron": "@daily", "stages": ["make"], "params": {"train.n": 1}},
+            "stage 'train' is not among those the schedule runs",
+        ),
+        ({"name": "x", "cron": "@daily", "params": {"n": 10**500}}, "501-character number"),
     ],
 )
 async def test_bad_input_is_400_naming_the_field(
@@ -161,6 +180,54 @@ async def test_unknown_schedule_history_and_run_are_404(jp_fetch: Any) -> None:
     assert code == 404
     code, err = await error_of(jp_fetch, "schedules", "nightly", "history", params={"limit": "0"})
     assert code == 400 and "limit" in err["message"]
+
+
+async def test_one_bad_stored_schedule_is_listed_invalid_and_the_others_are_not_hidden(
+    api: Any, jp_fetch: Any, proj: Path
+) -> None:
+    import sqlite3
+
+    await api("schedules", **post({"name": "hourly", "cron": "@hourly", "params": {"n": 2}}))
+    db = sqlite3.connect(proj / ".nbops" / "scheduler" / "scheduler.db", isolation_level=None)
+    db.execute(  # as an older nbops or a hand edit stored it, past the validation
+        "INSERT INTO schedules VALUES ('feb30', json_object('name', 'feb30', 'cron', "
+        "'0 0 30 2 *'), 0), ('junk', '{not json', 0)"
+    )
+    db.close()
+    body = await api("schedules")
+    by_name = {s["name"]: s for s in body["schedules"]}
+    assert set(by_name) == {"feb30", "hourly", "junk", "nightly"} and body["problem"] is None
+    assert by_name["hourly"]["next_fire"] and by_name["hourly"]["invalid"] is None
+    assert by_name["nightly"]["next_fire"] and by_name["nightly"]["invalid"] is None
+    assert "'0 0 30 2 *' never fires" in by_name["feb30"]["invalid"]
+    assert by_name["feb30"]["next_fire"] is None and by_name["feb30"]["cron"] == "0 0 30 2 *"
+    assert "not a JSON object" in by_name["junk"]["invalid"]
+    code, err = await error_of(jp_fetch, "schedules", "feb30", "run", **post({}))
+    assert code == 400 and "is invalid and does not run" in err["message"]
+    await api("schedules", "junk", method="DELETE")  # an invalid one can be removed
+    assert "junk" not in {s["name"] for s in (await api("schedules"))["schedules"]}
+
+
+async def test_a_damaged_scheduler_database_is_the_lists_problem_and_a_400_elsewhere(
+    api: Any, jp_fetch: Any, proj: Path
+) -> None:
+    await api("schedules")  # the database exists
+    path = proj / ".nbops" / "scheduler" / "scheduler.db"
+    for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        extra.unlink(missing_ok=True)
+    path.write_bytes(b"")
+    body = await api("schedules")
+    assert body["schedules"] == [] and f"{path} is empty (0 bytes)" in body["problem"]
+    assert "mv " in body["problem"]
+    for args, kw in (
+        (("schedules",), post({"name": "x", "cron": "@daily"})),
+        (("schedules", "nightly", "history"), {}),
+        (("schedules", "nightly", "run"), post({})),
+        (("schedules", "nightly"), {"method": "DELETE"}),
+    ):
+        code, err = await error_of(jp_fetch, *args, **kw)
+        assert code == 400 and str(path) in err["message"], (args, err)
+    assert path.read_bytes() == b""  # never replaced
 
 
 async def test_without_nbops_yaml_the_list_says_why(api: Any, proj: Path) -> None:
