@@ -126,3 +126,21 @@ def test_checkout_of_a_sound_outs_json_restores_files_and_folders(
     assert code == 0, err
     assert (project / "a.txt").read_bytes() == EVIL
     assert (project / "models" / "m" / "x").read_bytes() == EVIL
+
+
+def test_the_refusal_names_the_run_and_the_entry(tmp_path: Path) -> None:
+    from nbops.errors import InvalidInput
+    from nbops.pipeline.cache import OutCache, load_record
+    from nbops.pipeline.hashing import HashCache
+
+    state = tmp_path / ".nbops"
+    cache = OutCache(tmp_path, state, HashCache(tmp_path, state))
+    with pytest.raises(InvalidInput) as caught:
+        cache.restore({"../x": {"digest": "0" * 32}}, run="abc123")
+    assert caught.value.message.startswith("run abc123: outs.json entry '../x' leaves the project")
+    for body in (b"", b"{", b"\xff", b"[" * 100_000):
+        (tmp_path / "outs.json").write_bytes(body)
+        with pytest.raises(InvalidInput, match="^run abc123: its outs.json "):
+            load_record(tmp_path / "outs.json", "abc123")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        load_record(tmp_path / "missing.json", "abc123")
