@@ -148,6 +148,39 @@ def test_the_daemon_runs_a_schedule_tags_its_runs_and_a_restart_duplicates_nothi
     assert {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
 
 
+def test_one_bad_stored_schedule_is_skipped_and_the_daemon_fires_the_others(sched, daemons, client):
+    """A cron with no fire time, stored past the validation (as an older nbops or a hand edit
+    did), plus a bad one in nbops.yaml: the daemon starts, records why it skips them, and fires
+    the good schedule on its clock."""
+    import sqlite3
+
+    (sched / "nbops.yaml").write_text(YAML + '  feb31: {cron: "0 0 31 2 *", stages: [tick]}\n')
+    api.add_schedule(sched, "every10", "*/10 * * * * *", stages=["tick"], params={"n": 7})
+    db = sqlite3.connect(sched / ".nbops" / "scheduler" / "scheduler.db", isolation_level=None)
+    db.execute(
+        "INSERT INTO schedules VALUES ('feb30', json_object('name', 'feb30', 'cron', "
+        "'0 0 30 2 *', 'stages', json_array('tick')), 0)"
+    )
+    db.close()
+    store = Store(sched)
+    daemon = daemons()
+    (ok, *_) = wait_for(
+        "an ok execution of the good schedule",
+        lambda: [r for r in store.history("every10", limit=50) if r.status == "ok"],
+    )
+    runs = {r.info.run_id: r for r in scheduled_runs(client, "every10")}
+    assert runs[ok.run_ids[-1]].data.metrics["n"] == 7  # the schedule's param reached it
+    for name, words in (("feb30", "'0 0 30 2 *' never fires"), ("feb31", "nbops.yaml:")):
+        (row,) = store.history(name)
+        assert row.status == "skipped" and "invalid schedule, not run" in (row.error or "")
+        assert words in (row.error or ""), row.error
+    listing = nbops_cli("schedule", "list", cwd=sched, timeout=60)
+    assert listing.returncode == 0 and "invalid: feb30 does not run" in listing.stdout
+    code, err = stop(daemon)
+    assert code == 0, err
+    assert "schedule feb30 is invalid and does not run" in err
+
+
 def test_sigterm_mid_run_leaves_no_kernel_and_no_running_run_and_a_second_daemon_exits_2(
     sched, daemons, client
 ):
