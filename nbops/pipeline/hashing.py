@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from nbops.errors import ConfigError
+from nbops.errors import ConfigError, NbopsError
 from nbops.pipeline import paths, statefile
 
 CACHE_FILE = "hashes.json"
@@ -152,5 +152,8 @@ class HashCache:
         if not self.dirty:
             return
         live = {k: v for k, v in self.entries.items() if os.path.exists(k)}
-        statefile.write(self.file, live)
         self.dirty = False
+        try:
+            statefile.write(self.file, live)
+        except NbopsError as err:  # a cache: a read-only project still answers, hashing again
+            statefile.say(f"nbops: {err.message}; the next command hashes the files again")

@@ -131,12 +131,20 @@ def refusal(root: Path | str, rel: str, kind: Kind) -> tuple[str, str] | None:
         )
     if kind == "out" and real == posixpath.join(base, CONFIG_FILE):
         return "leads to nbops.yaml itself", "a stage must not write the pipeline's own file"
-    special = [s for s in SPECIAL_ROOTS if within(real, s)]
-    if special and not within(real, base):
-        return (
-            f"is on {special[0]}, a pseudo file system whose files block or never end",
-            "copy the data into the project and name the copy",
-        )
+    if not within(real, base):
+        special = [s for s in SPECIAL_ROOTS if within(real, s)]
+        if special:
+            return (
+                f"is on {special[0]}, a pseudo file system whose files block or never end",
+                "copy the data into the project and name the copy",
+            )
+        held = [s for s in SPECIAL_ROOTS if within(s, real)]
+        if held:
+            return (
+                f"is a folder that holds {held[0]}, a pseudo file system whose files block or "
+                "never end",
+                "name the folders it reads, not one above " + held[0],
+            )
     try:
         mode = os.stat(real).st_mode
     except OSError:

@@ -148,16 +148,17 @@ def set_aside(path: Path, problem: str, means: str) -> Path | None:
     except FileNotFoundError:
         return None  # another nbops process moved it first, and said so
     except OSError as exc:
-        _say(
+        say(
             f"nbops: {path} {problem}; it could not be moved aside ({exc.strerror or exc}), "
             f"so it is ignored: {means}"
         )
         return None
-    _say(f"nbops: {path} {problem}; moved it to {aside.name}: {means}")
+    say(f"nbops: {path} {problem}; moved it to {aside.name}: {means}")
     return aside
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """One line on stderr, for what the user should know but need not act on."""
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):  # stderr closed or a broken pipe: the state is still sound

@@ -246,6 +246,25 @@ def test_an_unwritable_state_file_is_a_one_line_error(root: Path) -> None:
     assert "cannot write" in caught.value.message and caught.value.hint
 
 
+def test_a_hash_cache_that_cannot_be_saved_is_said_not_fatal(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only project still answers ``nbops status``: the cache is only a cache."""
+    cache = HashCache(root, root / ".nbops" / ("x" * 300))  # a name no file system takes
+    assert cache.digest("out.csv")
+    capsys.readouterr()
+    cache.save()
+    assert "hashes the files again" in capsys.readouterr().err
+
+
+def test_a_dep_on_a_folder_above_proc_is_refused(root: Path) -> None:
+    from nbops.pipeline import spec
+
+    (root / "nbops.yaml").write_text("stages:\n  make:\n    notebook: make.ipynb\n    deps: [/]\n")
+    with pytest.raises(ConfigError, match="holds /proc"):
+        spec.load(root / "nbops.yaml")
+
+
 # --- deps that are no regular file ---------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["FIFO", "symlink to /dev/zero", "symlink to /proc/kmsg"])
 def test_a_dep_folder_holding_a_special_file_is_refused_unopened(
