@@ -77,6 +77,9 @@ def settings(
             )
         ref_p, cur_p = root / drift.reference, root / drift.current
     else:
+        for what, text in (("REF", ref), ("CUR", cur)):
+            if "\x00" in text or not text:
+                raise InvalidInput(f"{what} {text[:200]!r} is not a file name", "name a table file")
         ref_p, cur_p = Path(ref).resolve(), Path(cur).resolve()
     th = threshold if threshold is not None else (drift.threshold if drift else 0.05)
     try:
