@@ -433,7 +433,8 @@ class _Execution:
         stages = {}
         for name in self.order:
             runs = self.point_runs.get(name, []) if self.sink is not None else []
-            ids = [self.sink.run_id(r, timeout=5) for r in runs]
+            wait = 0 if self.undelivered else 5  # a store that was given up is not waited for
+            ids = [self.sink.run_id(r, timeout=wait) if wait else r.id_if_ready() for r in runs]
             stages[name] = {"status": self.status[name], "run_ids": [i for i in ids if i]}
             why = next((f.message for f in self.failures if f.stage == name), None)
             if why is not None:
