@@ -30,6 +30,7 @@ CRON_HINT = (
 )
 
 
+MAX_CRON_CHARS = 500
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 """Cron's shorthands (croniter expands them); @reboot has no meaning for a scheduler."""
 
@@ -42,6 +43,12 @@ def _croniter() -> Any:
 
 def check_cron(expr: str, field: str = "cron") -> str:
     """The expression, stripped, if croniter accepts it; else InvalidInput naming ``field``."""
+    if len(str(expr)) > MAX_CRON_CHARS:
+        raise InvalidInput(
+            f"{field}: the expression is {len(str(expr))} characters long (at most "
+            f"{MAX_CRON_CHARS})",
+            CRON_HINT,
+        )
     text = " ".join(str(expr).split())
     if text.lower() in ALIASES:
         return text.lower()

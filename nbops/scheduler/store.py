@@ -115,6 +115,8 @@ def holders(path: Path) -> str:
                 else:
                     found.insert(0, f"pid {pid}: {cmd[:80]}")
                 break
+    others = [f for f in found if "(this process)" not in f]
+    found = others or found  # this process waiting on it is not news, unless it is alone
     if not found:
         return "no process has it open any more: try again"
     return "held by " + "; ".join(found[:3]) + ("; ..." if len(found) > 3 else "")
