@@ -177,10 +177,11 @@ def store_key(root: Path | None = None) -> str:
 
 
 def local_store(root: Path | None = None) -> Any:
-    """The project's store when it costs nothing to reach: MLflow already imported in this
-    process and the tracking URI a SQLite file that exists. None otherwise (never creates a
-    store, never waits on a server)."""
-    if "mlflow" not in sys.modules:
+    """The project's store when it costs nothing to reach: nbops' store module (and so MLflow)
+    already imported in this process and the tracking URI a SQLite file that exists. None
+    otherwise (never creates a store, never waits on a server)."""
+    loaded = sys.modules.get("nbops.tracking.store")
+    if getattr(loaded, "Store", None) is None:  # MLflow not (fully) imported here: not cheap
         return None
     uri = project.tracking_uri(root)
     db = project.sqlite_path(uri)
