@@ -145,7 +145,11 @@ def remove_schedule(root: str | os.PathLike[str], name: str) -> None:
     """Remove a CLI schedule; one from nbops.yaml is refused (edit the file)."""
     r = _root(root)
     store = Store(r)
-    entry = sources.find_entry(r, name, store)  # an invalid one can be removed too
+    found = [e for e in sources.entries(r, store) if e.name == name]
+    if not found:
+        raise NotFound(f"no schedule named {name!r}", "see `nbops schedule list`")
+    # the CLI's (valid or not: a damaged row, or one whose name nbops.yaml took) goes first
+    entry = min(found, key=lambda e: e.source != "cli")
     if entry.source == "nbops.yaml":
         pipeline = sources.load_pipeline(r)
         line = (pipeline.where("schedules", name) or (None, None))[0]

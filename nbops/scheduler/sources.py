@@ -208,7 +208,13 @@ def new_spec(
     on_failure: str | None = None,
 ) -> ScheduleSpec:
     """A validated schedule for ``nbops schedule add`` / ``POST /schedules`` (``validation``)."""
-    typed = parse_params(params)
+    try:
+        typed = parse_params(params)
+    except NbopsError as exc:  # named like every other field's error
+        if isinstance(name, str):
+            exc.message = f"schedule {name!r}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
     fields = {
         "name": name,
         "cron": cron_expr,

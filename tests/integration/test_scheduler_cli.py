@@ -147,3 +147,19 @@ def test_print_systemd_unit_names_this_project_and_python(proj):
     assert out.returncode == 0
     assert f"WorkingDirectory={proj}" in out.stdout and "-m nbops scheduler" in out.stdout
     assert "Restart=on-failure" in out.stdout
+
+
+def test_a_cli_schedule_whose_name_nbops_yaml_took_is_invalid_and_can_be_removed(proj):
+    api.add_schedule(proj, "later", "@daily")
+    (proj / "nbops.yaml").write_text(YAML + '  later: {cron: "@hourly"}\n')
+    views = [v for v in api.list_schedules(proj) if v["name"] == "later"]
+    assert [(v["source"], v["invalid"] is None) for v in views] == [
+        ("nbops.yaml", True),
+        ("cli", False),
+    ]
+    assert "also defined in nbops.yaml" in views[1]["invalid"]
+    api.remove_schedule(proj, "later")  # the CLI's goes; nbops.yaml's stays and runs
+    views = [v for v in api.list_schedules(proj) if v["name"] == "later"]
+    assert [v["source"] for v in views] == ["nbops.yaml"]
+    with pytest.raises(ConfigError, match="defined in nbops.yaml"):
+        api.remove_schedule(proj, "later")

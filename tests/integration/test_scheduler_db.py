@@ -461,7 +461,7 @@ def pristine(proj: Path, tmp_path: Path) -> Path:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(damage, min_size=1, max_size=3))
 def test_random_damage_gives_only_nbops_errors(proj, pristine, capsys, hows):
