@@ -298,3 +298,42 @@ def test_a_damaged_slot_is_refused_or_is_one_the_core_can_use(data):
     core.overdue()
     core.next_wake()
     core.finished("s", False)
+
+
+# --- random requests and rows ------------------------------------------------------------------
+def _maybe(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return good | json_values
+
+
+request = st.fixed_dictionaries(
+    {"name": _maybe(st.sampled_from(["job", "a.b-c", "x" * 250, "../x", "<row 1>", ""]))},
+    optional={
+        "cron": _maybe(st.sampled_from(["@daily", "*/5 * * * *", "0 0 30 2 *", "0 0 L 2 *"])),
+        "timezone": _maybe(st.sampled_from([None, "UTC", "Asia/Tokyo", "Nope/x"])),
+        "stages": _maybe(st.lists(st.sampled_from(["prepare", "train", "nope"]), max_size=3)),
+        "params": _maybe(
+            st.dictionaries(st.sampled_from(["C", "rows", "train.C", "prepare.C", "x"]), values)
+        ),
+        "catchup": _maybe(st.sampled_from(["none", "latest", "all"])),
+        "retries": _maybe(st.integers(-2, 200)),
+        "timeout": _maybe(st.integers(-1, 10**8) | st.floats()),
+        "on_failure": _maybe(st.sampled_from([None, "echo hi", "x\x00y"])),
+        "source": json_values,
+        "extra": json_values,
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(request)
+def test_any_request_or_stored_row_is_a_valid_spec_or_an_nbops_error(pipeline, fields):
+    try:
+        spec = validation.validate(fields, pipeline, now=NOW)
+    except NbopsError as err:
+        assert err.message.startswith("schedule") and err.hint, err.message
+        return
+    again = json.loads(spec.model_dump_json())  # as stored, then loaded again
+    again.pop("source")
+    assert validation.validate(again, pipeline, now=NOW) == spec
+    assert cron.next_fire(spec.cron, spec.timezone, NOW) > NOW
+    command(spec, Path("summary.json"))
