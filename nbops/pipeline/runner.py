@@ -131,9 +131,8 @@ class Runner:
             killed = sum(1 for o in dead.runs if o.status in ("KILLED", "unreachable"))
             todo = ", ".join(dead.unfinished) or "none"
             self.progress.note(
-                f"nbops: {dead.reason.replace(' the run ended', '')}: {killed} of its runs "
-                f"ended KILLED; stages it did not finish: {todo} (`nbops run --resume` redoes "
-                "them)"
+                f"nbops: {dead.who} was killed: {killed} of its runs ended KILLED; stages "
+                f"it did not finish: {todo} (`nbops run --resume` redoes them)"
             )
             if dead.error:
                 self.progress.note(
@@ -437,7 +436,7 @@ class _Execution:
             ids = [self.sink.run_id(r, timeout=wait) if wait else r.id_if_ready() for r in runs]
             stages[name] = {"status": self.status[name], "run_ids": [i for i in ids if i]}
             why = next((f.message for f in self.failures if f.stage == name), None)
-            if why is not None:
+            if why is not None and not self.stop.is_set():  # a stopped run says why once
                 stages[name]["error"] = why
         code = self.exit_code if self.exit_code is not None else 1
         status = (
@@ -491,6 +490,7 @@ class _Execution:
             if not todo:
                 self.status[name] = "up to date"
                 self.r.progress.line(name, "up to date")
+                self._forget_failure(plan)
                 self._ended(name)
                 continue
             self._ensure_tracking()
@@ -519,6 +519,15 @@ class _Execution:
                 self.r.progress.line(pt.label, "running", "; ".join(pt.why))
                 assert self.executor is not None
                 futures[pool.submit(self.executor.execute, job)] = (plan, pt, run)
+
+    def _forget_failure(self, plan: StagePlan) -> None:
+        """A stage that is up to date has not failed, whatever an earlier execution recorded
+        (a sweep killed after its last point was saved, say): --resume must not redo it."""
+        labels = [plan.name, *(pt.label for pt in plan.points)]
+        if any(label in self.r.state.failed for label in labels):
+            for label in labels:
+                self.r.state.failed.pop(label, None)
+            self.r.state.save()
 
     def _fail_unreadable(self, plan: StagePlan, problem: ConfigError) -> None:
         """A stage whose notebook cannot be read fails alone, as papermill would fail it: its

@@ -273,6 +273,11 @@ class DeadExecution:
     def reason(self) -> str:
         return _reason(self.pid, self.started)
 
+    @property
+    def who(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        return f"nbops run (pid {self.pid}, started {when})"
+
 
 def _reason(pid: int, started: float, what: str = "the run ended") -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "?"
@@ -301,8 +306,10 @@ def _dead_records(state: Path) -> list[tuple[Path, dict[str, object]]]:
             continue
         if data.get("host") not in (None, here):
             continue  # another machine's runner on a shared disk: not ours to judge
-        start = process_start(pid)
-        if start is not None and start == data.get("start"):
+        if data.get("start") is None or not os.path.isdir("/proc/self"):
+            if pid_alive(pid):  # no start time to tell a reused pid by: alive is alive
+                continue
+        elif process_start(pid) == data.get("start"):
             continue  # alive
         out.append((p, data))
     return out
@@ -378,13 +385,18 @@ def _end_runs(
             sp = Spool(d, fd)
             try:
                 outcome = _end_one(
-                    sp, reason, run_ids.get(str(parent)) if parent else None, uri, opened
+                    error is None,
+                    sp,
+                    reason,
+                    run_ids.get(str(parent)) if parent else None,
+                    uri,
+                    opened,
                 )
             except (OSError, ValueError) as exc:
                 outcome = Outcome(d.name, None, "broken", message=str(exc))
             if outcome.run_id:
                 run_ids[str(local_id)] = outcome.run_id
-            if outcome.status == "unreachable":
+            if outcome.status == "unreachable" and error is None:
                 error = outcome.message
             out.append(outcome)
         finally:
@@ -393,7 +405,12 @@ def _end_runs(
 
 
 def _end_one(
-    sp: Spool, reason: str, parent_id: str | None, uri: str | None, opened: dict[str, object]
+    deliver: bool,
+    sp: Spool,
+    reason: str,
+    parent_id: str | None,
+    uri: str | None,
+    opened: dict[str, object],
 ) -> Outcome:
     from nbops.errors import StoreUnavailable
     from nbops.tracking.delivery import Delivery
@@ -407,6 +424,8 @@ def _end_one(
         sp.append(["t", "nbops.end_reason", reason])
         end_ms = int(os.stat(sp.log_path).st_mtime * 1000)
         sp.append(["end", "KILLED", end_ms])
+    if not deliver:  # the store already failed for an earlier run: one wait, not one per run
+        return Outcome(sp.dir.name, _run_id(sp.dir), "unreachable", message="not tried")
     suri = str(start.get("uri") or uri or "")
     try:
         from nbops.tracking.store import Store

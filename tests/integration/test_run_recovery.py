@@ -102,7 +102,11 @@ def test_killed_run_is_recovered_by_the_next_command_and_resume_redoes_what_it_l
     out = resumed.stdout
     assert "was killed" not in resumed.stderr  # recovered once, by `nbops status`
     assert "prep" in out and "up to date" in out.split("slow")[0], out  # not redone
-    done = [ln.split("]", 1)[1].split()[0] for ln in out.splitlines() if ln.startswith("[") and " done " in ln]
+    done = [
+        ln.split("]", 1)[1].split()[0]
+        for ln in out.splitlines()
+        if ln.startswith("[") and " done " in ln
+    ]
     assert done == ["slow", "after"], out
     assert (project / "after.txt").read_text() == "2"
     runs = _runs(client)
@@ -152,3 +156,38 @@ def test_only_dead_executions_are_recovered_and_a_reused_pid_counts_as_dead(
     failed = State(state).failed
     assert set(failed) == {"a", "b", "c"} and "was killed before this stage" in failed["c"]
     assert recovery.recover_executions(state) == []  # recovered once
+
+
+def test_a_dead_execution_with_its_store_unreachable_is_ended_in_its_spool_for_sync(
+    project: Path,
+) -> None:
+    """The store cannot be reached: the runs are ended KILLED in their spools (so `nbops sync`
+    delivers them so), tried once, and the stages are still recorded for --resume."""
+    from nbops.pipeline.state import State
+    from nbops.tracking.spool import Spool, spool_root
+
+    script = (
+        "import os\nfrom pathlib import Path\nfrom nbops.tracking.run import Run\n"
+        "from nbops.tracking.recovery import ExecutionRecord\n"
+        "root = Path(os.environ['NBOPS_PROJECT_ROOT'])\n"
+        "kw = dict(root=root, uri='http://127.0.0.1:9', capture=False, spawn_writer=False)\n"
+        "top = Run('e', 'pipeline', **kw)\nstage = Run('e', 'train', **kw)\n"
+        "stage.log_metric('loss', 0.25)\n"
+        "rec = ExecutionRecord(root / '.nbops', ['prep', 'train'])\nrec.finished('prep')\n"
+        "rec.add_run(top.local_id, None, 'pipeline')\n"
+        "rec.add_run(stage.local_id, top.local_id, 'train')\nrec.save()\n"
+        "print(os.getpid(), top.local_id, stage.local_id)\nos._exit(9)\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    pid, *spools = child.stdout.split()
+    (dead,) = recovery.recover_executions(project / ".nbops")
+    assert dead.pid == int(pid) and dead.unfinished == ["train"] and dead.error
+    assert [o.status for o in dead.runs] == ["unreachable", "unreachable"]
+    assert dead.runs[1].message == "not tried"  # one wait for a dead store, not one per run
+    for local_id in spools:
+        recs = [r for _, r in Spool(spool_root(project / ".nbops") / local_id).read_from(0)]
+        assert recs[-1][:2] == ["end", "KILLED"]
+        assert recs[-2] == ["t", "nbops.end_reason", dead.reason]
+    assert "was killed before this stage finished" in State(project / ".nbops").failed["train"]
