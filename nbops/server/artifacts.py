@@ -215,7 +215,13 @@ def list_artifacts(
         return _walk_local(base) if base.is_dir() else Listing([])
     if location(info.artifact_uri)[0] != "remote" or client is None:
         return Listing([])
-    return _walk_remote(info.summary.run_id, client())
+    try:
+        return _walk_remote(info.summary.run_id, client())
+    except Exception as exc:  # noqa: BLE001 - an unreachable artifact store is not a bad request
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return Listing(
+            [], f"artifacts in {str(info.artifact_uri)[:300]} could not be listed: {first}"
+        )
 
 
 def executed_notebook(

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import mimetypes
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +66,9 @@ def api(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]
             self.fail(400, f"invalid request body: {errs}")
         except tornado.web.HTTPError:
             raise
+        except sqlite3.Error as exc:  # locked, unreadable or half-written store: try again later
+            self.log.warning("nbops: %s %s: %s", self.request.method, self.request.path, exc)
+            self.fail(503, f"the tracking store cannot be read now: {str(exc)[:300]}")
         except Exception as exc:  # noqa: BLE001 - the server must answer whatever goes wrong
             self.log.error(
                 "nbops: %s %s failed", self.request.method, self.request.path, exc_info=True

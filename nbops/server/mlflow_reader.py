@@ -28,6 +28,23 @@ def _syntax(filter_string: str, order_by: list[str], exc: Exception) -> InvalidI
     )
 
 
+def _check_order(filter_string: str, order_by: list[str]) -> None:
+    """Each order_by clause parses and names its key once (MLflow reports a repeated key as an
+    internal error)."""
+    from mlflow.utils.search_utils import SearchUtils
+
+    seen: set[tuple[str, str]] = set()
+    for clause in order_by:
+        try:
+            kind, key, _ = SearchUtils.parse_order_by_for_search_runs(clause)  # type: ignore[no-untyped-call]
+            key = SearchUtils.translate_key_alias(key)  # type: ignore[no-untyped-call]
+        except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
+            raise _syntax(filter_string, order_by, exc) from exc
+        if (kind, key) in seen:
+            raise InvalidInput(f"order_by names {clause[:200]!r} twice", "name each key once")
+        seen.add((kind, key))
+
+
 def _check_inner_token(inner: str) -> None:
     """MlflowClient's own page token, when it is the offset token of MLflow's SQL and file
     stores (base64 JSON ``{"offset": n}``), within the offset limit (a huge one overflows SQLite
@@ -122,6 +139,7 @@ class MlflowReader(Reader):
             except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
                 raise _syntax(filter_string, order_by, exc) from exc
             limits.terms(parsed)
+        _check_order(filter_string, order_by)
         if not experiment_ids:
             return Page([], None, 0, [], [], self.source)
         try:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -139,6 +140,11 @@ def requests(ids: dict[str, str]) -> st.SearchStrategy[tuple[str, str, str | Non
     )
 
 
+@pytest.fixture(params=[True, False], ids=["sqlite", "mlflow"])
+def fast_path(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
 async def test_no_mutated_request_gets_a_500(
     raw_fetch: Any, jp_fetch: Any, jp_serverapp: Any, seeded: dict
 ) -> None:
@@ -146,7 +152,7 @@ async def test_no_mutated_request_gets_a_500(
     seen: dict[int, int] = {}
 
     @settings(
-        max_examples=300,
+        max_examples=200,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
