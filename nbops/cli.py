@@ -33,9 +33,48 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 # --- commands ---------------------------------------------------------------------------------
+def _check_search(filter_string: str | None, order_by: list[str] | None) -> None:
+    """The bounds the server puts on a run search (nbops/server/limits.py), for ``nbops runs``:
+    SQLite crashes the process on 31+ order keys, and every filter term is one more join."""
+    from nbops.errors import InvalidInput
+    from nbops.server import limits
+
+    order = order_by or []
+    if len(order) > limits.MAX_ORDER_KEYS:
+        raise InvalidInput(
+            f"--order-by is given {len(order)} times (at most {limits.MAX_ORDER_KEYS})",
+            "order by fewer keys",
+        )
+    keys = [" ".join(o.split()[:1]).lower() for o in order]
+    dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if dup is not None:
+        raise InvalidInput(f"--order-by names {dup!r} twice", "name each key once")
+    for what, value, most in [("--filter", filter_string or "", limits.MAX_FILTER_CHARS)] + [
+        ("--order-by", o, limits.MAX_ORDER_CHARS) for o in order
+    ]:
+        if "\x00" in value or len(value) > most:
+            raise InvalidInput(
+                f"{what} {value[:60]!r}{'...' if len(value) > 60 else ''} has a NUL byte or more "
+                f"than {most} characters",
+                "shorten it",
+            )
+    if filter_string:
+        from mlflow.utils.search_utils import SearchUtils
+
+        try:
+            parsed = SearchUtils.parse_search_filter(filter_string)  # type: ignore[no-untyped-call]
+        except Exception:  # noqa: BLE001 - run_rows names a syntax error with MLflow's reason
+            return
+        try:
+            limits.terms(parsed)
+        except InvalidInput as err:
+            raise InvalidInput(f"--{err.message}", err.hint) from None
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from nbops.tracking.query import run_rows
 
+    _check_search(args.filter, args.order_by)
     rows = run_rows(args.experiment, args.filter, args.order_by, args.max)
     if args.json:
         print(json.dumps(rows, indent=1, default=str))

@@ -331,3 +331,20 @@ def test_fuzzed_argv_never_raises_or_crashes(seeded):
         assert "Traceback" not in err and "internal error" not in err, (argv, err)
 
     fuzz()
+
+
+def test_runs_search_is_bounded_like_the_servers(seeded):
+    """31+ order keys crash SQLite in the process; duplicates were an MlflowException."""
+    many = [a for i in range(40) for a in ("--order-by", f"metrics.m{i}")]
+    terms = " and ".join(f"metrics.m{i} > 0" for i in range(40))
+    for argv, words in (
+        (["runs", *many], "--order-by is given 40 times (at most 8)"),
+        (["runs", "--order-by", "metrics.a", "--order-by", "metrics.a DESC"], "twice"),
+        (["runs", "--filter", terms], "--filter: has 40 comparisons (at most 20)"),
+        (["runs", "--filter", "x" * 5000], "more than 4096 characters"),
+        (["runs", "--filter", "a\x00"], "NUL"),
+    ):
+        code, _, err = run_main(*argv)
+        assert_one_line_error(code, err, words)
+    code, out, err = run_main("runs", "--filter", "metrics.accuracy > 0.5", "--json")
+    assert code == 0 and seeded["run"] in out, err
