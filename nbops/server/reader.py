@@ -27,7 +27,7 @@ SUMMARY_TAGS = ("nbops.stage", "nbops.rerun_of", "mlflow.parentRunId", "nbops.no
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID.match(run_id or ""):
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise InvalidInput(
             f"{run_id[:80]!r} is not a run id",
             "run ids are MLflow run ids: 32 lowercase hex characters",
