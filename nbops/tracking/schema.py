@@ -156,8 +156,8 @@ def _make_current(uri: str, db: Path, state: SchemaState, artifact_root: Path | 
     if state.error is not None:
         raise SchemaRefused(
             f"tracking store {db} is not a readable SQLite database ({state.error})",
-            f"move it aside (mv {db} {db}.broken); a new store is created on the next run and "
-            "`nbops sync` delivers the spooled data",
+            f"move it aside with its -wal and -shm files (mv {db}* to another directory); a new "
+            "store is created on the next run and `nbops sync` delivers the spooled data",
         )
     head = head_revision()
     if state.version is not None and not _known(state.version):
@@ -172,9 +172,10 @@ def _make_current(uri: str, db: Path, state: SchemaState, artifact_root: Path | 
             # a store whose creation was interrupted and that holds nothing yet: start over
             _drop_all(db)
         else:
+            _refuse_orphan_copies(db, state)  # before anything is changed or copied
             backup = _backup(db, state.version)
             if state.leftovers:
-                _drop_leftovers(db, state, backup)
+                _drop_leftovers(db, state)
             _upgrade(uri, db, state.version, head, backup)
     elif state.exists and state.version is None and state.tables - _SEEDED:
         _upgrade(uri, db, None, head, None)  # tables made, never stamped: what MLflow does too
@@ -250,19 +251,23 @@ def _drop_all(db: Path) -> None:
         con.close()
 
 
-def _drop_leftovers(db: Path, state: SchemaState, backup: Path | None) -> None:
-    """Drop the ``_alembic_tmp_<t>`` copies whose table ``<t>`` is still there: the migration
-    stopped before it replaced ``<t>``, which holds every row."""
+def _refuse_orphan_copies(db: Path, state: SchemaState) -> None:
+    """A ``_alembic_tmp_<t>`` copy whose table ``<t>`` is gone holds the rows: never drop it."""
     orphans = [t for t in state.leftovers if t[len(TMP_PREFIX) :] not in state.tables]
     if orphans:
         t = orphans[0]
         raise SchemaRefused(
             f"tracking store {db} is half-migrated: table {t[len(TMP_PREFIX) :]!r} is missing "
             f"and its rows are in {t!r}",
-            f"restore {db} from a backup"
-            + (f" ({backup})" if backup else "")
-            + ", or move it aside; the logged data stays spooled and `nbops sync` delivers it",
+            f"restore {db} from a backup, or move it aside with its -wal and -shm files "
+            f"(mv {db}* to another directory); the logged data stays spooled and "
+            "`nbops sync` delivers it to the new store",
         )
+
+
+def _drop_leftovers(db: Path, state: SchemaState) -> None:
+    """Drop the ``_alembic_tmp_<t>`` copies whose table ``<t>`` is still there: the migration
+    stopped before it replaced ``<t>``, which holds every row."""
     con = sqlite3.connect(str(db), timeout=30, isolation_level=None)
     try:
         con.execute("BEGIN IMMEDIATE")
@@ -298,8 +303,9 @@ def _refuse_upgrade(
         f"tracking store {db} could not be brought from schema revision {version} to {head}: "
         f"{first}",
         (f"a copy from before the attempt is {backup}; " if backup else "")
-        + f"restore {db} from a backup or move it aside; the logged data stays spooled and "
-        "`nbops sync` delivers it",
+        + f"restore {db} from a backup, or move it aside with its -wal and -shm files "
+        f"(mv {db}* to another directory); the logged data stays spooled and `nbops sync` "
+        "delivers it to the new store",
     )
 
 
