@@ -62,6 +62,15 @@ class SchedulerDatabaseError(NbopsError):
     the fix)."""
 
 
+def _text(raw: bytes) -> str | bytes:
+    """TEXT as str; bytes that are not UTF-8 (a damaged row) stay bytes, which every reader
+    treats as a damaged value instead of failing the whole query."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
 class StoredRow(NamedTuple):
     """A row of ``schedules`` as stored (any type: a hand edit may have put anything there)."""
 
@@ -266,8 +275,8 @@ class Store:
                         f"has lost column(s) {', '.join(sorted(cols - have))} of table {table}"
                     )
 
-    def _problem(self, exc: sqlite3.Error) -> SchedulerDatabaseError:
-        text = str(exc)
+    def _problem(self, exc: Exception) -> SchedulerDatabaseError:
+        text = str(exc) if not isinstance(exc, UnicodeDecodeError) else "text that is not UTF-8"
         if "locked" in text or "busy" in text:
             return SchedulerDatabaseError(
                 f"the scheduler database {self.path} stayed locked by another process for "
@@ -292,15 +301,16 @@ class Store:
         uri = f"file:{quote(str(self.path))}?mode=rw"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._problem(exc) from None
         try:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
             if wal:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.row_factory = sqlite3.Row
+            conn.text_factory = _text
             yield conn
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:  # the latter: a damaged schema's text
             raise self._problem(exc) from None
         finally:
             conn.close()
