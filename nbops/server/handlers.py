@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tornado.iostream
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
@@ -133,9 +134,11 @@ class NbopsHandler(APIHandler):
             while chunk := await self.blocking(f.read, 1 << 20):
                 self.write(chunk)
                 await self.flush()
+            self.finish()
+        except tornado.iostream.StreamClosedError:
+            pass  # the client went away mid-file: nothing to answer
         finally:
             f.close()
-        self.finish()
 
     def int_arg(self, name: str, default: int, lo: int, hi: int) -> int:
         raw = self.get_query_argument(name, None)
