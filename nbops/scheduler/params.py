@@ -96,7 +96,9 @@ def _json_like(v: Any, depth: int = 0) -> str | None:
     if v is None or isinstance(v, bool | int):
         return None
     if isinstance(v, float):
-        return None if not math.isnan(v) else "NaN is not a value a notebook can compare"
+        if math.isnan(v):
+            return "NaN is not a value a notebook can compare"
+        return None if math.isfinite(v) else f"{v} cannot be stored as JSON"
     if isinstance(v, str):
         try:
             v.encode("utf-8")

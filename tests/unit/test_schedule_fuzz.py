@@ -111,6 +111,7 @@ def test_a_time_zone_that_does_not_exist_is_refused(pipeline, tz):
         ("params", {"a b": 1}, "params: 'a b' is not a parameter name"),
         ("params", [1], "params: '[1]' is not a map"),
         ("params", {"C": math.nan}, "params: C: NaN"),
+        ("params", {"C": [math.inf]}, "params: C: inf cannot be stored as JSON"),
         ("params", {"C": 10**500}, "params: C: a 501-character number"),
         ("params", {"C": "x" * 20000}, "characters long"),
         ("name", "../x", "name: '../x' is not a valid schedule name"),
@@ -163,7 +164,7 @@ scalars = (
     st.none()
     | st.booleans()
     | st.integers(-(10**30), 10**30)
-    | st.floats(allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | text
     | st.sampled_from(["2024-01-01", "yes", "no", "on", "null", "~", "1e3", "0x10", "1_000",
                       "a: b", "- x", "[1]", "{}", "#", "'q'", '"q"', " sp ", "\\", "\t", "%x"])
