@@ -152,7 +152,7 @@ async def test_no_mutated_request_gets_a_500(
     seen: dict[int, int] = {}
 
     @settings(
-        max_examples=200,
+        max_examples=500,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
