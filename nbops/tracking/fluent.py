@@ -15,6 +15,7 @@ from nbops.tracking.run import FINISHED, Run
 
 _active: Run | None = None
 _lock = threading.Lock()
+_exiting: str | None = None  # the run ended because this process is going away
 EXIT_TIMEOUT = float(os.environ.get("NBOPS_EXIT_FLUSH_TIMEOUT", "30"))
 
 
@@ -63,7 +64,14 @@ def active_run() -> Run | None:
 
 def _run() -> Run:
     run = active_run()
-    return run if run is not None else start_run()
+    if run is not None:
+        return run
+    if _exiting is not None:  # a cell still logging while its kernel shuts down
+        raise InvalidInput(
+            f"run {_exiting} has ended: this process is shutting down",
+            "nothing more is logged; the values logged before are in the run",
+        )
+    return start_run()
 
 
 def end_run(status: str = FINISHED, timeout: float | None = None) -> bool:
@@ -79,12 +87,13 @@ def end_run(status: str = FINISHED, timeout: float | None = None) -> bool:
 def end_for_exit(status: str, timeout: float, reason: str | None = None) -> bool:
     """End the active run for a process that is going away: hand it to the writer, waiting at
     most ``timeout`` s (see shutdown.py)."""
-    global _active
+    global _active, _exiting
     with _lock:
         run = _active
         if run is None or run.status != "RUNNING":
             return True
         _active = None
+        _exiting = run.id_if_ready() or run.local_id
     return run.hand_off(status, timeout, reason)
 
 

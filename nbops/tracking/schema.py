@@ -42,7 +42,7 @@ LOCK_TIMEOUT = float(os.environ.get("NBOPS_SCHEMA_LOCK_TIMEOUT", "300"))
 _SEEDED = {"alembic_version", "experiments", "workspaces"}
 
 _head: str | None = None
-_current: set[Path] = set()  # stores this process has seen current (they never go back)
+_current: set[tuple[Path, int]] = set()  # stores seen current here (they never go back)
 
 
 class SchemaRefused(StoreUnavailable):
@@ -114,17 +114,25 @@ def ensure_schema(uri: str, artifact_root: Path | None = None) -> None:
     a time; a no-op for other stores. Raises :class:`SchemaRefused` for a store it will not
     touch, :class:`StoreUnavailable` when another process holds the lock for too long."""
     db = project.sqlite_path(uri)
-    if db is None or db in _current:
+    if db is None or _identity(db) in _current:
         return
     if is_current(read_state(db)):
-        _current.add(db)
+        _current.add(_identity(db))
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     with _locked(db):
         state = read_state(db)  # someone else may have made it current while we waited
         if not is_current(state):
             _make_current(uri, db, state, artifact_root or project.artifact_root_for(uri))
-    _current.add(db)
+    _current.add(_identity(db))
+
+
+def _identity(db: Path) -> tuple[Path, int]:
+    """The file, not the name: a store moved aside and made anew is looked at again."""
+    try:
+        return db, db.stat().st_ino
+    except OSError:
+        return db, -1
 
 
 @contextlib.contextmanager
