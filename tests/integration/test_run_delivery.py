@@ -26,7 +26,8 @@ stages:
 
 @pytest.fixture
 def burners() -> Iterator[None]:
-    """Both cores busy with plain Python loops while the test runs (a busy machine)."""
+    """A core kept busy by a plain Python loop while the test runs (with the sweep's two
+    kernels and the runner, more work than the machine's two cores: a busy machine)."""
     procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         yield
