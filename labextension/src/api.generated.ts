@@ -171,6 +171,7 @@ export interface RunDetail {
   notebook: string | null;
   tags: { [key: string]: string };
   artifacts: string[];
+  artifacts_note: string | null;
   has_notebook: boolean;
 }
 
@@ -236,6 +237,7 @@ export interface ScheduleInfo {
   next_fire: number | null;
   last_status: string | null;
   last_run_id: string | null;
+  invalid: string | null;
 }
 
 export interface ScheduleList {
