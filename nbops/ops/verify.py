@@ -169,7 +169,7 @@ def _params(run: Any, nb: Path) -> dict[str, Any]:
 def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
     """Put the content the run read (``nbops.dep.*``) into the scratch copy."""
     from nbops.ops.lineage import Walker, _prefixed
-    from nbops.pipeline.cache import OutCache
+    from nbops.pipeline.cache import OutCache, load_record
     from nbops.pipeline.hashing import HashCache
 
     deps = _prefixed(run.data.tags, "nbops.dep.")
@@ -180,16 +180,18 @@ def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
         if digest == "missing" or hashes.digest(path) == digest:
             continue
         producer = walker.producer(run, path, digest)
-        record: dict[str, Any] = {}
+        record: Any = {}
+        producer_id = producer.info.run_id if producer is not None else None
         if producer is not None:
             try:
                 local = store.client.download_artifacts(
                     producer.info.run_id, "outs.json", str(work / ".nbops")
                 )
-                record = json.loads(Path(local).read_text())
             except Exception:  # noqa: BLE001 - no outs.json: cannot restore, said below
-                record = {}
-        if path not in record:
+                local = None
+            if local is not None:
+                record = load_record(local, producer_id)
+        if not isinstance(record, dict) or path not in record:
             now = hashes.digest(path)
             raise NotFound(
                 f"input {path} of run {run.info.run_id} changed since the run (content "
@@ -200,7 +202,7 @@ def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
             )
         cache = OutCache(work, work / ".nbops", hashes)
         cache.dir = project.state_dir(root) / "cache"
-        cache.restore({path: record[path]})
+        cache.restore({path: record[path]}, run=producer_id)
         restored.append(path)
     return restored
 
