@@ -129,10 +129,16 @@ function ScheduleItem(props: {
         <code>{s.cron}</code>
         <span className="nbops-ScheduleList-zone">{s.timezone}</span>
       </div>
-      <div className="nbops-ScheduleList-next" title={`cron in ${s.timezone}`}>
-        next <strong>{formatNext(s.next_fire)}</strong>{' '}
-        <span className="nbops-ScheduleList-until">{formatUntil(s.next_fire)}</span>
-      </div>
+      {s.invalid ? (
+        <div className="nbops-ScheduleList-invalid" role="alert">
+          invalid, skipped by the scheduler: {s.invalid}
+        </div>
+      ) : (
+        <div className="nbops-ScheduleList-next" title={`cron in ${s.timezone}`}>
+          next <strong>{formatNext(s.next_fire)}</strong>{' '}
+          <span className="nbops-ScheduleList-until">{formatUntil(s.next_fire)}</span>
+        </div>
+      )}
       <div className="nbops-ScheduleList-meta">
         {s.stages.length ? s.stages.join(' → ') : 'all stages'} · catch-up {s.catchup}
         {s.retries ? ` · ${s.retries} retries` : ''}
