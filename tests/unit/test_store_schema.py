@@ -90,6 +90,10 @@ def test_a_half_migrated_store_is_repaired_losing_nothing_or_refused_untouched(
         with pytest.raises(schema.SchemaRefused) as err:
             schema.ensure_schema(f"sqlite:///{db}")
         assert str(db) in err.value.message and err.value.hint
+        if m["unknown_version"]:
+            assert "ffffffffffff" in err.value.message and "upgrade mlflow" in err.value.hint
+        else:
+            assert "half-migrated" in err.value.message
         assert db.read_bytes() == image  # refused stores are left as they are
         assert not list(d.glob("mlflow.db.before-*"))
     else:
