@@ -163,9 +163,17 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from nbops.tracking.query import open_store
-    from nbops.tracking.recovery import reap_stale, recover, sweep_done
+    from nbops.tracking.recovery import reap_stale, recover, recover_executions, sweep_done
 
     state = project.state_dir(create=False)
+    dead = recover_executions(state, project.tracking_uri()) if state.is_dir() else []
+    for execution in dead:
+        todo = ", ".join(execution.unfinished) or "none"
+        killed = sum(1 for o in execution.runs if o.status in ("KILLED", "unreachable"))
+        print(
+            f"{execution.who} was killed: {killed} of its runs ended KILLED; stages it did not "
+            f"finish: {todo} (`nbops run --resume` redoes them)"
+        )
     outcomes = recover(state, wait=args.wait) if state.is_dir() else []
     sweep_done(state)
     reap_error = None
@@ -174,7 +182,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     except NbopsError as err:
         reap_error = err.message
     if not outcomes and reap_error is None:
-        print("nbops sync: nothing to deliver")
+        if not dead:
+            print("nbops sync: nothing to deliver")
         return 0
     failed = 0
     if reap_error is not None:

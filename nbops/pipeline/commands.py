@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 from typing import Any
 
 from nbops import project
@@ -134,8 +133,9 @@ def _outs_record(run_id: str) -> tuple[Any, dict[str, Any]]:
             f"run {run_id} has no outs.json (it is not a pipeline stage run with outs)",
             "pick a stage run from `nbops runs` (tag nbops.stage)",
         ) from exc
-    with open(path) as f:
-        return run, json.load(f)
+    from nbops.pipeline.cache import load_record
+
+    return run, load_record(path, run_id)
 
 
 def cmd_checkout(args: argparse.Namespace) -> int:
@@ -146,7 +146,7 @@ def cmd_checkout(args: argparse.Namespace) -> int:
     _, record = _outs_record(args.run)
     state = project.state_dir(root)
     hashes = HashCache(root, state)
-    restored = OutCache(root, state, hashes).restore(record)
+    restored = OutCache(root, state, hashes).restore(record, run=args.run)
     hashes.save()
     for rel in restored:
         print(f"restored {rel}")

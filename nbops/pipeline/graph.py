@@ -102,28 +102,15 @@ def _unknown_stage(p: Pipeline, name: str, what: str, *keys: str | int) -> Confi
 
 
 def build(p: Pipeline) -> Graph:
-    """The validated DAG of a pipeline: every problem is a ConfigError at the offending entry."""
-    _check_notebooks(p)
+    """The validated DAG of a pipeline: every problem is a ConfigError at the offending entry.
+
+    A stage's notebook is not opened here: a missing or unreadable notebook fails that stage
+    alone when it runs (as papermill would), and ``nbops status`` shows it as broken."""
     producers = _producers(p)
     edges, reasons = _edges(p, producers)
     order = _order(p, edges, reasons)
     _check_references(p)
     return Graph(order=order, edges=edges, producers=producers, pipeline=p)
-
-
-def _check_notebooks(p: Pipeline) -> None:
-    for name, stage in p.stages.items():
-        notebook = p.root / stage.notebook
-        if not notebook.is_file():
-            state = "is not a file" if notebook.exists() else "does not exist"
-            raise p.error(
-                f"stage {name!r}: notebook {stage.notebook} {state}",
-                f"create it, or fix the path (relative to {p.root.absolute()})",
-                "stages",
-                name,
-                "notebook",
-                value=True,
-            )
 
 
 def _producers(p: Pipeline) -> dict[str, str]:

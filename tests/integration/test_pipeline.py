@@ -330,6 +330,8 @@ def test_a_stage_whose_notebook_is_broken_fails_alone_and_papermill_cells_are_ac
     the independent stages run; a parameters cell papermill can run (a magic, a line it
     skips) is accepted with the parameters papermill infers."""
     (tiny / "make.ipynb").write_text('{"cells": [')  # double depends on it: skipped
+    with (tiny / "nbops.yaml").open("a") as f:  # a stage whose notebook does not exist
+        f.write("  gone:\n    notebook: nowhere.ipynb\n")
     notebook(
         tiny / "other.ipynb",
         ("%config Completer.use_jedi = False\nk: int = 1  # how many\nd = k == 3", ["parameters"]),
@@ -339,6 +341,7 @@ def test_a_stage_whose_notebook_is_broken_fails_alone_and_papermill_cells_are_ac
     assert status.returncode == 0, status.stderr
     assert re.search(r"make\s+broken\s+cannot run: .*make.ipynb is not valid JSON", status.stdout)
     assert re.search(r"other\s+stale\s+never run", status.stdout), status.stdout
+    assert re.search(r"gone\s+broken\s+.*nowhere.ipynb does not exist", status.stdout)
     dry = run(tiny, "--dry-run", "-p", "k=7")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert re.search(r"make\s+would fail\s+cannot run: .*not valid JSON", dry.stdout)
@@ -346,7 +349,12 @@ def test_a_stage_whose_notebook_is_broken_fails_alone_and_papermill_cells_are_ac
 
     out = run(tiny, "-p", "k=7", "--summary", str(tiny / "s.json"))
     assert out.returncode == 1, out.stdout + out.stderr
-    assert states(out.stdout) == {"make": "failed", "double": "skipped", "other": "done"}
+    assert states(out.stdout) == {
+        "make": "failed",
+        "double": "skipped",
+        "other": "done",
+        "gone": "failed",
+    }
     assert (tiny / "c.txt").read_text() == "7"
     assert "Traceback" not in out.stderr and "make.ipynb is not valid JSON" in out.stderr
     summary = json.loads((tiny / "s.json").read_text())

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nbops.tracking import recovery
 from tests.conftest import nbops_cli, notebook
 
@@ -190,3 +192,18 @@ def test_a_dead_execution_with_its_store_unreachable_is_ended_in_its_spool_for_s
         assert recs[-1][:2] == ["end", "KILLED"]
         assert recs[-2] == ["t", "nbops.end_reason", dead.reason]
     assert "was killed before this stage finished" in State(project / ".nbops").failed["train"]
+
+
+def test_nbops_sync_recovers_a_dead_execution_for_resume(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbops import cli
+    from nbops.pipeline.state import State
+
+    pid = _dead_pid()
+    _record(project / ".nbops", pid, "123", ["a", "b"], ["a"])
+    assert cli.main(["sync"]) == 0
+    said = capsys.readouterr().out
+    assert f"nbops run (pid {pid}" in said and "stages it did not finish: b" in said, said
+    assert "nothing to deliver" not in said
+    assert set(State(project / ".nbops").failed) == {"b"}
