@@ -125,11 +125,35 @@ def model_artifact(store: Any, run: Any) -> str:
                 return str(item.path)
     except Exception:  # noqa: BLE001 - unreadable artifacts: treated as no model
         pass
+    points = _sweep_points(store, run)
+    if points:
+        shown = ", ".join(points[:5]) + (f" and {len(points) - 5} more" if len(points) > 5 else "")
+        raise NotFound(
+            f"run {rid} is the parent of a sweep ({len(points)} points): its points logged the "
+            "models, not it",
+            f"promote one of its point runs: {shown} (nbops runs shows their metrics)",
+        )
     raise NotFound(
         f"run {rid} logged no model",
         "log one in the notebook with nbops.log_model(model, 'model'), or promote the stage "
         "run that did (nbops runs shows them)",
     )
+
+
+def _sweep_points(store: Any, run: Any) -> list[str]:
+    """The run ids of a sweep parent's points (newest first), or [] for any other run."""
+    rid = run.info.run_id
+    if len(rid) != 32 or not all(c in "0123456789abcdef" for c in rid):
+        return []
+    try:
+        children = store.client.search_runs(
+            [run.info.experiment_id],
+            filter_string=f"tags.`nbops.parent_run` = '{rid}'",
+            max_results=1000,
+        )
+    except Exception:  # noqa: BLE001 - the hint is a courtesy: plain "no model" then
+        return []
+    return [c.info.run_id for c in children if "nbops.sweep_point" in c.data.tags]
 
 
 # --- promote -------------------------------------------------------------------------------------

@@ -192,6 +192,24 @@ def test_bad_input_is_named_and_exits_2(gated, client):
     assert client.search_registered_models() == []
 
 
+def test_promoting_a_sweep_parent_names_its_point_runs(gated, client):
+    parent = model_run(model=False, accuracy=0.99)
+    exp = client.get_run(parent).info.experiment_id
+    points = []
+    for c in (0.1, 1.0):
+        child = client.create_run(
+            exp, tags={"nbops.parent_run": parent, "nbops.sweep_point": f"C={c}"}
+        )
+        client.set_terminated(child.info.run_id)
+        points.append(child.info.run_id)
+    with pytest.raises(NotFound, match=f"run {parent} is the parent of a sweep \\(2 points\\)"):
+        registry.promote(parent, "wine")
+    try:
+        registry.promote(parent, "wine")
+    except NotFound as err:
+        assert all(p in err.hint for p in points), err.hint
+
+
 def test_without_a_gate_a_model_is_registered_under_champion(project, client):
     rid = model_run(stage=None)
     p = registry.promote(rid, "free")
