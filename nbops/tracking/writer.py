@@ -108,6 +108,8 @@ def serve(spool: Spool, owner_fd: int) -> int:
             print(f"nbops writer: {msg}", file=sys.stderr, flush=True)
         if delivery is not None and delivery.ended and delivery.caught_up():
             spool.finish(delivery.run_id)
+            if owner_gone:  # the logging process let go (a kernel that has exited): tidy up
+                spool.remove()
             return 0
         if owner_gone:
             if failing:
