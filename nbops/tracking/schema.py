@@ -161,6 +161,12 @@ def _locked(db: Path) -> Iterator[None]:
 
 def _make_current(uri: str, db: Path, state: SchemaState, artifact_root: Path | None) -> None:
     """Under the lock: create, upgrade or repair the store, or refuse it."""
+    if os.path.lexists(db) and not db.is_file():
+        raise SchemaRefused(
+            f"tracking store {db} is not a regular file",
+            f"remove it or move it aside (mv {db} to another directory); a new store is "
+            "created on the next run and `nbops sync` delivers the spooled data",
+        )
     if state.error is not None:
         raise SchemaRefused(
             f"tracking store {db} is not a readable SQLite database ({state.error})",
@@ -229,7 +235,7 @@ def _holds_data(db: Path, tables: set[str]) -> bool:
         for t in tables:
             if t in _SEEDED or t.startswith(TMP_PREFIX) or t.startswith("sqlite_"):
                 continue
-            if con.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is not None:
+            if con.execute(f"SELECT 1 FROM {_quote(t)} LIMIT 1").fetchone() is not None:
                 return True
         if "experiments" in tables:
             extra = con.execute(
@@ -253,7 +259,7 @@ def _drop_all(db: Path) -> None:
             )
         ]
         for name in names:
-            con.execute(f'DROP TABLE IF EXISTS "{name}"')
+            con.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
         con.execute("COMMIT")
     finally:
         con.close()
@@ -280,10 +286,14 @@ def _drop_leftovers(db: Path, state: SchemaState) -> None:
     try:
         con.execute("BEGIN IMMEDIATE")
         for t in state.leftovers:
-            con.execute(f'DROP TABLE IF EXISTS "{t}"')
+            con.execute(f"DROP TABLE IF EXISTS {_quote(t)}")
         con.execute("COMMIT")
     finally:
         con.close()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _backup(db: Path, version: str | None) -> Path:

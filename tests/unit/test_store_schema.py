@@ -118,3 +118,19 @@ def test_other_stores_are_left_to_mlflow(tmp_path: Path) -> None:
     schema.ensure_schema("http://127.0.0.1:9/")  # no SQLite file: nothing to do, no error
     schema.ensure_schema(f"file://{tmp_path}/mlruns")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["directory", "not sqlite", "symlink to /dev/zero"])
+def test_a_store_file_that_is_no_database_is_refused_without_hanging(tmp_path: Path, kind: str):
+    d = tmp_path / ".nbops"
+    d.mkdir()
+    db = d / "mlflow.db"
+    if kind == "directory":
+        db.mkdir()
+    elif kind == "not sqlite":
+        db.write_text("garbage " * 100)
+    else:
+        db.symlink_to("/dev/zero")
+    with pytest.raises(schema.SchemaRefused) as err:
+        schema.ensure_schema(f"sqlite:///{db}")
+    assert str(db) in err.value.message and "move it aside" in (err.value.hint or "")
