@@ -224,6 +224,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     art = project.artifact_root_for(uri)
     if art is not None:
         cmd += ["--default-artifact-root", art.as_uri()]
+    from nbops.tracking.schema import ensure_schema
+
+    # mlflow ui would create or upgrade the schema itself, without nbops' lock, racing any
+    # kernel that starts now; a store nbops refuses is a StoreUnavailable error like any other
+    ensure_schema(uri)
     print(f"nbops ui: MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
     os.execv(sys.executable, cmd)
     return 0  # not reached

@@ -102,6 +102,11 @@ def _tags(cell: dict[str, Any]) -> list[str]:
     return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
+def read_cells(path: Path) -> list[tuple[list[str], str]]:
+    """(tags, source) of each code cell; ConfigError when the notebook cannot be read."""
+    return [(_tags(c), _source(c)) for c in _cells(path) if c.get("cell_type") == "code"]
+
+
 def code_digest(path: Path) -> str:
     """xxh3 of the code cells' sources, in order (outputs, markdown and injected params ignored)."""
     h = xxhash.xxh3_128()

@@ -46,12 +46,20 @@ class SqliteReader(Reader):
         self._watch: sqlite3.Connection | None = None
         self._version: int | None = None
         self._shared: dict[Any, Any] = {}
+        self._schema_checked = False
 
     def con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
             if not self.db.is_file():
                 self.fallback()  # MLflow creates the schema of a store nobody has written to yet
+            if not self._schema_checked:
+                # never read a store mid-creation: wait for (or finish) its schema, one process
+                # at a time; SchemaRefused (a StoreUnavailable) is a 503 naming the file
+                from nbops.tracking.schema import ensure_schema
+
+                ensure_schema(f"sqlite:///{self.db}")
+                self._schema_checked = True
             con = sqlite3.connect(
                 f"file:{quote(str(self.db))}?mode=ro", uri=True, timeout=10, check_same_thread=False
             )

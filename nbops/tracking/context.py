@@ -5,8 +5,6 @@ Runs in the user's kernel at ``start_run``: standard library only (a notebook is
 
 from __future__ import annotations
 
-import ast
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -79,33 +77,22 @@ def _papermill_paths() -> list[str]:
 
 
 def parameter_names(nb_path: Path) -> list[str]:
-    """Names assigned in the cells tagged ``parameters`` / ``injected-parameters`` (papermill)."""
+    """Names assigned in the cells tagged ``parameters`` / ``injected-parameters``, read as
+    papermill reads them (lines it cannot read are skipped); [] for a notebook that cannot be
+    read or is not a notebook. Never raises."""
+    from nbops.errors import NbopsError
+    from nbops.pipeline.notebook import inspect_source, read_cells
+
     try:
-        nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        cells = read_cells(nb_path)
+    except NbopsError:
         return []
     names: list[str] = []
-    for cell in nb.get("cells", []):
-        tags = cell.get("metadata", {}).get("tags", [])
-        if cell.get("cell_type") != "code" or not (
-            "parameters" in tags or "injected-parameters" in tags
-        ):
-            continue
-        src = cell.get("source", "")
-        src = "".join(src) if isinstance(src, list) else src
-        try:
-            tree = ast.parse(src)
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            targets = (
-                node.targets
-                if isinstance(node, ast.Assign)
-                else ([node.target] if isinstance(node, ast.AnnAssign) else [])
-            )
-            for t in targets:
-                if isinstance(t, ast.Name) and t.id not in names:
-                    names.append(t.id)
+    for tags, src in cells:
+        if "parameters" in tags or "injected-parameters" in tags:
+            for p in inspect_source(src):
+                if p.name not in names:
+                    names.append(p.name)
     return names
 
 

@@ -60,6 +60,7 @@ class Delivery:
             safe_record(
                 action,
                 root=state.parent,
+                store=self.store,  # the head is kept in the store too (a server store as well)
                 run_id=self.run_id,
                 stage=tags.get("nbops.stage"),
                 **fields,

@@ -68,6 +68,12 @@ def run_rows(
     except Exception as exc:
         from nbops.errors import InvalidInput
 
+        said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not filter or "order_by" in said.lower() or "order by" in said.lower():
+            raise InvalidInput(
+                f"order_by {order!r} is not valid MLflow search syntax: {said}",
+                'example: "metrics.accuracy DESC" or "attributes.start_time ASC"',
+            ) from exc
         if "filter" in str(exc).lower() or "invalid" in str(exc).lower():
             raise InvalidInput(
                 f"filter {filter!r} is not valid MLflow search syntax: {str(exc).splitlines()[0]}",

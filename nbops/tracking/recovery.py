@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,12 +285,22 @@ def _reason(pid: int, started: float, what: str = "the run ended") -> str:
     return f"nbops run (pid {pid}, started {when}) was killed before {what}"
 
 
+def _is_record(p: Path) -> bool:
+    try:
+        st = p.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size < 4 << 20
+
+
 def _dead_records(state: Path) -> list[tuple[Path, dict[str, object]]]:
     import json
 
     d = _executions_dir(state)
     try:
-        names = sorted(p for p in d.iterdir() if p.suffix == ".json" and p.is_file())
+        # regular files only, never through a link (a link to a FIFO would hang, to a huge
+        # file would be read whole); a record is a few kB
+        names = sorted(p for p in d.iterdir() if p.suffix == ".json" and _is_record(p))
     except OSError:
         return []
     here = socket.gethostname()
@@ -300,7 +311,7 @@ def _dead_records(state: Path) -> list[tuple[Path, dict[str, object]]]:
             pid = int(data["pid"])
             if not isinstance(data.get("stages", []), list):
                 raise ValueError("stages")
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             with contextlib.suppress(OSError):
                 p.rename(p.with_name(f"{p.name}.unreadable"))  # looked at once, kept for a human
             continue

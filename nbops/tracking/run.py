@@ -326,8 +326,8 @@ class Run:
                 f"artifact {str(path)!r} does not exist",
                 f"check the path (relative to {os.getcwd()})",
             )
+        dst = validate.artifact_path(artifact_path, "artifact_path") if artifact_path else None
         stored, is_copy = self._spool.stash(src, src.name)
-        dst = artifact_path.strip("/") or None if artifact_path else None
         if src.is_dir():
             dst = f"{dst}/{src.name}" if dst else src.name
         self._spool.append(["a", stored, dst, is_copy])
@@ -336,8 +336,8 @@ class Run:
     def log_text(self, text: str, artifact_file: str) -> None:
         """Log ``text`` as the artifact file ``artifact_file`` (e.g. ``cells/train/source.py``)."""
         self._check_open()
-        d, _, name = artifact_file.strip("/").rpartition("/")
-        f = self._spool.new_file(name or "text.txt")
+        d, _, name = validate.artifact_path(artifact_file, "artifact_file").rpartition("/")
+        f = self._spool.new_file(name)
         f.write_text(text, encoding="utf-8")
         self._spool.append(["a", str(f), d or None, True])
         self.counts["artifacts"] += 1
@@ -350,7 +350,7 @@ class Run:
                 f"log_figure got {type(figure).__name__}, not a figure",
                 "pass a matplotlib Figure (plt.gcf())",
             )
-        d, _, base = name.strip("/").rpartition("/")
+        d, _, base = validate.artifact_path(name, "figure name").rpartition("/")
         if "." not in base:
             base += ".png"
         f = self._spool.new_file(base)
@@ -374,7 +374,7 @@ class Run:
 
     def log_png(self, png: bytes, artifact_file: str) -> None:
         self._check_open()
-        d, _, name = artifact_file.strip("/").rpartition("/")
+        d, _, name = validate.artifact_path(artifact_file, "artifact_file").rpartition("/")
         f = self._spool.new_file(name)
         f.write_bytes(png)
         self._spool.append(["a", str(f), d or None, True])

@@ -38,6 +38,33 @@ def key(k: Any, kind: str = "metric") -> str:
     return k
 
 
+MAX_ARTIFACT_PATH = 1000
+
+
+def artifact_path(path: Any, kind: str = "artifact path") -> str:
+    """A relative artifact path inside the run (``figures/curve.png``), leading and trailing
+    '/' dropped; InvalidInput for '..', empty parts, NUL, backslashes or an over-long path: an
+    artifact never lands outside its run's artifact directory."""
+    if not isinstance(path, str):
+        raise InvalidInput(f"{kind} {path!r} is not a string", "pass a path such as 'plots/a.png'")
+    clean = path.strip("/")
+    parts = clean.split("/")
+    bad = (
+        not clean
+        or len(clean) > MAX_ARTIFACT_PATH
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in clean
+        or any(ord(c) < 32 for c in clean)
+    )
+    if bad:
+        raise InvalidInput(
+            f"{kind} {_short(path)} is not a relative path inside the run",
+            f"use '/'-separated names (no '..', '.', empty parts, backslashes or control "
+            f"characters), at most {MAX_ARTIFACT_PATH} characters, e.g. 'plots/loss.png'",
+        )
+    return clean
+
+
 def metric_value(k: str, v: Any) -> float:
     """A finite real number as float; anything else raises InvalidInput naming the metric."""
     if type(v) is float:

@@ -343,6 +343,7 @@ def test_runs_search_is_bounded_like_the_servers(seeded):
         (["runs", "--filter", terms], "--filter: has 40 comparisons (at most 20)"),
         (["runs", "--filter", "x" * 5000], "more than 4096 characters"),
         (["runs", "--filter", "a\x00"], "NUL"),
+        (["runs", "--order-by", "metrics.a SIDEWAYS"], "order_by"),
     ):
         code, _, err = run_main(*argv)
         assert_one_line_error(code, err, words)

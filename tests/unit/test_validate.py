@@ -60,3 +60,39 @@ def test_nbops_error_renders_without_traceback_in_ipython():
     err = InvalidInput("metric 'x' is nan", "fix it")
     lines = err._render_traceback_()
     assert "metric 'x' is nan" in lines[0] and "hint: fix it" in lines[1]
+
+
+@pytest.mark.parametrize("path", ["plots/a.png", "/lead/and/trail/", "cells/train/source.py"])
+def test_artifact_paths_inside_the_run_are_accepted(path):
+    assert validate.artifact_path(path) == path.strip("/")
+
+
+@pytest.mark.parametrize(
+    "path", ["..", "../x", "a/../../b", "a//b", "./a", "", "/", "a\\..\\b", "a\x00b", "x" * 1001, 5]
+)
+def test_artifact_paths_that_could_leave_the_run_are_refused(path):
+    with pytest.raises(InvalidInput) as err:
+        validate.artifact_path(path, "artifact_file")
+    assert "artifact_file" in err.value.message and err.value.hint
+
+
+def test_a_run_refuses_artifact_destinations_outside_it_and_spools_nothing(tmp_path):
+    from nbops.tracking.run import Run
+
+    (tmp_path / ".nbops").mkdir()
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    run = Run("e", None, root=tmp_path, uri="http://127.0.0.1:9", capture=False, spawn_writer=False)
+    before = run.counts["artifacts"]
+    for call in (
+        lambda: run.log_text("x", "../../escape.txt"),
+        lambda: run.log_text("x", "a/.."),
+        lambda: run.log_png(b"\x89PNG", "../p.png"),
+        lambda: run.log_artifact(src, "../../up"),
+    ):
+        with pytest.raises(InvalidInput):
+            call()
+    assert run.counts["artifacts"] == before
+    run.log_text("fine", "notes/ok.txt")
+    assert run.counts["artifacts"] == before + 1
+    run.end("FINISHED", timeout=0)
