@@ -35,13 +35,10 @@ def _describe(mode: int) -> str:
         return "is a directory"
     if stat.S_ISLNK(mode):
         return "is a symlink (nbops writes its state as plain files)"
-    if stat.S_ISFIFO(mode):
-        return "is a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "is a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device"
-    return "is not a regular file"
+    from nbops.pipeline.paths import file_kind
+
+    kind = file_kind(mode)
+    return f"is {kind}" if kind else "is not a regular file"
 
 
 def read_regular(path: Path) -> bytes | str | None:
