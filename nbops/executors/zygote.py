@@ -70,7 +70,7 @@ def _serve() -> None:
         try:
             req = json.loads(line)
             pid = os.fork()
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RecursionError) as exc:
             out.write(json.dumps({"error": str(exc)}) + "\n")
             out.flush()
             continue

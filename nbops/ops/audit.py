@@ -119,7 +119,7 @@ def _tail(fd: int) -> _Tail:
         for i, ln in enumerate(reversed(lines)):
             try:
                 head = _as_head(json.loads(ln))
-            except ValueError:
+            except (ValueError, RecursionError):
                 head = None
             if head is not None:
                 return _Tail(head, broken or i > 0, newline)
@@ -153,7 +153,7 @@ def read_head(root: Path | None = None) -> tuple[bool, Head | None]:
         os.close(fd)
     try:
         return True, _as_head(json.loads(text))
-    except ValueError:
+    except (ValueError, RecursionError):
         return True, None
 
 
@@ -200,7 +200,7 @@ def store_head(store: Any, root: Path | None = None) -> Head | None:
         return None
     try:
         return _as_head(json.loads(raw))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -359,7 +359,7 @@ def read(root: Path | None = None) -> Iterator[tuple[int, dict[str, Any] | None,
                 continue
             try:
                 rec = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 rec = None
             yield n, rec if isinstance(rec, dict) else None, raw.rstrip("\n")
 

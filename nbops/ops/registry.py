@@ -106,7 +106,7 @@ def history(rm: Any, alias: str) -> list[str]:
     raw = (rm.tags or {}).get(HISTORY_TAG + alias)
     try:
         return [str(v) for v in json.loads(raw)] if raw else []
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
 
 

@@ -408,9 +408,33 @@ def _reader_error(
     )
 
 
+MAX_NESTING = 64  # a pipeline needs a handful; libyaml's composer recurses in C (a segfault)
+
+
+def _check_nesting(text: str, loader: Any, file: str) -> None:
+    """Refuse a document nested deeper than MAX_NESTING before it is composed: the event parser
+    keeps its own stack, the composer recurses (50,000 '[' crashed the process)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                mark = event.start_mark
+                raise ConfigError(
+                    f"values are nested more than {MAX_NESTING} levels deep",
+                    "flatten the structure",
+                    file=file,
+                    line=mark.line + 1 if mark else None,
+                    column=mark.column + 1 if mark else None,
+                )
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+
+
 def _compose(text: str, file: str) -> yaml.Node | None:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
+        _check_nesting(text, loader, file)
         return yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, text, file) from None

@@ -46,7 +46,7 @@ def status_path(sched_dir: Path) -> Path:
 def read_status(sched_dir: Path) -> dict[str, Any]:
     try:
         data = json.loads(status_path(sched_dir).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

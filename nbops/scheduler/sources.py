@@ -99,7 +99,7 @@ def stored_entries(store: Store, pipeline: Any, now: float | None = None) -> lis
         name = row.name if isinstance(row.name, str) and row.name else f"<row {row.rowid}>"
         try:
             data = json.loads(row.spec) if isinstance(row.spec, str | bytes) else None
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
             shown = str(row.spec)[:60] if row.spec is not None else "NULL"

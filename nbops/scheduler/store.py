@@ -431,7 +431,7 @@ class Store:
             ids = json.loads(data.get("run_ids") or "[]")
             data["run_ids"] = ids
             return HistoryRow.model_validate(data)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             errors = getattr(exc, "errors", None)
             if callable(errors):  # pydantic: name the field
                 e = errors()[0]
@@ -456,7 +456,7 @@ class Store:
                 if not isinstance(r["name"], str):
                     raise ValueError(f"name {r['name']!r}")
                 out[r["name"]] = Slot.from_json(json.loads(r["state"]))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 self._report(
                     f"slot {r['name']!r}",
                     f"{self.path}: the saved state of schedule {r['name']!r} is damaged "

@@ -117,7 +117,7 @@ class Jobs:
         if job.launch.summary is not None:
             try:
                 summary = json.loads(job.launch.summary.read_text())
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 summary = {}
         try:
             if summary:

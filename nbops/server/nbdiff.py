@@ -71,7 +71,7 @@ def _row(status: str, a: dict[str, Any] | None, b: dict[str, Any] | None) -> m.C
 def load(path: Path) -> dict[str, Any]:
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{path.name} is not a readable notebook: {exc}") from exc
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise InvalidInput(f"{path.name} is not a notebook (no cells)")

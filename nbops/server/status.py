@@ -67,7 +67,7 @@ def in_subprocess(root: Path, timeout: float = 120) -> m.Pipeline:
     )
     try:
         data = json.loads(res.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         raise NbopsError(
             f"the pipeline status of {root} could not be read: {res.stderr.strip()[-500:]}",
             "run `nbops status` in a terminal to see the error",

@@ -39,7 +39,7 @@ def env_tags() -> dict[str, str]:
         return {}
     try:
         tags = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidInput(
             f"NBOPS_TAGS is not valid JSON ({exc}): {raw[:80]!r}",
             'set it to a JSON object, e.g. NBOPS_TAGS=\'{"team": "vision"}\'',

@@ -118,6 +118,11 @@ def duplicate_last(root: Path, lines: list[str]) -> None:
     _put(root, [*lines, lines[-1]])
 
 
+def deeply_nested_line(root: Path, lines: list[str]) -> None:
+    """A line json.loads gives up on with RecursionError, not ValueError."""
+    _put(root, [*lines[:3], "[" * 100_000 + "]" * 100_000, *lines[3:]])
+
+
 def rewind_head_too(root: Path, lines: list[str]) -> None:
     """Cut the last two records and rewrite audit.head to match: only the store can tell."""
     _put(root, lines[:-2])
@@ -138,6 +143,7 @@ LOCAL = [
     (truncate_mid_line, 5, "not a JSON record (truncated mid-line"),
     (duplicate, 3, "record 3 appears a second time"),
     (duplicate_last, 5, "record 5 appears a second time"),
+    (deeply_nested_line, 4, "not a JSON record"),
 ]
 # found only because the store holds the head too
 STORED = [
@@ -162,7 +168,15 @@ def test_each_tampering_is_found_naming_the_first_bad_record(root, case, append)
     n, problem = audit.verify(root)
     assert problem is not None, "tampering not found"
     assert problem.seq == seq, str(problem)
-    if not append or tamper in (edit_field, reorder, truncate_mid_line, duplicate, duplicate_last):
+    mid_log = (
+        edit_field,
+        reorder,
+        truncate_mid_line,
+        duplicate,
+        duplicate_last,
+        deeply_nested_line,
+    )
+    if not append or tamper in mid_log:
         assert words in problem.message, str(problem)
     elif tamper in (delete_head, delete_head_and_last_two):
         assert "the append at" in problem.message, str(problem)  # it recorded what it found

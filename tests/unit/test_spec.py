@@ -364,3 +364,9 @@ def test_control_characters_are_located(tmp_path):
 def test_a_second_document_is_refused(tmp_path):
     err = error(tmp_path, "stages: {}\n---\nstages: {}\n")
     assert "found another document" in err.message and err.line == 2
+
+
+def test_a_deeply_nested_file_is_refused_at_its_line_not_a_crash(tmp_path):
+    # libyaml's composer recurses in C: 50,000 '[' took the process down with SIGSEGV
+    err = error(tmp_path, "stages:\n  a:\n    params: {x: " + "[" * 50_000 + "]" * 50_000 + "}\n")
+    assert "nested more than 64 levels deep" in err.message and err.line == 3
