@@ -97,6 +97,36 @@ def test_create_list_and_remove_a_schedule_with_its_next_run_in_local_time(
     assert page.nbops_errors == []
 
 
+def test_an_invalid_stored_schedule_says_why_it_is_skipped_beside_a_good_one(
+    page: Any, lab: Lab
+) -> None:
+    import sqlite3
+
+    from nbops.scheduler import api
+
+    api.add_schedule(lab.root, "good", "0 3 * * *", stages=["train"])
+    db = sqlite3.connect(lab.root / ".nbops" / "scheduler" / "scheduler.db", isolation_level=None)
+    db.execute(  # stored past the validation (an older nbops, a hand edit): it never fires
+        "INSERT INTO schedules VALUES ('feb30', json_object('name', 'feb30', 'cron', "
+        "'0 0 30 2 *'), 0)"
+    )
+    db.close()
+    try:
+        open_lab(page, lab, "schedules-invalid")
+        sidebar = open_schedules(page)
+        bad = sidebar.locator(f'{ITEM}[data-schedule="feb30"]')
+        expect(bad.locator(".nbops-ScheduleList-invalid")).to_contain_text("never fires")
+        expect(bad.locator(".nbops-ScheduleList-next")).to_have_count(0)
+        good = sidebar.locator(f'{ITEM}[data-schedule="good"]')
+        expect(good.locator(".nbops-ScheduleList-next strong")).not_to_have_text("never")
+        expect(good.locator(".nbops-ScheduleList-invalid")).to_have_count(0)
+        shot(page, "schedules-invalid", sidebar)
+        assert page.nbops_errors == []
+    finally:
+        api.remove_schedule(lab.root, "feb30")
+        api.remove_schedule(lab.root, "good")
+
+
 def _ny_pattern() -> Any:
     import re
 
