@@ -4,15 +4,68 @@ delimited text. Directories hash as a tree of (relative path, file hash)."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
-from nbops.errors import NotFound
+from nbops.errors import InvalidInput, NotFound
 
 CHUNK = 1 << 20
 _DELIMITED = {".csv": ",", ".tsv": "\t"}
+
+
+def _special(mode: int) -> str | None:
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def check_plain(path: Path, what: str, *, follow_dir_links: bool = True) -> list[Path]:
+    """``path`` (a file, or a directory and every file under it; symlinks to files followed,
+    to directories as ``follow_dir_links`` says: shutil.copytree follows them, os.walk does not)
+    holds only regular files; returns those files. InvalidInput naming the first FIFO, socket
+    or device: reading one would hang (a FIFO) or never end (``/dev/zero``)."""
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()  # directories entered (a symlink loop ends here)
+    todo = [path]
+    while todo:
+        p = todo.pop()
+        try:
+            st = p.stat()
+            mode = st.st_mode
+        except OSError as exc:
+            raise InvalidInput(
+                f"{what} {str(p)!r} cannot be read: {exc.strerror}", "check the path"
+            ) from None
+        kind = _special(mode)
+        if kind is not None:
+            raise InvalidInput(
+                f"{what} {str(p)!r} is {kind}, not a file: its content has no end or no hash",
+                "pass a regular file or a directory of them",
+            )
+        if stat.S_ISDIR(mode):
+            if (st.st_dev, st.st_ino) in seen or (
+                p is not path and not follow_dir_links and p.is_symlink()
+            ):
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            try:
+                todo.extend(sorted(p.iterdir(), reverse=True))
+            except OSError as exc:
+                raise InvalidInput(
+                    f"{what} {str(p)!r} cannot be listed: {exc.strerror}", "check the path"
+                ) from None
+        else:
+            files.append(p)
+    return files
 
 
 def file_digest(path: Path) -> tuple[str, int, int]:
@@ -58,6 +111,7 @@ def fingerprint(path: Path, name: str | None = None, role: str = "input") -> dic
         "rows": None,
         "cols": None,
     }
+    check_plain(path, "data", follow_dir_links=False)  # as tree_digest's os.walk
     if path.is_dir():
         digest, size, files = tree_digest(path)
         fp.update(xxh3=digest, size=size, files=files, format="directory")

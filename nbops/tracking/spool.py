@@ -88,9 +88,13 @@ class Spool:
         return len(data)
 
     def stash(self, src: Path, name: str) -> tuple[str, bool]:
-        """Keep the content of ``src`` as it is now: a copy in files/ (or the path if too big)."""
+        """Keep the content of ``src`` as it is now: a copy in files/ (or the path if too big).
+        InvalidInput for a FIFO, socket or device in it (copying one hangs or never ends)."""
+        from nbops.tracking.fingerprint import check_plain
+
+        files = check_plain(src, "artifact")
         if src.is_dir():
-            size = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+            size = sum(p.stat().st_size for p in files)
             if size > COPY_LIMIT:
                 return str(src.resolve()), False
             dst = self._fresh(name)
