@@ -6,6 +6,7 @@ Standard library only: this runs on every ``import``-time path (CLI start, ``%lo
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 STATE_DIR = ".nbops"
@@ -39,6 +40,14 @@ def state_dir(root: Path | None = None, create: bool = True) -> Path:
         d.mkdir(parents=True, exist_ok=True)
         (d / ".gitignore").write_text("*\n")
     return d
+
+
+def scratch(root: Path | None = None, prefix: str = "nbops-") -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory under ``<root>/.nbops/tmp/`` (removed on exit): nbops writes
+    nothing outside the project and its ``.nbops/``, scratch space included."""
+    base = state_dir(root) / "tmp"
+    base.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
 
 
 def default_tracking_uri(root: Path | None = None) -> str:

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +199,7 @@ def _log_run(root: Path, report: DriftReport, ref_p: Path, cur_p: Path, html: Pa
             store.log_dataset(rid, fp)
         except Exception:  # noqa: BLE001 - the tags above already hold the fingerprints
             pass
-    with tempfile.TemporaryDirectory() as tmp:
+    with project.scratch(root) as tmp:
         js = Path(tmp) / "drift.json"
         js.write_text(json.dumps(report.to_dict(), indent=1))
         store.log_artifact(rid, str(js), None)
@@ -214,7 +213,7 @@ def _log_run(root: Path, report: DriftReport, ref_p: Path, cur_p: Path, html: Pa
 def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
     """``nbops run <stages> --force --tag nbops.drift_run=<id>``; its output goes to the
     terminal; the runs it made are read from ``--summary`` and linked from the drift run."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with project.scratch(root) as tmp:
         summary = Path(tmp) / "summary.json"
         cmd = [
             sys.executable,

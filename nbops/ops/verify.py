@@ -15,7 +15,6 @@ import json
 import math
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,7 +242,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
     except ValueError:
         rel = Path(Path(nb_tag).name)
     exp = store.client.get_experiment(run.info.experiment_id).name
-    with tempfile.TemporaryDirectory(prefix="nbops-verify-") as tmp:
+    with project.scratch(root, "verify-") as tmp:
         work = Path(tmp) / root.name
         _scratch_copy(root, work)
         restored = _restore_inputs(store, run, root, work)

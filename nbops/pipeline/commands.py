@@ -122,20 +122,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _outs_record(run_id: str) -> tuple[Any, dict[str, Any]]:
+    from nbops.pipeline.cache import load_record
     from nbops.tracking.query import open_store
 
     store = open_store()
     run = store.get_run(run_id)
-    try:
-        path = store.client.download_artifacts(run_id, "outs.json")
-    except Exception as exc:  # noqa: BLE001 - no outs.json: not a stage run
-        raise NotFound(
-            f"run {run_id} has no outs.json (it is not a pipeline stage run with outs)",
-            "pick a stage run from `nbops runs` (tag nbops.stage)",
-        ) from exc
-    from nbops.pipeline.cache import load_record
-
-    return run, load_record(path, run_id)
+    with project.scratch(_root()) as tmp:  # not MLflow's default: a temp dir outside the project
+        try:
+            path = store.client.download_artifacts(run_id, "outs.json", tmp)
+        except Exception as exc:  # noqa: BLE001 - no outs.json: not a stage run
+            raise NotFound(
+                f"run {run_id} has no outs.json (it is not a pipeline stage run with outs)",
+                "pick a stage run from `nbops runs` (tag nbops.stage)",
+            ) from exc
+        return run, load_record(path, run_id)
 
 
 def cmd_checkout(args: argparse.Namespace) -> int:

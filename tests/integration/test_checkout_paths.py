@@ -27,6 +27,9 @@ def tree(top: Path) -> dict[str, str]:
             p = Path(dirpath) / name
             if name.startswith("mlflow.db"):  # the store itself: reads touch its WAL
                 continue
+            if p == top / "proj" / ".nbops" / "tmp":  # nbops' scratch space (kept empty)
+                assert not any(p.iterdir()), list(p.iterdir())
+                continue
             kind = "l" if p.is_symlink() else "d" if p.is_dir() else "f"
             body = hashlib.sha1(p.read_bytes()).hexdigest() if kind == "f" else ""
             found[str(p.relative_to(top))] = kind + body
