@@ -4,6 +4,7 @@ run (children of one pipeline run; sweep points children of their stage's run)."
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -48,6 +49,10 @@ class StagePlan:
     code: str
     points: list[Point]
     problem: ConfigError | None = None  # the notebook cannot be read: the stage fails at run time
+
+
+MAX_TIMEOUT = 30 * 86400.0  # seconds: as a schedule's timeout
+MAX_JOBS = 1024
 
 
 def parse_assignments(items: list[str], what: str) -> list[tuple[str, Any]]:
@@ -104,10 +109,16 @@ class Runner:
         }
         self.force = force
         self.tags = {str(k): _param_str(v) for k, v in parse_assignments(tags or [], "--tag")}
-        if timeout is not None and timeout <= 0:
+        if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
             raise ParameterError(
-                f"--timeout must be a positive number of seconds, got {timeout:g}",
+                f"--timeout must be a positive number of seconds (at most {MAX_TIMEOUT:g}), "
+                f"got {timeout:g}",
                 "e.g. --timeout 3600",
+            )
+        if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+            raise ParameterError(
+                f"--jobs must be a whole number from 1 to {MAX_JOBS}, got {jobs}",
+                "e.g. --jobs 2 (the default is the number of CPUs)",
             )
         self.timeout = timeout
         self.outcome: Outcome | None = None  # what the last run() did (for --summary)
@@ -281,7 +292,11 @@ def _split_list(v: Any, what: str) -> list[Any]:
     from nbops.values import parse_value
 
     if isinstance(v, list):
+        if not v:
+            raise ParameterError(f"{what}: the list of values is empty", "give values: C=0.1,1,10")
         return v
+    if v == "":
+        raise ParameterError(f"{what}: no values given", "give values: --sweep C=0.1,1,10")
     if isinstance(v, str) and "," in v:
         return [parse_value(x, f"{what} (item {i + 1})") for i, x in enumerate(v.split(","))]
     return [v]

@@ -5,6 +5,7 @@ into a directory that does not exist is refused before anything runs."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -91,3 +92,30 @@ def test_a_summary_that_cannot_be_written_is_an_nbops_error(tmp_path: Path) -> N
 
     with pytest.raises(NbopsError, match="--summary .*cannot write it"):
         Outcome(None, 0, "ok").write(tmp_path / "gone" / "s.json")
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--jobs", "0"], "--jobs must be a whole number from 1 to 1024, got 0"),
+        (["--jobs", "-3"], "--jobs must be a whole number"),
+        (["--jobs", "99999999999999999999"], "--jobs must be a whole number"),
+        (["--timeout", "nan"], "--timeout must be a positive number"),
+        (["--timeout", "1e309"], "--timeout must be a positive number"),
+        (["--timeout", "0"], "--timeout must be a positive number"),
+        (["--sweep", "C="], "--sweep C: no values given"),
+        (["--sweep", "C=[]"], "the list of values is empty"),
+    ],
+)
+def test_bad_counts_and_empty_sweeps_are_one_line_errors(
+    argv: list[str], words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from nbops import cli
+
+    (tmp_path / "nbops.yaml").write_text("stages:\n  a:\n    notebook: a.ipynb\n")
+    notebook(tmp_path / "a.ipynb", ("C = 1", ["parameters"]))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBOPS_PROJECT_ROOT", str(tmp_path))
+    assert cli.main(["run", "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
