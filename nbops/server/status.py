@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from nbops import project
@@ -51,8 +53,38 @@ def compute(root: Path) -> m.Pipeline:
     return m.Pipeline(path=str(cfg), stages=stages)
 
 
+_flight_lock = threading.Lock()
+_in_flight: dict[Path, Future[m.Pipeline]] = {}
+joined: dict[Path, int] = {}  # requests that shared a running status process (for the tests)
+
+
 def in_subprocess(root: Path, timeout: float = 120) -> m.Pipeline:
-    """Run :func:`compute` as ``nbops status`` would: its own interpreter, in the project root."""
+    """:func:`compute` as ``nbops status`` would run it (its own interpreter, in the project
+    root). Single-flight per project: requests that come while one status process runs share
+    its answer, so repeated GETs cannot pile up processes on the server's worker threads."""
+    with _flight_lock:
+        running = _in_flight.get(root)
+        if running is not None:
+            joined[root] = joined.get(root, 0) + 1
+        else:
+            mine: Future[m.Pipeline] = Future()
+            _in_flight[root] = mine
+    if running is not None:
+        return running.result(timeout=timeout + 5)
+    try:
+        pipe = _status_process(root, timeout)
+    except BaseException as exc:
+        mine.set_exception(exc)
+        raise
+    else:
+        mine.set_result(pipe)
+        return pipe
+    finally:
+        with _flight_lock:
+            _in_flight.pop(root, None)
+
+
+def _status_process(root: Path, timeout: float) -> m.Pipeline:
     import os
 
     env = {**os.environ, project.ROOT_ENV: str(root)}
