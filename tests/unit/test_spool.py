@@ -44,3 +44,13 @@ def test_finish_keeps_only_what_the_logging_process_needs(tmp_path):
     assert sp.is_done()
     assert not sp.log_path.exists()
     assert sp.run_info()["run_id"] == "abc"
+
+
+def test_a_damaged_line_is_skipped_and_the_records_around_it_are_read(tmp_path):
+    sp = Spool.create(tmp_path / "s")
+    sp.append(["m", "loss", 0.5, 1, 123])
+    with open(sp.log_path, "ab") as f:
+        f.write(b"not json\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n5\n[]\n[1, 2]\n")
+    sp.append(["m", "loss", 0.4, 2, 124])
+    recs = [r for _, r in Spool(sp.dir).read_from(0)]
+    assert recs == [["m", "loss", 0.5, 1, 123], ["m", "loss", 0.4, 2, 124]]
