@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ LOCK_TIMEOUT = float(os.environ.get("NBOPS_SCHEMA_LOCK_TIMEOUT", "300"))
 _SEEDED = {"alembic_version", "experiments", "workspaces"}
 
 _head: str | None = None
+_head_lock = threading.Lock()
 _current: set[tuple[Path, int]] = set()  # stores seen current here (they never go back)
 
 
@@ -92,11 +94,12 @@ def read_state(db: Path) -> SchemaState:
 def head_revision() -> str:
     """The schema revision this MLflow writes (the head of its migration chain)."""
     global _head
-    if _head is None:
-        from mlflow.store.db.utils import _get_latest_schema_revision
+    with _head_lock:  # one importing thread: MLflow's circular imports break under two
+        if _head is None:
+            from mlflow.store.db.utils import _get_latest_schema_revision
 
-        _head = str(_get_latest_schema_revision())  # type: ignore[no-untyped-call]
-    return _head
+            _head = str(_get_latest_schema_revision())  # type: ignore[no-untyped-call]
+        return _head
 
 
 def is_current(state: SchemaState) -> bool:
