@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import stat
 from pathlib import Path
 from typing import Literal
 
 from nbops.errors import ConfigError
+from nbops.tracking.fingerprint import file_kind
 
 Kind = Literal["out", "notebook", "dep", "data"]
 """``out``: nbops writes it; ``notebook``: nbops runs it (and its kernel works in its folder);
@@ -50,21 +50,6 @@ def normalise(rel: str) -> str:
 
 def within(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip("/") + "/")
-
-
-def file_kind(mode: int) -> str | None:
-    """What a non-regular, non-directory file is, in words (None for a file or a directory)."""
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return None
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    return "not a regular file"
 
 
 def refusal(root: Path | str, rel: str, kind: Kind) -> tuple[str, str] | None:

@@ -16,15 +16,18 @@ CHUNK = 1 << 20
 _DELIMITED = {".csv": ",", ".tsv": "\t"}
 
 
-def _special(mode: int) -> str | None:
+def file_kind(mode: int) -> str | None:
+    """What a non-regular, non-directory file is, in words (None for a file or a directory)."""
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISSOCK(mode):
         return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
     return "not a regular file"
 
 
@@ -45,7 +48,7 @@ def check_plain(path: Path, what: str, *, follow_dir_links: bool = True) -> list
             raise InvalidInput(
                 f"{what} {str(p)!r} cannot be read: {exc.strerror}", "check the path"
             ) from None
-        kind = _special(mode)
+        kind = file_kind(mode)
         if kind is not None:
             raise InvalidInput(
                 f"{what} {str(p)!r} is {kind}, not a file: its content has no end or no hash",
