@@ -260,6 +260,21 @@ def _gap(tail: _Tail, head_file: tuple[bool, Head | None], stored: Head | None) 
     return {}
 
 
+def _sealed(base: Head, action: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The record after ``base``: who, when, ``action`` and ``fields``, chained and hashed."""
+    rec: dict[str, Any] = {
+        "seq": base.seq + 1,
+        "ts": _stamp(),
+        "who": _who(),
+        "host": socket.gethostname(),
+        "action": action,
+        **fields,
+        "prev": base.hash,
+    }
+    rec["hash"] = digest(rec)
+    return rec
+
+
 def record(
     action: str, *, root: Path | None = None, store: Any = None, **fields: Any
 ) -> dict[str, Any]:
@@ -305,28 +320,10 @@ def record(
         out = b"" if tail.newline else b"\n"  # never glue a record onto a cut line
         if gap:
             base = gap.pop("continue")
-            grec: dict[str, Any] = {
-                "seq": base.seq + 1,
-                "ts": _stamp(),
-                "who": _who(),
-                "host": socket.gethostname(),
-                "action": GAP,
-                **gap,
-                "prev": base.hash,
-            }
-            grec["hash"] = digest(grec)
+            grec = _sealed(base, GAP, gap)
             out += _line(grec)
             base = Head(grec["seq"], grec["hash"])
-        rec: dict[str, Any] = {
-            "seq": base.seq + 1,
-            "ts": _stamp(),
-            "who": _who(),
-            "host": socket.gethostname(),
-            "action": action,
-            **fields,
-            "prev": base.hash,
-        }
-        rec["hash"] = digest(rec)
+        rec = _sealed(base, action, fields)
         os.write(fd, out + _line(rec))
         _write_head(path, rec)
     finally:
