@@ -8,14 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbops.comparisons import CHECK_OPS, lower_is_better
-from nbops.errors import InvalidInput, NbopsError
+from nbops.errors import GateFailed, InvalidInput
 from nbops.pipeline.spec import parse_check
-
-
-class GateFailed(NbopsError):
-    """A promotion was refused by a gate; nothing in the registry changed."""
-
-    exit_code = 1
 
 
 @dataclass

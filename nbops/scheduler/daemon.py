@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbops.errors import ConfigError, NbopsError
+from nbops.errors import AlreadyRunning, ConfigError, NbopsError
 from nbops.scheduler import sources
 from nbops.scheduler.core import Core, Skip, Start
 from nbops.scheduler.execution import STOP_GRACE, Execution, Result, alive, descendants, run_hook
@@ -31,12 +31,6 @@ POLL = 1.0
 """Look for run-now requests and changed schedules at least this often (seconds)."""
 HEARTBEAT = 5.0
 PRUNE_EVERY = 3600.0
-
-
-class AlreadyRunning(NbopsError):
-    """Another `nbops scheduler` holds this project's lock."""
-
-    exit_code = 2
 
 
 def status_path(sched_dir: Path) -> Path:

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from nbops import project
-from nbops.errors import NbopsError
+from nbops.errors import SchedulerDatabaseError
 from nbops.scheduler.core import Slot
 from nbops.scheduler.model import HistoryRow, ScheduleSpec
 
@@ -55,11 +55,6 @@ CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY AUTOINCREMENT, sched
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another process' lock before the error names the holder."""
-
-
-class SchedulerDatabaseError(NbopsError):
-    """The scheduler database cannot be used as it is (the message names the file, the hint
-    the fix)."""
 
 
 def _text(raw: bytes) -> str | bytes:

@@ -26,13 +26,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from nbops import project
-from nbops.errors import InvalidInput, NbopsError, NotFound
+from nbops.errors import InvalidInput, NotFound, OutsideArtifactRoot
 from nbops.server import limits
 from nbops.server.reader import RunInfo
-
-
-class OutsideArtifactRoot(NbopsError):
-    """A run's store row points its artifacts outside the project's artifact roots (HTTP 403)."""
 
 
 @dataclass

@@ -11,16 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from nbops import project
-from nbops.errors import InvalidInput, NbopsError, NotFound, ParameterError
+from nbops.errors import Conflict, InvalidInput, NotFound, ParameterError
 from nbops.server import limits
 from nbops.server import models as m
 from nbops.server.jobs import Launch
 from nbops.server.reader import RunInfo
-
-
-class Conflict(NbopsError):
-    """The request is well formed but the project cannot do it now (HTTP 409)."""
-
 
 _value = limits.param_text
 

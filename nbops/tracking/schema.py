@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from nbops import project
-from nbops.errors import StoreUnavailable
+from nbops.errors import SchemaRefused, StoreUnavailable
 
 TMP_PREFIX = "_alembic_tmp_"
 LOCK_TIMEOUT = float(os.environ.get("NBOPS_SCHEMA_LOCK_TIMEOUT", "300"))
@@ -45,12 +45,6 @@ _SEEDED = {"alembic_version", "experiments", "workspaces"}
 _head: str | None = None
 _head_lock = threading.Lock()
 _current: set[tuple[Path, int]] = set()  # stores seen current here (they never go back)
-
-
-class SchemaRefused(StoreUnavailable):
-    """The store exists but cannot be opened as it is, and waiting will not change that (a
-    schema revision this MLflow does not know, a migration that cannot be finished safely).
-    Logged data stays in the spool; ``nbops sync`` delivers it once the store is fixed."""
 
 
 @dataclass

@@ -1,0 +1,37 @@
+"""Every environment variable nbops reads or sets, in one place (README, "Environment").
+
+MLflow's own variables keep MLflow's names: nbops honours them as MLflow does.
+"""
+
+from __future__ import annotations
+
+# --- MLflow's ------------------------------------------------------------------------------
+MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"  # the tracking store; default: .nbops/mlflow.db
+MLFLOW_TRACKING_USERNAME = "MLFLOW_TRACKING_USERNAME"
+MLFLOW_TRACKING_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
+MLFLOW_HTTP_REQUEST_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"  # nbops sets 0: it retries
+MLFLOW_HTTP_REQUEST_TIMEOUT = "MLFLOW_HTTP_REQUEST_TIMEOUT"  # nbops sets 15 s unless set
+
+# --- papermill's (set in a stage's kernel) -------------------------------------------------
+PAPERMILL_INPUT_PATH = "PAPERMILL_INPUT_PATH"
+PAPERMILL_OUTPUT_PATH = "PAPERMILL_OUTPUT_PATH"
+
+# --- Jupyter's ----------------------------------------------------------------------------
+JPY_SESSION_NAME = "JPY_SESSION_NAME"  # the notebook a kernel serves, as JupyterLab names it
+
+# --- nbops's: set by nbops for the processes it starts --------------------------------------
+PROJECT_ROOT = "NBOPS_PROJECT_ROOT"  # the project a stage, writer or daemon belongs to
+NOTEBOOK = "NBOPS_NOTEBOOK"  # the notebook a stage kernel executes
+RUN_ID = "NBOPS_RUN_ID"  # the run a stage kernel logs into
+TAGS = "NBOPS_TAGS"  # a JSON object of tags for every run the process starts
+ATTACH_SPOOL = "NBOPS_ATTACH_SPOOL"  # the spool a stage kernel appends to
+ZYGOTE = "NBOPS_ZYGOTE"  # "0": launch each stage kernel the usual way, not forked warm
+
+# --- nbops's: set by a person ---------------------------------------------------------------
+DEBUG = "NBOPS_DEBUG"  # 1: an unexpected CLI error shows its traceback
+EXIT_GRACE = "NBOPS_EXIT_GRACE"  # seconds a kernel's exit waits for its runs to end
+EXIT_FLUSH_TIMEOUT = "NBOPS_EXIT_FLUSH_TIMEOUT"  # seconds the exit waits for delivery
+FLUSH_TIMEOUT = "NBOPS_FLUSH_TIMEOUT"  # seconds end_run waits for delivery
+HEARTBEAT = "NBOPS_HEARTBEAT"  # seconds between a run's heartbeats
+STALE_AFTER = "NBOPS_STALE_AFTER"  # seconds without a heartbeat before a run counts as dead
+SCHEMA_LOCK_TIMEOUT = "NBOPS_SCHEMA_LOCK_TIMEOUT"  # seconds to wait for another schema upgrade
