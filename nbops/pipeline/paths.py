@@ -103,6 +103,15 @@ def refusal(root: Path | str, rel: str, kind: Kind) -> tuple[str, str] | None:
             return "is inside .git/", "a stage must not write git's own files"
         lexical = posixpath.join(base, text)
     real = os.path.realpath(lexical)
+    # the system resolves a symlink before the ``..`` after it; nbops compares the normalised
+    # text: where the two disagree (``link/../x`` with link pointing elsewhere) neither is safe
+    raw = rel.replace("\\", "/")
+    as_read = os.path.realpath(raw if posixpath.isabs(raw) else posixpath.join(base, raw))
+    if as_read != real:
+        return (
+            f"has '..' after a symlink, so it leads to {as_read}, not to {real}",
+            "write the path without '..' (" + (normalise(rel) or ".") + " if that is the one)",
+        )
     state = posixpath.join(base, STATE_DIR)
     if kind in _WRITES and not within(real, base):
         return (
