@@ -12,15 +12,15 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Int, Unicode
 
 from nbops import project
+from nbops.mlflow.readers.base import Reader
 from nbops.server.jobs import Jobs
-from nbops.server.reader import Reader
 
 
 class ServerContext:
     """What every handler shares: the project, the read path, the worker threads, the jobs."""
 
     def __init__(self, root: Path, uri: str, workers: int = 4, fast_path: bool = True) -> None:
-        from nbops.server.sqlite_reader import SqliteReader
+        from nbops.mlflow.readers.sqlite import SqliteReader
 
         self.root = root
         self.uri = uri
@@ -42,7 +42,7 @@ class ServerContext:
         self._warm.result()
         with self._lock:
             if self._mlflow is None:
-                from nbops.server.mlflow_reader import MlflowReader
+                from nbops.mlflow.readers.client import MlflowReader
 
                 self._mlflow = MlflowReader(self.uri)
             return self._mlflow

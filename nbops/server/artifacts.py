@@ -27,8 +27,8 @@ from urllib.parse import unquote, urlparse
 
 from nbops import project
 from nbops.errors import InvalidInput, NotFound, OutsideArtifactRoot
+from nbops.mlflow.readers.base import RunInfo
 from nbops.server import limits
-from nbops.server.reader import RunInfo
 
 
 @dataclass

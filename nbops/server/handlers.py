@@ -21,10 +21,10 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 
 from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
+from nbops.mlflow.readers.base import check_run_id
 from nbops.server import limits
 from nbops.server import models as m
 from nbops.server.app import ServerContext
-from nbops.server.reader import check_run_id
 
 T = TypeVar("T")
 B = TypeVar("B", bound=BaseModel)

@@ -12,10 +12,10 @@ from typing import Any
 
 from nbops import project
 from nbops.errors import Conflict, InvalidInput, NotFound, ParameterError
+from nbops.mlflow.readers.base import RunInfo
 from nbops.server import limits
 from nbops.server import models as m
 from nbops.server.jobs import Launch
-from nbops.server.reader import RunInfo
 
 _value = limits.param_text
 

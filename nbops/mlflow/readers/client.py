@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nbops.errors import InvalidInput, NotFound
-from nbops.server import limits
-from nbops.server import models as m
-from nbops.server.reader import (
+from nbops.mlflow.readers.base import (
     Page,
     Reader,
     RunInfo,
@@ -17,6 +15,8 @@ from nbops.server.reader import (
     query_digest,
     summarize,
 )
+from nbops.server import limits
+from nbops.server import models as m
 
 
 def _syntax(filter_string: str, order_by: list[str], exc: Exception) -> InvalidInput:

@@ -15,9 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from nbops.errors import NotFound
-from nbops.server import limits
-from nbops.server import models as m
-from nbops.server.reader import (
+from nbops.mlflow.readers.base import (
     SUMMARY_TAGS,
     Page,
     Reader,
@@ -28,7 +26,9 @@ from nbops.server.reader import (
     query_digest,
     summarize,
 )
-from nbops.server.sqlfilter import Untranslatable, translate
+from nbops.mlflow.readers.sqlfilter import Untranslatable, translate
+from nbops.server import limits
+from nbops.server import models as m
 
 _CHUNK = 500  # ids per IN (...) list: under SQLite's variable limit
 _NEWEST_MAX = 2000  # the newest-rows shortcut serves pages up to this far down
