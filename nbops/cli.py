@@ -1,7 +1,10 @@
-"""The ``nbops`` command: parse, call the core, map errors to exit codes (DESIGN.md "CLI").
+"""The ``nbops`` command: parse, call the core, map errors to exit codes (docs/architecture.md,
+"Surfaces"; README, "Exit codes").
 
-Exit codes: 0 ok, 1 a run/check failed, 2 bad usage or config, 3 drift found.
-Imports stay lazy: ``nbops --help`` does not import mlflow.
+Exit codes are :class:`nbops.errors.Exit`: 0 ok, 1 a run/check failed, 2 bad usage or config,
+3 drift found, 130 interrupted, 141 the reader closed the pipe. An error's code is its
+``exit_code`` (``nbops.errors.exit_code_of``). Imports stay lazy: ``nbops --help`` does not import
+mlflow.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbops import project
-from nbops.errors import NbopsError
+from nbops import envvars, project, tags
+from nbops.errors import Exit, NbopsError, exit_code_of
 
 
 def _fmt_time(ms: Any) -> str:
@@ -78,12 +81,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = run_rows(args.experiment, args.filter, args.order_by, args.max)
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
-        return 0
+        return Exit.OK
     if not rows:
         print(
             "no runs yet: run `nbops demo`, or `%load_ext nbops` and `%track start` in a notebook"
         )
-        return 0
+        return Exit.OK
     metric_keys: list[str] = []
     for r in rows:
         for k in r:
@@ -106,7 +109,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         )
     header = ["RUN", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION"]
     print(_table(table, header + [k[len("metrics.") :] for k in metric_keys]))
-    return 0
+    return Exit.OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -129,7 +132,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 default=str,
             )
         )
-        return 0
+        return Exit.OK
     exp = store.client.get_experiment(info.experiment_id)
     lines = [
         f"run         {info.run_id}  ({info.run_name})",
@@ -152,13 +155,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         k: v
         for k, v in data.tags.items()
         if not k.startswith("mlflow.")
-        or k in ("mlflow.source.name", "mlflow.source.git.commit", "mlflow.user")
+        or k in (tags.MLFLOW_SOURCE_NAME, tags.MLFLOW_GIT_COMMIT, tags.MLFLOW_USER)
     }
     if shown:
         print("\ntags")
         for k, v in sorted(shown.items()):
             print(f"  {k} = {v}")
-    return 0
+    return Exit.OK
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -184,7 +187,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not outcomes and reap_error is None:
         if not dead:
             print("nbops sync: nothing to deliver")
-        return 0
+        return Exit.OK
     failed = 0
     if reap_error is not None:
         failed += 1
@@ -204,7 +207,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"could not deliver run {rid} ({o.spool}): {o.message}", file=sys.stderr)
         if o.message and o.status in ("ended", "KILLED"):
             print(f"  refused by the store: {o.message}", file=sys.stderr)
-    return 1 if failed else 0
+    return Exit.FAILED if failed else Exit.OK
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -231,7 +234,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     ensure_schema(uri)
     print(f"nbops ui: MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
     os.execv(sys.executable, cmd)
-    return 0  # not reached
+    return Exit.OK  # not reached
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -247,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Jupyter-native MLOps on MLflow. Store: MLFLOW_TRACKING_URI, or the project's "
         ".nbops/mlflow.db.",
     )
-    p.add_argument("--version", action="version", version="nbops 0.1.0")
+    from nbops import __version__
+
+    p.add_argument("--version", action="version", version=f"nbops {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
@@ -307,12 +312,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
-BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader (``| head``) stopped reading; said by no message
-INTERNAL = 1
-DEBUG_ENV = "NBOPS_DEBUG"
-
-
 def _say(text: str) -> None:
     """One line to stderr; a closed stderr is not worth a traceback."""
     try:
@@ -333,10 +332,11 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. The one place errors become exit codes for every command:
-    NbopsError -> its message and hint on stderr, its exit code (2 bad input, 1 failed);
-    Ctrl-C -> 130; a reader that closed the pipe -> 141, silently; anything unexpected -> one
-    line naming it and exit 1 (``NBOPS_DEBUG=1`` shows the traceback)."""
+    """Run one command. The one place errors become exit codes for every command, by lookup
+    (``nbops.errors.exit_code_of``): NbopsError -> its message and hint on stderr, its
+    ``exit_code``; Ctrl-C -> ``Exit.INTERRUPTED``; a reader that closed the pipe ->
+    ``Exit.BROKEN_PIPE``, silently; anything unexpected -> one line naming it and
+    ``Exit.FAILED`` (``NBOPS_DEBUG=1`` shows the traceback)."""
     command = "?"
     try:
         parser = build_parser()
@@ -344,25 +344,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = str(getattr(args, "command", None) or "?")
         if not getattr(args, "func", None):
             parser.print_help()
-            return 2
-        code = int(args.func(args) or 0)
+            return Exit.USAGE
+        code = int(args.func(args) or Exit.OK)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return code
+    except SystemExit:
+        raise  # argparse's usage errors (2) and --help/--version (0)
     except NbopsError as err:
         _say(f"nbops {command}: {err.message}")
         if err.hint:
             _say(f"  hint: {err.hint}")
-        return err.exit_code
-    except KeyboardInterrupt:
+        return exit_code_of(err)
+    except KeyboardInterrupt as err:
         _say(f"nbops {command}: interrupted")
-        return INTERRUPTED
-    except BrokenPipeError:
-        _quiet_stdout()
-        return BROKEN_PIPE
-    except SystemExit:
-        raise  # argparse's usage errors (2) and --help/--version (0)
+        return exit_code_of(err)
+    except BrokenPipeError as err:
+        _quiet_stdout()  # said by no message: the reader stopped reading
+        return exit_code_of(err)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
-        if os.environ.get(DEBUG_ENV):
+        if os.environ.get(envvars.DEBUG):
             raise
         where = ""
         tb = exc.__traceback__
@@ -372,8 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
         text = (str(exc).splitlines() or [""])[0][:300]
         _say(f"nbops {command}: internal error: {type(exc).__name__}: {text}{where}")
-        _say(f"  hint: this is a bug in nbops; rerun with {DEBUG_ENV}=1 for the traceback")
-        return INTERNAL
+        _say(f"  hint: this is a bug in nbops; rerun with {envvars.DEBUG}=1 for the traceback")
+        return exit_code_of(exc)
 
 
 __all__ = ["main"]

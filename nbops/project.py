@@ -1,6 +1,7 @@
 """Where a project lives: its root, its ``.nbops/`` state directory and its default tracking store.
 
-Standard library only: this runs on every ``import``-time path (CLI start, ``%load_ext``).
+Standard library (and the base module ``nbops.envvars``) only: this runs on every
+``import``-time path (CLI start, ``%load_ext``).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from nbops import envvars
+
 STATE_DIR = ".nbops"
 CONFIG_FILE = "nbops.yaml"
-ROOT_ENV = "NBOPS_PROJECT_ROOT"
+ROOT_ENV = envvars.PROJECT_ROOT
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -57,12 +60,14 @@ def default_tracking_uri(root: Path | None = None) -> str:
 
 
 def default_artifact_root(root: Path | None = None) -> Path:
+    """``<root>/.nbops/artifacts``: where the embedded store keeps artifacts (the server's
+    artifact reader counts it as one of the project's roots)."""
     return (root or find_root()) / STATE_DIR / "artifacts"
 
 
 def tracking_uri(root: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` when set, else the embedded default store of the project."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = os.environ.get(envvars.MLFLOW_TRACKING_URI)
     if uri:
         return uri
     return default_tracking_uri(root)

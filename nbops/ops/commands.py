@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Any
 
+from nbops.errors import Exit
+
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
@@ -38,7 +40,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         f"{how} run {p.run_id} as {p.model} version {p.version}; @{p.alias} -> version "
         f"{p.version}{was}"
     )
-    return 0
+    return Exit.OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -46,7 +48,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     old, new = rollback(args.model, args.alias)
     print(f"{args.model} @{args.alias}: version {old} -> version {new}")
-    return 0
+    return Exit.OK
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -55,10 +57,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = models(args.name)
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
-        return 0
+        return Exit.OK
     if not rows:
         print("no registered models yet: nbops promote RUN --model NAME registers one")
-        return 0
+        return Exit.OK
     if args.name is None:
         table = [
             [
@@ -69,7 +71,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             for r in rows
         ]
         print(_table(table, ["MODEL", "ALIASES", "LATEST"]))
-        return 0
+        return Exit.OK
     metric_names = list(rows[0]["metrics"]) if rows else []
     table = []
     for r in rows:
@@ -86,7 +88,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             ]
         )
     print(_table(table, ["VERSION", "ALIASES", "RUN", "CREATED", *metric_names]))
-    return 0
+    return Exit.OK
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -107,22 +109,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 f"({v.records} records before it are intact)",
                 file=sys.stderr,
             )
-            return 1
+            return Exit.FAILED
         if v.records == 0:
             print("audit log intact: no records yet (compared with " + ", ".join(v.checked) + ")")
-            return 0
+            return Exit.OK
         print(
             f"audit log intact: {v.records} records, hash chain verified, its end matches "
             + " and ".join(v.checked)
         )
-        return 0
+        return Exit.OK
     recs = audit.select(action=args.action, since=args.since)
     if args.json:
         print(json.dumps(recs, indent=1))
-        return 0
+        return Exit.OK
     if not recs:
         print("no audit records" + (" match" if args.action or args.since else " yet"))
-        return 0
+        return Exit.OK
     rows = [
         [
             str(r.get("seq")),
@@ -134,7 +136,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for r in recs
     ]
     print(_table(rows, ["SEQ", "WHEN (UTC)", "WHO", "ACTION", "WHAT"]))
-    return 0
+    return Exit.OK
 
 
 # --- drift ---------------------------------------------------------------------------------------
@@ -161,8 +163,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         out = {**rep.to_dict(), "run_id": check.run_id, "html": str(check.html)}
         print(json.dumps({**out, "retrain": check.retrain or None}, indent=1))
     if check.retrain and check.retrain["exit_code"] != 0:
-        return 1
-    return 3 if rep.drifted else 0
+        return Exit.FAILED
+    return Exit.DRIFT if rep.drifted else Exit.OK
 
 
 # --- lineage -------------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
     tree = lineage(args.target)
     print(json.dumps(tree, indent=1, default=str) if args.json else render(tree))
-    return 0
+    return Exit.OK
 
 
 # --- verify --------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"compared; re-executed as run {v.verify_run_id}, notebook {v.executed}; tagged "
         f"nbops.verified={str(v.ok).lower()}"
     )
-    return 0 if v.ok else 1
+    return Exit.OK if v.ok else Exit.FAILED
 
 
 # --- parsers -------------------------------------------------------------------------------------

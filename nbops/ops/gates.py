@@ -13,7 +13,7 @@ from nbops.pipeline.spec import parse_check
 
 
 @dataclass
-class Outcome:
+class GateOutcome:
     """One gate check: its name (``require accuracy >= 0.9``), whether it passed, and why."""
 
     name: str
@@ -28,15 +28,15 @@ def check(
     stage: str | None,
     metrics: Mapping[str, float],
     current: tuple[str, Mapping[str, float]] | None,
-) -> list[Outcome]:
+) -> list[GateOutcome]:
     """Every check of ``gate`` (spec.Gate) on a run; ``current`` is (``v3``, its run's metrics)
     for the version that holds the alias now, or None. A gate on a metric the run (or the
     current holder) never logged is bad input, not a failed gate: InvalidInput naming it."""
-    out: list[Outcome] = []
+    out: list[GateOutcome] = []
     if gate.stage:
         ok = stage == gate.stage
         out.append(
-            Outcome(
+            GateOutcome(
                 f"stage {gate.stage}",
                 ok,
                 f"run {run_id} is a run of stage {stage!r}"
@@ -48,7 +48,7 @@ def check(
         op, bound = parse_check(expr)
         value = _metric(metrics, metric, run_id, model, f"require {metric}")
         out.append(
-            Outcome(
+            GateOutcome(
                 f"require {metric} {expr}", CHECK_OPS[op](value, bound), f"{metric} = {value:.6g}"
             )
         )
@@ -57,7 +57,7 @@ def check(
         value = _metric(metrics, metric, run_id, model, "better_than_current")
         if current is None:
             out.append(
-                Outcome(
+                GateOutcome(
                     f"better_than_current {metric}",
                     True,
                     f"{metric} = {value:.6g}; no version holds the alias yet",
@@ -75,7 +75,7 @@ def check(
             better = value < cur if lower_is_better(metric) else value > cur
             word = "lower" if lower_is_better(metric) else "higher"
             out.append(
-                Outcome(
+                GateOutcome(
                     f"better_than_current {metric}",
                     better,
                     f"{metric} = {value:.6g} vs {cur:.6g} of {label} ({word} is better)",
@@ -95,7 +95,7 @@ def _metric(metrics: Mapping[str, float], metric: str, run_id: str, model: str, 
     return float(metrics[metric])
 
 
-def refusal(model: str, run_id: str, outcomes: list[Outcome]) -> GateFailed | None:
+def refusal(model: str, run_id: str, outcomes: list[GateOutcome]) -> GateFailed | None:
     """The error for the first failed check, naming it, or None if all passed."""
     failed = [o for o in outcomes if not o.passed]
     if not failed:

@@ -20,7 +20,7 @@ from typing import Any
 from nbops import project
 from nbops.errors import InvalidInput, NbopsError, NotFound
 from nbops.ops import audit, names
-from nbops.ops.gates import Outcome, check, refusal
+from nbops.ops.gates import GateOutcome, check, refusal
 
 HISTORY_TAG = "nbops.alias_history."
 DEFAULT_ALIAS = "champion"
@@ -164,7 +164,7 @@ class Promotion:
     version: str
     run_id: str
     previous: str | None
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[GateOutcome] = field(default_factory=list)
     reused: bool = False
 
 
@@ -192,7 +192,7 @@ def promote(
             cur_v = client.get_model_version(model, str(rm.aliases[alias]))
             cur_metrics = store.get_run(cur_v.run_id).data.metrics if cur_v.run_id else {}
             current = (f"version {cur_v.version} (@{alias}, run {cur_v.run_id})", cur_metrics)
-        outcomes: list[Outcome] = []
+        outcomes: list[GateOutcome] = []
         if gate is not None:
             outcomes = check(
                 gate, model, run_id, run.data.tags.get("nbops.stage"), run.data.metrics, current

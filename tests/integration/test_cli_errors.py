@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbops import cli
+from nbops import cli, envvars
+from nbops.errors import Exit
 from nbops.ops import audit
 
 BAD_NAMES = ["../x", "a/b", "' OR 1=1 --", "x" * 10_000, "a\x00b", "a\nb", "", " ", "m:1", "./m"]
@@ -207,7 +208,7 @@ def test_closed_pipe_exits_quietly(root_project):
         codes.append(p.wait(timeout=60))
         assert err == "", err  # no traceback, no "Exception ignored"
     # the listings are far bigger than a pipe's buffer; --help may fit in it and end 0
-    assert codes[:2] == [cli.BROKEN_PIPE, cli.BROKEN_PIPE] and codes[2] in (0, cli.BROKEN_PIPE)
+    assert codes[:2] == [Exit.BROKEN_PIPE, Exit.BROKEN_PIPE] and codes[2] in (0, Exit.BROKEN_PIPE)
 
 
 def test_ctrl_c_is_130_without_a_traceback(root_project):
@@ -230,7 +231,7 @@ def test_ctrl_c_is_130_without_a_traceback(root_project):
     p = subprocess.run(
         [sys.executable, "-c", code], cwd=root_project, capture_output=True, text=True, timeout=60
     )
-    assert p.returncode == cli.INTERRUPTED, p.stderr
+    assert p.returncode == Exit.INTERRUPTED, p.stderr
     assert p.stderr.strip() == "nbops audit: interrupted"
     assert signal.SIGINT  # (the signal module is what delivered it)
 
@@ -244,9 +245,9 @@ def test_an_unexpected_error_is_one_line_naming_it(root_project, monkeypatch):
 
     monkeypatch.setattr(commands, "cmd_audit", boom)
     code, _, err = run_main("audit")
-    assert code == cli.INTERNAL and "Traceback" not in err
+    assert code == Exit.FAILED and "Traceback" not in err
     assert "internal error: RuntimeError: something nbops did not expect" in err
-    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    monkeypatch.setenv(envvars.DEBUG, "1")
     with pytest.raises(RuntimeError):
         cli.main(["audit"])
 

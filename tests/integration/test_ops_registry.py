@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nbops.errors import ConfigError, InvalidInput, NotFound
+from nbops.errors import ConfigError, GateFailed, InvalidInput, NotFound
 from nbops.ops import audit, registry
-from nbops.ops.gates import GateFailed
 from tests.conftest import nbops_cli
 
 GATES = """\
