@@ -25,6 +25,10 @@ NOTEBOOK = "NBOPS_NOTEBOOK"  # the notebook a stage kernel executes
 RUN_ID = "NBOPS_RUN_ID"  # the run a stage kernel logs into
 TAGS = "NBOPS_TAGS"  # a JSON object of tags for every run the process starts
 ATTACH_SPOOL = "NBOPS_ATTACH_SPOOL"  # the spool a stage kernel appends to
+# in a schedule's on_failure hook (a shell command)
+SCHEDULE = "NBOPS_SCHEDULE"  # the schedule that failed
+ERROR = "NBOPS_ERROR"  # what went wrong
+HISTORY_ID = "NBOPS_HISTORY_ID"  # the history row of the failed execution
 ZYGOTE = "NBOPS_ZYGOTE"  # "0": launch each stage kernel the usual way, not forked warm
 
 # --- nbops's: set by a person ---------------------------------------------------------------
@@ -35,3 +39,26 @@ FLUSH_TIMEOUT = "NBOPS_FLUSH_TIMEOUT"  # seconds end_run waits for delivery
 HEARTBEAT = "NBOPS_HEARTBEAT"  # seconds between a run's heartbeats
 STALE_AFTER = "NBOPS_STALE_AFTER"  # seconds without a heartbeat before a run counts as dead
 SCHEMA_LOCK_TIMEOUT = "NBOPS_SCHEMA_LOCK_TIMEOUT"  # seconds to wait for another schema upgrade
+
+
+def seconds(name: str, default: float) -> float:
+    """The number of seconds an environment variable sets, else ``default``; a value that is not
+    a finite number >= 0 is an InvalidInput naming the variable (never a ValueError traceback)."""
+    import math
+    import os
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw[:40])
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or len(raw) > 40:
+        from nbops.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{name}={raw[:40]!r} is not a number of seconds",
+            f"set it to a number such as {default:g}, or unset it for the default",
+        )
+    return value
