@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from nbops import project
+from nbops import envvars, project
 from nbops.errors import SchemaRefused, StoreUnavailable
 
 TMP_PREFIX = "_alembic_tmp_"
-LOCK_TIMEOUT = float(os.environ.get("NBOPS_SCHEMA_LOCK_TIMEOUT", "300"))
+LOCK_TIMEOUT = float(os.environ.get(envvars.SCHEMA_LOCK_TIMEOUT, "300"))
 # rows MLflow itself puts in a new store; any other row is somebody's data
 _SEEDED = {"alembic_version", "experiments", "workspaces"}
 

@@ -1,64 +1,66 @@
-"""The one module that talks to MLflow for tracking. Imported only by the writer process and by
-queries (``nbops.runs``, the CLI), never on the path of ``import nbops`` or ``%load_ext nbops``."""
+"""The tracking store facade: the one object through which nbops talks to an MLflow store.
+
+Imported only by the writer process and by queries (``nbops.runs``, the CLI, the server), never on
+the path of ``import nbops`` or ``%load_ext nbops``. It hands out no ``MlflowClient``: every
+operation a caller needs is a method here, with MLflow's "does not exist" translated into
+``None`` or :class:`~nbops.errors.NotFound` as each method documents. Other MLflow errors pass
+through; :func:`nbops.mlflow.failures.error_code` reads their code.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from nbops import project
-from nbops.errors import NotFound, StoreUnavailable
-from nbops.tracking.schema import SchemaRefused, enable_wal, ensure_schema
+import mlflow
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
-# nbops retries on its own schedule (the spool keeps the data): MLflow's HTTP client must fail fast.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
-
-import mlflow  # noqa: E402
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from nbops import envvars, project, tags
+from nbops.errors import NotFound, SchemaRefused, StoreUnavailable
+from nbops.mlflow import entities as e
+from nbops.mlflow.failures import DOES_NOT_EXIST, INVALID_PARAMETER_VALUE, is_permanent
+from nbops.mlflow.schema import enable_wal, ensure_schema
 
 # MLflow's request limits for log_batch
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
 MAX_ENTITIES = 1000
 
-_PERMANENT = {
-    "INVALID_PARAMETER_VALUE",
-    "RESOURCE_ALREADY_EXISTS",
-    "RESOURCE_DOES_NOT_EXIST",
-    "INVALID_STATE",
-    "BAD_REQUEST",
-    "PERMISSION_DENIED",
-}
+_MISSING = (DOES_NOT_EXIST, INVALID_PARAMETER_VALUE)  # an id MLflow does not know or cannot parse
 
 
-def is_permanent(exc: BaseException) -> bool:
-    """True when retrying the same request cannot succeed (a bad value, a deleted run)."""
-    if isinstance(exc, MlflowException):
-        text = str(exc).lower()
-        if "locked" in text or "timed out" in text or "connection" in text:
-            return False
-        return exc.error_code in _PERMANENT
-    return isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError))
+def _http_defaults() -> None:
+    """nbops retries on its own schedule (the spool keeps the data): MLflow's HTTP client must fail
+    fast. MLflow reads these when it sends a request, so setting them at opening is in time."""
+    os.environ.setdefault(envvars.MLFLOW_HTTP_REQUEST_MAX_RETRIES, "0")
+    os.environ.setdefault(envvars.MLFLOW_HTTP_REQUEST_TIMEOUT, "15")
 
 
-class Store:
-    """An MLflow tracking store, opened once per process."""
+def _code(exc: MlflowException) -> str:
+    return str(exc.error_code)
+
+
+class TrackingStore:
+    """An MLflow tracking store (and its model registry), opened once per process per URI
+    (:func:`open_store`)."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         art = project.artifact_root_for(uri)
         self.artifact_root = art
         db = project.sqlite_path(uri)
+        _http_defaults()
         try:
             # one process at a time creates, upgrades or repairs an SQLite store's schema
             ensure_schema(uri, art)
-            self.client = MlflowClient(tracking_uri=uri)
+            self._client = MlflowClient(tracking_uri=uri)
             # opening the store is lazy in MLflow: touch it so an unreachable store fails here
-            self.client.search_experiments(max_results=1)
+            self._client.search_experiments(max_results=1)
         except SchemaRefused:
             raise  # names the file and the fix already; retrying does not help
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unavailable"
@@ -70,26 +72,70 @@ class Store:
         if db is not None and db.parent.name == project.STATE_DIR:
             enable_wal(db)
 
-    # --- runs -----------------------------------------------------------------------------
+    # transition (issue 12): callers not yet on the facade still read ``store.client``; the lead
+    # removes this property (and the name from _SHIMS) once none does
+    _SHIMS = frozenset({"client"})
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    # --- experiments ------------------------------------------------------------------------
+    def experiments(self) -> list[e.Experiment]:
+        """Every active experiment of the store."""
+        return list(self._client.search_experiments())
+
+    def get_experiment(self, experiment_id: str) -> e.Experiment:
+        """The experiment with this id; NotFound when the store has none (or the id is not one
+        MLflow can parse)."""
+        try:
+            return cast(e.Experiment, self._client.get_experiment(str(experiment_id)))
+        except MlflowException as exc:
+            if _code(exc) in _MISSING:
+                raise NotFound(
+                    f"experiment {experiment_id!r} does not exist in {self.uri}",
+                    "list experiments with `nbops runs` or in the Runs panel",
+                ) from exc
+            raise
+
+    def experiment_by_name(self, name: str) -> e.Experiment | None:
+        """The experiment named ``name``, or None when there is none."""
+        return cast("e.Experiment | None", self._client.get_experiment_by_name(name))
+
     def experiment_id(self, name: str) -> str:
-        exp = self.client.get_experiment_by_name(name)
+        """The id of the experiment named ``name``, created (with its artifacts under the
+        project's artifact root) when there is none yet."""
+        exp = self._client.get_experiment_by_name(name)
         if exp is not None:
             return str(exp.experiment_id)
         location = None
         if self.artifact_root is not None:
             location = (self.artifact_root / _slug(name)).as_uri()
         try:
-            return str(self.client.create_experiment(name, artifact_location=location))
+            return str(self._client.create_experiment(name, artifact_location=location))
         except MlflowException:
-            exp = self.client.get_experiment_by_name(name)  # another process created it
+            exp = self._client.get_experiment_by_name(name)  # another process created it
             if exp is None:
                 raise
             return str(exp.experiment_id)
 
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        """Set a tag on an experiment; NotFound when the experiment does not exist."""
+        try:
+            self._client.set_experiment_tag(str(experiment_id), key, value)
+        except MlflowException as exc:
+            if _code(exc) in _MISSING:
+                raise NotFound(
+                    f"experiment {experiment_id!r} does not exist in {self.uri}",
+                    "list experiments with `nbops runs` or in the Runs panel",
+                ) from exc
+            raise
+
+    # --- runs -------------------------------------------------------------------------------
     def create_run(
         self, experiment_id: str, start_ms: int, name: str | None, tags: dict[str, str]
     ) -> str:
-        run = self.client.create_run(
+        run = self._client.create_run(
             experiment_id, start_time=start_ms, tags=tags, run_name=name or None
         )
         return str(run.info.run_id)
@@ -98,15 +144,19 @@ class Store:
         return str(self.get_run(run_id).info.experiment_id)
 
     def get_run(self, run_id: str) -> Any:
+        """The run (an :class:`~nbops.mlflow.entities.Run`); NotFound when the store has none."""
         try:
-            return self.client.get_run(run_id)
+            return self._client.get_run(run_id)
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise NotFound(
-                    f"run {run_id!r} does not exist in {self.uri}",
-                    "list runs with `nbops runs` (ids are MLflow run ids)",
-                ) from exc
+            if _code(exc) in _MISSING:
+                raise self._no_run(run_id) from exc
             raise
+
+    def _no_run(self, run_id: str) -> NotFound:
+        return NotFound(
+            f"run {run_id!r} does not exist in {self.uri}",
+            "list runs with `nbops runs` (ids are MLflow run ids)",
+        )
 
     def log_batch(
         self,
@@ -115,7 +165,7 @@ class Store:
         params: Iterable[tuple[str, str]] = (),
         tags: Iterable[tuple[str, str]] = (),
     ) -> None:
-        self.client.log_batch(
+        self._client.log_batch(
             run_id,
             metrics=[Metric(k, v, ts, step) for k, v, step, ts in metrics],
             params=[Param(k, v) for k, v in params],
@@ -125,13 +175,11 @@ class Store:
 
     def log_artifact(self, run_id: str, src: str, artifact_path: str | None) -> None:
         if os.path.isdir(src):
-            self.client.log_artifacts(run_id, src, artifact_path)
+            self._client.log_artifacts(run_id, src, artifact_path)
         else:
-            self.client.log_artifact(run_id, src, artifact_path)
+            self._client.log_artifact(run_id, src, artifact_path)
 
     def log_dataset(self, run_id: str, fp: dict[str, Any]) -> None:
-        import json
-
         ds = Dataset(
             name=fp["name"],
             digest=fp["xxh3"][:36],
@@ -141,12 +189,11 @@ class Store:
                 {k: fp[k] for k in ("size", "rows", "cols") if fp.get(k) is not None}
             ),
         )
-        self.client.log_inputs(
-            run_id, [DatasetInput(ds, [InputTag("mlflow.data.context", fp.get("role", "input"))])]
-        )
+        context = InputTag(tags.MLFLOW_DATA_CONTEXT, fp.get("role", "input"))
+        self._client.log_inputs(run_id, [DatasetInput(ds, [context])])
 
     def set_terminated(self, run_id: str, status: str, end_ms: int | None) -> None:
-        self.client.set_terminated(run_id, status=status, end_time=end_ms)
+        self._client.set_terminated(run_id, status=status, end_time=end_ms)
 
     def search_runs(
         self,
@@ -155,8 +202,10 @@ class Store:
         order_by: list[str] | None = None,
         max_results: int = 1000,
     ) -> list[Any]:
+        """The first ``max_results`` runs (:class:`~nbops.mlflow.entities.Run`) matching; a
+        filter or order MLflow cannot parse raises MLflow's INVALID_PARAMETER_VALUE."""
         return list(
-            self.client.search_runs(
+            self._client.search_runs(
                 experiment_ids,
                 filter_string=filter_string,
                 order_by=order_by,
@@ -164,8 +213,188 @@ class Store:
             )
         )
 
-    def experiments(self) -> list[Any]:
-        return list(self.client.search_experiments())
+    def search_runs_page(
+        self,
+        experiment_ids: list[str],
+        filter_string: str = "",
+        order_by: list[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+    ) -> tuple[list[Any], str | None]:
+        """One page of matching runs and the token of the next page (None on the last page);
+        errors as :meth:`search_runs`."""
+        page = self._client.search_runs(
+            experiment_ids,
+            filter_string=filter_string,
+            order_by=order_by or None,
+            max_results=max_results,
+            page_token=page_token,
+        )
+        return list(page), _token(page)
+
+    def metric_history(self, run_id: str, key: str) -> list[e.Metric]:
+        """Every logged value of metric ``key`` of a run ([] when it logged none); NotFound when
+        the run does not exist."""
+        try:
+            hist: list[e.Metric] = list(self._client.get_metric_history(run_id, key))
+        except MlflowException as exc:
+            if _code(exc) in _MISSING:
+                raise self._no_run(run_id) from exc
+            raise
+        if not hist:
+            self.get_run(run_id)  # MLflow answers [] for an unknown run too: NotFound then
+        return hist
+
+    # --- artifacts --------------------------------------------------------------------------
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[e.FileInfo]:
+        """The artifacts directly under ``path`` of a run ([] for a path that holds none);
+        NotFound when the run does not exist."""
+        try:
+            return list(self._client.list_artifacts(run_id, path))
+        except MlflowException as exc:
+            if _code(exc) in _MISSING:
+                raise self._no_run(run_id) from exc
+            raise
+
+    def download_artifacts(self, run_id: str, path: str, dst_dir: str) -> str:
+        """Download artifact ``path`` of a run into ``dst_dir``; the local path. NotFound when
+        the run does not exist or has no artifact at ``path``."""
+        try:
+            return str(self._client.download_artifacts(run_id, path, dst_dir))
+        except MlflowException as exc:
+            if _code(exc) not in _MISSING:
+                raise
+            self.get_run(run_id)  # NotFound naming the run when that is what is missing
+            raise NotFound(
+                f"run {run_id} has no artifact {path!r}",
+                "its artifacts are listed in the Runs panel (or `nbops show RUN`)",
+            ) from exc
+        except OSError as exc:  # a local artifact store without the file
+            raise NotFound(
+                f"run {run_id} has no artifact {path!r}",
+                "its artifacts are listed in the Runs panel (or `nbops show RUN`)",
+            ) from exc
+
+    # --- model registry ---------------------------------------------------------------------
+    def get_registered_model(self, name: str) -> e.RegisteredModel | None:
+        """The registered model ``name``, or None when it is not registered
+        (RESOURCE_DOES_NOT_EXIST). A name MLflow refuses (INVALID_PARAMETER_VALUE) raises
+        MLflow's error."""
+        try:
+            return cast(e.RegisteredModel, self._client.get_registered_model(name))
+        except MlflowException as exc:
+            if _code(exc) == DOES_NOT_EXIST:
+                return None
+            raise
+
+    def search_registered_models(self, max_results: int = 1000) -> list[e.RegisteredModel]:
+        """Registered models, up to ``max_results`` (one page)."""
+        return list(self._client.search_registered_models(max_results=max_results))
+
+    def create_registered_model(
+        self, name: str, tags: dict[str, str] | None = None, description: str | None = None
+    ) -> e.RegisteredModel:
+        """Register a new model. MLflow's errors pass through: RESOURCE_ALREADY_EXISTS when
+        another process registered it first, INVALID_PARAMETER_VALUE for a name it refuses."""
+        return cast(
+            e.RegisteredModel,
+            self._client.create_registered_model(name, tags=tags, description=description),
+        )
+
+    def get_model_version(self, name: str, version: str) -> e.ModelVersion | None:
+        """Version ``version`` of model ``name``, or None when there is no such version (or
+        model)."""
+        try:
+            return cast(e.ModelVersion, self._client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise
+
+    def create_model_version(
+        self, name: str, source: str, run_id: str | None = None, tags: dict[str, str] | None = None
+    ) -> e.ModelVersion:
+        """A new version of registered model ``name`` from ``source`` (``runs:/<id>/<path>``);
+        NotFound when the model is not registered."""
+        try:
+            mv = self._client.create_model_version(name, source, run_id=run_id, tags=tags)
+        except MlflowException as exc:
+            if _code(exc) == DOES_NOT_EXIST:
+                raise self._no_model(name) from exc
+            raise
+        return cast(e.ModelVersion, mv)
+
+    def search_model_versions(
+        self, filter_string: str = "", max_results: int = 1000, page_token: str | None = None
+    ) -> tuple[list[e.ModelVersion], str | None]:
+        """One page of model versions matching ``filter_string`` and the next page's token
+        (None on the last page)."""
+        page = self._client.search_model_versions(
+            filter_string or None, max_results=max_results, page_token=page_token
+        )
+        return list(page), _token(page)
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` of model ``name`` at ``version``; NotFound when the model or version
+        does not exist."""
+        try:
+            self._client.set_registered_model_alias(name, alias, str(version))
+        except MlflowException as exc:
+            if _code(exc) == DOES_NOT_EXIST:
+                raise self._no_version(name, version) from exc
+            raise
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set a tag on registered model ``name``; NotFound when it is not registered."""
+        try:
+            self._client.set_registered_model_tag(name, key, value)
+        except MlflowException as exc:
+            if _code(exc) == DOES_NOT_EXIST:
+                raise self._no_model(name) from exc
+            raise
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        """Set a tag on a model version; NotFound when the model or version does not exist."""
+        try:
+            self._client.set_model_version_tag(name, str(version), key, value)
+        except MlflowException as exc:
+            if _code(exc) == DOES_NOT_EXIST:
+                raise self._no_version(name, version) from exc
+            raise
+
+    def _no_model(self, name: str) -> NotFound:
+        return NotFound(
+            f"model {name!r} is not registered in {self.uri}",
+            "list registered models with `nbops models`",
+        )
+
+    def _no_version(self, name: str, version: str) -> NotFound:
+        return NotFound(
+            f"model {name!r} has no version {version!r} in {self.uri}",
+            f"list its versions with `nbops models {name}`",
+        )
+
+
+_stores: dict[str, TrackingStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(uri: str | None = None) -> TrackingStore:
+    """The store at ``uri`` (default: the project's tracking URI), one per URI per process;
+    StoreUnavailable (not cached) when it cannot be opened."""
+    uri = uri or project.tracking_uri()
+    with _stores_lock:
+        store = _stores.get(uri)
+        if store is None:
+            store = _stores[uri] = TrackingStore(uri)
+        return store
+
+
+def _token(page: Any) -> str | None:
+    token = getattr(page, "token", None)
+    if isinstance(token, bytes):
+        token = token.decode()
+    return str(token) if token else None
 
 
 def _slug(name: str) -> str:
@@ -178,4 +407,14 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-__all__ = ["SchemaRefused", "Store", "ensure_schema", "is_permanent", "mlflow"]
+__all__ = [
+    "MAX_ENTITIES",
+    "MAX_METRICS",
+    "MAX_PARAMS_TAGS",
+    "SchemaRefused",
+    "TrackingStore",
+    "ensure_schema",
+    "is_permanent",
+    "mlflow",
+    "open_store",
+]

@@ -11,12 +11,13 @@ import os
 import time
 from typing import Any
 
+from nbops.mlflow.failures import is_permanent
+from nbops.mlflow.store import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, TrackingStore
 from nbops.tracking.spool import Spool
-from nbops.tracking.store import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, Store, is_permanent
 
 
 class Delivery:
-    def __init__(self, spool: Spool, store: Store) -> None:
+    def __init__(self, spool: Spool, store: TrackingStore) -> None:
         self.spool = spool
         self.store = store
         self.start = spool.start_record()

@@ -82,8 +82,8 @@ def recover(
 ) -> list[Outcome]:
     """Deliver every orphaned spool under ``state`` (only those for ``uri`` when given)."""
     from nbops.errors import StoreUnavailable
+    from nbops.mlflow.store import TrackingStore
     from nbops.tracking.delivery import Delivery
-    from nbops.tracking.store import Store
 
     opened: dict[str, object] = stores if stores is not None else {}
     out: list[Outcome] = []
@@ -111,7 +111,7 @@ def recover(
             try:
                 store = opened.get(suri)
                 if store is None:
-                    store = opened[suri] = Store(suri)
+                    store = opened[suri] = TrackingStore(suri)
                 delivery = Delivery(sp, store)  # type: ignore[arg-type]
                 status = delivery.finish_orphan()
                 out.append(
@@ -439,11 +439,11 @@ def _end_one(
         return Outcome(sp.dir.name, _run_id(sp.dir), "unreachable", message="not tried")
     suri = str(start.get("uri") or uri or "")
     try:
-        from nbops.tracking.store import Store
+        from nbops.mlflow.store import TrackingStore
 
         store = opened.get(suri)
         if store is None:
-            store = opened[suri] = Store(suri)
+            store = opened[suri] = TrackingStore(suri)
         delivery = Delivery(sp, store)  # type: ignore[arg-type]
         delivery.finish_orphan()
     except StoreUnavailable as exc:

@@ -47,12 +47,12 @@ def _capture(spool: Spool, start: dict[str, object]) -> None:
 
 def serve(spool: Spool, owner_fd: int) -> int:
     from nbops.errors import StoreUnavailable
+    from nbops.mlflow.store import TrackingStore
     from nbops.tracking.delivery import Delivery
-    from nbops.tracking.store import Store
 
     start = spool.start_record()
     uri = str(start["uri"])
-    store: Store | None = None
+    store: TrackingStore | None = None
     delivery: Delivery | None = None
     owner_gone = False
     backoff = 0.5
@@ -69,7 +69,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
         try:
             if store is None:
                 spool.set_state("connecting")
-                store = Store(uri)
+                store = TrackingStore(uri)
             if delivery is None:
                 delivery = Delivery(spool, store)
             if needs_capture:
@@ -143,8 +143,7 @@ def _recover_others(spool: Spool, uri: str, store: object) -> None:
 def _is_unreachable(exc: BaseException, uri: str) -> bool:
     """A store that cannot be reached (as opposed to a transient failure that clears itself,
     such as a locked SQLite database or two processes creating its schema at once)."""
-    from nbops.errors import StoreUnavailable
-    from nbops.tracking.schema import SchemaRefused
+    from nbops.errors import SchemaRefused, StoreUnavailable
 
     if isinstance(exc, SchemaRefused):
         return True  # a store nbops will not open as it is: waiting does not fix it
