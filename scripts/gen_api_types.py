@@ -1,4 +1,5 @@
-"""Generate labextension/src/api.generated.ts from the pydantic models of nbops/server/models.py.
+"""Generate labextension/src/api.generated.ts from the pydantic models of nbops/server/models.py
+(``API_MODELS``: the REST contract of docs/architecture.md).
 
     python scripts/gen_api_types.py           # rewrite the file
     python scripts/gen_api_types.py --check   # exit 1 when the file is out of date
@@ -6,6 +7,8 @@
 A small JSON Schema -> TypeScript interface translator (no network tools, no node): objects with
 properties become interfaces, ``additionalProperties`` become ``{ [key: string]: T }``, ``anyOf``
 unions, ``enum``/``const`` literal unions, ``prefixItems`` tuples, ``$ref`` the named interface.
+An interface is named after the model's JSON Schema title: a model whose Python name is
+entity-qualified (``RunComparison``) keeps its wire name (``Comparison``) by setting ``title``.
 """
 
 from __future__ import annotations
@@ -38,9 +41,13 @@ def schema() -> dict[str, Any]:
     return top
 
 
+_names: dict[str, str] = {}  # $defs key (the Python class name) -> TypeScript name (its title)
+
+
 def ts_type(s: dict[str, Any]) -> str:
     if "$ref" in s:
-        return str(s["$ref"]).rsplit("/", 1)[-1]
+        ref = str(s["$ref"]).rsplit("/", 1)[-1]
+        return _names.get(ref, ref)
     if "const" in s:
         return json.dumps(s["const"])
     if "enum" in s:
@@ -93,9 +100,11 @@ def _members(s: dict[str, Any], inline: bool = False) -> list[str]:
 
 def render() -> str:
     defs = schema().get("$defs", {})
+    _names.clear()
+    _names.update({key: str(d.get("title") or key) for key, d in defs.items()})
     parts = [HEADER]
-    for name in defs:
-        d = defs[name]
+    for key, d in sorted(defs.items(), key=lambda kv: _names[kv[0]]):  # as pydantic sorts keys
+        name = _names[key]
         doc = (d.get("description") or "").strip()
         if doc:
             parts.append("/** " + " ".join(doc.split()) + " */")

@@ -2,7 +2,9 @@
 
 ``scripts/gen_api_types.py`` turns the JSON Schema of these models into
 ``labextension/src/api.generated.ts``; tests/unit/test_api_types.py fails when the two drift.
-Names follow API-CONTRACT.md; fields may be added, never renamed. Times are epoch milliseconds.
+The REST contract of docs/architecture.md; fields may be added, never renamed. Times are epoch
+milliseconds. The read models (runs, experiments, comparisons) live with the readers
+(:mod:`nbops.mlflow.readers.models`) and are listed here.
 """
 
 from __future__ import annotations
@@ -11,20 +13,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nbops.mlflow.readers.models import (
+    Experiment,
+    MetricPoint,
+    ReadModel,
+    RunComparison,
+    RunList,
+    RunSummary,
+)
 from nbops.server.schedule_models import SCHEDULE_MODELS
 
+Comparison = RunComparison  # moved: issue 12 (the wire name stays Comparison)
 
-class _Response(BaseModel):
-    # every field of a response is always present (null when unknown): the TypeScript interfaces
-    # get no optional `?` members
-    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+_Response = ReadModel
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED", "SCHEDULED"]
 JobState = Literal["running", "done", "failed"]
 
 
@@ -35,41 +43,8 @@ class ApiError(_Response):
     message: str
 
 
-class Experiment(_Response):
-    experiment_id: str
-    name: str
-    run_count: int
-    last_run_time: int | None = None
-
-
 class ExperimentList(_Response):
     experiments: list[Experiment]
-
-
-class RunSummary(_Response):
-    run_id: str
-    run_name: str | None = None
-    experiment_id: str
-    status: RunStatus
-    start_time: int | None = None
-    end_time: int | None = None
-    duration_s: float | None = None
-    params: dict[str, str] = Field(default_factory=dict)
-    metrics: dict[str, float | None] = Field(default_factory=dict)
-    stage: str | None = None
-    rerun_of: str | None = None
-    parent_run_id: str | None = None
-    notebook: str | None = None
-
-
-class RunList(_Response):
-    runs: list[RunSummary]
-    next_page_token: str | None = None
-    total: int | None = None
-    param_keys: list[str] = Field(default_factory=list)
-    metric_keys: list[str] = Field(default_factory=list)
-    # which read path answered: "sqlite" (read-only SQL on the store) or "mlflow" (MlflowClient)
-    source: Literal["sqlite", "mlflow"] = "mlflow"
 
 
 class RunDetail(RunSummary):
@@ -80,24 +55,9 @@ class RunDetail(RunSummary):
     has_notebook: bool = False
 
 
-class MetricPoint(_Response):
-    step: int
-    timestamp: int
-    value: float | None
-
-
 class MetricHistory(_Response):
     key: str
     history: list[MetricPoint]
-
-
-class Comparison(_Response):
-    runs: list[RunSummary]
-    params_differ: dict[str, dict[str, str | None]]
-    params_same: dict[str, str]
-    metrics: dict[str, dict[str, float | None]]
-    best: dict[str, str]
-    histories: dict[str, dict[str, list[tuple[int, float | None]]]]
 
 
 class SourceOp(_Response):
@@ -172,7 +132,7 @@ API_MODELS: list[type[BaseModel]] = [
     RunDetail,
     MetricPoint,
     MetricHistory,
-    Comparison,
+    RunComparison,
     SourceOp,
     CellDiff,
     NotebookDiff,

@@ -19,8 +19,8 @@ from typing import Any
 
 from nbops.comparisons import lower_is_better
 from nbops.errors import InvalidInput, NotFound
-from nbops.server import limits
-from nbops.server import models as m
+from nbops.mlflow.readers import bounds as limits
+from nbops.mlflow.readers import models as m
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SUMMARY_TAGS = ("nbops.stage", "nbops.rerun_of", "mlflow.parentRunId", "nbops.notebook")
@@ -199,7 +199,7 @@ class Reader(ABC):
             source=page.source,
         )
 
-    def compare(self, run_ids: list[str]) -> m.Comparison:
+    def compare(self, run_ids: list[str]) -> m.RunComparison:
         runs = self.summaries(run_ids)
         ids = [r.run_id for r in runs]
         keys = sorted({k for r in runs for k in r.params})
@@ -227,7 +227,7 @@ class Reader(ABC):
             k: {rid: downsample(points) for rid, points in by_run.items()}
             for k, by_run in self.histories(ids).items()
         }
-        return m.Comparison(
+        return m.RunComparison(
             runs=runs,
             params_differ=differ,
             params_same=same,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from nbops.errors import InvalidInput, NotFound
+from nbops.mlflow import search
+from nbops.mlflow.readers import bounds as limits
+from nbops.mlflow.readers import models as m
 from nbops.mlflow.readers.base import (
     Page,
     Reader,
@@ -15,8 +18,6 @@ from nbops.mlflow.readers.base import (
     query_digest,
     summarize,
 )
-from nbops.server import limits
-from nbops.server import models as m
 
 
 def _syntax(filter_string: str, order_by: list[str], exc: Exception) -> InvalidInput:
@@ -31,14 +32,11 @@ def _syntax(filter_string: str, order_by: list[str], exc: Exception) -> InvalidI
 def _check_order(filter_string: str, order_by: list[str]) -> None:
     """Each order_by clause parses and names its key once (MLflow reports a repeated key as an
     internal error)."""
-    from mlflow.utils.search_utils import SearchUtils
-
     seen: set[tuple[str, str]] = set()
     for clause in order_by:
         try:
-            kind, key, _ = SearchUtils.parse_order_by_for_search_runs(clause)  # type: ignore[no-untyped-call]
-            key = SearchUtils.translate_key_alias(key)  # type: ignore[no-untyped-call]
-        except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
+            kind, key, _ = search.parse_order_by(clause)
+        except search.SearchSyntaxError as exc:
             raise _syntax(filter_string, order_by, exc) from exc
         if (kind, key) in seen:
             raise InvalidInput(f"order_by names {clause[:200]!r} twice", "name each key once")
@@ -126,7 +124,6 @@ class MlflowReader(Reader):
         page_token: str | None,
     ) -> Page:
         from mlflow.exceptions import MlflowException
-        from mlflow.utils.search_utils import SearchUtils
 
         limits.search(filter_string, order_by, max_results)
         digest = query_digest(experiment_ids, filter_string, order_by)
@@ -135,8 +132,8 @@ class MlflowReader(Reader):
             _check_inner_token(inner)
         if filter_string:
             try:
-                parsed = SearchUtils.parse_search_filter(filter_string)  # type: ignore[no-untyped-call]
-            except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
+                parsed = search.parse_filter(filter_string)
+            except search.SearchSyntaxError as exc:
                 raise _syntax(filter_string, order_by, exc) from exc
             limits.terms(parsed)
         _check_order(filter_string, order_by)

@@ -1,6 +1,7 @@
 """MLflow search syntax -> SQL over MLflow's own SQLite schema, for the fast read path.
 
-The filter and order_by strings are parsed by MLflow's own parser (same syntax, same errors);
+The filter and order_by strings are parsed by MLflow's own parser (:mod:`nbops.mlflow.search`:
+same syntax, same errors);
 the parsed comparisons are translated clause by clause into the SQL that MLflow's
 SqlAlchemyStore would run (same NaN and NULL rules, same tie-breaks). Anything outside the common
 subset raises :class:`Untranslatable` and the caller asks MlflowClient instead.
@@ -11,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbops import tags
 from nbops.errors import InvalidInput
-from nbops.server import limits
+from nbops.mlflow import search
+from nbops.mlflow.readers import bounds as limits
 
 
 class Untranslatable(Exception):
@@ -55,11 +58,9 @@ def _mlflow_error(exc: Exception, what: str, text: str) -> InvalidInput:
 
 
 def translate(filter_string: str, order_by: list[str]) -> Query:
-    from mlflow.utils.search_utils import SearchUtils
-
     try:
-        parsed = SearchUtils.parse_search_filter(filter_string or "")  # type: ignore[no-untyped-call]
-    except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException or ValueError
+        parsed = search.parse_filter(filter_string)
+    except search.SearchSyntaxError as exc:
         raise _mlflow_error(exc, "filter", filter_string) from exc
     limits.terms(parsed)
     q = Query()
@@ -71,11 +72,9 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
     seen: set[tuple[str, str]] = set()
     for n, clause in enumerate(order_by, start=1):
         try:
-            parse = SearchUtils.parse_order_by_for_search_runs
-            key_type, key, ascending = parse(clause)  # type: ignore[no-untyped-call]
-        except Exception as exc:  # noqa: BLE001
+            key_type, key, ascending = search.parse_order_by(clause)
+        except search.SearchSyntaxError as exc:
             raise _mlflow_error(exc, "order_by", clause) from exc
-        key = _alias(key)
         if (key_type, key) in seen:
             raise InvalidInput(f"order_by names {clause!r} twice", "name each key once")
         seen.add((key_type, key))
@@ -88,7 +87,7 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
 
 def _where(q: Query, comp: dict[str, Any]) -> None:
 
-    kind, key = comp.get("type"), _alias(comp.get("key"))
+    kind, key = comp.get("type"), search.key_alias(comp.get("key"))
     value: Any = comp.get("value")
     op = str(comp.get("comparator", "")).upper()
     if kind == "attribute":
@@ -108,9 +107,9 @@ def _where(q: Query, comp: dict[str, Any]) -> None:
         elif key == "run_name" and op in _STR_OPS:
             q.where.append(
                 "EXISTS (SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid"
-                f" AND t.key = 'mlflow.runName' AND {_str_cmp('t.value', op)})"
+                f" AND t.key = ? AND {_str_cmp('t.value', op)})"
             )
-            q.where_args.append(value)
+            q.where_args.extend([tags.MLFLOW_RUN_NAME, value])
         else:
             raise Untranslatable(f"attribute {key} {op}")
         return
@@ -140,13 +139,6 @@ def _where(q: Query, comp: dict[str, Any]) -> None:
         f"EXISTS (SELECT 1 FROM {table} e WHERE e.run_uuid = r.run_uuid AND e.key = ? AND {cond})"
     )
     q.where_args.extend([key, arg])
-
-
-def _alias(key: Any) -> str:
-    """MLflow's aliases: ``created`` is start_time, ``run name`` is run_name."""
-    from mlflow.utils.search_utils import SearchUtils
-
-    return str(SearchUtils.translate_key_alias(key))  # type: ignore[no-untyped-call]
 
 
 def _str_cmp(col: str, op: str) -> str:

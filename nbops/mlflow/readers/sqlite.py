@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from nbops.errors import NotFound
+from nbops.mlflow.readers import bounds as limits
+from nbops.mlflow.readers import models as m
 from nbops.mlflow.readers.base import (
     SUMMARY_TAGS,
     Page,
@@ -27,8 +29,6 @@ from nbops.mlflow.readers.base import (
     summarize,
 )
 from nbops.mlflow.readers.sqlfilter import Untranslatable, translate
-from nbops.server import limits
-from nbops.server import models as m
 
 _CHUNK = 500  # ids per IN (...) list: under SQLite's variable limit
 _NEWEST_MAX = 2000  # the newest-rows shortcut serves pages up to this far down
