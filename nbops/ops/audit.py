@@ -48,14 +48,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import project, tags
 from nbops.errors import InvalidInput
 
 LOG_NAME = "audit.jsonl"
 HEAD_NAME = "audit.head"
 GAP = "audit.gap"
 GENESIS = "0" * 64
-STORE_TAG = "nbops.audit.head."
+STORE_TAG = tags.AUDIT_HEAD_PREFIX
 STORE_EXPERIMENT = "0"  # MLflow's Default experiment: every SQL store has it
 _TAIL = 65536
 _RESERVED = ("seq", "ts", "who", "host", "action", "prev", "hash")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import project, tags
 from nbops.errors import InvalidInput, NotFound
 
 MAX_DEPTH = 20
@@ -24,8 +24,9 @@ def _store() -> Any:
     return open_store()
 
 
-def _prefixed(tags: dict[str, str], prefix: str) -> dict[str, str]:
-    return {k[len(prefix) :]: v for k, v in sorted(tags.items()) if k.startswith(prefix)}
+def prefixed(run_tags: dict[str, str], prefix: str) -> dict[str, str]:
+    """The tags whose name starts with ``prefix`` (``nbops.dep.``), keyed by the rest, sorted."""
+    return {k[len(prefix) :]: v for k, v in sorted(run_tags.items()) if k.startswith(prefix)}
 
 
 def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
@@ -86,7 +87,7 @@ class Walker:
         while cur is not None and hops < 5:
             if "nbops.pipeline" in cur.data.tags:
                 return str(cur.info.run_id)
-            parent = cur.data.tags.get("mlflow.parentRunId")
+            parent = cur.data.tags.get(tags.MLFLOW_PARENT_RUN_ID)
             if not parent:
                 return None
             try:
@@ -104,15 +105,15 @@ class Walker:
             return []
         return list(
             self.store.search_runs(
-                [run.info.experiment_id], f"tags.`mlflow.parentRunId` = {quoted}"
+                [run.info.experiment_id], f"tags.`{tags.MLFLOW_PARENT_RUN_ID}` = {quoted}"
             )
         )
 
     def deps(self, run: Any) -> dict[str, str]:
-        deps = _prefixed(run.data.tags, "nbops.dep.")
-        if not deps and "nbops.stage" in run.data.tags:  # a sweep's stage run: its points read
+        deps = prefixed(run.data.tags, tags.DEP_PREFIX)
+        if not deps and tags.STAGE in run.data.tags:  # a sweep's stage run: its points read
             for child in self.children(run):
-                for k, v in _prefixed(child.data.tags, "nbops.dep.").items():
+                for k, v in prefixed(child.data.tags, tags.DEP_PREFIX).items():
                     deps.setdefault(k, v)
         return deps
 
@@ -122,7 +123,7 @@ class Walker:
 
         if not digest or digest == "missing":
             return None
-        key = f"nbops.out.{path}".replace("`", "")
+        key = f"{tags.OUT_PREFIX}{path}".replace("`", "")
         quoted = filter_value(digest)
         if quoted is None:  # not a content hash nbops wrote: nothing produced it
             return None
@@ -143,7 +144,7 @@ class Walker:
     def executed(self, run: Any) -> str | None:
         rid = run.info.run_id
         runs_dir = project.state_dir(self.root, create=False) / "runs"
-        for name in (rid, run.data.tags.get("nbops.spool")):  # kept by run id, or spool id
+        for name in (rid, run.data.tags.get(tags.SPOOL)):  # kept by run id, or spool id
             kept = runs_dir / name if name else None
             if kept is not None and kept.is_dir():
                 nbs = sorted(kept.glob("*.ipynb"))
@@ -159,30 +160,30 @@ class Walker:
 
     def node(self, rid: str, depth: int = 0) -> dict[str, Any]:
         run = self.run(rid)
-        tags, info = run.data.tags, run.info
+        run_tags, info = run.data.tags, run.info
         node: dict[str, Any] = {
             "run_id": rid,
             "name": info.run_name,
             "status": info.status,
             "experiment_id": info.experiment_id,
-            "stage": tags.get("nbops.stage"),
-            "sweep_point": tags.get("nbops.sweep_point"),
+            "stage": run_tags.get(tags.STAGE),
+            "sweep_point": run_tags.get(tags.SWEEP_POINT),
             "pipeline_run": self.pipeline_run(run),
-            "notebook": tags.get("nbops.notebook") or tags.get("mlflow.source.name"),
+            "notebook": run_tags.get(tags.NOTEBOOK) or run_tags.get(tags.MLFLOW_SOURCE_NAME),
             "executed_notebook": self.executed(run),
             "git": {
-                "commit": tags.get("nbops.git.commit") or tags.get("mlflow.source.git.commit"),
-                "branch": tags.get("nbops.git.branch"),
-                "dirty": tags.get("nbops.git.dirty"),
+                "commit": run_tags.get(tags.GIT_COMMIT) or run_tags.get(tags.MLFLOW_GIT_COMMIT),
+                "branch": run_tags.get(tags.GIT_BRANCH),
+                "dirty": run_tags.get(tags.GIT_DIRTY),
             },
             "params": dict(sorted(run.data.params.items())),
             "metrics": dict(sorted(run.data.metrics.items())),
             "data": {
                 "deps": self.deps(run),
-                "tracked": _prefixed(tags, "nbops.data."),
-                "outs": _prefixed(tags, "nbops.out."),
+                "tracked": prefixed(run_tags, tags.DATA_PREFIX),
+                "outs": prefixed(run_tags, tags.OUT_PREFIX),
             },
-            "models": sorted(_prefixed(tags, "nbops.model.")),
+            "models": sorted(prefixed(run_tags, tags.MODEL_PREFIX)),
             "upstream": [],
         }
         if rid in self.seen or depth >= MAX_DEPTH:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import project, tags
 from nbops.errors import ConfigError, InvalidInput, NotFound
 from nbops.ops import audit
 from nbops.ops.drift import DriftReport, check_drift
@@ -164,20 +164,20 @@ def _log_run(root: Path, report: DriftReport, ref_p: Path, cur_p: Path, html: Pa
 
     store = open_store(project.tracking_uri(root))
     fps = {"reference": fingerprint(ref_p, role="input"), "current": fingerprint(cur_p)}
-    tags = {
-        "nbops.kind": "drift",
-        "nbops.drift": str(report.drifted).lower(),
-        "nbops.drift.columns": ",".join(report.drifted_columns)[:5000],
-        **{f"nbops.data.{role}.{_key(fp['name'])}": fp["xxh3"] for role, fp in fps.items()},
+    run_tags = {
+        tags.KIND: "drift",
+        tags.DRIFT: str(report.drifted).lower(),
+        tags.DRIFT_COLUMNS: ",".join(report.drifted_columns)[:5000],
+        **{f"{tags.DATA_PREFIX}{role}.{_key(fp['name'])}": fp["xxh3"] for role, fp in fps.items()},
     }
     try:
         import getpass
 
-        tags["mlflow.user"] = getpass.getuser()
+        run_tags[tags.MLFLOW_USER] = getpass.getuser()
     except (KeyError, OSError):
         pass
     start = int(time.time() * 1000)
-    rid = store.create_run(store.experiment_id(EXPERIMENT), start, "drift-check", tags)
+    rid = store.create_run(store.experiment_id(EXPERIMENT), start, "drift-check", run_tags)
     ms = int(time.time() * 1000)
     metrics = [("drift.n_drifted", float(len(report.drifted_columns)), 0, ms)]
     for c in report.columns:
@@ -241,13 +241,13 @@ def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
     from nbops.tracking.query import open_store
 
     store = open_store(project.tracking_uri(root))
-    tags = [
-        ("nbops.retrain.status", str(result["status"])),
-        ("nbops.retrain.runs", ",".join(run_ids)[:7900]),
+    links = [
+        (tags.RETRAIN_STATUS, str(result["status"])),
+        (tags.RETRAIN_RUNS, ",".join(run_ids)[:7900]),
     ]
     if result["pipeline_run_id"]:
-        tags.append(("nbops.retrain.pipeline_run", str(result["pipeline_run_id"])))
-    store.log_batch(drift_run, tags=tags)
+        links.append((tags.RETRAIN_PIPELINE_RUN, str(result["pipeline_run_id"])))
+    store.log_batch(drift_run, tags=links)
     audit.safe_record(
         "drift.retrain",
         root=root,

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import project, tags
 from nbops.errors import InvalidInput, NbopsError, NotFound
 from nbops.ops import audit, names
 from nbops.ops.gates import GateOutcome, check, refusal
 
-HISTORY_TAG = "nbops.alias_history."
 DEFAULT_ALIAS = "champion"
 
 
@@ -103,7 +102,7 @@ def model_version(client: Any, name: str, version: str) -> Any:
 
 
 def history(rm: Any, alias: str) -> list[str]:
-    raw = (rm.tags or {}).get(HISTORY_TAG + alias)
+    raw = (rm.tags or {}).get(tags.ALIAS_HISTORY_PREFIX + alias)
     try:
         return [str(v) for v in json.loads(raw)] if raw else []
     except (ValueError, RecursionError):
@@ -113,7 +112,8 @@ def history(rm: Any, alias: str) -> list[str]:
 def model_artifact(store: Any, run: Any) -> str:
     """The artifact path of the model a run logged (``nbops.model.<name>`` tags, else a folder
     with an ``MLmodel`` file); NotFound naming the run if it logged none."""
-    tagged = sorted(k[len("nbops.model.") :] for k in run.data.tags if k.startswith("nbops.model."))
+    prefix = tags.MODEL_PREFIX
+    tagged = sorted(k[len(prefix) :] for k in run.data.tags if k.startswith(prefix))
     if tagged:
         return "model" if "model" in tagged else tagged[0]
     rid = run.info.run_id
@@ -148,12 +148,12 @@ def _sweep_points(store: Any, run: Any) -> list[str]:
     try:
         children = store.client.search_runs(
             [run.info.experiment_id],
-            filter_string=f"tags.`nbops.parent_run` = '{rid}'",
+            filter_string=f"tags.`{tags.PARENT_RUN}` = '{rid}'",
             max_results=1000,
         )
     except Exception:  # noqa: BLE001 - the hint is a courtesy: plain "no model" then
         return []
-    return [c.info.run_id for c in children if "nbops.sweep_point" in c.data.tags]
+    return [c.info.run_id for c in children if tags.SWEEP_POINT in c.data.tags]
 
 
 # --- promote -------------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def promote(
         outcomes: list[GateOutcome] = []
         if gate is not None:
             outcomes = check(
-                gate, model, run_id, run.data.tags.get("nbops.stage"), run.data.metrics, current
+                gate, model, run_id, run.data.tags.get(tags.STAGE), run.data.metrics, current
             )
             refused = refusal(model, run_id, outcomes)
             if refused is not None:
@@ -220,7 +220,7 @@ def promote(
                 model,
                 f"runs:/{run_id}/{artifact}",
                 run_id=run_id,
-                tags={"nbops.stage": run.data.tags.get("nbops.stage", "")},
+                tags={tags.STAGE: run.data.tags.get(tags.STAGE, "")},
             )
             version, reused = str(mv.version), False
         previous = str(rm.aliases[alias]) if alias in rm.aliases else None
@@ -231,7 +231,9 @@ def promote(
             hist.append(version)
         try:
             client.set_registered_model_alias(model, alias, version)
-            client.set_registered_model_tag(model, HISTORY_TAG + alias, json.dumps(hist))
+            client.set_registered_model_tag(
+                model, tags.ALIAS_HISTORY_PREFIX + alias, json.dumps(hist)
+            )
         except Exception:
             if previous is not None:  # put the alias back: a promotion is all or nothing
                 with contextlib.suppress(Exception):
@@ -239,7 +241,7 @@ def promote(
             raise
         gates_text = json.dumps([o.__dict__ for o in outcomes])
         with contextlib.suppress(Exception):
-            client.set_model_version_tag(model, version, "nbops.gates", gates_text[:4900])
+            client.set_model_version_tag(model, version, tags.GATES, gates_text[:4900])
     audit.safe_record(
         "promote",
         root=root,
@@ -265,7 +267,7 @@ def _maybe_model(client: Any, name: str) -> Any:
 def _create_model(client: Any, name: str) -> Any:
     try:
         return client.create_registered_model(
-            name, tags={"nbops.created_by": "nbops promote"}, description="registered by nbops"
+            name, tags={tags.CREATED_BY: "nbops promote"}, description="registered by nbops"
         )
     except Exception as exc:
         if _mlflow_code(exc) == "RESOURCE_ALREADY_EXISTS":
@@ -325,7 +327,7 @@ def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -
         hist.pop()
         target = hist[-1]
         client.set_registered_model_alias(model, alias, target)
-        client.set_registered_model_tag(model, HISTORY_TAG + alias, json.dumps(hist))
+        client.set_registered_model_tag(model, tags.ALIAS_HISTORY_PREFIX + alias, json.dumps(hist))
     audit.safe_record(
         "rollback",
         root=root,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import envvars, project, tags
 from nbops.errors import InvalidInput, NotFound
 from nbops.ops import audit
 
@@ -132,7 +132,7 @@ def compare_metrics(
 def _executed_notebook(store: Any, run: Any, root: Path, into: Path) -> Path:
     rid = run.info.run_id
     runs_dir = project.state_dir(root, create=False) / "runs"
-    for name in (rid, run.data.tags.get("nbops.spool")):  # kept by run id, or by spool id
+    for name in (rid, run.data.tags.get(tags.SPOOL)):  # kept by run id, or by spool id
         kept = runs_dir / name if name else None
         nbs = sorted(kept.glob("*.ipynb")) if kept is not None and kept.is_dir() else []
         if nbs:
@@ -167,11 +167,11 @@ def _params(run: Any, nb: Path) -> dict[str, Any]:
 
 def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
     """Put the content the run read (``nbops.dep.*``) into the scratch copy."""
-    from nbops.ops.lineage import Walker, _prefixed
+    from nbops.ops.lineage import Walker, prefixed
     from nbops.pipeline.cache import OutCache, load_record
     from nbops.pipeline.hashing import HashCache
 
-    deps = _prefixed(run.data.tags, "nbops.dep.")
+    deps = prefixed(run.data.tags, tags.DEP_PREFIX)
     hashes = HashCache(work, work / ".nbops")
     walker = Walker(root, store)
     restored = []
@@ -236,7 +236,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
     out_dir = project.state_dir(root) / "verify" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     original = _executed_notebook(store, run, root, out_dir / "original")
-    nb_tag = run.data.tags.get("nbops.notebook") or str(original)
+    nb_tag = run.data.tags.get(tags.NOTEBOOK) or str(original)
     try:
         rel = Path(nb_tag).resolve().relative_to(root.resolve())
     except ValueError:
@@ -253,23 +253,23 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
         vrun = Run(
             exp,
             f"verify {run.info.run_name or run_id}",
-            {"nbops.verify_of": run_id, "nbops.notebook": nb_tag},
+            {tags.VERIFY_OF: run_id, tags.NOTEBOOK: nb_tag},
             params={k: str(v) for k, v in params.items()},
             root=root,
             capture=False,
         )
         output = out_dir / original.name
         job = Job(
-            run.data.tags.get("nbops.stage", "verify"),
+            run.data.tags.get(tags.STAGE, "verify"),
             f"verify {run_id}",
             source,
             output,
             params,
             source.parent,
             env={
-                "NBOPS_ATTACH_SPOOL": str(vrun._spool.dir),
-                "NBOPS_NOTEBOOK": str(source),
-                "NBOPS_PROJECT_ROOT": str(root),
+                envvars.ATTACH_SPOOL: str(vrun._spool.dir),
+                envvars.NOTEBOOK: str(source),
+                envvars.PROJECT_ROOT: str(root),
             },
         )
         executor = LocalExecutor(work, warm=0)
@@ -299,14 +299,14 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
 
 
 def _record(store: Any, v: Verification, root: Path) -> None:
-    tags = [
-        ("nbops.verified", str(v.ok).lower()),
-        ("nbops.verified_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+    verdict = [
+        (tags.VERIFIED, str(v.ok).lower()),
+        (tags.VERIFIED_AT, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
     ]
     if v.verify_run_id:
-        tags.append(("nbops.verified_by", v.verify_run_id))
-        store.log_batch(v.verify_run_id, tags=[("nbops.verify.result", str(v.ok).lower())])
-    store.log_batch(v.run_id, tags=tags)
+        verdict.append((tags.VERIFIED_BY, v.verify_run_id))
+        store.log_batch(v.verify_run_id, tags=[(tags.VERIFY_RESULT, str(v.ok).lower())])
+    store.log_batch(v.run_id, tags=verdict)
     audit.safe_record(
         "verify",
         root=root,
