@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import envvars, project
+from nbops import tags as tag_names
 from nbops.comparisons import CHECK_OPS
 from nbops.errors import ConfigError, ParameterError, StageFailed
 from nbops.executors.base import Executor, Job, Result
@@ -369,16 +370,20 @@ class _Execution:
         )
         tags = {
             **self.r.tags,
-            "nbops.stage": plan.name,
-            "nbops.notebook": str(plan.notebook),
-            "mlflow.source.name": str(plan.notebook),
-            "mlflow.source.type": "NOTEBOOK",
+            tag_names.STAGE: plan.name,
+            tag_names.NOTEBOOK: str(plan.notebook),
+            tag_names.MLFLOW_SOURCE_NAME: str(plan.notebook),
+            tag_names.MLFLOW_SOURCE_TYPE: "NOTEBOOK",
         }
         if pt is not None and pt.sweep:
-            tags["nbops.sweep_point"] = pt.label
+            tags[tag_names.SWEEP_POINT] = pt.label
         if pt is not None and pt.fp is not None:  # the exact content of what the stage read
             tags.update(
-                {f"nbops.dep.{d}": h or "missing" for d, h in pt.fp.deps.items() if len(d) < 200}
+                {
+                    f"{tag_names.DEP_PREFIX}{d}": h or "missing"
+                    for d, h in pt.fp.deps.items()
+                    if len(d) < 200
+                }
             )
         run = Run(
             self.pipeline_run.experiment,
@@ -526,9 +531,9 @@ class _Execution:
                     pt.params,
                     plan.notebook.parent,  # the kernel runs where the notebook is, as in Jupyter
                     env={
-                        "NBOPS_ATTACH_SPOOL": str(run._spool.dir),
-                        "NBOPS_NOTEBOOK": str(plan.notebook),
-                        "NBOPS_PROJECT_ROOT": str(self.r.root),
+                        envvars.ATTACH_SPOOL: str(run.spool.dir),
+                        envvars.NOTEBOOK: str(plan.notebook),
+                        envvars.PROJECT_ROOT: str(self.r.root),
                     },
                 )
                 self.r.progress.line(pt.label, "running", "; ".join(pt.why))
@@ -619,7 +624,11 @@ class _Execution:
             )
             owner.log_text(_json(record), "outs.json")
             owner.set_tags(
-                {f"nbops.out.{k}": v["digest"] or "" for k, v in record.items() if len(k) < 200}
+                {
+                    f"{tag_names.OUT_PREFIX}{k}": v["digest"] or ""
+                    for k, v in record.items()
+                    if len(k) < 200
+                }
             )
             outs = {o: r["digest"] for o, r in record.items()}
             for pt, run, res, _ in results:
@@ -633,7 +642,7 @@ class _Execution:
                 record = pt.fp.record(outs, rid, time.time())
                 if rid is None:
                     self.unnamed.append((run, kept, record))
-                elif kept.is_dir():  # .nbops/runs/<run_id>/ (DESIGN.md)
+                elif kept.is_dir():  # .nbops/runs/<run_id>/ (docs/architecture.md)
                     os.replace(kept, kept.with_name(rid))
                 self.r.state.put(plan.name, pt.key, record)
                 self.r.state.failed.pop(pt.label, None)
@@ -692,7 +701,7 @@ class _Execution:
 
     def _mark_timeout(self, run: Any) -> None:
         if self.timed_out:
-            run.set_tags({"nbops.end_reason": f"timeout: {self.r.timeout:g} s"})
+            run.set_tags({tag_names.END_REASON: f"timeout: {self.r.timeout:g} s"})
 
     def _interrupt(self) -> None:
         self.stop.set()  # the main loop stops the executor within half a second
@@ -753,20 +762,9 @@ _ENDED = ("done", "up to date", "failed", "skipped")
 
 def _latest_metrics(run: Any) -> dict[str, float]:
     """The last value of each metric in a run's spool (what the notebook logged)."""
-    import json as _j
+    from nbops.tracking.spool import latest_metrics
 
-    out: dict[str, tuple[int, float]] = {}
-    with open(run._spool.log_path, "rb") as f:
-        for line in f:
-            try:
-                rec = _j.loads(line)
-            except ValueError:
-                continue
-            if rec and rec[0] == "m":
-                k, v, step = rec[1], rec[2], rec[3]
-                if k not in out or step >= out[k][0]:
-                    out[k] = (step, v)
-    return {k: v for k, (_, v) in out.items()}
+    return latest_metrics(run.spool.log_path)
 
 
 def _param_str(v: Any) -> str:
@@ -783,10 +781,8 @@ def _install_signal_handlers(on_stop: Callable[[], None]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
     old = {}
-    count = {"n": 0}
 
     def handler(signum: int, frame: Any) -> None:
-        count["n"] += 1
         on_stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,10 +6,12 @@ in MLflow while a stage runs, creates child runs under their parents, and finish
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbops import tags as tag_names
+from nbops.tracking import spool as records
 from nbops.tracking.run import Run
 
 
@@ -19,7 +21,6 @@ class _Entry:
     parent: Run | None
     delivery: Any = None
     done: bool = False
-    extra: list[list[Any]] = field(default_factory=list)
 
 
 class Sink:
@@ -33,7 +34,7 @@ class Sink:
         self._closing = False
         self._store: Any = None
         self.error: str | None = None
-        self._context: list[list[Any]] | None = None
+        self._context: list[records.Tag] | None = None
         self._busy = False  # the last error was a busy store (waited for), not a missing one
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="nbops-sink", daemon=True)
@@ -65,7 +66,7 @@ class Sink:
             self._store = Store(self.uri)
         return self._store
 
-    def _capture(self) -> list[list[Any]]:
+    def _capture(self) -> list[records.Tag]:
         """Git state and environment, computed once for the whole pipeline execution."""
         if self._context is None:
             from nbops.tracking import capture
@@ -73,7 +74,7 @@ class Sink:
             tags = capture.host_tags()
             git_tags, diff = capture.git_state(self.cwd)
             tags.update(git_tags)
-            recs: list[list[Any]] = [["t", k, v] for k, v in tags.items()]
+            recs = [records.Tag(k, v) for k, v in tags.items()]
             self._env_text = capture.environment_text()
             self._diff = diff
             self._context = recs
@@ -95,16 +96,16 @@ class Sink:
                         pid = self._ensure(e.parent)
                         if pid is None:
                             continue  # its parent is created first
-                    e.delivery = Delivery(e.run._spool, store)
+                    e.delivery = Delivery(e.run.spool, store)
                     if pid is not None:
                         tags = e.delivery.start.setdefault("tags", {})
-                        tags["mlflow.parentRunId"] = tags["nbops.parent_run"] = pid
+                        tags[tag_names.MLFLOW_PARENT_RUN_ID] = tags[tag_names.PARENT_RUN] = pid
                     e.delivery.ensure_run()
                     self._add_context(e)
                 e.delivery.pump()
                 if e.delivery.ended and e.delivery.caught_up():
-                    e.run._spool.finish(e.delivery.run_id)
-                    e.run._spool.close()
+                    e.run.spool.finish(e.delivery.run_id)
+                    e.run.spool.close()
                     e.done = True
             self.error = None
             self._busy = False
@@ -122,18 +123,18 @@ class Sink:
         return None
 
     def _add_context(self, e: _Entry) -> None:
-        sp = e.run._spool
+        sp = e.run.spool
         if sp.fd is None:
             return
         for rec in self._capture():
             sp.append(rec)
         env = sp.new_file("environment.txt")
         env.write_text(self._env_text)
-        sp.append(["a", str(env), None, True])
+        sp.append(records.Artifact(str(env), None, True))
         if self._diff:
             patch = sp.new_file("diff.patch")
             patch.write_text(self._diff)
-            sp.append(["a", str(patch), "git", True])
+            sp.append(records.Artifact(str(patch), "git", True))
 
     def run_id(self, run: Run, timeout: float = 60.0) -> str | None:
         """The MLflow id of a run once the sink created it (None if the store is unreachable)."""
@@ -180,7 +181,7 @@ class Sink:
             self._closed = True
             left = [e for e in self._entries if not e.done]
         for e in left:
-            e.run._spool.close()  # release the lock: nbops sync can deliver it later
+            e.run.spool.close()  # release the lock: nbops sync can deliver it later
         return not left
 
     def undelivered(self) -> list[str]:
@@ -215,29 +216,28 @@ def _describe(e: _Entry) -> str:
     """``train[C=1] (run 1f2e...): 3 metrics, artifacts model, notebook; the end of the run``."""
     run = e.run
     rid = run.id_if_ready()
-    who = f"run {rid}" if rid else f"run not created yet, spool {run._spool.dir}"
-    offset = e.delivery.offset if e.delivery is not None else run._spool.acked()
-    counts = {"m": 0, "p": 0, "t": 0, "d": 0}
+    who = f"run {rid}" if rid else f"run not created yet, spool {run.spool.dir}"
+    offset = e.delivery.offset if e.delivery is not None else run.spool.acked()
+    counts = {records.Metric: 0, records.Param: 0, records.Tag: 0, records.Dataset: 0}
     artifacts: list[str] = []
     ended = False
     try:
-        for _, rec in run._spool.read_from(offset):
-            kind = rec[0]
-            if kind in counts:
-                counts[kind] += 1
-            elif kind == "a":
-                artifacts.append(str(rec[2] or Path(str(rec[1])).name))
-            elif kind == "end":
+        for _, rec in run.spool.records_from(offset):
+            if isinstance(rec, records.Artifact):
+                artifacts.append(rec.artifact_dir or Path(rec.src).name)
+            elif isinstance(rec, records.End):
                 ended = True
+            elif type(rec) in counts:
+                counts[type(rec)] += 1
     except (OSError, ValueError):
-        return f"{run.name} ({who}): its spool {run._spool.dir} could not be read"
+        return f"{run.name} ({who}): its spool {run.spool.dir} could not be read"
     parts = [
         f"{n} {label}"
         for n, label in (
-            (counts["m"], "metric values"),
-            (counts["p"], "params"),
-            (counts["t"], "tags"),
-            (counts["d"], "datasets"),
+            (counts[records.Metric], "metric values"),
+            (counts[records.Param], "params"),
+            (counts[records.Tag], "tags"),
+            (counts[records.Dataset], "datasets"),
         )
         if n
     ]

@@ -19,14 +19,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import envvars, project
+from nbops import tags as tag_names  # `tags` is a parameter name here
 from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
 from nbops.tracking import validate
-from nbops.tracking.spool import Spool, spool_root
+from nbops.tracking.spool import (
+    Artifact,
+    Dataset,
+    End,
+    Metric,
+    Param,
+    Spool,
+    Start,
+    Tag,
+    spool_root,
+)
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 STATUSES = (FINISHED, FAILED, KILLED)
-DEFAULT_WAIT = float(os.environ.get("NBOPS_FLUSH_TIMEOUT", "120"))
+DEFAULT_WAIT = float(os.environ.get(envvars.FLUSH_TIMEOUT, "120"))
 
 _now_ms = time.time_ns
 
@@ -34,7 +45,7 @@ _now_ms = time.time_ns
 def env_tags() -> dict[str, str]:
     """Tags for every run this process starts, from ``NBOPS_TAGS`` (a JSON object): how a
     re-run or a schedule marks the runs of a notebook it executes (``nbops.rerun_of``, ...)."""
-    raw = os.environ.get("NBOPS_TAGS")
+    raw = os.environ.get(envvars.TAGS)
     if not raw:
         return {}
     try:
@@ -60,8 +71,11 @@ class Run:
     """One MLflow run being logged from this process.
 
     ``id`` is the MLflow run id (it waits for the store to create the run); ``local_id`` names the
-    spool and is known at once.
+    spool and is known at once; ``spool`` is the run's :class:`~nbops.tracking.spool.Spool` (its
+    directory is what a stage kernel attaches to).
     """
+
+    spool: Spool
 
     def __init__(
         self,
@@ -103,24 +117,23 @@ class Run:
         self._params.update(clean_params)
         self.counts["params"] += len(clean_params)
         host = socket.gethostname()
-        clean_tags.setdefault("nbops.pid", str(os.getpid()))
-        clean_tags.setdefault("nbops.host", host)
+        clean_tags.setdefault(tag_names.PID, str(os.getpid()))
+        clean_tags.setdefault(tag_names.HOST, host)
         if notebook is not None:
-            clean_tags.setdefault("nbops.notebook", str(notebook))
-            clean_tags.setdefault("mlflow.source.name", str(notebook))
-            clean_tags.setdefault("mlflow.source.type", "NOTEBOOK")
+            clean_tags.setdefault(tag_names.NOTEBOOK, str(notebook))
+            clean_tags.setdefault(tag_names.MLFLOW_SOURCE_NAME, str(notebook))
+            clean_tags.setdefault(tag_names.MLFLOW_SOURCE_TYPE, "NOTEBOOK")
         elif sys.argv and sys.argv[0] and not sys.argv[0].endswith("ipykernel_launcher.py"):
-            clean_tags.setdefault("mlflow.source.name", sys.argv[0])
-            clean_tags.setdefault("mlflow.source.type", "LOCAL")
+            clean_tags.setdefault(tag_names.MLFLOW_SOURCE_NAME, sys.argv[0])
+            clean_tags.setdefault(tag_names.MLFLOW_SOURCE_TYPE, "LOCAL")
         self.local_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
-        clean_tags["nbops.spool"] = self.local_id
+        clean_tags[tag_names.SPOOL] = self.local_id
         self.start_ms = _ms()
-        clean_tags["nbops.heartbeat"] = str(self.start_ms)
+        clean_tags[tag_names.HEARTBEAT] = str(self.start_ms)
         state = project.state_dir(self.root)
-        self._spool = Spool.create(spool_root(state) / self.local_id)
-        self._spool.append(
-            [
-                "start",
+        self.spool = Spool.create(spool_root(state) / self.local_id)
+        self.spool.append(
+            Start(
                 {
                     "uri": self.uri,
                     "experiment": self.experiment,
@@ -133,8 +146,8 @@ class Run:
                     "cwd": os.getcwd(),
                     "run_id": run_id,
                     "capture": capture,
-                },
-            ]
+                }
+            )
         )
         self._run_id = run_id
         self._experiment_id: str | None = None
@@ -155,7 +168,7 @@ class Run:
         self.uri = str(start.get("uri"))
         self.experiment = str(start.get("experiment") or "Default")
         self.name = start.get("name")
-        nb = (start.get("tags") or {}).get("nbops.notebook")
+        nb = (start.get("tags") or {}).get(tag_names.NOTEBOOK)
         self.notebook = Path(nb) if nb else None
         self.snapshot = None
         self._respawned = False
@@ -167,17 +180,21 @@ class Run:
         self.local_id = spool_dir.name
         self.start_ms = int(start.get("start_ms") or _ms())
         sp.fd = os.open(sp.log_path, os.O_WRONLY | os.O_APPEND)
-        self._spool = sp
+        self.spool = sp
         self._run_id = start.get("run_id")
         self._experiment_id = None
         self._writer = None
         return self
 
+    @property
+    def _spool(self) -> Spool:  # moved: issue 12 (use Run.spool)
+        return self.spool
+
     # --- the writer -----------------------------------------------------------------------------
     def _spawn_writer(self) -> None:
-        assert self._spool.fd is not None
+        assert self.spool.fd is not None
         try:
-            log = open(self._spool.dir / "writer.log", "ab")  # noqa: SIM115 - handed to the child
+            log = open(self.spool.dir / "writer.log", "ab")  # noqa: SIM115 - handed to the child
         except OSError:
             log = subprocess.DEVNULL  # type: ignore[assignment]
         try:
@@ -186,13 +203,13 @@ class Run:
                     sys.executable,
                     "-m",
                     "nbops.tracking.writer",
-                    str(self._spool.dir),
-                    str(self._spool.fd),
+                    str(self.spool.dir),
+                    str(self.spool.fd),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,
-                pass_fds=(self._spool.fd,),
+                pass_fds=(self.spool.fd,),
                 start_new_session=True,
                 close_fds=True,
                 cwd=os.getcwd(),
@@ -201,7 +218,7 @@ class Run:
             self._writer = None
             self._warn_once(
                 "spawn",
-                f"could not start the writer ({exc}); the values stay in {self._spool.dir} "
+                f"could not start the writer ({exc}); the values stay in {self.spool.dir} "
                 "and `nbops sync` delivers them",
             )
         finally:
@@ -224,9 +241,9 @@ class Run:
         """The MLflow run id; waits (up to NBOPS_FLUSH_TIMEOUT s) until the store created it."""
         if self._run_id is None:
             self._wait_for(
-                lambda: self._spool.run_info() is not None, DEFAULT_WAIT, "create the run"
+                lambda: self.spool.run_info() is not None, DEFAULT_WAIT, "create the run"
             )
-            info = self._spool.run_info()
+            info = self.spool.run_info()
             assert info is not None
             self._run_id, self._experiment_id = info["run_id"], info["experiment_id"]
         return self._run_id
@@ -238,7 +255,7 @@ class Run:
     def id_if_ready(self) -> str | None:
         """The run id if the store has created the run already, else None (never waits)."""
         if self._run_id is None:
-            info = self._spool.run_info()
+            info = self.spool.run_info()
             if info:
                 self._run_id, self._experiment_id = info["run_id"], info["experiment_id"]
         return self._run_id
@@ -247,7 +264,7 @@ class Run:
     def experiment_id(self) -> str | None:
         self.id_if_ready()
         if self._experiment_id is None:
-            info = self._spool.run_info()
+            info = self.spool.run_info()
             self._experiment_id = info["experiment_id"] if info else None
         return self._experiment_id
 
@@ -265,7 +282,7 @@ class Run:
         k = validate.key(key)
         v = validate.metric_value(k, value)
         s = 0 if step is None else validate.step_value(k, step)
-        self._spool.append(["m", k, v, s, _now_ms() // 1_000_000])
+        self.spool.append(Metric(k, v, s, _now_ms() // 1_000_000))
         self.counts["metrics"] += 1
         self.last_metrics[k] = v
 
@@ -279,7 +296,7 @@ class Run:
             recs.append((k, v))
         s = 0 if step is None else validate.step_value("metrics", step)
         for k, v in recs:
-            self._spool.append(["m", k, v, s, ts])
+            self.spool.append(Metric(k, v, s, ts))
             self.last_metrics[k] = v
         self.counts["metrics"] += len(recs)
 
@@ -304,7 +321,7 @@ class Run:
         for k, v in clean.items():
             if k not in self._params:
                 self._params[k] = v
-                self._spool.append(["p", k, v])
+                self.spool.append(Param(k, v))
                 self.counts["params"] += 1
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -314,7 +331,7 @@ class Run:
         self._check_open()
         clean = [(validate.key(k, "tag"), validate.tag_value(k, v)) for k, v in tags.items()]
         for k, v in clean:
-            self._spool.append(["t", k, v])
+            self.spool.append(Tag(k, v))
         self.counts["tags"] += len(clean)
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
@@ -327,19 +344,19 @@ class Run:
                 f"check the path (relative to {os.getcwd()})",
             )
         dst = validate.artifact_path(artifact_path, "artifact_path") if artifact_path else None
-        stored, is_copy = self._spool.stash(src, src.name)
+        stored, is_copy = self.spool.stash(src, src.name)
         if src.is_dir():
             dst = f"{dst}/{src.name}" if dst else src.name
-        self._spool.append(["a", stored, dst, is_copy])
+        self.spool.append(Artifact(stored, dst, is_copy))
         self.counts["artifacts"] += 1
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Log ``text`` as the artifact file ``artifact_file`` (e.g. ``cells/train/source.py``)."""
         self._check_open()
         d, _, name = validate.artifact_path(artifact_file, "artifact_file").rpartition("/")
-        f = self._spool.new_file(name)
+        f = self.spool.new_file(name)
         f.write_text(text, encoding="utf-8")
-        self._spool.append(["a", str(f), d or None, True])
+        self.spool.append(Artifact(str(f), d or None, True))
         self.counts["artifacts"] += 1
 
     def log_figure(self, figure: Any, name: str = "figure.png") -> None:
@@ -353,9 +370,9 @@ class Run:
         d, _, base = validate.artifact_path(name, "figure name").rpartition("/")
         if "." not in base:
             base += ".png"
-        f = self._spool.new_file(base)
+        f = self.spool.new_file(base)
         figure.savefig(f, format=base.rsplit(".", 1)[1], bbox_inches="tight")
-        self._spool.append(["a", str(f), d or None, True])
+        self.spool.append(Artifact(str(f), d or None, True))
         self.counts["artifacts"] += 1
 
     def log_model(self, model: Any, name: str = "model", flavor: str | None = None) -> str:
@@ -365,19 +382,19 @@ class Run:
         from nbops.tracking import model as models
 
         validate.key(name, "model name")
-        target = self._spool.new_file(name)
+        target = self.spool.new_file(name)
         used = models.save(model, str(target), flavor)
-        self._spool.append(["a", str(target), name, True])
-        self._spool.append(["t", f"nbops.model.{name}", used])
+        self.spool.append(Artifact(str(target), name, True))
+        self.spool.append(Tag(f"{tag_names.MODEL_PREFIX}{name}", used))
         self.counts["artifacts"] += 1
         return f"runs:/{self._run_id or self.local_id}/{name}"
 
     def log_png(self, png: bytes, artifact_file: str) -> None:
         self._check_open()
         d, _, name = validate.artifact_path(artifact_file, "artifact_file").rpartition("/")
-        f = self._spool.new_file(name)
+        f = self.spool.new_file(name)
         f.write_bytes(png)
-        self._spool.append(["a", str(f), d or None, True])
+        self.spool.append(Artifact(str(f), d or None, True))
         self.counts["artifacts"] += 1
 
     def track_data(
@@ -394,8 +411,8 @@ class Run:
             )
         fp = fingerprint(Path(path), name=name, role=role)
         tag = "".join(c if c.isalnum() or c in "_-." else "_" for c in fp["name"])
-        self._spool.append(["t", f"nbops.data.{role}.{tag}", fp["xxh3"]])
-        self._spool.append(["d", fp])
+        self.spool.append(Tag(f"{tag_names.DATA_PREFIX}{role}.{tag}", fp["xxh3"]))
+        self.spool.append(Dataset(fp))
         self.counts["datasets"] += 1
         return fp
 
@@ -403,7 +420,7 @@ class Run:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is in the store. False (with a warning) if the
         store is unreachable or the wait times out: the data stays in the spool."""
-        target = self._spool.size()
+        target = self.spool.size()
         self._wake()
         return self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout)
 
@@ -424,19 +441,19 @@ class Run:
             return True
         if self.attached:  # the owner of the spool ends the run; nothing is waiting here
             self.status = status
-            self._spool.close()
+            self.spool.close()
             return True
         snap = self.snapshot if self.snapshot is not None and self.snapshot.is_file() else None
         snap = snap or (self.notebook if self.notebook is not None else None)
         if snap is not None and snap.is_file():
             with contextlib.suppress(OSError):
-                stored, is_copy = self._spool.stash(snap, snap.name)
-                self._spool.append(["a", stored, "notebook", is_copy])
-        self._spool.append(["end", status, _ms()])
+                stored, is_copy = self.spool.stash(snap, snap.name)
+                self.spool.append(Artifact(stored, "notebook", is_copy))
+        self.spool.append(End(status, _ms()))
         self.status = status
         if not self.owns_writer:
             return True  # whoever delivers this spool (the pipeline runner) finishes the run
-        target = self._spool.size()
+        target = self.spool.size()
         self._wake()
         ok = self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout, quiet=quiet)
         self._detach(0.5 if ok else 0.0)
@@ -448,7 +465,7 @@ class Run:
         if self.status != "RUNNING":
             return True
         if reason and not self.attached:
-            self._spool.append(["t", "nbops.end_reason", reason])
+            self.spool.append(Tag(tag_names.END_REASON, reason))
         return self.end(status, timeout, quiet=True)
 
     def _detach(self, wait: float = 0.5) -> None:
@@ -458,20 +475,20 @@ class Run:
         if w is not None and w.stdin is not None:
             with contextlib.suppress(OSError, ValueError):
                 w.stdin.close()
-        self._spool.close()
+        self.spool.close()
         if w is not None and wait > 0:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 w.wait(timeout=wait)
-        if self._spool.dir.exists() and self._spool.state().get("state") == "done":
+        if self.spool.dir.exists() and self.spool.state().get("state") == "done":
             import shutil
 
-            shutil.rmtree(self._spool.dir, ignore_errors=True)
+            shutil.rmtree(self.spool.dir, ignore_errors=True)
 
     # --- waiting --------------------------------------------------------------------------------
     def _wait_delivered(self, target: int, timeout: float, quiet: bool = False) -> bool:
         try:
             self._wait_for(
-                lambda: self._spool.is_done() or self._spool.acked() >= target,
+                lambda: self.spool.is_done() or self.spool.acked() >= target,
                 timeout,
                 "deliver the logged data",
             )
@@ -485,17 +502,17 @@ class Run:
         deadline = time.monotonic() + timeout
         delay = 0.002
         while not done():
-            st = self._spool.state()
+            st = self.spool.state()
             if st.get("state") == "unreachable":
                 raise StoreUnavailable(
                     f"tracking store {self.uri} is unreachable ({st.get('error')}); "
                     f"run {self._run_id or self.local_id} keeps its data in "
-                    f"{self._spool.dir}",
+                    f"{self.spool.dir}",
                     "it is delivered automatically when the store is back, or run `nbops sync`",
                 )
             self.id_if_ready()
             if self.owns_writer and not self._writer_alive() and not done():
-                if self._spool.is_done():
+                if self.spool.is_done():
                     return
                 if self.status == "RUNNING" or not self._respawned:
                     # the writer died: start another, nothing is lost (once after the end, so
@@ -505,7 +522,7 @@ class Run:
                 else:
                     raise StoreUnavailable(
                         f"the nbops writer for run {self._run_id or self.local_id} stopped "
-                        f"before it could {what}; see {self._spool.dir / 'writer.log'}",
+                        f"before it could {what}; see {self.spool.dir / 'writer.log'}",
                         "run `nbops sync` to deliver the spooled data",
                     )
             if time.monotonic() >= deadline:
@@ -526,14 +543,14 @@ class Run:
     # --- display --------------------------------------------------------------------------------
     def pending(self) -> int:
         """Bytes logged but not yet delivered."""
-        if self._spool.is_done():
+        if self.spool.is_done():
             return 0
-        return max(0, self._spool.size() - self._spool.acked())
+        return max(0, self.spool.size() - self.spool.acked())
 
     def store_state(self) -> dict[str, Any]:
-        if not self._spool.dir.exists():
+        if not self.spool.dir.exists():
             return {"state": "done"}
-        return self._spool.state()
+        return self.spool.state()
 
     def __enter__(self) -> Run:
         return self

@@ -11,13 +11,17 @@ One directory per run under ``.nbops/spool/<local_id>/``:
 
 Records are JSON arrays whose first item says what they are::
 
-    ["start", {...}]                    experiment, name, tags, params, uri, pid, host, ...
-    ["m", key, value, step, ts_ms]      metric
-    ["p", key, value]                   param
-    ["t", key, value]                   tag
-    ["a", src, artifact_dir, is_copy]   artifact (file or directory)
-    ["d", {...}]                        dataset fingerprint (track_data)
-    ["end", status, ts_ms]
+    ["start", {...}]                    Start: experiment, name, tags, params, uri, pid, host, ...
+    ["m", key, value, step, ts_ms]      Metric
+    ["p", key, value]                   Param
+    ["t", key, value]                   Tag
+    ["a", src, artifact_dir, is_copy]   Artifact (file or directory)
+    ["d", {...}]                        Dataset: a fingerprint (track_data)
+    ["end", status, ts_ms]              End
+
+This module is the only one that knows that shape: others build the typed records below and
+write them with :meth:`Spool.append`, and read them back typed with :meth:`Spool.records_from`
+or :func:`read_records`.
 
 An flock on ``log.jsonl`` is held while someone is responsible for the spool (the logging process
 and its writer share it); a spool whose lock can be taken is an orphan, to be replayed.
@@ -33,8 +37,9 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeAlias
 
 LOG = "log.jsonl"
 ACK = "ack"
@@ -63,6 +68,140 @@ def read_json(path: Path) -> Any:
         return None
 
 
+# --- the records --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Start:
+    """The first record: what the store needs to create the run (uri, experiment, name, tags,
+    params, start_ms, pid, host, cwd, run_id, capture)."""
+
+    info: dict[str, Any]
+    KIND: ClassVar[str] = "start"
+
+    def encode(self) -> list[Any]:
+        return [self.KIND, self.info]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    value: float
+    step: int
+    ts_ms: int
+    KIND: ClassVar[str] = "m"
+
+    def encode(self) -> list[Any]:
+        return [self.KIND, self.key, self.value, self.step, self.ts_ms]
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    value: str
+    KIND: ClassVar[str] = "p"
+
+    def encode(self) -> list[Any]:
+        return [self.KIND, self.key, self.value]
+
+
+@dataclass(frozen=True)
+class Tag:
+    key: str
+    value: str
+    KIND: ClassVar[str] = "t"
+
+    def encode(self) -> list[Any]:
+        return [self.KIND, self.key, self.value]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file or directory to upload: ``src`` (a copy in files/, or the original when it is too
+    big to copy, ``is_copy`` False) under the run's artifact directory ``artifact_dir``."""
+
+    src: str
+    artifact_dir: str | None
+    is_copy: bool
+    KIND: ClassVar[str] = "a"
+
+    def encode(self) -> list[Any]:
+        return [self.KIND, self.src, self.artifact_dir, self.is_copy]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    fingerprint: dict[str, Any]
+    KIND: ClassVar[str] = "d"
+
+    def encode(self) -> list[Any]:
+        return [self.KIND, self.fingerprint]
+
+
+@dataclass(frozen=True)
+class End:
+    status: str
+    ts_ms: int
+    KIND: ClassVar[str] = "end"
+
+    def encode(self) -> list[Any]:
+        return [self.KIND, self.status, self.ts_ms]
+
+
+Record: TypeAlias = Start | Metric | Param | Tag | Artifact | Dataset | End
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def decode(raw: Any) -> Record | None:
+    """A record as read from a line of the log; None for anything that is not one (a line
+    damaged by hand, a kind this version does not know)."""
+    if not (isinstance(raw, list) and raw and isinstance(raw[0], str)):
+        return None
+    kind, rest = raw[0], raw[1:]
+    if kind == "m" and len(rest) == 4:
+        key, value, step, ts = rest
+        if isinstance(key, str) and _number(value) and _integer(step) and _integer(ts):
+            return Metric(key, value, step, ts)
+    elif kind in ("p", "t") and len(rest) == 2:
+        key, value = rest
+        if isinstance(key, str) and isinstance(value, str):
+            return Param(key, value) if kind == "p" else Tag(key, value)
+    elif kind == "a" and len(rest) == 3:
+        src, dst, is_copy = rest
+        if isinstance(src, str) and (dst is None or isinstance(dst, str)):
+            return Artifact(src, dst, bool(is_copy))
+    elif kind == "start" and len(rest) == 1 and isinstance(rest[0], dict):
+        return Start(rest[0])
+    elif kind == "d" and len(rest) == 1 and isinstance(rest[0], dict):
+        return Dataset(rest[0])
+    elif kind == "end" and len(rest) == 2:
+        status, ts = rest
+        if isinstance(status, str) and _integer(ts):
+            return End(status, ts)
+    return None
+
+
+def read_records(log_path: Path) -> Iterator[Record]:
+    """Every complete record of a spool's log file, typed (damaged lines are skipped)."""
+    for _, rec in Spool(log_path.parent).records_from(0):
+        yield rec
+
+
+def latest_metrics(log_path: Path) -> dict[str, float]:
+    """The last value of each metric in a spool's log (the highest step; the later record of
+    the same step)."""
+    out: dict[str, tuple[int, float]] = {}
+    for rec in read_records(log_path):
+        if isinstance(rec, Metric) and (rec.key not in out or rec.step >= out[rec.key][0]):
+            out[rec.key] = (rec.step, rec.value)
+    return {k: v for k, (_, v) in out.items()}
+
+
 class Spool:
     """A run's spool directory, seen from either side (the logger or the writer)."""
 
@@ -80,10 +219,11 @@ class Spool:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(directory, fd)
 
-    def append(self, rec: list[Any]) -> int:
-        """One record, one write: atomic with O_APPEND, survives the death of this process."""
+    def append(self, rec: Record | list[Any]) -> int:
+        """One record, one write: atomic with O_APPEND, survives the death of this process.
+        (A raw list is the old form, kept until every writer builds typed records.)"""
         assert self.fd is not None
-        data = (_dumps(rec) + "\n").encode()
+        data = (_dumps(rec if isinstance(rec, list) else rec.encode()) + "\n").encode()
         os.write(self.fd, data)
         return len(data)
 
@@ -145,10 +285,10 @@ class Spool:
     def start_record(self) -> dict[str, Any]:
         with open(self.log_path, "rb") as f:
             first = f.readline()
-        rec = json.loads(first)
-        if not (isinstance(rec, list) and rec and rec[0] == "start"):
+        rec = decode(json.loads(first))
+        if not isinstance(rec, Start):
             raise ValueError(f"{self.log_path} does not begin with a start record")
-        return rec[1]  # type: ignore[no-any-return]
+        return rec.info
 
     # --- the writer side ----------------------------------------------------------------------
     def set_ack(self, offset: int) -> None:
@@ -179,6 +319,18 @@ class Spool:
                 continue  # a line damaged by hand: the records around it are still delivered
             if isinstance(rec, list) and rec and isinstance(rec[0], str):
                 yield pos, rec
+
+    def records_from(self, offset: int) -> Iterator[tuple[int, Record]]:
+        """Complete records after ``offset``, typed, each with the offset just past it; a line
+        that is not a record of a known kind is skipped."""
+        for pos, raw in self.read_from(offset):
+            rec = decode(raw)
+            if rec is not None:
+                yield pos, rec
+
+    def has_ended(self) -> bool:
+        """Whether the log holds the run's end record."""
+        return any(isinstance(rec, End) for _, rec in self.records_from(0))
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
