@@ -2,11 +2,15 @@
 metrics, tags, experiments), one connection per worker thread, opened ``mode=ro``.
 
 Queries it cannot translate (see sqlfilter.py) go to the MlflowClient path it wraps, so the
-answer is the same either way; only the time differs.
+answer is the same either way; only the time differs. So does everything when the store's schema
+revision (``alembic_version``) is not one of :data:`KNOWN_SCHEMA_REVISIONS`, the revisions this
+SQL was written and tested against: after an MLflow upgrade that changes its tables, the panel
+is slower, never wrong. The log says so once per store.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +34,14 @@ from nbops.mlflow.readers.base import (
 )
 from nbops.mlflow.readers.sqlfilter import Untranslatable, translate
 
+KNOWN_SCHEMA_REVISIONS = frozenset({"dc11669786a5"})
+"""MLflow schema revisions (``alembic_version.version_num``) the SQL below reads directly.
+``dc11669786a5`` is the head of MLflow 3.17. Add a revision only after the reader tests pass on
+a store at that revision (tests/integration/test_readers_schema.py fails when the installed
+MLflow's head is not listed here)."""
+
+log = logging.getLogger("nbops.server")
+
 _CHUNK = 500  # ids per IN (...) list: under SQLite's variable limit
 _NEWEST_MAX = 2000  # the newest-rows shortcut serves pages up to this far down
 _SLACK = 64  # extra newest rows read, so a few runs started out of insertion order still fit
@@ -38,9 +50,16 @@ _SLACK = 64  # extra newest rows read, so a few runs started out of insertion or
 class SqliteReader(Reader):
     source = "sqlite"
 
-    def __init__(self, db: Path, fallback: Callable[[], Reader]) -> None:
+    def __init__(
+        self,
+        db: Path,
+        fallback: Callable[[], Reader],
+        known_revisions: frozenset[str] = KNOWN_SCHEMA_REVISIONS,
+    ) -> None:
         self.db = db
         self.fallback = fallback
+        self.known_revisions = known_revisions
+        self._direct: bool | None = None  # None: the schema revision is not read yet
         self._local = threading.local()
         self._cache_lock = threading.Lock()
         self._watch: sqlite3.Connection | None = None
@@ -56,7 +75,7 @@ class SqliteReader(Reader):
             if not self._schema_checked:
                 # never read a store mid-creation: wait for (or finish) its schema, one process
                 # at a time; SchemaRefused (a StoreUnavailable) is a 503 naming the file
-                from nbops.tracking.schema import ensure_schema
+                from nbops.mlflow.schema import ensure_schema
 
                 ensure_schema(f"sqlite:///{self.db}")
                 self._schema_checked = True
@@ -65,6 +84,28 @@ class SqliteReader(Reader):
             )
             self._local.con = con
         return con
+
+    def direct(self) -> bool:
+        """Whether this store's tables are read with SQL here (its schema revision is known);
+        else every read goes to the MlflowClient path. Decided once per reader, after the
+        schema is made current."""
+        if self._direct is None:
+            try:
+                row = self.con().execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.OperationalError:  # no such table: not a schema MLflow stamped
+                row = None
+            revision = str(row[0]) if row else None
+            known = revision in self.known_revisions
+            if not known:
+                log.warning(
+                    "nbops: tracking store %s has MLflow schema revision %s, which the direct SQL "
+                    "reader was not written for (it knows %s): reading it through MlflowClient",
+                    self.db,
+                    revision,
+                    ", ".join(sorted(self.known_revisions)),
+                )
+            self._direct = known
+        return self._direct
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con().execute(sql, list(args)).fetchall()
@@ -79,6 +120,8 @@ class SqliteReader(Reader):
 
     # --- experiments ---------------------------------------------------------------------------
     def experiments(self) -> list[m.Experiment]:
+        if not self.direct():
+            return self.fallback().experiments()
         cache = self._cache()
         if "experiments" not in cache:
             cache["experiments"] = self._experiments()
@@ -98,6 +141,8 @@ class SqliteReader(Reader):
         ]
 
     def experiment_names(self) -> list[tuple[str, str]]:
+        if not self.direct():
+            return self.fallback().experiment_names()
         rows = self._rows(
             "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
             " ORDER BY experiment_id"
@@ -114,6 +159,10 @@ class SqliteReader(Reader):
         page_token: str | None,
     ) -> Page:
         limits.search(filter_string, order_by, max_results)
+        if not self.direct():
+            return self.fallback().search(
+                experiment_ids, filter_string, order_by, max_results, page_token
+            )
         try:
             q = translate(filter_string, order_by)
         except Untranslatable:
@@ -270,6 +319,8 @@ class SqliteReader(Reader):
         return out
 
     def summaries(self, run_ids: list[str]) -> list[m.RunSummary]:
+        if not self.direct():
+            return self.fallback().summaries(run_ids)
         found = {s.run_id: s for s in self._summaries(list(dict.fromkeys(run_ids)))}
         for rid in run_ids:
             if rid not in found:
@@ -277,6 +328,8 @@ class SqliteReader(Reader):
         return [found[rid] for rid in run_ids]
 
     def run_info(self, run_id: str) -> RunInfo:
+        if not self.direct():
+            return self.fallback().run_info(run_id)
         rows = self._rows(
             "SELECT artifact_uri FROM runs WHERE run_uuid = ? AND lifecycle_stage = 'active'",
             [run_id],
@@ -288,6 +341,8 @@ class SqliteReader(Reader):
         return RunInfo(summary, dict(sorted(tags.items())), rows[0][0])
 
     def metric_history(self, run_id: str, key: str) -> list[m.MetricPoint]:
+        if not self.direct():
+            return self.fallback().metric_history(run_id, key)
         if not self._rows("SELECT 1 FROM runs WHERE run_uuid = ?", [run_id]):
             raise NotFound(f"run {run_id} does not exist", "list runs with GET /nbops/api/runs")
         rows = self._rows(
@@ -301,6 +356,8 @@ class SqliteReader(Reader):
         ]
 
     def histories(self, run_ids: list[str]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
+        if not self.direct():
+            return self.fallback().histories(run_ids)
         out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
         rows = self._chunked(
             "SELECT key, run_uuid, step, value, is_nan FROM metrics WHERE run_uuid IN ({ids})"
