@@ -13,7 +13,7 @@ from nbops.errors import StageFailed
 
 
 @dataclass
-class Job:
+class StageJob:
     """One execution of a stage's notebook (one sweep point)."""
 
     stage: str
@@ -27,8 +27,10 @@ class Job:
 
 
 @dataclass
-class Result:
-    job: Job
+class StageResult:
+    """How one StageJob ended: ``error`` says why when it is not ``ok``."""
+
+    job: StageJob
     ok: bool
     seconds: float
     error: StageFailed | None = None
@@ -47,7 +49,11 @@ class Executor(ABC):
         """Get ready for jobs soon to come (start kernels) without waiting."""
 
     @abstractmethod
-    def execute(self, job: Job) -> Result: ...
+    def execute(self, job: StageJob) -> StageResult: ...
 
     @abstractmethod
     def stop(self) -> None: ...
+
+
+Job = StageJob  # moved: issue 12 (renamed: server.models.Job is an HTTP job)
+Result = StageResult  # moved: issue 12 (renamed: the scheduler has its own Result)

@@ -7,7 +7,8 @@ kernel answered ``kernel_info`` on the shell channel, and a status it published 
 requests reached us on IOPub (so IOPub is connected and no output of the first cell can be lost).
 
 Used through the managers' documented ``client_class`` trait, so papermill and nbclient get it
-from ``km.client()`` without knowing.
+from ``km.client()`` without knowing. The one private part of jupyter_client it needs is reached
+through ``nbops.executors.compat``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,22 @@ import time
 from queue import Empty
 from typing import Any
 
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.utils import ensure_async
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_core.utils import ensure_async
+
+from nbops.executors import compat
 
 NUDGE = 0.02  # seconds between kernel_info requests while IOPub is not yet connected
 POLL = 0.25  # seconds between liveness checks while waiting for a reply
 
 
 class FastReadyClient(AsyncKernelClient):
-    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         first = self.kernel_info()
         reply = await self._shell_reply(first, deadline)
         await self._until_iopub_connected(first, deadline, timeout)
-        self._handle_kernel_info_reply(reply)
+        compat.adapt_protocol(self, reply)
 
     async def _until_iopub_connected(
         self, first: str, deadline: float, timeout: float | None
@@ -61,16 +64,12 @@ class FastReadyClient(AsyncKernelClient):
             ):
                 return
 
-    # AsyncKernelClient binds ``wait_for_ready`` to the base class's coroutine at class creation:
-    # rebind it to ours
-    wait_for_ready = _async_wait_for_ready
-
     async def _shell_reply(self, msg_id: str, deadline: float) -> dict[str, Any]:
         while True:
             try:
                 msg = await ensure_async(self.shell_channel.get_msg(timeout=POLL))
             except Empty:
-                if not await self._async_is_alive():
+                if not await self.is_alive():
                     raise RuntimeError("Kernel died before replying to kernel_info") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError("Kernel didn't reply to kernel_info in time") from None

@@ -18,8 +18,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nbops import envvars
 from nbops.errors import StageFailed
-from nbops.executors.base import Executor, Job, Result
+from nbops.executors import compat
+from nbops.executors.base import Executor, StageJob, StageResult
 
 
 def _shared_context() -> Any:
@@ -35,6 +37,8 @@ _CONTEXT: Any = None
 
 
 class LocalExecutor(Executor):
+    loaded: threading.Event  # set once papermill is imported
+
     def __init__(self, cwd: Path, kernel_name: str = "python3", warm: int = 1) -> None:
         self.cwd = cwd
         self.kernel_name = kernel_name
@@ -50,7 +54,7 @@ class LocalExecutor(Executor):
         self.loaded = threading.Event()
         self._loading = False
         self._zygote: Any = None
-        if os.environ.get("NBOPS_ZYGOTE", "1") != "0":  # NBOPS_ZYGOTE=0: launch each kernel
+        if os.environ.get(envvars.ZYGOTE, "1") != "0":  # NBOPS_ZYGOTE=0: launch each kernel
             from nbops.executors.zygote import Zygote
 
             self._zygote = Zygote()
@@ -62,6 +66,7 @@ class LocalExecutor(Executor):
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
+        compat.ensure_compatible()  # what nbops uses of jupyter_client's internals is still there
         # a shared context the manager does not own: shutting a kernel down must not destroy a
         # context (pyzmq's term() blocks while another thread's socket is still open in it)
         km = AsyncKernelManager(
@@ -96,8 +101,8 @@ class LocalExecutor(Executor):
                 self._ready.append(self._starter.submit(self._start_kernel))
 
     def _load(self) -> None:
-        try:
-            import papermill  # noqa: F401 - what every job needs first (~1 s of imports)
+        try:  # papermill: what every job needs first (~1 s of imports)
+            import papermill  # type: ignore[import-untyped]  # noqa: F401
         finally:
             self.loaded.set()
 
@@ -112,7 +117,7 @@ class LocalExecutor(Executor):
         return fut.result()
 
     # --- jobs -----------------------------------------------------------------------------------
-    def execute(self, job: Job) -> Result:
+    def execute(self, job: StageJob) -> StageResult:
         import papermill as pm
 
         t0 = time.perf_counter()
@@ -133,7 +138,7 @@ class LocalExecutor(Executor):
                 log_output=False,
                 execution_timeout=job.timeout,
             )
-            return Result(job, True, time.perf_counter() - t0)
+            return StageResult(job, True, time.perf_counter() - t0)
         except pm.PapermillExecutionError as exc:
             err = StageFailed(
                 f"stage {job.label} failed at In [{exc.exec_count}]: {exc.ename}: {exc.evalue}",
@@ -142,9 +147,14 @@ class LocalExecutor(Executor):
                 cell=exc.exec_count,
                 notebook=str(job.output),
             )
-            return Result(job, False, time.perf_counter() - t0, err)
+            return StageResult(job, False, time.perf_counter() - t0, err)
         except StageFailed as exc:
-            return Result(job, False, time.perf_counter() - t0, exc)
+            return StageResult(job, False, time.perf_counter() - t0, exc)
+        except compat.IncompatibleDependency as exc:  # no kernel can start: say why, and the fix
+            err = StageFailed(
+                f"stage {job.label} cannot start a kernel: {exc.message}", exc.hint, stage=job.stage
+            )
+            return StageResult(job, False, time.perf_counter() - t0, err)
         except Exception as exc:  # noqa: BLE001 - a dead kernel, a timeout: the stage failed
             where = f"see {job.output}" if job.output.exists() else None
             err = StageFailed(
@@ -153,12 +163,12 @@ class LocalExecutor(Executor):
                 stage=job.stage,
                 notebook=str(job.output),
             )
-            return Result(job, False, time.perf_counter() - t0, err)
+            return StageResult(job, False, time.perf_counter() - t0, err)
         finally:
             if km is not None:
                 self._release(km)
 
-    def _setup(self, km: Any, job: Job) -> None:
+    def _setup(self, km: Any, job: StageJob) -> None:
         """Give the fresh kernel the job's environment and working directory."""
         from jupyter_core.utils import run_sync
 

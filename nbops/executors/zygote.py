@@ -14,7 +14,8 @@ kernel it forked and exit. Each kernel leads its own process group and dies with
 (``PR_SET_PDEATHSIG``).
 
 ``ZygoteProvisioner`` plugs this into jupyter_client as a kernel provisioner, so papermill and
-nbclient drive forked kernels exactly like launched ones.
+nbclient drive forked kernels exactly like launched ones. What it relies on of LocalProvisioner's
+internals is reached through ``nbops.executors.compat``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.provisioning import LocalProvisioner
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+from nbops.executors import compat
 
 PRELOAD = (
     "ipykernel.kernelapp",
@@ -185,9 +188,10 @@ class Zygote:
             proc.wait()
 
 
-class _Forked:
-    """What jupyter_client's LocalProvisioner expects of a ``Popen``, for a forked kernel (a
-    child of the zygote, which reaps it: gone from the process table means it ended)."""
+class ForkedKernel:
+    """What jupyter_client's LocalProvisioner expects of a ``Popen`` (``compat.PROCESS_CALLS``),
+    for a forked kernel (a child of the zygote, which reaps it: gone from the process table means
+    it ended)."""
 
     stdin = stdout = stderr = None
 
@@ -233,7 +237,7 @@ class _Forked:
         self.send_signal(signal.SIGTERM)
 
 
-class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
+class ZygoteProvisioner(LocalProvisioner):
     """Launches ``python -m ipykernel_launcher ...`` kernels of this interpreter by forking the
     zygote; anything else (another interpreter, another kernel) launches as usual."""
 
@@ -248,9 +252,7 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
         # warnings of the kernel application (e.g. "running over TCP without encryption", on
         # every start) are noise between nbops' own lines; errors still show
         pid = zygote.fork([*cmd[3:], "--IPKernelApp.log_level=ERROR"], env, cwd)
-        self.process = _Forked(pid)
-        self.pid = self.pgid = pid
-        self.cwd = cwd
+        compat.adopt_process(self, ForkedKernel(pid), cwd)
         return self.connection_info
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from nbops.executors.base import Job
+from nbops.executors.base import StageJob
 from nbops.executors.local import LocalExecutor
 from tests.conftest import kernel_processes, notebook
 
@@ -27,13 +27,13 @@ PROBE = (
 )
 
 
-def _jobs(tmp: Path, n: int) -> list[Job]:
+def _jobs(tmp: Path, n: int) -> list[StageJob]:
     work = tmp / "work"
     work.mkdir()
     (work / "helper.py").write_text("X = 42\n")
     nb = notebook(tmp / "probe.ipynb", ("i = 0", ["parameters"]), PROBE)
     return [
-        Job(
+        StageJob(
             "probe",
             f"probe[{i}]",
             nb,
@@ -46,7 +46,7 @@ def _jobs(tmp: Path, n: int) -> list[Job]:
     ]
 
 
-def _run_all(tmp: Path, jobs: list[Job]) -> list[dict]:
+def _run_all(tmp: Path, jobs: list[StageJob]) -> list[dict]:
     ex = LocalExecutor(tmp, warm=2)
     try:
         for job in jobs:
@@ -85,12 +85,12 @@ def test_launched_kernels_when_the_zygote_is_turned_off(tmp_path, monkeypatch):
 RUNNER = """
 import sys
 from pathlib import Path
-from nbops.executors.base import Job
+from nbops.executors.base import StageJob
 from nbops.executors.local import LocalExecutor
 tmp = Path(sys.argv[1])
 nb = tmp / "slow.ipynb"
 ex = LocalExecutor(tmp, warm=1)
-ex.execute(Job("slow", "slow", nb, tmp / "out.ipynb", {}, tmp, {}))
+ex.execute(StageJob("slow", "slow", nb, tmp / "out.ipynb", {}, tmp, {}))
 """
 
 
