@@ -1,14 +1,13 @@
 """nbops: Jupyter-native MLOps on MLflow.
 
 ``import nbops`` is cheap: the API below is loaded on first use, and neither mlflow, pandas nor
-papermill is imported until something needs them.
+papermill is imported until something needs them. ``nbops.__version__`` is the installed
+distribution's version (pyproject.toml holds the one literal), read on first use too.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-__version__ = "0.1.0"
 
 _API = {
     "start_run": "nbops.tracking.fluent",
@@ -44,6 +43,8 @@ _API = {
 __all__ = sorted(_API)
 
 if TYPE_CHECKING:
+    __version__: str
+
     from nbops.errors import (  # noqa: F401
         ConfigError,
         InvalidInput,
@@ -76,6 +77,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        version = _version()
+        globals()["__version__"] = version
+        return version
     mod = _API.get(name)
     if mod is None:
         raise AttributeError(f"module 'nbops' has no attribute {name!r}")
@@ -87,7 +92,28 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+    return sorted({*globals(), *__all__, "__version__"})
+
+
+def _version() -> str:
+    """The installed distribution's version; in a source tree that is not installed, the
+    version its pyproject.toml declares."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("nbops")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    import re
+    from pathlib import Path
+
+    try:
+        text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text("utf-8")
+    except OSError:
+        text = ""
+    project = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    found = re.search(r'^version\s*=\s*"([^"]+)"', project.group(1), re.M) if project else None
+    return found.group(1) if found else "0+unknown"
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
