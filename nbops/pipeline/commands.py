@@ -8,6 +8,7 @@ import contextlib
 from typing import Any
 
 from nbops import project
+from nbops import tags as tag_names
 from nbops.errors import ConfigError, NotFound
 
 
@@ -24,7 +25,7 @@ def _root() -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nbops.errors import NbopsError
-    from nbops.pipeline.outcome import Outcome, failed_before_start
+    from nbops.pipeline.outcome import PipelineOutcome, failed_before_start
 
     if args.summary is not None:
         _check_summary(args.summary)  # before anything runs: a summary nobody can write is lost
@@ -36,7 +37,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 failed_before_start(str(err), err.exit_code).write(args.summary)
         raise
     if args.summary:
-        (outcome or Outcome(None, code, "ok" if code == 0 else "failed")).write(args.summary)
+        (outcome or PipelineOutcome(None, code, "ok" if code == 0 else "failed")).write(
+            args.summary
+        )
     return code
 
 
@@ -122,14 +125,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _outs_record(run_id: str) -> tuple[Any, dict[str, Any]]:
+    from nbops.mlflow.store import open_store
     from nbops.pipeline.cache import load_record
-    from nbops.tracking.query import open_store
 
     store = open_store()
     run = store.get_run(run_id)
     with project.scratch(_root()) as tmp:  # not MLflow's default: a temp dir outside the project
         try:
-            path = store.client.download_artifacts(run_id, "outs.json", tmp)
+            path = store.download_artifacts(run_id, "outs.json", str(tmp))
         except Exception as exc:  # noqa: BLE001 - no outs.json: not a stage run
             raise NotFound(
                 f"run {run_id} has no outs.json (it is not a pipeline stage run with outs)",
@@ -154,7 +157,7 @@ def cmd_checkout(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     store = open_store()
     a, b = store.get_run(args.run_a), store.get_run(args.run_b)
@@ -169,15 +172,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     section("params", a.data.params, b.data.params)
     section("metrics", a.data.metrics, b.data.metrics)
-    outs_a = {
-        k[len("nbops.out.") :]: v for k, v in a.data.tags.items() if k.startswith("nbops.out.")
-    }
-    outs_b = {
-        k[len("nbops.out.") :]: v for k, v in b.data.tags.items() if k.startswith("nbops.out.")
-    }
-    section("outs (content hash)", outs_a, outs_b)
+    section("outs (content hash)", _outs_tags(a), _outs_tags(b))
     print("\n".join(lines) if lines else "no differences in params, metrics or outs")
     return 0
+
+
+def _outs_tags(run: Any) -> dict[str, str]:
+    """The ``nbops.out.<path>`` tags of a stage run, by path."""
+    prefix = tag_names.OUT_PREFIX
+    return {k[len(prefix) :]: v for k, v in run.data.tags.items() if k.startswith(prefix)}
 
 
 def add_parsers(sub: Any) -> None:

@@ -109,7 +109,7 @@ def build(p: Pipeline) -> Graph:
     producers = _producers(p)
     edges, reasons = _edges(p, producers)
     order = _order(p, edges, reasons)
-    _check_references(p)
+    check_references(p)
     return Graph(order=order, edges=edges, producers=producers, pipeline=p)
 
 
@@ -246,7 +246,7 @@ def _cycle_error(
     )
 
 
-def _check_references(p: Pipeline) -> None:
+def check_references(p: Pipeline) -> None:
     """Schedules, gates and drift.on_drift may only name stages that exist."""
     for sname, schedule in p.schedules.items():
         for i, stage in enumerate(schedule.stages):
@@ -260,3 +260,6 @@ def _check_references(p: Pipeline) -> None:
         for i, stage in enumerate(p.drift.on_drift):
             if stage not in p.stages:
                 raise _unknown_stage(p, stage, "drift.on_drift names", "drift", "on_drift", i)
+
+
+_check_references = check_references  # moved: issue 12 (ops/registry.py imports it)

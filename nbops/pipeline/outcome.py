@@ -13,7 +13,7 @@ from typing import Any
 
 
 @dataclass
-class Outcome:
+class PipelineOutcome:
     pipeline_run_id: str | None
     exit_code: int
     status: str  # ok | failed | killed | timeout
@@ -43,7 +43,10 @@ class Outcome:
             ) from None
 
 
-def failed_before_start(error: str, exit_code: int) -> Outcome:
+def failed_before_start(error: str, exit_code: int) -> PipelineOutcome:
     """The outcome of an ``nbops run`` that stopped before running anything (bad nbops.yaml,
     unknown parameter): still written, so a caller waiting for the summary learns why."""
-    return Outcome(None, exit_code, "failed", {}, error, 0.0)
+    return PipelineOutcome(None, exit_code, "failed", {}, error, 0.0)
+
+
+Outcome = PipelineOutcome  # moved: issue 12 (renamed PipelineOutcome; three other Outcomes)

@@ -24,7 +24,7 @@ from nbops.pipeline import notebook as nbmod
 from nbops.pipeline import spec as specmod
 from nbops.pipeline.graph import Graph, build
 from nbops.pipeline.hashing import HashCache
-from nbops.pipeline.outcome import Outcome
+from nbops.pipeline.outcome import PipelineOutcome
 from nbops.pipeline.progress import Progress
 from nbops.pipeline.staleness import Fingerprint, fingerprint, point_key, reasons
 from nbops.pipeline.state import State
@@ -122,7 +122,7 @@ class Runner:
                 "e.g. --jobs 2 (the default is the number of CPUs)",
             )
         self.timeout = timeout
-        self.outcome: Outcome | None = None  # what the last run() did (for --summary)
+        self.outcome: PipelineOutcome | None = None  # what the last run() did (for --summary)
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self._executor = executor
         self.progress = progress or Progress()
@@ -448,7 +448,7 @@ class _Execution:
             return "FAILED" if self.timed_out else "KILLED"
         return "FAILED" if failed else "FINISHED"
 
-    def outcome(self) -> Outcome:
+    def outcome(self) -> PipelineOutcome:
         stages = {}
         for name in self.order:
             runs = self.point_runs.get(name, []) if self.sink is not None else []
@@ -477,7 +477,7 @@ class _Execution:
             error = self.failures[0].message
         elif self.undelivered:
             error = f"{len(self.undelivered)} run(s) not all in the store: {self.undelivered[0]}"
-        return Outcome(
+        return PipelineOutcome(
             pipeline_run_id=self.pipeline_run.id_if_ready() if self.pipeline_run else None,
             exit_code=code,
             status=status,

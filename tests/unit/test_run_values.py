@@ -88,10 +88,10 @@ def test_summary_into_a_missing_directory_is_refused_before_the_run(project: Pat
 
 
 def test_a_summary_that_cannot_be_written_is_an_nbops_error(tmp_path: Path) -> None:
-    from nbops.pipeline.outcome import Outcome
+    from nbops.pipeline.outcome import PipelineOutcome
 
     with pytest.raises(NbopsError, match="--summary .*cannot write it"):
-        Outcome(None, 0, "ok").write(tmp_path / "gone" / "s.json")
+        PipelineOutcome(None, 0, "ok").write(tmp_path / "gone" / "s.json")
 
 
 @pytest.mark.parametrize(
