@@ -1,1 +1,2 @@
-"""Run lifecycle, the spool and its writer, capture, fingerprints. Only store.py imports mlflow."""
+"""Run lifecycle, the spool and its writer, capture, fingerprints. Core layer: it imports base
+modules and the adapters (nbops.mlflow for the store), never nbops.pipeline or anything above it."""

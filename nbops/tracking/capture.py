@@ -14,6 +14,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from nbops import tags
+
 
 def _git(args: list[str], cwd: Path) -> str | None:
     try:
@@ -31,19 +33,19 @@ def git_state(cwd: Path) -> tuple[dict[str, str], str | None]:
     if commit is None:
         return {}, None
     commit = commit.strip()
-    tags = {"nbops.git.commit": commit, "mlflow.source.git.commit": commit}
+    found = {tags.GIT_COMMIT: commit, tags.MLFLOW_GIT_COMMIT: commit}
     branch = (_git(["rev-parse", "--abbrev-ref", "HEAD"], cwd) or "").strip()
     if branch:
-        tags["nbops.git.branch"] = branch
-        tags["mlflow.source.git.branch"] = branch
+        found[tags.GIT_BRANCH] = branch
+        found[tags.MLFLOW_GIT_BRANCH] = branch
     remote = (_git(["config", "--get", "remote.origin.url"], cwd) or "").strip()
     if remote:
-        tags["mlflow.source.git.repoURL"] = remote
+        found[tags.MLFLOW_GIT_REPO_URL] = remote
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
     dirty = bool(status.strip())
-    tags["nbops.git.dirty"] = str(dirty).lower()
+    found[tags.GIT_DIRTY] = str(dirty).lower()
     diff = _git(["diff", "HEAD", "--no-color"], cwd) if dirty else None
-    return tags, diff
+    return found, diff
 
 
 def environment_text() -> str:
@@ -63,12 +65,12 @@ def environment_text() -> str:
 
 
 def host_tags() -> dict[str, str]:
-    tags = {
-        "nbops.host": socket.gethostname(),
-        "nbops.python": sys.version.split()[0],
+    found = {
+        tags.HOST: socket.gethostname(),
+        tags.PYTHON: sys.version.split()[0],
     }
     try:
-        tags["mlflow.user"] = getpass.getuser()
+        found[tags.MLFLOW_USER] = getpass.getuser()
     except (KeyError, OSError):
         pass
-    return tags
+    return found

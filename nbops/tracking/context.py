@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-NOTEBOOK_ENV = "NBOPS_NOTEBOOK"
+from nbops import envvars
+
+NOTEBOOK_ENV = envvars.NOTEBOOK
 
 
 def notebook_path(user_ns: dict[str, Any] | None = None) -> Path | None:
@@ -25,10 +27,10 @@ def notebook_path(user_ns: dict[str, Any] | None = None) -> Path | None:
     candidates: list[str] = []
     for value in (
         os.environ.get(NOTEBOOK_ENV),
-        ns.get("PAPERMILL_INPUT_PATH"),
+        ns.get(envvars.PAPERMILL_INPUT_PATH),
         ns.get("__vsc_ipynb_file__"),
         ns.get("__session__"),
-        os.environ.get("JPY_SESSION_NAME"),
+        os.environ.get(envvars.JPY_SESSION_NAME),
         *_papermill_paths()[:1],
     ):
         if isinstance(value, str) and value.endswith(".ipynb"):
@@ -49,7 +51,7 @@ def executed_notebook(user_ns: dict[str, Any] | None = None) -> Path | None:
     if os.environ.get(NOTEBOOK_ENV):
         return None  # nbops' own runner snapshots the stage's notebook itself
     ns = user_ns or {}
-    out = ns.get("PAPERMILL_OUTPUT_PATH")
+    out = ns.get(envvars.PAPERMILL_OUTPUT_PATH)
     paths = _papermill_paths()
     value = out if isinstance(out, str) else (paths[1] if len(paths) > 1 else None)
     if not isinstance(value, str) or not value.endswith(".ipynb") or "://" in value:
@@ -81,7 +83,7 @@ def parameter_names(nb_path: Path) -> list[str]:
     papermill reads them (lines it cannot read are skipped); [] for a notebook that cannot be
     read or is not a notebook. Never raises."""
     from nbops.errors import NbopsError
-    from nbops.pipeline.notebook import inspect_source, read_cells
+    from nbops.tracking.parameters import inspect_source, read_cells
 
     try:
         cells = read_cells(nb_path)
@@ -102,6 +104,6 @@ def parameters(nb_path: Path | None, user_ns: dict[str, Any] | None) -> dict[str
         return {}
     out: dict[str, str] = {}
     for name in parameter_names(nb_path):
-        if name in user_ns and name != "PAPERMILL_INPUT_PATH":
+        if name in user_ns and name != envvars.PAPERMILL_INPUT_PATH:
             out[name] = str(user_ns[name])[:6000]
     return out

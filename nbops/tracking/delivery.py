@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any
 
+from nbops import tags
 from nbops.mlflow.failures import is_permanent
 from nbops.mlflow.store import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, TrackingStore
 from nbops.tracking.spool import Spool
@@ -57,13 +58,13 @@ class Delivery:
             state = self.spool.dir.parent.parent  # <root>/.nbops/spool/<run>
             if state.name != ".nbops":
                 return
-            tags = self.start.get("tags") or {}
+            start_tags = self.start.get("tags") or {}
             safe_record(
                 action,
                 root=state.parent,
                 store=self.store,  # the head is kept in the store too (a server store as well)
                 run_id=self.run_id,
-                stage=tags.get("nbops.stage"),
+                stage=start_tags.get(tags.STAGE),
                 **fields,
             )
         except Exception:  # noqa: BLE001 - auditing never breaks logging
@@ -165,7 +166,7 @@ class Delivery:
     def heartbeat(self) -> None:
         """Tell other machines this run's process is alive (see recovery.reap_stale)."""
         if self.run_id is not None:
-            self.store.log_batch(self.run_id, tags=[("nbops.heartbeat", str(_now_ms()))])
+            self.store.log_batch(self.run_id, tags=[(tags.HEARTBEAT, str(_now_ms()))])
 
     def caught_up(self) -> bool:
         return self.offset >= self.spool.size()
@@ -178,7 +179,7 @@ class Delivery:
             assert self.run_id is not None
             pid, host = self.start.get("pid"), self.start.get("host")
             reason = f"process {pid} on {host} ended without ending the run"
-            self.store.log_batch(self.run_id, tags=[("nbops.end_reason", reason)])
+            self.store.log_batch(self.run_id, tags=[(tags.END_REASON, reason)])
             end_ms = max(self.last_ts, _mtime_ms(self.spool.log_path))
             self.store.set_terminated(self.run_id, "KILLED", end_ms)
             self.ended = True

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nbops import envvars
 from nbops.errors import InvalidInput, NbopsError
 from nbops.tracking import shutdown
 from nbops.tracking.run import FINISHED, Run
@@ -16,7 +17,7 @@ from nbops.tracking.run import FINISHED, Run
 _active: Run | None = None
 _lock = threading.Lock()
 _exiting: str | None = None  # the run ended because this process is going away
-EXIT_TIMEOUT = float(os.environ.get("NBOPS_EXIT_FLUSH_TIMEOUT", "30"))
+EXIT_TIMEOUT = envvars.seconds(envvars.EXIT_FLUSH_TIMEOUT, 30.0)
 
 
 def start_run(
@@ -39,7 +40,7 @@ def start_run(
                 f"run {_active.id_if_ready() or _active.local_id} is still active",
                 "end it first (nbops.end_run() / %track stop), or use it",
             )
-        spool = os.environ.get("NBOPS_ATTACH_SPOOL")
+        spool = os.environ.get(envvars.ATTACH_SPOOL)
         if spool:  # a pipeline stage: log into the stage's run, owned by the runner
             _active = Run.attach(Path(spool))
             return _active
@@ -47,13 +48,13 @@ def start_run(
         snapshot = None if notebook else context.executed_notebook(user_ns)
         nb_params = context.parameters(nb, user_ns)
         nb_params.update(params or {})
-        attach = os.environ.get("NBOPS_RUN_ID") or None
+        attach = os.environ.get(envvars.RUN_ID) or None
         run = Run(
             experiment, name, tags, params=nb_params, notebook=nb, run_id=attach, snapshot=snapshot
         )
         shutdown.install()  # in a kernel: end the run when the kernel is told to go
         if attach:
-            os.environ.pop("NBOPS_RUN_ID", None)  # one attach per process: later runs are new
+            os.environ.pop(envvars.RUN_ID, None)  # one attach per process: later runs are new
         _active = run
         return run
 

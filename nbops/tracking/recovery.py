@@ -14,8 +14,13 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from nbops import envvars, tags
 from nbops.tracking.spool import Spool, lock_wait, pid_alive, spool_root, try_lock
+
+if TYPE_CHECKING:
+    from nbops.mlflow.store import TrackingStore
 
 
 @dataclass
@@ -78,14 +83,14 @@ def recover(
     uri: str | None = None,
     wait: float = 0.0,
     exclude: Path | None = None,
-    stores: dict[str, object] | None = None,
+    stores: dict[str, TrackingStore] | None = None,
 ) -> list[Outcome]:
     """Deliver every orphaned spool under ``state`` (only those for ``uri`` when given)."""
     from nbops.errors import StoreUnavailable
     from nbops.mlflow.store import TrackingStore
     from nbops.tracking.delivery import Delivery
 
-    opened: dict[str, object] = stores if stores is not None else {}
+    opened: dict[str, TrackingStore] = stores if stores is not None else {}
     out: list[Outcome] = []
     for d in spool_dirs(state):
         if exclude is not None and d.resolve() == exclude.resolve():
@@ -112,7 +117,7 @@ def recover(
                 store = opened.get(suri)
                 if store is None:
                     store = opened[suri] = TrackingStore(suri)
-                delivery = Delivery(sp, store)  # type: ignore[arg-type]
+                delivery = Delivery(sp, store)
                 status = delivery.finish_orphan()
                 out.append(
                     Outcome(
@@ -144,10 +149,12 @@ def _run_id(d: Path) -> str | None:
     return info["run_id"] if info else None
 
 
-STALE_AFTER_S = float(os.environ.get("NBOPS_STALE_AFTER", "600"))
+STALE_AFTER_S = envvars.seconds(envvars.STALE_AFTER, 600.0)
 
 
-def reap_stale(state: Path, store: object, stale_after: float = STALE_AFTER_S) -> list[Outcome]:
+def reap_stale(
+    state: Path, store: TrackingStore, stale_after: float = STALE_AFTER_S
+) -> list[Outcome]:
     """Mark KILLED the nbops runs left RUNNING whose process is gone and whose spool is not here.
 
     A run is gone when it was logged from this host by a pid that no longer runs, or when its
@@ -159,24 +166,22 @@ def reap_stale(state: Path, store: object, stale_after: float = STALE_AFTER_S) -
     here = socket.gethostname()
     local = {d.name for d in spool_dirs(state)}
     now_ms = _time.time_ns() // 1_000_000
-    exp_ids = [str(e.experiment_id) for e in store.experiments()]  # type: ignore[attr-defined]
+    exp_ids = [str(e.experiment_id) for e in store.experiments()]
     if not exp_ids:
         return []
-    running = store.search_runs(  # type: ignore[attr-defined]
-        exp_ids, "attributes.status = 'RUNNING'", None, 10_000
-    )
+    running = store.search_runs(exp_ids, "attributes.status = 'RUNNING'", None, 10_000)
     out: list[Outcome] = []
     for r in running:
-        tags = r.data.tags
-        local_id = tags.get("nbops.spool")
+        run_tags = r.data.tags
+        local_id = run_tags.get(tags.SPOOL)
         if not local_id or local_id in local:
             continue
         try:
-            pid = int(tags.get("nbops.pid", "0"))
-            beat = int(tags.get("nbops.heartbeat", r.info.start_time or 0))
+            pid = int(run_tags.get(tags.PID, "0"))
+            beat = int(run_tags.get(tags.HEARTBEAT, r.info.start_time or 0))
         except ValueError:
             continue
-        same_host = tags.get("nbops.host") == here
+        same_host = run_tags.get(tags.HOST) == here
         if same_host and pid_alive(pid):
             continue
         if not same_host and now_ms - beat < stale_after * 1000:
@@ -184,11 +189,11 @@ def reap_stale(state: Path, store: object, stale_after: float = STALE_AFTER_S) -
         why = (
             f"process {pid} on {here} is gone"
             if same_host
-            else f"no heartbeat from {tags.get('nbops.host')} for {(now_ms - beat) // 1000} s"
+            else f"no heartbeat from {run_tags.get(tags.HOST)} for {(now_ms - beat) // 1000} s"
         )
         end_ms = now_ms if same_host else beat  # the last sign of life we know of
-        store.log_batch(r.info.run_id, tags=[("nbops.end_reason", why)])  # type: ignore[attr-defined]
-        store.set_terminated(r.info.run_id, "KILLED", end_ms)  # type: ignore[attr-defined]
+        store.log_batch(r.info.run_id, tags=[(tags.END_REASON, why)])
+        store.set_terminated(r.info.run_id, "KILLED", end_ms)
         out.append(Outcome(local_id, r.info.run_id, "KILLED", message=why))
     return out
 
@@ -376,7 +381,7 @@ def _end_runs(
     """End KILLED (with ``reason``) every run of the dead execution that never ended, give a
     child whose run the store had not created yet its parent's id, and deliver them."""
     root = spool_root(state)
-    opened: dict[str, object] = {}
+    opened: dict[str, TrackingStore] = {}
     run_ids: dict[str, str] = {}
     out: list[Outcome] = []
     error: str | None = None
@@ -421,7 +426,7 @@ def _end_one(
     reason: str,
     parent_id: str | None,
     uri: str | None,
-    opened: dict[str, object],
+    opened: dict[str, TrackingStore],
 ) -> Outcome:
     from nbops.errors import StoreUnavailable
     from nbops.tracking.delivery import Delivery
@@ -429,10 +434,10 @@ def _end_one(
     start = sp.start_record()
     ended = any(rec and rec[0] == "end" for _, rec in sp.read_from(0))
     if parent_id and sp.run_info() is None:
-        sp.append(["t", "mlflow.parentRunId", parent_id])
-        sp.append(["t", "nbops.parent_run", parent_id])
+        sp.append(["t", tags.MLFLOW_PARENT_RUN_ID, parent_id])
+        sp.append(["t", tags.PARENT_RUN, parent_id])
     if not ended:
-        sp.append(["t", "nbops.end_reason", reason])
+        sp.append(["t", tags.END_REASON, reason])
         end_ms = int(os.stat(sp.log_path).st_mtime * 1000)
         sp.append(["end", "KILLED", end_ms])
     if not deliver:  # the store already failed for an earlier run: one wait, not one per run
@@ -444,7 +449,7 @@ def _end_one(
         store = opened.get(suri)
         if store is None:
             store = opened[suri] = TrackingStore(suri)
-        delivery = Delivery(sp, store)  # type: ignore[arg-type]
+        delivery = Delivery(sp, store)
         delivery.finish_orphan()
     except StoreUnavailable as exc:
         return Outcome(sp.dir.name, _run_id(sp.dir), "unreachable", message=exc.message)

@@ -30,7 +30,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-GRACE_S = float(os.environ.get("NBOPS_EXIT_GRACE", "1.5"))
+from nbops import envvars
+
+GRACE_S = envvars.seconds(envvars.EXIT_GRACE, 1.5)
 
 _installed = False
 _busy = False

@@ -16,10 +16,15 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from nbops import envvars
 from nbops.tracking.spool import Spool
 
-HEARTBEAT_S = float(os.environ.get("NBOPS_HEARTBEAT", "60"))
+if TYPE_CHECKING:
+    from nbops.mlflow.store import TrackingStore
+
+HEARTBEAT_S = envvars.seconds(envvars.HEARTBEAT, 60.0)
 FSYNC_S = 2.0
 IDLE_POLL = 0.1
 BUSY_POLL = 0.01
@@ -131,7 +136,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
             owner_gone = True
 
 
-def _recover_others(spool: Spool, uri: str, store: object) -> None:
+def _recover_others(spool: Spool, uri: str, store: TrackingStore) -> None:
     from nbops.tracking.recovery import recover
 
     try:

@@ -24,7 +24,7 @@ STEPS = 20
 _DRIVER = """
 import os, sys, traceback
 from pathlib import Path
-import nbops.tracking.store  # MLflow is imported before the barrier
+import nbops.mlflow.store  # MLflow is imported before the barrier
 from nbops.tracking import writer
 from nbops.tracking.run import Run
 
@@ -115,9 +115,9 @@ def test_eight_processes_starting_their_first_run_at_the_same_instant_leave_a_wh
 
 # --- half-migrated stores ---------------------------------------------------------------------
 def _store_with_a_run(root: Path) -> str:
-    from nbops.tracking.store import Store
+    from nbops.mlflow.store import TrackingStore
 
-    store = Store(store_uri(root))
+    store = TrackingStore(store_uri(root))
     eid = store.experiment_id("kept")
     run_id = store.create_run(eid, 1, "kept-run", {})
     store.log_batch(run_id, metrics=[("acc", 0.5, 0, 1)], params=[("C", "1.0")])
@@ -182,9 +182,9 @@ def test_an_interrupted_creation_of_an_empty_store_is_started_over(project):
         cwd=project,
     )
     assert plain.returncode != 0
-    from nbops.tracking.store import Store
+    from nbops.mlflow.store import TrackingStore
 
-    assert [e.name for e in Store(uri).experiments()] == ["Default"]
+    assert [e.name for e in TrackingStore(uri).experiments()] == ["Default"]
     assert not [t for t in _tables(db) if t.startswith("_alembic_tmp_")]
 
 

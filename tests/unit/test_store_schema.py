@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbops.tracking import schema
+from nbops.mlflow import schema
 
 TABLES = ("params", "metrics", "runs", "tags", "latest_metrics")
 
@@ -20,11 +20,11 @@ TABLES = ("params", "metrics", "runs", "tags", "latest_metrics")
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A current store holding one run with a param, a metric and a tag."""
-    from nbops.tracking.store import Store
+    from nbops.mlflow.store import TrackingStore
 
     d = tmp_path_factory.mktemp("template") / ".nbops"
     d.mkdir()
-    store = Store(f"sqlite:///{d / 'mlflow.db'}")
+    store = TrackingStore(f"sqlite:///{d / 'mlflow.db'}")
     eid = store.experiment_id("kept")
     run_id = store.create_run(eid, 1, "kept-run", {})
     store.log_batch(run_id, metrics=[("acc", 0.5, 0, 1)], params=[("C", "1")], tags=[("t", "x")])
