@@ -10,7 +10,7 @@ import pytest
 from nbops.errors import ConfigError, ParameterError
 from nbops.pipeline import spec
 
-DESIGN_EXAMPLE = """\
+README_EXAMPLE = """\
 experiment: iris
 stages:
   prepare:
@@ -55,7 +55,7 @@ def error(tmp_path: Path, text: str) -> ConfigError:
 
 # --- what loads ---------------------------------------------------------------------------------
 def test_the_design_example_loads_into_the_model(tmp_path):
-    p = load(tmp_path, DESIGN_EXAMPLE)
+    p = load(tmp_path, README_EXAMPLE)
     assert p.experiment == "iris" and list(p.stages) == ["prepare", "train"]
     train = p.stages["train"]
     assert train.name == "train" and train.notebook == "notebooks/train.ipynb"
@@ -91,7 +91,7 @@ def test_a_key_left_empty_means_none(tmp_path):
 
 
 def test_where_gives_the_line_and_column_of_keys_and_values(tmp_path):
-    p = load(tmp_path, DESIGN_EXAMPLE)
+    p = load(tmp_path, README_EXAMPLE)
     assert p.where("stages", "train") == (8, 3)
     assert p.where("stages", "train", "checks") == (14, 5)
     assert p.where("stages", "train", "checks", value=True) == (14, 13)
@@ -100,7 +100,7 @@ def test_where_gives_the_line_and_column_of_keys_and_values(tmp_path):
 
 
 def test_where_falls_back_to_the_nearest_known_ancestor(tmp_path):
-    p = load(tmp_path, DESIGN_EXAMPLE)
+    p = load(tmp_path, README_EXAMPLE)
     assert p.where("stages", "train", "params", "gamma") == p.where("stages", "train", "params")
     assert p.where("nothing", "here") == (1, 1)
 

@@ -1,0 +1,199 @@
+"""The model of ``nbops.yaml`` (pydantic): stages, schedules, gates, drift, and the pipeline
+that holds them with the position of each of its keys and values. Read by
+:func:`nbops.pipeline.spec.load`; imports only pydantic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from nbops.errors import ConfigError
+
+Key = tuple[str | int, ...]
+"""A path into nbops.yaml, like ``("stages", "train", "deps", 0)``."""
+Position = tuple[int, int]
+"""A 1-based (line, column)."""
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+NAME_HINT = "start with a letter or '_', then use letters, digits, '_', '.' or '-'"
+CHECK_RE = re.compile(
+    r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+CHECK_HINT = "write an operator and a number, quoted, like '>= 0.8' (operators: >= > <= < == !=)"
+
+
+def parse_check(text: str) -> tuple[str, float]:
+    """A check such as ``">= 0.8"`` as its operator and bound: ``(">=", 0.8)``."""
+    match = CHECK_RE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigError(f"{text!r} is not a comparison like '>= 0.8'", CHECK_HINT)
+    bound = float(match.group(2))
+    if not math.isfinite(bound):
+        raise ConfigError(f"{text!r} compares with a number too large to be finite", CHECK_HINT)
+    return match.group(1), bound
+
+
+def _invalid(message: str, hint: str) -> PydanticCustomError:
+    """A validation error whose message and hint reach the ConfigError unchanged."""
+    return PydanticCustomError("nbops", "{message}", {"message": message, "hint": hint})
+
+
+def _valid_check(text: str) -> str:
+    try:
+        parse_check(text)
+    except ConfigError as exc:
+        raise _invalid(exc.message, exc.hint or CHECK_HINT) from None
+    return text
+
+
+def _valid_name(text: str) -> str:
+    if not NAME_RE.match(text):
+        raise _invalid(f"{text!r} is not a valid name", NAME_HINT)
+    return text
+
+
+def _has_values(values: list[Any]) -> list[Any]:
+    if not values:
+        raise _invalid("the list of values is empty", "list the values to try, like C: [0.1, 1.0]")
+    return values
+
+
+def _empty_if_null(factory: Callable[[], Any]) -> BeforeValidator:
+    """``params:`` with nothing after it means no params, not an error."""
+    return BeforeValidator(lambda value: factory() if value is None else value)
+
+
+Text = Annotated[str, Field(min_length=1)]
+Name = Annotated[str, AfterValidator(_valid_name)]
+Check = Annotated[str, AfterValidator(_valid_check)]
+Params = Annotated[dict[str, Any], _empty_if_null(dict)]
+Checks = Annotated[dict[str, Check], _empty_if_null(dict)]
+Names = Annotated[list[Text], _empty_if_null(list)]
+Sweep = Annotated[
+    dict[str, Annotated[list[Any], AfterValidator(_has_values)]], _empty_if_null(dict)
+]
+
+
+class _Model(BaseModel):
+    # strict: YAML already gave real types; "3" is not silently a number, nor true a 1
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Stage(_Model):
+    """One notebook of the pipeline: what it reads (deps), writes (outs), runs with (params,
+    sweep), runs after, and which logged metrics it must reach (checks)."""
+
+    name: str = ""  # its key under ``stages:``
+    notebook: Text
+    params: Params = {}
+    deps: Names = []
+    outs: Names = []
+    after: Names = []
+    sweep: Sweep = {}
+    checks: Checks = {}
+
+
+class Schedule(_Model):
+    """When to run which stages: a cron expression and what to do about misses and failures."""
+
+    cron: Text
+    stages: Names = []  # empty: all stages
+    params: Params = {}
+    catchup: Literal["none", "latest", "all"] = "latest"
+    retries: int = Field(0, ge=0)
+    timeout: float | None = Field(None, gt=0)
+    timezone: Text | None = None
+    on_failure: Text | None = None
+
+
+class Gate(_Model):
+    """What a stage's run must achieve before ``nbops promote`` moves a model alias to it."""
+
+    stage: Text
+    require: Checks = {}
+    better_than_current: Text | None = None
+    alias: Text = "champion"
+
+
+class Drift(_Model):
+    """Which tables ``nbops drift`` compares, how surprised it may be, and what it retrains."""
+
+    reference: Text
+    current: Text
+    threshold: float = Field(0.05, gt=0, le=1)
+    on_drift: Names = []
+
+
+class Pipeline(_Model):
+    """The whole nbops.yaml, plus where it lives and where each of its keys and values sits."""
+
+    experiment: Text | None = None
+    stages: Annotated[dict[Name, Stage], _empty_if_null(dict)]
+    schedules: Annotated[dict[Name, Schedule], _empty_if_null(dict)] = {}
+    gates: Annotated[dict[Name, Gate], _empty_if_null(dict)] = {}
+    drift: Drift | None = None
+
+    _path: Path = PrivateAttr(default=Path("nbops.yaml"))
+    _keys: dict[Key, Position] = PrivateAttr(default_factory=dict)
+    _values: dict[Key, Position] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _name_the_stages(self) -> Pipeline:
+        for name, stage in self.stages.items():
+            stage.name = name
+        return self
+
+    @property
+    def path(self) -> Path:
+        """The nbops.yaml file."""
+        return self._path
+
+    @property
+    def root(self) -> Path:
+        """The project root: the folder of nbops.yaml, which paths in it are relative to."""
+        return self._path.parent
+
+    def where(self, *keys: str | int, value: bool = False) -> Position | None:
+        """The 1-based (line, column) of a key (or with ``value=True`` of its value), falling back
+        to the nearest ancestor the file has; None for a pipeline not loaded from a file."""
+        path: Key = tuple(keys)
+        while True:
+            if value and path in self._values:
+                return self._values[path]
+            if path in self._keys:
+                return self._keys[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def error(
+        self, message: str, hint: str | None, *keys: str | int, value: bool = False
+    ) -> ConfigError:
+        """A ConfigError at the position of ``keys`` in this file."""
+        line, column = self.where(*keys, value=value) or (None, None)
+        return ConfigError(message, hint, file=str(self._path), line=line, column=column)
+
+
+ALLOWED: dict[str, list[str]] = {
+    "the top level": list(Pipeline.model_fields),
+    "stage": [f for f in Stage.model_fields if f != "name"],
+    "schedule": list(Schedule.model_fields),
+    "gate": list(Gate.model_fields),
+    "drift": list(Drift.model_fields),
+}
+"""The keys each mapping of nbops.yaml may have."""
