@@ -1,4 +1,4 @@
-/** Typed calls for each /nbops/api/ endpoint (API-CONTRACT.md). */
+/** Typed calls for each /nbops/api/ endpoint (REST contract: docs/architecture.md). */
 import { requestAPI } from './request';
 import type {
   CompareResponse,

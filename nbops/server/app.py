@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Int, Unicode
@@ -14,6 +14,9 @@ from traitlets import Bool, Int, Unicode
 from nbops import project
 from nbops.mlflow.readers.base import Reader
 from nbops.server.jobs import Jobs
+
+if TYPE_CHECKING:
+    from nbops.mlflow.store import TrackingStore
 
 
 class ServerContext:
@@ -47,6 +50,13 @@ class ServerContext:
                 self._mlflow = MlflowReader(self.uri)
             return self._mlflow
 
+    def store(self) -> TrackingStore:
+        """The tracking store facade (imports mlflow on first use: call it in a worker thread)."""
+        self._warm.result()
+        from nbops.mlflow.store import open_store
+
+        return open_store(self.uri)
+
     def reader(self) -> Reader:
         """The read path; blocks until MLflow is imported (call it in a worker thread)."""
         self._warm.result()
@@ -57,11 +67,9 @@ class ServerContext:
         worker waits for this one import: MLflow's circular imports break when two threads
         import it at once."""
 
-        def load() -> None:
-            import mlflow.utils.search_utils  # noqa: F401
-            from mlflow.tracking import MlflowClient  # noqa: F401
+        from nbops.mlflow.readers import preload
 
-        self._warm = self.pool.submit(load)
+        self._warm = self.pool.submit(preload)
 
 
 class NbopsApp(ExtensionApp):

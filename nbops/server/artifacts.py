@@ -11,7 +11,7 @@ that leave it, dangling links and anything that is not a regular file, and stops
 scan.
 
 Remote artifacts (``s3://``, ``mlflow-artifacts:``, ``http(s)://`` ...) are listed through
-MLflow's artifact repository API (``MlflowClient.list_artifacts``), bounded the same way; this
+the tracking store facade (``TrackingStore.list_artifacts``), bounded the same way; this
 server does not proxy their contents (404 naming the command that downloads them).
 """
 
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from nbops import project
@@ -182,13 +182,19 @@ def _walk_local(base: Path) -> Listing:
     return Listing(sorted(out))
 
 
-def _walk_remote(run_id: str, client: Any) -> Listing:
+class ArtifactLister(Protocol):
+    """What a remote listing needs of the store facade (``TrackingStore.list_artifacts``)."""
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> Sequence[Any]: ...
+
+
+def _walk_remote(run_id: str, store: ArtifactLister) -> Listing:
     out: list[str] = []
     todo: list[str | None] = [None]
     listed = 0
     while todo:
         listed += 1
-        for fi in client.list_artifacts(run_id, todo.pop()):
+        for fi in store.list_artifacts(run_id, todo.pop()):
             if len(out) >= limits.MAX_ARTIFACTS or listed > limits.MAX_ARTIFACTS:
                 return Listing(
                     sorted(out),
@@ -199,20 +205,21 @@ def _walk_remote(run_id: str, client: Any) -> Listing:
 
 
 def list_artifacts(
-    info: RunInfo, roots: list[Path], client: Callable[[], Any] | None = None
+    info: RunInfo, roots: list[Path], store: Callable[[], ArtifactLister] | None = None
 ) -> Listing:
     """Relative paths of the run's artifact files (bounded, sorted), and a note when the list is
-    incomplete or the artifacts are not readable here."""
+    incomplete or the artifacts are not readable here. Remote artifacts are listed through
+    ``store()`` (the tracking store facade; None: not listed)."""
     try:
         base = run_dir(info, roots)
     except OutsideArtifactRoot as exc:
         return Listing([], f"{exc.message}: not listed")
     if base is not None:
         return _walk_local(base) if base.is_dir() else Listing([])
-    if location(info.artifact_uri)[0] != "remote" or client is None:
+    if location(info.artifact_uri)[0] != "remote" or store is None:
         return Listing([])
     try:
-        return _walk_remote(info.summary.run_id, client())
+        return _walk_remote(info.summary.run_id, store())
     except Exception as exc:  # noqa: BLE001 - an unreachable artifact store is not a bad request
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         return Listing(

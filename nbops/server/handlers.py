@@ -1,7 +1,8 @@
-"""REST handlers of /nbops/api/ (API-CONTRACT.md). Every handler is authenticated; POSTs are
-XSRF-checked by APIHandler; store reads run in worker threads; errors map to 4xx JSON in one place
-(``api``), inputs are bounded in one place (``limits``), and anything unexpected is a logged 500
-with a JSON body, never a dead server.
+"""REST handlers of /nbops/api/ (docs/architecture.md, "REST contract"). Every handler is
+authenticated; POSTs are XSRF-checked by APIHandler; store reads run in worker threads; errors map
+to 4xx/503 JSON in one place (``api``: the status is the error class's, ``http_status_of``),
+inputs are bounded in one place (``limits``), and anything unexpected is a logged 500 with a JSON
+body, never a dead server.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 
-from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
+from nbops import tags
+from nbops.errors import InvalidInput, NbopsError, NotFound, http_status_of
 from nbops.mlflow.readers.base import check_run_id
 from nbops.server import limits
 from nbops.server import models as m
@@ -32,23 +34,10 @@ API = "/nbops/api"
 _CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict"}
 
 
-def status_of(exc: NbopsError) -> int:
-    from nbops.server.artifacts import OutsideArtifactRoot
-    from nbops.server.launches import Conflict
-
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, OutsideArtifactRoot):
-        return 403
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, StoreUnavailable):
-        return 503
-    return 400
-
-
 def api(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Map nbops errors and bad bodies to ``{"error", "message"}`` with a 4xx status; anything
+    """Map nbops errors and bad bodies to ``{"error", "message"}`` with the error's status
+    (:func:`nbops.errors.http_status_of`: 404 NotFound, 403 OutsideArtifactRoot, 409 Conflict,
+    503 StoreUnavailable, else 400); anything
     else (a bug, a store gone wrong) to a logged 500 with the same body. Tornado's own errors
     (auth, XSRF, missing arguments) pass through to ``write_error``."""
 
@@ -58,7 +47,7 @@ def api(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]
             await method(self, *args)
         except NbopsError as exc:
             msg = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-            self.fail(status_of(exc), msg)
+            self.fail(http_status_of(exc), msg)
         except ValidationError as exc:
             errs = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])[:100] or 'body'}: {e['msg'][:200]}"
@@ -186,7 +175,7 @@ def _detail(ctx: ServerContext, run_id: str) -> tuple[Any, Any, Path | None]:
 
     info = ctx.reader().run_info(run_id)
     roots = ctx.artifact_roots
-    listing = list_artifacts(info, roots, lambda: ctx.mlflow().client)  # type: ignore[attr-defined]
+    listing = list_artifacts(info, roots, ctx.store)
     return info, listing, executed_notebook(info, ctx.state_dir, listing.files, roots)
 
 
@@ -316,7 +305,7 @@ async def _find_rerun(ctx: ServerContext, job: Any) -> list[str]:
     def find() -> list[str]:
         reader = ctx.reader()
         flt = (
-            f"tags.`nbops.rerun_of` = '{job.launch.rerun_of}'"
+            f"tags.`{tags.RERUN_OF}` = '{job.launch.rerun_of}'"
             f" and attributes.start_time >= {job.started - 1000}"
         )
         page = reader.search(reader.experiment_ids(None), flt, [], 100, None)
@@ -372,7 +361,7 @@ class PipelineHandler(NbopsHandler):
 
 def _last_stage_run(ctx: ServerContext, stage: str) -> str | None:
     reader = ctx.reader()
-    flt = f"tags.`nbops.stage` = '{stage}' and attributes.status = 'FINISHED'"
+    flt = f"tags.`{tags.STAGE}` = '{stage}' and attributes.status = 'FINISHED'"
     page = reader.search(reader.experiment_ids(None), flt, [], 1, None)
     return page.runs[0].run_id if page.runs else None
 

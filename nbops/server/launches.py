@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nbops import project
+from nbops import envvars, project, tags
 from nbops.errors import Conflict, InvalidInput, NotFound, ParameterError
 from nbops.mlflow.readers.base import RunInfo
 from nbops.server import limits
@@ -59,9 +59,9 @@ def _in_project(root: Path, path: str) -> Path:
 
 
 def _env(root: Path, uri: str) -> dict[str, str]:
-    env = {"NBOPS_PROJECT_ROOT": str(root)}
+    env = {envvars.PROJECT_ROOT: str(root)}
     if not project.is_embedded(uri, root):
-        env["MLFLOW_TRACKING_URI"] = uri
+        env[envvars.MLFLOW_TRACKING_URI] = uri
     return env
 
 
@@ -73,7 +73,7 @@ def rerun(
 
     limits.params(params)
     run_id = info.summary.run_id
-    stage = info.tags.get("nbops.stage")
+    stage = info.tags.get(tags.STAGE)
     if stage:
         from nbops.pipeline import spec as specmod
 
@@ -105,10 +105,10 @@ def rerun(
                 argv += ["--sweep", f"{k}={v}"]
             else:
                 argv += ["-p", f"{stage}.{k}={v}"]
-        argv += ["--tag", f"nbops.rerun_of={run_id}", "--summary", str(summary)]
+        argv += ["--tag", f"{tags.RERUN_OF}={run_id}", "--summary", str(summary)]
         limits.argv(argv)
         return Launch("rerun", argv, root, _env(root, uri), run_id, stage, summary)
-    source = info.tags.get("nbops.notebook") or info.tags.get("mlflow.source.name") or ""
+    source = info.tags.get(tags.NOTEBOOK) or info.tags.get(tags.MLFLOW_SOURCE_NAME) or ""
     if not source.endswith(".ipynb"):
         raise Conflict(
             f"run {run_id} was not made by a notebook nbops knows (no nbops.stage or "
@@ -130,8 +130,8 @@ def rerun(
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {
         **_env(root, uri),
-        "NBOPS_TAGS": json.dumps({"nbops.rerun_of": run_id}),
-        "NBOPS_NOTEBOOK": str(nb),
+        envvars.TAGS: json.dumps({tags.RERUN_OF: run_id}),
+        envvars.NOTEBOOK: str(nb),
     }
     return Launch("rerun", argv, nb.parent, env, run_id, None, None)
 

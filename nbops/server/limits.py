@@ -24,28 +24,27 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nbops.errors import InvalidInput
+from nbops.mlflow.readers import bounds as _bounds
 
 # --- run search (the readers' bounds, shared) ------------------------------------------------
-from nbops.mlflow.readers.bounds import (  # noqa: F401
-    MAX_COMPARE_RUNS,
-    MAX_FILTER_CHARS,
-    MAX_FILTER_TERMS,
-    MAX_IN_VALUES,
-    MAX_LIKE_CHARS,
-    MAX_LIKE_WILDCARDS,
-    MAX_NAME_CHARS,
-    MAX_OFFSET,
-    MAX_ORDER_CHARS,
-    MAX_ORDER_KEYS,
-    MAX_RESULTS,
-    MAX_TOKEN_CHARS,
-    offset,
-    page_size,
-    refuse,
-    search,
-    terms,
-    text,
-)
+MAX_COMPARE_RUNS = _bounds.MAX_COMPARE_RUNS
+MAX_FILTER_CHARS = _bounds.MAX_FILTER_CHARS
+MAX_FILTER_TERMS = _bounds.MAX_FILTER_TERMS
+MAX_IN_VALUES = _bounds.MAX_IN_VALUES
+MAX_LIKE_CHARS = _bounds.MAX_LIKE_CHARS
+MAX_LIKE_WILDCARDS = _bounds.MAX_LIKE_WILDCARDS
+MAX_NAME_CHARS = _bounds.MAX_NAME_CHARS
+MAX_OFFSET = _bounds.MAX_OFFSET
+MAX_ORDER_CHARS = _bounds.MAX_ORDER_CHARS
+MAX_ORDER_KEYS = _bounds.MAX_ORDER_KEYS
+MAX_RESULTS = _bounds.MAX_RESULTS
+MAX_TOKEN_CHARS = _bounds.MAX_TOKEN_CHARS
+offset = _bounds.offset
+page_size = _bounds.page_size
+refuse = _bounds.refuse
+search = _bounds.search
+terms = _bounds.terms
+text = _bounds.text
 
 # --- files -------------------------------------------------------------------------------------
 MAX_PATH_CHARS = 1024  # an artifact path

@@ -13,16 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nbops.mlflow.readers.models import (
-    Experiment,
-    MetricPoint,
-    ReadModel,
-    RunComparison,
-    RunList,
-    RunSummary,
-)
+from nbops.mlflow.readers import models as _models
 from nbops.server.schedule_models import SCHEDULE_MODELS
 
+# the read models live with the readers; the contract lists them
+Experiment = _models.Experiment
+MetricPoint = _models.MetricPoint
+ReadModel = _models.ReadModel
+RunComparison = _models.RunComparison
+RunList = _models.RunList
+RunSummary = _models.RunSummary
 Comparison = RunComparison  # moved: issue 12 (the wire name stays Comparison)
 
 

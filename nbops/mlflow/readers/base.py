@@ -17,13 +17,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from nbops import tags
 from nbops.comparisons import lower_is_better
 from nbops.errors import InvalidInput, NotFound
 from nbops.mlflow.readers import bounds as limits
 from nbops.mlflow.readers import models as m
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-SUMMARY_TAGS = ("nbops.stage", "nbops.rerun_of", "mlflow.parentRunId", "nbops.notebook")
+SUMMARY_TAGS = (tags.STAGE, tags.RERUN_OF, tags.MLFLOW_PARENT_RUN_ID, tags.NOTEBOOK)
 
 
 def check_run_id(run_id: str) -> str:
@@ -70,7 +71,7 @@ def summarize(
     end: int | None,
     params: dict[str, str],
     metrics: dict[str, float | None],
-    tags: dict[str, str],
+    run_tags: dict[str, str],
 ) -> m.RunSummary:
     # built from store rows, not user input: no validation pass (a page is 100 of these)
     return m.RunSummary.model_construct(
@@ -83,10 +84,10 @@ def summarize(
         duration_s=(end - start) / 1000 if end and start else None,
         params=dict(sorted(params.items())),
         metrics={k: finite(v) for k, v in sorted(metrics.items())},
-        stage=tags.get("nbops.stage"),
-        rerun_of=tags.get("nbops.rerun_of"),
-        parent_run_id=tags.get("mlflow.parentRunId"),
-        notebook=tags.get("nbops.notebook"),
+        stage=run_tags.get(tags.STAGE),
+        rerun_of=run_tags.get(tags.RERUN_OF),
+        parent_run_id=run_tags.get(tags.MLFLOW_PARENT_RUN_ID),
+        notebook=run_tags.get(tags.NOTEBOOK),
     )
 
 

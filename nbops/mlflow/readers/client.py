@@ -1,4 +1,5 @@
-"""The general read path: MlflowClient, for any tracking store (MLflow server, files, databases)."""
+"""The general read path: MlflowClient (through the store facade, :mod:`nbops.mlflow.store`), for
+any tracking store (MLflow server, files, databases)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from nbops.errors import InvalidInput, NotFound
 from nbops.mlflow import search
+from nbops.mlflow.failures import BAD_REQUEST, INVALID_PARAMETER_VALUE, error_code
 from nbops.mlflow.readers import bounds as limits
 from nbops.mlflow.readers import models as m
 from nbops.mlflow.readers.base import (
@@ -68,23 +70,21 @@ class MlflowReader(Reader):
     source = "mlflow"
 
     def __init__(self, uri: str) -> None:
-        from nbops.tracking.query import open_store
+        from nbops.mlflow.store import open_store
 
         self.store = open_store(uri)
-        self.client = self.store.client
 
     def experiments(self) -> list[m.Experiment]:
         out = []
         for e in self.store.experiments():
             count, last, token = 0, None, None
             while True:  # no count API in MLflow: page through the runs, newest first
-                page = self.client.search_runs(
+                page, token = self.store.search_runs_page(
                     [e.experiment_id], max_results=1000, page_token=token
                 )
-                if last is None and len(page):
+                if last is None and page:
                     last = page[0].info.start_time
                 count += len(page)
-                token = page.token
                 if not token:
                     break
             out.append(
@@ -123,8 +123,6 @@ class MlflowReader(Reader):
         max_results: int,
         page_token: str | None,
     ) -> Page:
-        from mlflow.exceptions import MlflowException
-
         limits.search(filter_string, order_by, max_results)
         digest = query_digest(experiment_ids, filter_string, order_by)
         inner = decode_token(page_token, digest, "m").get("m")
@@ -140,19 +138,14 @@ class MlflowReader(Reader):
         if not experiment_ids:
             return Page([], None, 0, [], [], self.source)
         try:
-            page = self.client.search_runs(
-                experiment_ids,
-                filter_string=filter_string,
-                order_by=order_by or None,
-                max_results=max_results,
-                page_token=inner,
+            page, inner_next = self.store.search_runs_page(
+                experiment_ids, filter_string, order_by or None, max_results, inner
             )
-        except MlflowException as exc:
-            if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+        except Exception as exc:
+            if error_code(exc) in (INVALID_PARAMETER_VALUE, BAD_REQUEST):
                 raise _syntax(filter_string, order_by, exc) from exc
             raise
         runs = [self._summary(r) for r in page]
-        inner_next = page.token.decode() if isinstance(page.token, bytes) else page.token
         nxt = encode_token(digest, m=inner_next) if inner_next else None
         # MLflow has no count or key listing: keys are those of the runs on this page
         pkeys = sorted({k for r in runs for k in r.params})
@@ -175,7 +168,7 @@ class MlflowReader(Reader):
 
     def metric_history(self, run_id: str, key: str) -> list[m.MetricPoint]:
         self._get(run_id)
-        hist = self.client.get_metric_history(run_id, key)
+        hist = self.store.metric_history(run_id, key)
         pts = sorted(hist, key=lambda x: (x.step, x.timestamp, x.value))
         return [
             m.MetricPoint(step=p.step, timestamp=p.timestamp, value=finite(p.value)) for p in pts
@@ -186,7 +179,7 @@ class MlflowReader(Reader):
         for rid in dict.fromkeys(run_ids):
             run = self._get(rid)
             for key in run.data.metrics:
-                hist = self.client.get_metric_history(rid, key)
+                hist = self.store.metric_history(rid, key)
                 pts = sorted(hist, key=lambda x: (x.step, x.timestamp, x.value))
                 out.setdefault(key, {})[rid] = [(p.step, finite(p.value)) for p in pts]
         return {k: out[k] for k in sorted(out)}
