@@ -18,6 +18,9 @@ PAPERMILL_OUTPUT_PATH = "PAPERMILL_OUTPUT_PATH"
 
 # --- Jupyter's ----------------------------------------------------------------------------
 JPY_SESSION_NAME = "JPY_SESSION_NAME"  # the notebook a kernel serves, as JupyterLab names it
+JPY_PARENT_PID = "JPY_PARENT_PID"  # the kernel's parent process, which ipykernel watches
+# debugpy's: no note about frozen modules in a forked kernel
+PYDEVD_DISABLE_FILE_VALIDATION = "PYDEVD_DISABLE_FILE_VALIDATION"
 
 # --- nbops's: set by nbops for the processes it starts --------------------------------------
 PROJECT_ROOT = "NBOPS_PROJECT_ROOT"  # the project a stage, writer or daemon belongs to

@@ -19,6 +19,7 @@ The tree (exit code, HTTP status)::
     ├── SchedulerDatabaseError      2  503  the scheduler's database cannot be used as it is
     ├── StageFailed                 1  400  a pipeline stage failed (stage, cell, notebook)
     ├── GateFailed                  1  400  a promotion gate refused; the registry is unchanged
+    ├── IncompatibleDependency      1  503  jupyter_client/papermill/nbclient lack what nbops uses
     └── StoreUnavailable            1  503  the tracking store cannot be reached; data stays spooled
         └── SchemaRefused           1  503  the store's schema cannot be used or upgraded safely
 
@@ -150,6 +151,14 @@ class GateFailed(NbopsError):
     exit_code = Exit.FAILED
 
 
+class IncompatibleDependency(NbopsError):
+    """An installed jupyter_client, papermill or nbclient no longer has what nbops relies on
+    (``nbops/executors/compat.py`` names the package, its version and the fix)."""
+
+    exit_code = Exit.FAILED
+    http_status = 503  # the installation is at fault, not the request
+
+
 class StoreUnavailable(NbopsError):
     """The tracking store cannot be reached; logged data stays in the spool."""
 
@@ -185,6 +194,7 @@ __all__ = [
     "Conflict",
     "Exit",
     "GateFailed",
+    "IncompatibleDependency",
     "InvalidInput",
     "NbopsError",
     "NotFound",

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from nbops.errors import Exit, NbopsError
+from nbops.errors import IncompatibleDependency
 
 # the versions nbops is tested with: [low, high) per package
 TESTED: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -85,13 +85,6 @@ RELIANCES: tuple[Reliance, ...] = (
 PROCESS_CALLS = frozenset(
     {"pid", "poll", "wait", "send_signal", "kill", "terminate", "stdin", "stdout", "stderr"}
 )
-
-
-class IncompatibleDependency(NbopsError):
-    """An installed jupyter_client, papermill or nbclient no longer has what nbops uses."""
-
-    exit_code = Exit.FAILED
-    http_status = 500  # the server's installation is at fault, not the request
 
 
 def installed_version(package: str) -> str | None:

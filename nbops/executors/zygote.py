@@ -31,6 +31,7 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
+from nbops import envvars
 from nbops.executors import compat
 
 PRELOAD = (
@@ -145,8 +146,8 @@ class Zygote:
     def _ensure(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             env = dict(os.environ)
-            env["JPY_PARENT_PID"] = str(os.getpid())  # what ipykernel reads at import
-            env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy: no frozen-module note
+            env[envvars.JPY_PARENT_PID] = str(os.getpid())  # what ipykernel reads at import
+            env.setdefault(envvars.PYDEVD_DISABLE_FILE_VALIDATION, "1")
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "nbops.executors.zygote"],
                 stdin=subprocess.PIPE,
