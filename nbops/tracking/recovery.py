@@ -12,9 +12,10 @@ import shutil
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbops import envvars, tags
 from nbops.tracking.spool import Spool, lock_wait, pid_alive, spool_root, try_lock
@@ -298,7 +299,7 @@ def _is_record(p: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size < 4 << 20
 
 
-def _dead_records(state: Path) -> list[tuple[Path, dict[str, object]]]:
+def _dead_records(state: Path) -> list[tuple[Path, dict[str, Any]]]:
     import json
 
     d = _executions_dir(state)
@@ -331,14 +332,22 @@ def _dead_records(state: Path) -> list[tuple[Path, dict[str, object]]]:
     return out
 
 
-def recover_executions(state: Path, uri: str | None = None) -> list[DeadExecution]:
+def recover_executions(
+    state: Path,
+    uri: str | None = None,
+    record_unfinished: Callable[[Path, list[str], str], None] | None = None,
+) -> list[DeadExecution]:
     """Find ``nbops run`` executions whose runner died (its pid is gone, or is another process
     now) and recover each: its unfinished runs end KILLED with ``nbops.end_reason`` naming it,
     what they logged is delivered (or stays spooled if the store is unreachable), and the stages
     it did not finish are recorded in the pipeline state as failed, for ``--resume``.
 
+    ``record_unfinished(state, stages, why)`` records those stages as failed (the pipeline passes
+    its state's writer: tracking does not import the pipeline).
+
     Cheap when there is nothing to recover (one directory listing); MLflow is imported only for
     a dead execution's runs."""
+    record = record_unfinished if record_unfinished is not None else _record_unfinished
     found = _dead_records(state)
     out = []
     for path, data in found:
@@ -347,15 +356,16 @@ def recover_executions(state: Path, uri: str | None = None) -> list[DeadExecutio
             os.rename(path, claimed)  # one recoverer per dead execution
         except OSError:
             continue
-        pid = int(data["pid"])  # type: ignore[call-overload]
-        started = float(data.get("time") or 0)  # type: ignore[arg-type]
+        pid = int(data["pid"])
+        started = float(data.get("time") or 0)
         reason = _reason(pid, started)
-        stages = [str(s) for s in data.get("stages") or []]  # type: ignore[attr-defined]
-        finished = {str(s) for s in data.get("finished") or []}  # type: ignore[attr-defined]
+        stages = [str(s) for s in data.get("stages") or []]
+        finished = {str(s) for s in data.get("finished") or []}
         unfinished = [s for s in stages if s not in finished]
-        runs = [r for r in data.get("runs") or [] if isinstance(r, list) and len(r) == 3]  # type: ignore[attr-defined]
+        runs = [r for r in data.get("runs") or [] if isinstance(r, list) and len(r) == 3]
         outcomes, error = _end_runs(state, runs, reason, uri)
-        _record_unfinished(state, unfinished, _reason(pid, started, "this stage finished"))
+        if unfinished:
+            record(state, unfinished, _reason(pid, started, "this stage finished"))
         # done with the record either way: runs the store could not take stay spooled, ended
         # KILLED, and nbops sync (or the next writer) delivers them
         with contextlib.suppress(OSError):
@@ -365,8 +375,8 @@ def recover_executions(state: Path, uri: str | None = None) -> list[DeadExecutio
 
 
 def _record_unfinished(state: Path, stages: list[str], why: str) -> None:
-    if not stages:
-        return
+    # transition (issue 12): goes once every caller passes record_unfinished (tracking must not
+    # import the pipeline)
     from nbops.pipeline.state import State
 
     st = State(state)

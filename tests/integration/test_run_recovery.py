@@ -159,6 +159,22 @@ def test_only_dead_executions_are_recovered_and_a_reused_pid_counts_as_dead(
     assert recovery.recover_executions(state) == []  # recovered once
 
 
+def test_the_stages_a_dead_execution_left_go_to_the_recorder_the_caller_passes(
+    project: Path,
+) -> None:
+    state = project / ".nbops"
+    _record(state, _dead_pid(), "123", ["a", "b", "c"], ["a"])
+    recorded: list[tuple[Path, list[str], str]] = []
+    found = recovery.recover_executions(
+        state, record_unfinished=lambda st, stages, why: recorded.append((st, stages, why))
+    )
+    assert [d.unfinished for d in found] == [["b", "c"]]
+    assert [(st, stages) for st, stages, _ in recorded] == [(state, ["b", "c"])]
+    assert "was killed before this stage finished" in recorded[0][2]
+    # tracking wrote nothing of the pipeline's own: the recorder is the caller's
+    assert not (state / "pipeline" / "state.json").exists()
+
+
 def test_a_dead_execution_with_its_store_unreachable_is_ended_in_its_spool_for_sync(
     project: Path,
 ) -> None:
