@@ -31,12 +31,12 @@ export interface Comparison {
 export interface CreateSchedule {
   name: string;
   cron: string;
+  timezone?: string | null;
   stages?: string[];
   params?: { [key: string]: unknown };
   catchup?: "none" | "latest" | "all";
   retries?: number;
   timeout?: number | null;
-  timezone?: string | null;
 }
 
 export interface Experiment {

@@ -1,6 +1,7 @@
 """The scheduler's Python API: what the CLI and the Jupyter server call. Every function takes the
-project root; errors are NbopsError subclasses (InvalidInput/ConfigError: bad input -> HTTP 400,
-NotFound -> 404). Returns plain dicts (``model_dump()`` of the models in model.py)."""
+project root; errors are NbopsError subclasses, each with its HTTP status (nbops.errors).
+A schedule is added whole (a ``model.Schedule``); the others return plain dicts
+(``model_dump()`` of the models in model.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nbops import envvars
 from nbops.errors import ConfigError, InvalidInput, NotFound
-from nbops.scheduler import cron, sources
+from nbops.scheduler import cron, sources, validation
 from nbops.scheduler.daemon import HEARTBEAT, read_status
 from nbops.scheduler.lock import is_held
-from nbops.scheduler.model import DaemonStatus, HistoryRow, ScheduleView
-from nbops.scheduler.store import Store
+from nbops.scheduler.model import DaemonStatus, HistoryRow, Schedule, ScheduleView
+from nbops.scheduler.store import ScheduleStore
 
 START_HINT = (
     "start it in the project folder: `nbops scheduler` (foreground), or as a service: "
@@ -28,16 +30,19 @@ def _root(root: str | os.PathLike[str]) -> Path:
     return Path(root).resolve()
 
 
-def _view(entry: sources.Entry, store: Store, slots: dict[str, Any], now: float) -> ScheduleView:
-    """How a schedule is listed; an invalid one (or one whose next time cannot be computed)
-    is listed with ``invalid`` saying why and no next fire time, never an error."""
-    spec, problem = entry.spec, entry.problem
+def _view(
+    entry: sources.Entry, store: ScheduleStore, slots: dict[str, Any], now: float
+) -> ScheduleView:
+    """How a schedule is listed: the schedule plus its status. An invalid one (or one whose next
+    time cannot be computed) is listed with ``invalid`` saying why and no next fire time, never
+    an error; its fields are shown as far as they can be read."""
+    schedule, problem = entry.schedule, entry.problem
     nxt: float | None = None
-    if spec is not None:
-        slot = slots.get(spec.name)
+    if schedule is not None:
+        slot = slots.get(schedule.name)
         after = max(now, slot.cursor) if slot is not None and slot.cursor else now
         try:
-            nxt = cron.next_fire(spec.cron, spec.timezone, after)
+            nxt = cron.next_fire(schedule.cron, schedule.timezone, after)
         except Exception as exc:  # validated on load: belt and braces for the listing
             problem = f"its next fire time cannot be computed ({type(exc).__name__}: {exc})"
     last = store.last(entry.name)
@@ -48,18 +53,14 @@ def _view(entry: sources.Entry, store: Store, slots: dict[str, Any], now: float)
     status = None
     if last is not None:
         status = f"skipped: {last.error}" if last.status == "skipped" else last.status
-    f = entry.fields if spec is None else spec.model_dump()
+    fields = schedule.model_dump() if schedule is not None else _shown(entry.fields)
     return ScheduleView(
-        name=entry.name,
-        cron=_shown(f.get("cron"), str, "?"),
-        timezone=_zone_label(f.get("timezone")),
-        stages=[str(x) for x in f["stages"]] if isinstance(f.get("stages"), list) else [],
-        params=f["params"] if isinstance(f.get("params"), dict) else {},
-        catchup=f["catchup"] if f.get("catchup") in ("none", "latest", "all") else "latest",
-        retries=_shown(f.get("retries"), int, 0),
-        timeout=_shown(f.get("timeout"), float, None),
-        on_failure=_shown(f.get("on_failure"), str, None),
-        source="nbops.yaml" if entry.source == "nbops.yaml" else "cli",
+        **{
+            **fields,
+            "name": entry.name,
+            "timezone": _zone_label(fields.get("timezone")),
+            "source": "nbops.yaml" if entry.source == "nbops.yaml" else "cli",
+        },
         next_fire=None if nxt is None or problem else int(nxt * 1000),
         last_status=status,
         last_run_id=run_id,
@@ -67,10 +68,24 @@ def _view(entry: sources.Entry, store: Store, slots: dict[str, Any], now: float)
     )
 
 
-def _shown(v: Any, kind: type, default: Any) -> Any:
+def _shown(f: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an invalid schedule as they can be shown (anything else: a default)."""
+    timeout = _kind(f.get("timeout"), float, None)
+    return {
+        "cron": _kind(f.get("cron"), str, "?"),
+        "timezone": f.get("timezone"),
+        "stages": [str(x) for x in f["stages"]] if isinstance(f.get("stages"), list) else [],
+        "params": f["params"] if isinstance(f.get("params"), dict) else {},
+        "catchup": f["catchup"] if f.get("catchup") in ("none", "latest", "all") else "latest",
+        "retries": _kind(f.get("retries"), int, 0),
+        "timeout": None if timeout is None else float(timeout),
+        "on_failure": _kind(f.get("on_failure"), str, None),
+    }
+
+
+def _kind(v: Any, kind: type, default: Any) -> Any:
     if kind is float:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and v == v
-        return float(v) if ok else default
+        return v if isinstance(v, int | float) and not isinstance(v, bool) and v == v else default
     if kind is int:
         return v if isinstance(v, int) and not isinstance(v, bool) else default
     return v if isinstance(v, kind) else default
@@ -86,46 +101,20 @@ def list_schedules(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every schedule (nbops.yaml and CLI), with next fire time (epoch ms) and last status;
     invalid ones are listed with ``invalid`` saying why (they do not stop the others)."""
     r = _root(root)
-    store = Store(r)
+    store = ScheduleStore(r)
     slots = store.slots()
     now = time.time()
     return [_view(e, store, slots, now).model_dump() for e in sources.entries(r, store)]
 
 
-def get_schedule(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
+def add_schedule(root: str | os.PathLike[str], schedule: Schedule) -> dict[str, Any]:
+    """Add ``schedule`` (built by the CLI or the server, so checked on its own; here checked
+    against nbops.yaml too), persisted: a running daemon picks it up within a second."""
     r = _root(root)
-    store = Store(r)
-    entry = sources.find_entry(r, name, store)
-    return _view(entry, store, store.slots(), time.time()).model_dump()
-
-
-def add_schedule(
-    root: str | os.PathLike[str],
-    name: str,
-    cron_expr: str,
-    *,
-    stages: list[str] | None = None,
-    params: list[str] | dict[str, Any] | None = None,
-    catchup: str = "latest",
-    retries: Any = 0,
-    timeout: Any = None,
-    timezone: str | None = None,
-    on_failure: str | None = None,
-) -> dict[str, Any]:
-    """Add a schedule (persisted; a running daemon picks it up within a second)."""
-    r = _root(root)
-    store = Store(r)
-    spec = sources.new_spec(
-        r,
-        name,
-        cron_expr,
-        stages=stages,
-        params=params,
-        catchup=catchup,
-        retries=retries,
-        timeout=timeout,
-        timezone=timezone,
-        on_failure=on_failure,
+    store = ScheduleStore(r)
+    name = schedule.name
+    spec = validation.validate(
+        schedule.model_dump(exclude={"source"}), sources.load_pipeline(r), source="cli"
     )
     existing = {e.name: e for e in sources.entries(r, store)}
     if name in existing:
@@ -144,7 +133,7 @@ def add_schedule(
 def remove_schedule(root: str | os.PathLike[str], name: str) -> None:
     """Remove a CLI schedule; one from nbops.yaml is refused (edit the file)."""
     r = _root(root)
-    store = Store(r)
+    store = ScheduleStore(r)
     found = [e for e in sources.entries(r, store) if e.name == name]
     if not found:
         raise NotFound(f"no schedule named {name!r}", "see `nbops schedule list`")
@@ -161,7 +150,7 @@ def remove_schedule(root: str | os.PathLike[str], name: str) -> None:
         )
     if not store.remove_schedule(name):
         raise NotFound(f"no schedule named {name!r}", "see `nbops schedule list`")
-    spec = entry.spec.model_dump(exclude={"name"}) if entry.spec else entry.fields
+    spec = entry.schedule.model_dump(exclude={"name"}) if entry.schedule else entry.fields
     extra = {"invalid": entry.problem} if entry.problem else {}
     _audit(r, "schedule.remove", schedule=name, spec=spec, **extra)
 
@@ -171,7 +160,7 @@ def run_now(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
     no-overlap rule); else a detached `nbops schedule run NAME` process runs it.
     Returns {"schedule", "queued": bool, "pid": int | None}."""
     r = _root(root)
-    store = Store(r)
+    store = ScheduleStore(r)
     sources.find(r, name, store)
     _audit(r, "schedule.run", schedule=name)
     if daemon_status(r)["alive"]:
@@ -180,7 +169,7 @@ def run_now(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "nbops", "schedule", "run", name, "--foreground"],
         cwd=r,
-        env=dict(os.environ, NBOPS_PROJECT_ROOT=str(r)),
+        env={**os.environ, envvars.PROJECT_ROOT: str(r)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -192,7 +181,7 @@ def run_now(root: str | os.PathLike[str], name: str) -> dict[str, Any]:
 def history(root: str | os.PathLike[str], name: str, limit: int = 50) -> list[dict[str, Any]]:
     """The schedule's executions (and skipped fire times), newest first."""
     r = _root(root)
-    store = Store(r)
+    store = ScheduleStore(r)
     rows = store.history(name, limit=max(1, min(int(limit), 10_000)))
     if not rows:
         sources.find_entry(r, name, store)  # NotFound for an unknown name; else no history yet

@@ -10,9 +10,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import project
+from nbops.errors import Exit, NbopsError
+from nbops.table import table
+
+if TYPE_CHECKING:
+    from nbops.scheduler.model import Schedule
 
 
 def _root() -> Path:
@@ -27,26 +32,40 @@ def _split(values: list[str] | None) -> list[str]:
     return out
 
 
+def schedule_of(args: argparse.Namespace) -> Schedule:
+    """The schedule ``nbops schedule add`` describes (checked as it is built: a bad option is
+    an NbopsError naming the schedule and the field, as ``POST /schedules`` says it)."""
+    from nbops.scheduler.model import Schedule
+    from nbops.scheduler.params import parse_cli
+
+    try:
+        params = parse_cli([str(p) for p in args.param or []])
+    except NbopsError as exc:  # named like every other option's error
+        exc.message = f"schedule {args.name!r}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+    return Schedule(
+        name=args.name,
+        cron=args.cron,
+        timezone=args.timezone,
+        stages=_split(args.stages),
+        params=params,
+        catchup=args.catchup,
+        retries=_whole(args.retries),
+        timeout=None if args.timeout is None else _whole(args.timeout),
+        on_failure=args.on_failure,
+    )
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     from nbops.scheduler import api
 
-    view = api.add_schedule(
-        _root(),
-        args.name,
-        args.cron,
-        stages=_split(args.stages),
-        params=args.param,
-        catchup=args.catchup,
-        retries=_whole(args.retries, "retries"),
-        timeout=None if args.timeout is None else _whole(args.timeout, "timeout"),
-        timezone=args.timezone,
-        on_failure=args.on_failure,
-    )
+    view = api.add_schedule(_root(), schedule_of(args))
     print(f"added schedule {view['name']}: next at {_when(view)}, time zone {view['timezone']}")
     status = api.daemon_status(_root())
     if not status["alive"]:
         print(f"note: {status['hint']}")
-    return 0
+    return Exit.OK
 
 
 def _cell(text: Any) -> str:
@@ -54,7 +73,7 @@ def _cell(text: Any) -> str:
     return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
-def _whole(text: str, field: str) -> Any:
+def _whole(text: str) -> Any:
     """``--retries 3`` / ``--timeout 3600`` as an int; other text goes to the one validation as
     it is, which refuses it (``1.5``, ``true``, ``3x``) with the same message as the API."""
     t = text.strip()
@@ -75,7 +94,6 @@ def _when(view: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from nbops.cli import _table
     from nbops.scheduler import api
 
     root = _root()
@@ -83,7 +101,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     status = api.daemon_status(root)
     if args.json:
         print(json.dumps({"schedules": views, "daemon": status}, indent=1))
-        return 0
+        return Exit.OK
     if not views:
         print("no schedules: add one with `nbops schedule add NAME --cron '0 2 * * *'`")
     else:
@@ -101,7 +119,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             for v in views
         ]
         header = ["NAME", "CRON", "TIME ZONE", "NEXT", "STAGES", "CATCHUP", "SOURCE", "LAST"]
-        print(_table(rows, header))
+        print(table(rows, header))
         for v in views:
             if v.get("invalid"):
                 print(f"\ninvalid: {_cell(v['name'])} does not run: {_cell(v['invalid'])}")
@@ -109,7 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"\nscheduler: running (pid {status['pid']})")
     else:
         print(f"\nscheduler: not running; {api.START_HINT}")
-    return 0
+    return Exit.OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -117,7 +135,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
     api.remove_schedule(_root(), args.name)
     print(f"removed schedule {args.name}")
-    return 0
+    return Exit.OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -131,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"queued {args.name} for the running scheduler; "
                 f"see `nbops schedule history {args.name}`"
             )
-            return 0
+            return Exit.OK
     return _run_foreground(root, args.name)
 
 
@@ -140,10 +158,10 @@ def _run_foreground(root: Path, name: str) -> int:
     from nbops.scheduler import sources
     from nbops.scheduler.execution import Execution, run_hook
     from nbops.scheduler.jobs import perform
-    from nbops.scheduler.store import Store
+    from nbops.scheduler.store import ScheduleStore
 
-    store = Store(root)
-    spec = sources.find(root, name, store)
+    store = ScheduleStore(root)
+    schedule = sources.find(root, name, store)
     now = time.time()
     hid = store.add_history(name, fire_time=now, reason="manual", status="running", started=now)
     current: list[Execution] = []
@@ -157,39 +175,38 @@ def _run_foreground(root: Path, name: str) -> int:
     old = {s: signal.signal(s, on_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     print(f"running schedule {name} (execution {hid}) ...", flush=True)
     try:
-        res = perform(root, store, spec, hid, on_process=current.append)
+        res = perform(root, store, schedule, hid, on_process=current.append)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     if res is None:
         print(f"schedule {name} is already running in another process: skipped", file=sys.stderr)
-        return 1
+        return Exit.FAILED
     ids = res.pipeline_run_id or ", ".join(res.run_ids) or "-"
     print(f"schedule {name}: {res.status} (runs: {ids}; log: {res.log_path})")
     if not res.ok:
         if res.error:
             print(f"  error: {res.error}", file=sys.stderr)
         if res.status != "killed":
-            run_hook(root, spec, res, hid, res.log_path or store.dir / "hooks.log")
-        return 130 if res.status == "killed" else 1
-    return 0
+            run_hook(root, schedule, res, hid, res.log_path or store.dir / "hooks.log")
+        return Exit.INTERRUPTED if res.status == "killed" else Exit.FAILED
+    return Exit.OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from nbops.cli import _table
     from nbops.scheduler import api
 
     rows = api.history(_root(), args.name, args.limit)
     if args.json:
         print(json.dumps(rows, indent=1))
-        return 0
+        return Exit.OK
     if not rows:
         print(f"schedule {args.name} has not fired yet")
-        return 0
-    table = []
+        return Exit.OK
+    lines = []
     for r in rows:
         status = f"skipped: {r['error']}" if r["status"] == "skipped" else r["status"]
-        table.append(
+        lines.append(
             [
                 str(r["id"]),
                 _ts(r["fire_time"]),
@@ -202,8 +219,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             ]
         )
     header = ["ID", "FIRE TIME", "REASON", "STATUS", "STARTED", "TOOK", "RUNS", "ERROR"]
-    print(_table(table, header))
-    return 0
+    print(table(lines, header))
+    return Exit.OK
 
 
 def _ts(t: float | None) -> str:
@@ -216,7 +233,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     root = _root()
     if args.print_systemd_unit:
         print(systemd.unit_text(root), end="")
-        return 0
+        return Exit.OK
     if args.install_systemd:
         path = systemd.install(root)
         print(f"wrote {path}")
@@ -225,7 +242,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             f"  systemctl --user daemon-reload && systemctl --user enable --now {path.name}\n"
             f"logs: journalctl --user -u {path.name} -f"
         )
-        return 0
+        return Exit.OK
     from nbops.scheduler.daemon import Daemon
 
     logging.basicConfig(

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nbops.scheduler import cron
-from nbops.scheduler.model import ScheduleSpec
+from nbops.scheduler.model import Schedule
 
 MISFIRE_GRACE = 60.0
 """A fire time at most this many seconds old is on time, not missed (catchup: none runs it)."""
@@ -143,7 +143,7 @@ Action = Start | Skip
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RetryDecision:
     """What to do after an execution ended: retry at ``retry_at``, or ``gave_up`` (run the hook)."""
 
     retry_at: float | None = None
@@ -167,13 +167,13 @@ class Core:
         self.catchup_limit = catchup_limit
         self.kill_grace = kill_grace
         self.backoff_base = backoff_base
-        self.specs: dict[str, ScheduleSpec] = {}
+        self.specs: dict[str, Schedule] = {}
         self.slots: dict[str, Slot] = {}
         # name -> (the spec, why its fire times failed): left out until the spec changes
-        self.broken: dict[str, tuple[ScheduleSpec, str]] = {}
+        self.broken: dict[str, tuple[Schedule, str]] = {}
 
     # --- the set of schedules -------------------------------------------------------------
-    def load(self, specs: Iterable[ScheduleSpec], slots: dict[str, Slot] | None = None) -> None:
+    def load(self, specs: Iterable[Schedule], slots: dict[str, Slot] | None = None) -> None:
         """Take the current schedules (and persisted slots). A schedule seen for the first time
         starts counting from now: fire times before it existed are not missed ones."""
         now = self.clock()
@@ -211,7 +211,7 @@ class Core:
                     actions.append(Start(name, head))
         return actions
 
-    def _due(self, spec: ScheduleSpec, slot: Slot, now: float) -> list[Action]:
+    def _due(self, spec: Schedule, slot: Slot, now: float) -> list[Action]:
         after = slot.cursor if slot.cursor is not None else now
         fires, count = cron.fires_between(spec.cron, spec.timezone, after, now, self.catchup_limit)
         if not count:
@@ -273,22 +273,22 @@ class Core:
         slot.queue.append(Pending(now, "manual"))
         return None
 
-    def finished(self, name: str, ok: bool) -> Outcome:
+    def finished(self, name: str, ok: bool) -> RetryDecision:
         """The running execution of ``name`` ended; a failure is retried with back-off until
         ``retries`` is used up, then the schedule gives up (and its on_failure hook runs)."""
         slot = self.slots.get(name)
         running = slot.running if slot else None
         if slot is None or running is None:
-            return Outcome()
+            return RetryDecision()
         slot.running = None
         if ok:
-            return Outcome()
+            return RetryDecision()
         spec = self.specs.get(name)
         if spec is not None and running.attempt < spec.retries:
             at = self.clock() + backoff(running.attempt, self.backoff_base)
             slot.queue.insert(0, Pending(running.fire, "retry", running.attempt + 1, at))
-            return Outcome(retry_at=at)
-        return Outcome(gave_up=True)
+            return RetryDecision(retry_at=at)
+        return RetryDecision(gave_up=True)
 
     def overdue(self) -> list[str]:
         """Schedules whose execution outlived its timeout plus the grace: kill them."""

@@ -16,14 +16,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nbops import project
 from nbops.errors import AlreadyRunning, ConfigError, NbopsError
 from nbops.scheduler import sources
 from nbops.scheduler.core import Core, Skip, Start
-from nbops.scheduler.execution import STOP_GRACE, Execution, Result, alive, descendants, run_hook
+from nbops.scheduler.execution import (
+    STOP_GRACE,
+    Execution,
+    ExecutionResult,
+    alive,
+    descendants,
+    run_hook,
+)
 from nbops.scheduler.jobs import perform
 from nbops.scheduler.lock import FileLock, daemon_lock
-from nbops.scheduler.model import ScheduleSpec
-from nbops.scheduler.store import Store
+from nbops.scheduler.model import Schedule
+from nbops.scheduler.store import ScheduleStore
 
 log = logging.getLogger("nbops.scheduler")
 
@@ -63,7 +71,7 @@ class Daemon:
         heartbeat: float = HEARTBEAT,
     ) -> None:
         self.root = root
-        self.store = Store(root)
+        self.store = ScheduleStore(root)
         self.dir = self.store.dir
         self.clock = clock
         self.poll, self.heartbeat = poll, heartbeat
@@ -78,8 +86,8 @@ class Daemon:
         self._last_beat = 0.0
         self._last_prune = 0.0
         self._yaml_key: tuple[float, int] | None = None
-        self._yaml_specs: Any = None
-        self._specs: list[ScheduleSpec] = []
+        self._pipeline: Any = None
+        self._specs: list[Schedule] = []
         self._config_error: str | None = None
         self._invalid: dict[str, str] = {}  # name -> why, as last logged
         self._store_error: str | None = None
@@ -197,14 +205,14 @@ class Daemon:
         problem) and never stops the others. A missing or unreadable nbops.yaml, or a scheduler
         database that cannot be used, stops the start; later it is logged and the last good
         schedules stay."""
-        path = self.root / "nbops.yaml"
+        path = self.root / project.CONFIG_FILE
         try:
             st = path.stat()
             key = (st.st_mtime, st.st_size)
-            if key != self._yaml_key or self._yaml_specs is None:
-                self._yaml_specs = sources.load_pipeline(self.root)
+            if key != self._yaml_key or self._pipeline is None:
+                self._pipeline = sources.load_pipeline(self.root)
                 self._yaml_key = key
-            found = sources.entries(self.root, self.store, self._yaml_specs)
+            found = sources.entries(self.root, self.store, self._pipeline)
         except (ConfigError, OSError, NbopsError) as exc:
             if first:
                 raise
@@ -217,7 +225,7 @@ class Daemon:
             log.info("schedules reloaded: the problem is gone")
             self._config_error = None
         self._note_invalid(found)
-        specs = [e.spec for e in found if e.spec is not None]
+        specs = [e.schedule for e in found if e.schedule is not None]
         if first or specs != self._specs:
             with self.mutex:
                 self.core.load(specs, self.store.slots() if first else None)
@@ -227,7 +235,7 @@ class Daemon:
 
     def _note_invalid(self, found: list[sources.Entry]) -> None:
         """Log each invalid schedule and give it a skipped history row, once per problem."""
-        now_invalid = {e.name: e.problem or "invalid" for e in found if e.spec is None}
+        now_invalid = {e.name: e.problem or "invalid" for e in found if e.schedule is None}
         for name, problem in now_invalid.items():
             if self._invalid.get(name) == problem:
                 continue
@@ -318,9 +326,9 @@ class Daemon:
         if self.stopping.is_set():
             ex.stop()
 
-    def _execute(self, spec: ScheduleSpec, hid: int) -> None:
+    def _execute(self, spec: Schedule, hid: int) -> None:
         name = spec.name
-        res: Result | None
+        res: ExecutionResult | None
         try:
             res = perform(
                 self.root,
@@ -332,7 +340,7 @@ class Daemon:
             )
         except Exception as exc:  # a broken execution never takes the daemon down
             log.exception("schedule %s: execution %d could not run", name, hid)
-            res = Result("failed", None, error=f"the scheduler could not run it: {exc}")
+            res = ExecutionResult("failed", None, error=f"the scheduler could not run it: {exc}")
             try:
                 self.store.update_history(hid, status="failed", error=res.error, ended=time.time())
             except NbopsError as err:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops.scheduler.model import ScheduleSpec
+from nbops import envvars
+from nbops.scheduler.model import Schedule
 
 log = logging.getLogger("nbops.scheduler")
 
@@ -32,7 +33,7 @@ def _param_value(v: Any) -> str:
     return render(v)
 
 
-def command(spec: ScheduleSpec, summary: Path, history_id: int | None = None) -> list[str]:
+def command(spec: Schedule, summary: Path, history_id: int | None = None) -> list[str]:
     """The ``nbops run`` command line of one execution of ``spec``."""
     cmd = [sys.executable, "-m", "nbops", "run", *spec.stages, "--force"]
     for k, v in spec.params.items():
@@ -47,7 +48,7 @@ def command(spec: ScheduleSpec, summary: Path, history_id: int | None = None) ->
 
 
 @dataclass
-class Result:
+class ExecutionResult:
     """How an execution ended, from the runner's summary (or its exit code if it wrote none)."""
 
     status: str  # ok | failed | timeout | killed
@@ -97,7 +98,7 @@ def alive(pid: int) -> bool:
 class Execution:
     """The process of one execution; ``stop`` and ``kill`` may be called from another thread."""
 
-    def __init__(self, root: Path, spec: ScheduleSpec, history_id: int | None, logs: Path) -> None:
+    def __init__(self, root: Path, spec: Schedule, history_id: int | None, logs: Path) -> None:
         self.root, self.spec, self.history_id = root, spec, history_id
         logs.mkdir(parents=True, exist_ok=True)
         stem = f"{spec.name}-{history_id if history_id is not None else int(time.time())}"
@@ -108,7 +109,7 @@ class Execution:
 
     def start(self) -> int:
         self.summary_path.unlink(missing_ok=True)
-        env = dict(os.environ, NBOPS_PROJECT_ROOT=str(self.root))
+        env = {**os.environ, envvars.PROJECT_ROOT: str(self.root)}
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 command(self.spec, self.summary_path, self.history_id),
@@ -165,7 +166,7 @@ class Execution:
                 subprocess.run(
                     [sys.executable, "-m", "nbops", "sync", "--wait", "5"],
                     cwd=self.root,
-                    env=dict(os.environ, NBOPS_PROJECT_ROOT=str(self.root)),
+                    env={**os.environ, envvars.PROJECT_ROOT: str(self.root)},
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -175,15 +176,17 @@ class Execution:
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("schedule %s: nbops sync after a kill failed: %s", self.spec.name, exc)
 
-    def result(self) -> Result:
+    def result(self) -> ExecutionResult:
         code = self.proc.returncode if self.proc is not None else None
         summary = _read_summary(self.summary_path)
         if summary is not None:
             res = _from_summary(summary, code)
         elif code == 0:
-            res = Result("ok", code)
+            res = ExecutionResult("ok", code)
         else:
-            res = Result("failed", code, error=f"nbops run exited with code {code}: {self._tail()}")
+            res = ExecutionResult(
+                "failed", code, error=f"nbops run exited with code {code}: {self._tail()}"
+            )
         if self.ended_by == "backstop":
             res.status = "timeout"
             res.error = (
@@ -216,7 +219,7 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
 FAILED_STAGE = ("failed", "timeout", "killed")
 
 
-def _from_summary(s: dict[str, Any], code: int | None) -> Result:
+def _from_summary(s: dict[str, Any], code: int | None) -> ExecutionResult:
     stages = s.get("stages") or {}
     run_ids: list[str] = []
     failed_run: str | None = None
@@ -228,7 +231,7 @@ def _from_summary(s: dict[str, Any], code: int | None) -> Result:
     status = str(s.get("status") or ("ok" if code == 0 else "failed"))
     if status not in ("ok", "failed", "timeout", "killed"):
         status = "ok" if code == 0 else "failed"
-    return Result(
+    return ExecutionResult(
         status=status,
         exit_code=s.get("exit_code", code),
         pipeline_run_id=s.get("pipeline_run_id"),
@@ -239,7 +242,7 @@ def _from_summary(s: dict[str, Any], code: int | None) -> Result:
 
 
 def run_hook(
-    root: Path, spec: ScheduleSpec, result: Result, history_id: int | None, log_path: Path
+    root: Path, spec: Schedule, result: ExecutionResult, history_id: int | None, log_path: Path
 ) -> int | None:
     """Run ``on_failure`` in a shell with NBOPS_SCHEDULE, NBOPS_RUN_ID, NBOPS_ERROR and
     NBOPS_HISTORY_ID set; its exit code, or None if it could not run. Never raises."""
@@ -247,7 +250,6 @@ def run_hook(
         return None
     env = dict(
         os.environ,
-        NBOPS_PROJECT_ROOT=str(root),
         NBOPS_SCHEDULE=spec.name,
         NBOPS_RUN_ID=result.failed_run_id or result.pipeline_run_id or "",
         NBOPS_RUN_IDS=" ".join(result.run_ids),
@@ -256,6 +258,7 @@ def run_hook(
         NBOPS_STATUS=result.status,
         NBOPS_HISTORY_ID="" if history_id is None else str(history_id),
     )
+    env[envvars.PROJECT_ROOT] = str(root)
     try:
         with open(log_path, "ab") as out:
             out.write(f"\n--- on_failure hook: {spec.on_failure}\n".encode())

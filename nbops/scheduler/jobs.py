@@ -10,22 +10,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nbops.scheduler.execution import Execution, Result
+from nbops.scheduler.execution import Execution, ExecutionResult
 from nbops.scheduler.lock import schedule_lock
-from nbops.scheduler.model import ScheduleSpec
-from nbops.scheduler.store import Store
+from nbops.scheduler.model import Schedule
+from nbops.scheduler.store import ScheduleStore
 
 log = logging.getLogger("nbops.scheduler")
 
 
 def perform(
     root: Path,
-    store: Store,
-    spec: ScheduleSpec,
+    store: ScheduleStore,
+    spec: Schedule,
     history_id: int,
     on_process: Callable[[Execution], None] | None = None,
     stopping: threading.Event | None = None,
-) -> Result | None:
+) -> ExecutionResult | None:
     """Run the execution whose history row is ``history_id`` (status running) to its end and
     fill the row in. None if another process runs this schedule (the row says skipped)."""
     lock = schedule_lock(store.dir, spec.name)
@@ -38,7 +38,7 @@ def perform(
         started = time.time()
         if stopping is not None and stopping.is_set():
             store.update_history(history_id, status="killed", error="the scheduler stopped")
-            return Result("killed", None, error="the scheduler stopped")
+            return ExecutionResult("killed", None, error="the scheduler stopped")
         pid = ex.start()
         store.update_history(history_id, started=started, pid=pid, log=str(ex.log_path))
         log.info("schedule %s: started execution %d (pid %d)", spec.name, history_id, pid)

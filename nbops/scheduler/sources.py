@@ -1,12 +1,12 @@
 """Where schedules come from: ``schedules:`` in nbops.yaml and ``nbops schedule add`` (the store).
 Both are checked by ``validation.validate`` every time they are loaded; one that fails is listed
 as invalid with the reason and skipped, never stopping the others. Names are unique across both
-(nbops.yaml's wins).
+(nbops.yaml's wins). ``yaml_fields`` is the one place an nbops.yaml entry
+(``nbops.pipeline.spec.Schedule``) becomes the fields of a ``model.Schedule``.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,11 +16,8 @@ from typing import Any
 from nbops import project
 from nbops.errors import ConfigError, InvalidInput, NbopsError, NotFound
 from nbops.scheduler import validation
-from nbops.scheduler.model import ScheduleSpec
-from nbops.scheduler.params import parse_cli
-from nbops.scheduler.store import Store
-
-NAME_HINT = validation.NAME_HINT
+from nbops.scheduler.model import Schedule
+from nbops.scheduler.store import ScheduleStore
 
 
 def load_pipeline(root: Path) -> Any:
@@ -38,26 +35,14 @@ def load_pipeline(root: Path) -> Any:
     return specmod.load(path)
 
 
-def _unknown_stage(stage: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(stage, known, n=1)
-    return f"did you mean {close[0]!r}?" if close else f"stages of nbops.yaml: {', '.join(known)}"
-
-
-def check_stages(stages: list[str], known: list[str], field: str = "stages") -> list[str]:
-    for s in stages:
-        if s not in known:
-            raise InvalidInput(f"{field}: unknown stage {s!r}", _unknown_stage(s, known))
-    return list(stages)
-
-
 @dataclass
 class Entry:
-    """One schedule as found: its spec when it is valid, else why not (``problem``), with
+    """One schedule as found: the schedule when it is valid, else why not (``problem``), with
     whatever of its fields could be read (for listing it, marked invalid)."""
 
     name: str
     source: str  # nbops.yaml | cli
-    spec: ScheduleSpec | None
+    schedule: Schedule | None
     problem: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -66,14 +51,21 @@ def _problem(exc: NbopsError) -> str:
     return exc.message + (f" (fix: {exc.hint})" if exc.hint else "")
 
 
+def yaml_fields(name: str, entry: Any) -> dict[str, Any]:
+    """The fields of a ``model.Schedule`` that ``schedules: {name: entry}`` of nbops.yaml
+    describes (``entry``: a ``nbops.pipeline.spec.Schedule``; the same options, a unit test
+    keeps them so)."""
+    return {"name": name, **entry.model_dump()}
+
+
 def yaml_entries(pipeline: Any, now: float | None = None) -> list[Entry]:
     """The schedules of nbops.yaml; one that fails ``validation.validate`` is an invalid entry
     whose problem names nbops.yaml:line (it does not stop the others)."""
     out = []
     for name, s in pipeline.schedules.items():
-        fields = {"name": name, **s.model_dump()}
+        fields = yaml_fields(name, s)
         try:
-            spec = validation.validate(fields, pipeline, source="nbops.yaml", now=now)
+            schedule = validation.validate(fields, pipeline, source="nbops.yaml", now=now)
         except NbopsError as exc:
             rest = exc.message.split(": ", 1)[-1]
             key = rest.split(":", 1)[0] if ":" in rest else ""
@@ -82,16 +74,11 @@ def yaml_entries(pipeline: Any, now: float | None = None) -> list[Entry]:
             at = f"{pipeline.path}:{where[0]}: " if where and str(pipeline.path) not in rest else ""
             out.append(Entry(name, "nbops.yaml", None, at + _problem(exc), fields))
             continue
-        out.append(Entry(name, "nbops.yaml", spec, None, fields))
+        out.append(Entry(name, "nbops.yaml", schedule, None, fields))
     return out
 
 
-def yaml_specs(pipeline: Any) -> list[ScheduleSpec]:
-    """The valid schedules of nbops.yaml."""
-    return [e.spec for e in yaml_entries(pipeline) if e.spec is not None]
-
-
-def stored_entries(store: Store, pipeline: Any, now: float | None = None) -> list[Entry]:
+def stored_entries(store: ScheduleStore, pipeline: Any, now: float | None = None) -> list[Entry]:
     """The schedules `nbops schedule add` stored; a row that is damaged (not JSON, wrong
     types, NULLs) or no longer valid is an invalid entry naming the row (the rest load)."""
     out = []
@@ -127,19 +114,19 @@ def stored_entries(store: Store, pipeline: Any, now: float | None = None) -> lis
             continue
         data.pop("source", None)
         try:
-            spec = validation.validate(data, pipeline, source="cli", now=now)
+            schedule = validation.validate(data, pipeline, source="cli", now=now)
         except NbopsError as exc:
             out.append(Entry(name, "cli", None, _problem(exc), data))
             continue
-        out.append(Entry(name, "cli", spec, None, data))
+        out.append(Entry(name, "cli", schedule, None, data))
     return out
 
 
-def entries(root: Path, store: Store | None = None, pipeline: Any = None) -> list[Entry]:
+def entries(root: Path, store: ScheduleStore | None = None, pipeline: Any = None) -> list[Entry]:
     """Every schedule of the project, valid or not, by name: nbops.yaml's and the CLI's. A
     CLI schedule whose name nbops.yaml also uses is invalid (nbops.yaml's runs)."""
     pipeline = pipeline if pipeline is not None else load_pipeline(root)
-    store = store or Store(root)
+    store = store or ScheduleStore(root)
     now = time.time()
     from_yaml = yaml_entries(pipeline, now)
     names = {e.name for e in from_yaml}
@@ -148,7 +135,7 @@ def entries(root: Path, store: Store | None = None, pipeline: Any = None) -> lis
         if e.name in names:
             where = pipeline.where("schedules", e.name)
             at = f" at {pipeline.path}:{where[0]}" if where else ""
-            e.spec = None
+            e.schedule = None
             e.problem = (
                 f"schedule {e.name!r} is also defined in nbops.yaml{at}, which wins (fix: "
                 f"`nbops schedule remove {e.name}`, or rename it in nbops.yaml)"
@@ -156,12 +143,14 @@ def entries(root: Path, store: Store | None = None, pipeline: Any = None) -> lis
     return sorted(from_yaml + from_cli, key=lambda e: (e.name, e.source != "nbops.yaml"))
 
 
-def all_specs(root: Path, store: Store | None = None, pipeline: Any = None) -> list[ScheduleSpec]:
+def schedules(
+    root: Path, store: ScheduleStore | None = None, pipeline: Any = None
+) -> list[Schedule]:
     """Every valid schedule of the project, by name (invalid ones: ``entries``)."""
-    return [e.spec for e in entries(root, store, pipeline) if e.spec is not None]
+    return [e.schedule for e in entries(root, store, pipeline) if e.schedule is not None]
 
 
-def find_entry(root: Path, name: str, store: Store | None = None) -> Entry:
+def find_entry(root: Path, name: str, store: ScheduleStore | None = None) -> Entry:
     found = [e for e in entries(root, store) if e.name == name]
     if not found:
         raise NotFound(
@@ -171,61 +160,12 @@ def find_entry(root: Path, name: str, store: Store | None = None) -> Entry:
     return found[0]
 
 
-def find(root: Path, name: str, store: Store | None = None) -> ScheduleSpec:
+def find(root: Path, name: str, store: ScheduleStore | None = None) -> Schedule:
     """The valid schedule ``name``: NotFound if there is none, InvalidInput if it is invalid."""
     entry = find_entry(root, name, store)
-    if entry.spec is None:
+    if entry.schedule is None:
         raise InvalidInput(
             f"schedule {name!r} is invalid and does not run: {entry.problem}",
             "fix it as the message says (or remove it), then try again",
         )
-    return entry.spec
-
-
-def parse_params(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
-    """``-p k=v`` / ``-p stage.k=v`` strings (values typed by ``nbops.values.parse_value``, as
-    ``nbops run -p`` reads them), or a mapping of typed values (JSON), as {key: value}."""
-    if not items:
-        return {}
-    if isinstance(items, dict):
-        return dict(items)
-    if not isinstance(items, list):
-        raise InvalidInput(f"params: {str(items)[:80]!r} is not a map", "e.g. {C: 0.1}")
-    return parse_cli([str(i) for i in items])
-
-
-def new_spec(
-    root: Path,
-    name: str,
-    cron_expr: str,
-    *,
-    stages: list[str] | None = None,
-    params: list[str] | dict[str, Any] | None = None,
-    catchup: str = "latest",
-    retries: Any = 0,
-    timeout: Any = None,
-    timezone: str | None = None,
-    on_failure: str | None = None,
-) -> ScheduleSpec:
-    """A validated schedule for ``nbops schedule add`` / ``POST /schedules`` (``validation``)."""
-    try:
-        typed = parse_params(params)
-    except NbopsError as exc:  # named like every other field's error
-        if isinstance(name, str):
-            exc.message = f"schedule {name!r}: {exc.message}"
-            exc.args = (exc.message,)
-        raise
-    fields = {
-        "name": name,
-        "cron": cron_expr,
-        "stages": list(stages or []),
-        "params": typed,
-        "catchup": catchup,
-        "retries": retries,
-        "timeout": timeout,
-        "timezone": timezone,
-        "on_failure": on_failure,
-    }
-    if isinstance(name, str):  # name first: its message is the one for a bad name
-        validation.check_name(name)
-    return validation.validate(fields, load_pipeline(root), source="cli")
+    return entry.schedule

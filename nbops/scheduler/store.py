@@ -3,7 +3,8 @@ the CLI, every execution's history row, the daemon's slots (cursor, queue, runni
 run-now requests. Safe for the daemon, CLI calls and the Jupyter server at the same time.
 
 What it does with a database that is not as it wrote it (decided; every case is a
-``SchedulerDatabaseError``: one line naming the file and the fix, CLI exit 2, HTTP 400):
+``SchedulerDatabaseError``: one line naming the file and the fix, CLI exit 2, HTTP 503, like a
+damaged tracking store: the server's state, not the request's):
 
 - no file: created whole, atomically (built aside, then hard-linked into place), so no other
   process ever sees a half-made one and an empty file is never one of ours;
@@ -37,7 +38,7 @@ from urllib.parse import quote
 from nbops import project
 from nbops.errors import SchedulerDatabaseError
 from nbops.scheduler.core import Slot
-from nbops.scheduler.model import HistoryRow, ScheduleSpec
+from nbops.scheduler.model import HistoryRow, Schedule
 
 log = logging.getLogger("nbops.scheduler")
 
@@ -149,7 +150,7 @@ KEEP_HISTORY = 1000
 _HISTORY_COLS = [f for f in HistoryRow.model_fields if f != "id"]
 
 
-class Store:
+class ScheduleStore:
     """The scheduler's SQLite database of one project."""
 
     def __init__(self, root: Path) -> None:
@@ -311,7 +312,7 @@ class Store:
             conn.close()
 
     def _report(self, key: str, message: str) -> None:
-        """Log a damaged row once per Store."""
+        """Log a damaged row once per ScheduleStore."""
         if key not in self._reported:
             self._reported.add(key)
             log.warning("%s", message)
@@ -323,25 +324,12 @@ class Store:
             rows = db.execute("SELECT rowid, name, spec FROM schedules ORDER BY name").fetchall()
         return [StoredRow(int(r[0]), r[1], r[2]) for r in rows]
 
-    def schedules(self) -> list[ScheduleSpec]:
-        """The rows that parse as schedules (damaged ones are logged and left out)."""
-        out = []
-        for row in self.schedule_rows():
-            try:
-                out.append(ScheduleSpec.model_validate_json(row.spec))
-            except (ValueError, TypeError):
-                self._report(
-                    f"schedule {row.rowid}",
-                    f"{self.path}: schedule row {row.rowid} ({row.name!r}) is damaged: skipped",
-                )
-        return out
-
-    def add_schedule(self, spec: ScheduleSpec) -> bool:
+    def add_schedule(self, schedule: Schedule) -> bool:
         """Insert; False if the name is taken."""
         with self._db() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO schedules (name, spec, created) VALUES (?, ?, ?)",
-                (spec.name, spec.model_dump_json(), time.time()),
+                (schedule.name, schedule.model_dump_json(), time.time()),
             )
             return cur.rowcount == 1
 

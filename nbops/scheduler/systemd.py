@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from nbops import envvars
+
 
 def unit_name(root: Path) -> str:
     """nbops-scheduler-<folder>.service: one unit per project."""
@@ -24,7 +26,7 @@ def unit_text(root: Path, python: str | None = None) -> str:
         "[Service]\n"
         "Type=simple\n"
         f"WorkingDirectory={root}\n"
-        f'Environment="NBOPS_PROJECT_ROOT={root}"\n'
+        f'Environment="{envvars.PROJECT_ROOT}={root}"\n'
         f"ExecStart={exe} -m nbops scheduler\n"
         "Restart=on-failure\n"
         "RestartSec=10\n"

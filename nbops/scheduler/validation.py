@@ -2,9 +2,11 @@
 ``schedules:`` in nbops.yaml, and every stored row the daemon, ``schedule list`` and
 ``GET /schedules`` load (a row an older nbops or a hand edit wrote is checked like a new one).
 
-``validate`` takes the fields as plain data (JSON from the store or the request, argv already
-typed) and returns a ScheduleSpec, or raises an NbopsError (InvalidInput, ParameterError,
-ConfigError) whose message names the schedule and the field and whose hint says the fix:
+Building a ``model.Schedule`` (or the server's ``CreateSchedule``) runs ``checked``; ``validate``
+builds one from plain data (JSON from the store or the request, argv already typed) and checks it
+against nbops.yaml too. Either returns the checked schedule or raises an NbopsError
+(InvalidInput, ParameterError, ConfigError) whose message names the schedule and the field and
+whose hint says the fix:
 
 - name: letters, digits, '_', '.', '-' (it names lock and log files);
 - cron: croniter's syntax, with a fire time, not rarer than once in 5 years (``cron.check_fires``);
@@ -15,10 +17,14 @@ ConfigError) whose message names the schedule and the field and whose hint says 
   (``params.check``);
 - retries: a whole number 0..MAX_RETRIES (not "3", 1.5 or true); timeout: whole seconds
   1..MAX_TIMEOUT or null; catchup: none | latest | all; on_failure: text or null.
+
+Stages and params are checked against nbops.yaml only when it is given (``validate``, or
+``context={"pipeline": ...}``); without it, only that they are a list of names and a map.
 """
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +32,7 @@ from typing import Any
 
 from nbops.errors import InvalidInput, NbopsError
 from nbops.scheduler import cron, params
-from nbops.scheduler.model import ScheduleSpec
+from nbops.scheduler.model import Schedule
 
 MAX_RETRIES = 100
 MAX_TIMEOUT = 30 * 86400
@@ -34,7 +40,6 @@ MAX_TIMEOUT = 30 * 86400
 MAX_NAME = 200
 MAX_TEXT = 4096
 NAME_HINT = "start with a letter or '_', then use letters, digits, '_', '.' or '-'"
-FIELDS = set(ScheduleSpec.model_fields)
 
 
 def whole(value: Any, field: str, lo: int, hi: int, example: str) -> int:
@@ -77,14 +82,26 @@ def _text(value: Any, field: str, hint: str) -> str | None:
     return value
 
 
-def _stages(value: Any, known: list[str]) -> list[str]:
-    from nbops.scheduler.sources import check_stages
+def check_stages(stages: list[str], known: list[str], field: str = "stages") -> list[str]:
+    """``stages``, each a stage of nbops.yaml (``known``); InvalidInput suggesting the close one."""
+    for s in stages:
+        if s not in known:
+            close = difflib.get_close_matches(s, known, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"stages of nbops.yaml: {', '.join(known)}"
+            )
+            raise InvalidInput(f"{field}: unknown stage {s!r}", hint)
+    return list(stages)
 
+
+def _stages(value: Any, known: list[str] | None) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise InvalidInput(f"stages: {value!r} is not a list of stage names", "e.g. [train]")
-    return check_stages(value, known)
+    return list(value) if known is None else check_stages(value, known)
 
 
 def _declared(root: Path, notebook: str) -> dict[str, Any]:
@@ -117,6 +134,8 @@ def _params(value: Any, stages: list[str], pipeline: Any) -> dict[str, Any]:
         raise InvalidInput(f"params: {str(value)[:80]!r} is not a map", "e.g. {C: 0.1}")
     if not value:
         return {}
+    if pipeline is None:
+        return dict(value)  # checked against the stages' notebooks by ``validate``
     graph = build(pipeline)
     selected = graph.select(stages) if stages else list(graph.order)
     root = pipeline.root
@@ -154,15 +173,30 @@ def _params(value: Any, stages: list[str], pipeline: Any) -> dict[str, Any]:
     return out
 
 
+FIELDS = set(Schedule.model_fields)
+
+
 def validate(
     fields: Mapping[str, Any], pipeline: Any, *, source: str = "cli", now: float | None = None
-) -> ScheduleSpec:
-    """The schedule ``fields`` describe, checked (module doc); NbopsError naming the schedule
-    and the field otherwise. ``pipeline`` is nbops.yaml (``nbops.pipeline.spec.load``)."""
-    name = fields.get("name")
+) -> Schedule:
+    """The schedule ``fields`` describe, checked (module doc) against ``pipeline``, nbops.yaml
+    (``nbops.pipeline.spec.load``); NbopsError naming the schedule and the field otherwise."""
+    data = {**fields, "source": "nbops.yaml" if source == "nbops.yaml" else "cli"}
+    return Schedule.model_validate(data, context={"pipeline": pipeline, "now": now})
+
+
+def checked(data: Any, allowed: set[str], context: Any = None) -> Any:
+    """``data``, the fields of a schedule being built, checked in the module doc's order and
+    normalised (cron as ``cron.check_fires`` writes it, params typed, "" as None); the fields
+    must be among ``allowed``. ``context`` may give ``pipeline`` and ``now``."""
+    if not isinstance(data, Mapping):
+        return data  # a model already built (and checked), or not a map: pydantic says so
+    context = context if isinstance(context, Mapping) else {}
+    now = context.get("now")
+    name = data.get("name")
     label = f"schedule {name!r}" if isinstance(name, str) else "schedule"
     try:
-        return _validate(fields, pipeline, source, time.time() if now is None else now)
+        return _checked(data, allowed, context.get("pipeline"), time.time() if now is None else now)
     except NbopsError as exc:
         if isinstance(name, str) and exc.message.startswith(f"schedule {name!r}"):
             raise
@@ -171,41 +205,36 @@ def validate(
         raise
 
 
-def _validate(fields: Mapping[str, Any], pipeline: Any, source: str, now: float) -> ScheduleSpec:
-    unknown = sorted(str(k) for k in fields if k not in FIELDS)
+def _checked(data: Mapping[str, Any], allowed: set[str], pipeline: Any, now: float) -> Any:
+    unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
         raise InvalidInput(
-            f"unknown field {unknown[0]!r}", f"a schedule has: {', '.join(sorted(FIELDS))}"
+            f"unknown field {unknown[0]!r}", f"a schedule has: {', '.join(sorted(allowed))}"
         )
-    name = check_name(fields.get("name"))
-    tz = fields.get("timezone")
+    out = dict(data)
+    out["name"] = check_name(data.get("name"))
+    tz = data.get("timezone")
     if tz is not None and tz != "" and not isinstance(tz, str):
         raise InvalidInput(f"timezone: {tz!r} is not a time zone name", "e.g. 'Europe/Berlin'")
-    tz = tz or None
-    expr = fields.get("cron")
+    out["timezone"] = tz = tz or None
+    expr = data.get("cron")
     if not isinstance(expr, str):
         raise InvalidInput(f"cron: {expr!r} is not a cron expression", cron.CRON_HINT)
-    text = cron.check_fires(expr, tz, now)
-    catchup = fields.get("catchup", "latest")
+    out["cron"] = cron.check_fires(expr, tz, now)
+    catchup = data.get("catchup", "latest")
     if catchup not in ("none", "latest", "all"):
         raise InvalidInput(
             f"catchup: {catchup!r} is not one of none, latest, all",
             "none: skip missed times; latest: run once; all: run each in order",
         )
-    retries = check_retries(fields.get("retries", 0))
-    timeout = check_timeout(fields.get("timeout"))
-    on_failure = _text(fields.get("on_failure"), "on_failure", "a shell command, e.g. ./alert.sh")
-    stages = _stages(fields.get("stages"), list(pipeline.stages))
-    typed = _params(fields.get("params"), stages, pipeline)
-    return ScheduleSpec(
-        name=name,
-        cron=text,
-        stages=stages,
-        params=typed,
-        catchup=catchup,
-        retries=retries,
-        timeout=timeout,
-        timezone=tz,
-        on_failure=on_failure,
-        source="nbops.yaml" if source == "nbops.yaml" else "cli",
-    )
+    out["catchup"] = catchup
+    out["retries"] = check_retries(data.get("retries", 0))
+    out["timeout"] = check_timeout(data.get("timeout"))
+    if "on_failure" in allowed:
+        out["on_failure"] = _text(
+            data.get("on_failure"), "on_failure", "a shell command, e.g. ./alert.sh"
+        )
+    known = list(pipeline.stages) if pipeline is not None else None
+    out["stages"] = stages = _stages(data.get("stages"), known)
+    out["params"] = _params(data.get("params"), stages, pipeline)
+    return out

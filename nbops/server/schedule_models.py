@@ -6,41 +6,21 @@ epoch milliseconds (the scheduler keeps seconds; the handlers convert).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbops.scheduler.model import ScheduleOptions, ScheduleView
 
 
 class _Response(BaseModel):  # as in models.py: every field present, null when unknown
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-Catchup = Literal["none", "latest", "all"]
-
-
-class ScheduleInfo(_Response):
+class ScheduleInfo(ScheduleView):
     """One schedule as listed: its spec, when it fires next and how it did last."""
 
-    name: str
-    cron: str
-    timezone: str  # e.g. 'Europe/Berlin', or 'Etc/UTC (local)' for the machine's zone
-    stages: list[str]  # empty: every stage of nbops.yaml
-    params: dict[str, Any]
-    catchup: Catchup
-    retries: int
-    timeout: float | None = None
-    on_failure: str | None = None
-    source: Literal["nbops.yaml", "cli"]
-    next_fire: int | None = None
-    last_status: str | None = None
-    last_run_id: str | None = None
-    # why the schedule does not run (a cron with no fire time, a damaged stored row, a stage
-    # or parameter that is gone); null when it is valid
-    invalid: str | None = None
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class SchedulerDaemon(_Response):
@@ -60,48 +40,11 @@ class ScheduleList(_Response):
     problem: str | None = None
 
 
-class CreateSchedule(_Request):
+class CreateSchedule(ScheduleOptions):
     """A new schedule (as `nbops schedule add`); shell hooks are not set from the browser."""
 
-    name: str
-    cron: str
-    stages: list[str] = Field(default_factory=list)
-    params: dict[str, Any] = Field(default_factory=dict)
-    catchup: Catchup = "latest"
-    retries: int = Field(0, ge=0, le=100)
-    timeout: float | None = Field(None, gt=0)
-    timezone: str | None = None
-
-    # the scheduler's one check of these (as `nbops schedule add`): "3", 1.5 and true are not
-    # retries; its InvalidInput is the 400's message
-    @field_validator("retries", mode="before")
-    @classmethod
-    def _retries(cls, v: Any, info: ValidationInfo) -> int:
-        from nbops.scheduler.validation import check_retries
-
-        return int(_named(check_retries, v, info))
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, v: Any, info: ValidationInfo) -> int | None:
-        from nbops.scheduler.validation import check_timeout
-
-        out = _named(check_timeout, v, info)
-        return None if out is None else int(out)
-
-
-def _named(check: Any, v: Any, info: ValidationInfo) -> Any:
-    """``check(v)``, its error naming the schedule as the scheduler's validation does."""
-    from nbops.errors import NbopsError
-
-    try:
-        return check(v)
-    except NbopsError as exc:
-        name = info.data.get("name")
-        if isinstance(name, str):
-            exc.message = f"schedule {name!r}: {exc.message}"
-            exc.args = (exc.message,)
-        raise
+    # built, it is checked as the scheduler checks every schedule (a bad field: InvalidInput
+    # naming it, the 400's message); POST /schedules then checks it against nbops.yaml
 
 
 class ScheduleRemoved(_Response):

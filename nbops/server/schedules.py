@@ -13,15 +13,15 @@ Every call into the scheduler or MLflow runs in the server's worker pool.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import tornado.web
 
-from nbops.errors import ConfigError, InvalidInput, NbopsError
+from nbops import tags
+from nbops.errors import ConfigError, Conflict, InvalidInput, NbopsError
+from nbops.mlflow.readers.base import check_run_id
 from nbops.server import schedule_models as sm
 from nbops.server.app import ServerContext
 from nbops.server.handlers import API, NbopsHandler, api
-from nbops.server.reader import check_run_id
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -62,9 +62,10 @@ def list_schedules(root: Path) -> sm.ScheduleList:
 
 
 def create_schedule(root: Path, req: sm.CreateSchedule) -> sm.ScheduleInfo:
+    """Add the schedule the body describes (checked as it was read), as `nbops schedule add`."""
     from nbops.scheduler import api as sched
     from nbops.scheduler import sources
-    from nbops.server.launches import Conflict
+    from nbops.scheduler.model import Schedule
 
     taken = {e.name: e.source for e in sources.entries(root)}
     if req.name in taken:
@@ -74,17 +75,7 @@ def create_schedule(root: Path, req: sm.CreateSchedule) -> sm.ScheduleInfo:
             "pick another name, or remove the existing schedule first",
         )
     try:
-        row = sched.add_schedule(
-            root,
-            req.name,
-            req.cron,
-            stages=req.stages,
-            params=req.params,
-            catchup=req.catchup,
-            retries=req.retries,
-            timeout=req.timeout,
-            timezone=req.timezone,
-        )
+        row = sched.add_schedule(root, Schedule.model_validate(req.model_dump()))
     except InvalidInput as exc:
         if "already exists" in exc.message:  # added by someone else since the check above
             raise Conflict(exc.message, exc.hint) from None
@@ -95,7 +86,6 @@ def create_schedule(root: Path, req: sm.CreateSchedule) -> sm.ScheduleInfo:
 def remove_schedule(root: Path, name: str) -> sm.ScheduleRemoved:
     from nbops.scheduler import api as sched
     from nbops.scheduler import sources
-    from nbops.server.launches import Conflict
 
     entry = sources.find_entry(root, name)  # NotFound -> 404 (an invalid one can be removed)
     if entry.source == "nbops.yaml":
@@ -142,22 +132,15 @@ def run_lineage(ctx: ServerContext, run_id: str) -> sm.Lineage:
 
     ctx.reader()  # waits for the background MLflow import (no two threads import it at once)
 
-    class Walker(lineage._Walker):
-        def __init__(self) -> None:  # the server's store, not the one of the process' cwd
-            self.store = open_store(ctx.uri)
-            self.root = ctx.root
-            self.seen: set[str] = set()
-            self._runs: dict[str, Any] = {}
-
-    walker = Walker()
-    tags = walker.run(run_id).data.tags  # NotFound -> 404
+    walker = lineage.Walker(ctx.root, open_store(ctx.uri))  # the server's store, not the cwd's
+    found = walker.run(run_id).data.tags  # NotFound -> 404
     node = walker.node(run_id)
-    verified = tags.get("nbops.verified")
+    verified = found.get(tags.VERIFIED)
     return sm.Lineage(
         run=sm.LineageRun.model_validate(node),
         verified=verified if verified in ("true", "false") else None,
-        verified_at=tags.get("nbops.verified_at"),
-        verified_by=tags.get("nbops.verified_by"),
+        verified_at=found.get(tags.VERIFIED_AT),
+        verified_by=found.get(tags.VERIFIED_BY),
     )
 
 

@@ -19,7 +19,8 @@ import pytest
 from nbops.scheduler import api
 from nbops.scheduler.daemon import Daemon
 from nbops.scheduler.execution import alive, descendants
-from nbops.scheduler.store import Store
+from nbops.scheduler.model import Schedule
+from nbops.scheduler.store import ScheduleStore
 from tests.conftest import nbops_cli, notebook
 
 YAML = """\
@@ -111,8 +112,10 @@ def scheduled_runs(client: Any, name: str) -> list[Any]:
 def test_the_daemon_runs_a_schedule_tags_its_runs_and_a_restart_duplicates_nothing(
     sched, daemons, client
 ):
-    api.add_schedule(sched, "every10", "*/10 * * * * *", stages=["tick"], catchup="latest")
-    store = Store(sched)
+    api.add_schedule(
+        sched, Schedule(name="every10", cron="*/10 * * * * *", stages=["tick"], catchup="latest")
+    )
+    store = ScheduleStore(sched)
 
     def executed(status: str = "ok") -> list[Any]:
         return [r for r in store.history("every10", limit=100) if r.status == status]
@@ -155,14 +158,16 @@ def test_one_bad_stored_schedule_is_skipped_and_the_daemon_fires_the_others(sche
     import sqlite3
 
     (sched / "nbops.yaml").write_text(YAML + '  feb31: {cron: "0 0 31 2 *", stages: [tick]}\n')
-    api.add_schedule(sched, "every10", "*/10 * * * * *", stages=["tick"], params={"n": 7})
+    api.add_schedule(
+        sched, Schedule(name="every10", cron="*/10 * * * * *", stages=["tick"], params={"n": 7})
+    )
     db = sqlite3.connect(sched / ".nbops" / "scheduler" / "scheduler.db", isolation_level=None)
     db.execute(
         "INSERT INTO schedules VALUES ('feb30', json_object('name', 'feb30', 'cron', "
         "'0 0 30 2 *', 'stages', json_array('tick')), 0)"
     )
     db.close()
-    store = Store(sched)
+    store = ScheduleStore(sched)
     daemon = daemons()
     (ok, *_) = wait_for(
         "an ok execution of the good schedule",
@@ -184,7 +189,7 @@ def test_one_bad_stored_schedule_is_skipped_and_the_daemon_fires_the_others(sche
 def test_sigterm_mid_run_leaves_no_kernel_and_no_running_run_and_a_second_daemon_exits_2(
     sched, daemons, client
 ):
-    store = Store(sched)
+    store = ScheduleStore(sched)
     daemon = daemons()
     wait_for("the daemon's heartbeat", lambda: (sched / ".nbops/scheduler/daemon.json").exists())
 
@@ -215,7 +220,7 @@ def test_sigterm_mid_run_leaves_no_kernel_and_no_running_run_and_a_second_daemon
 def test_run_now_without_a_daemon_runs_detached_and_a_failure_runs_the_hook(sched, client):
     started = api.run_now(sched, "failing")
     assert started["queued"] is False and started["pid"]
-    store = Store(sched)
+    store = ScheduleStore(sched)
     wait_for("the hook's output", lambda: (sched / "hook.txt").is_file())
     (row,) = store.history("failing")
     assert row.status == "failed" and row.reason == "manual"
@@ -235,18 +240,20 @@ def test_run_now_without_a_daemon_runs_detached_and_a_failure_runs_the_hook(sche
 def test_a_failure_is_retried_with_backoff_then_the_hook_runs_once(sched):
     api.add_schedule(
         sched,
-        "flaky",
-        "0 4 * * *",
-        stages=["broken"],
-        retries=1,
-        on_failure="echo $NBOPS_HISTORY_ID >> hooks.txt",
+        Schedule(
+            name="flaky",
+            cron="0 4 * * *",
+            stages=["broken"],
+            retries=1,
+            on_failure="echo $NBOPS_HISTORY_ID >> hooks.txt",
+        ),
     )
     daemon = Daemon(sched, poll=0.2)
     daemon.core.backoff_base = 0.5
     thread = threading.Thread(target=daemon.serve)
     thread.start()
     try:
-        store = Store(sched)
+        store = ScheduleStore(sched)
         store.request_run("flaky")
         wait_for("the hook after the retry", lambda: (sched / "hooks.txt").is_file())
     finally:
@@ -262,7 +269,7 @@ def test_a_failure_is_retried_with_backoff_then_the_hook_runs_once(sched):
 
 
 def test_a_daemon_killed_mid_run_is_cleaned_up_by_the_next_one(sched, daemons, client):
-    store = Store(sched)
+    store = ScheduleStore(sched)
     first = daemons()
     wait_for("the daemon's heartbeat", lambda: api.daemon_status(sched)["alive"])
     assert nbops_cli("schedule", "run", "nightly", cwd=sched, timeout=60).returncode == 0
@@ -287,7 +294,7 @@ def test_a_daemon_killed_mid_run_is_cleaned_up_by_the_next_one(sched, daemons, c
 def test_a_timeout_stops_the_kernel_and_marks_the_run_failed(sched, client):
     out = nbops_cli("schedule", "run", "capped", cwd=sched, timeout=300)
     assert out.returncode == 1, out.stdout + out.stderr
-    (row,) = Store(sched).history("capped")
+    (row,) = ScheduleStore(sched).history("capped")
     assert row.status == "timeout" and row.run_ids
     assert row.duration is not None and 8 <= row.duration < 120
     runs = scheduled_runs(client, "capped")

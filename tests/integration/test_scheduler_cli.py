@@ -9,6 +9,7 @@ import pytest
 
 from nbops.errors import ConfigError, InvalidInput, NotFound
 from nbops.scheduler import api
+from nbops.scheduler.model import Schedule
 from tests.conftest import nbops_cli, notebook
 
 YAML = """\
@@ -112,7 +113,9 @@ def test_add_list_and_remove_through_the_cli(proj):
 
 
 def test_the_python_api_for_the_server(proj):
-    view = api.add_schedule(proj, "often", "*/5 * * * *", stages=["prepare"], params={"a": 1})
+    view = api.add_schedule(
+        proj, Schedule(name="often", cron="*/5 * * * *", stages=["prepare"], params={"a": 1})
+    )
     assert view["source"] == "cli" and view["params"] == {"a": 1}
     by_name = {s["name"]: s for s in api.list_schedules(proj)}
     assert set(by_name) == {"nightly", "often"}
@@ -124,9 +127,9 @@ def test_the_python_api_for_the_server(proj):
     status = api.daemon_status(proj)
     assert status["alive"] is False and "nbops scheduler" in status["hint"]
     with pytest.raises(InvalidInput):
-        api.add_schedule(proj, "often", "*/5 * * * *")
+        api.add_schedule(proj, Schedule(name="often", cron="*/5 * * * *"))
     with pytest.raises(InvalidInput, match="cron"):
-        api.add_schedule(proj, "x", "not cron")
+        api.add_schedule(proj, Schedule(name="x", cron="not cron"))
     with pytest.raises(ConfigError):
         api.remove_schedule(proj, "nightly")
     with pytest.raises(NotFound):
@@ -150,7 +153,7 @@ def test_print_systemd_unit_names_this_project_and_python(proj):
 
 
 def test_a_cli_schedule_whose_name_nbops_yaml_took_is_invalid_and_can_be_removed(proj):
-    api.add_schedule(proj, "later", "@daily")
+    api.add_schedule(proj, Schedule(name="later", cron="@daily"))
     (proj / "nbops.yaml").write_text(YAML + '  later: {cron: "@hourly"}\n')
     views = [v for v in api.list_schedules(proj) if v["name"] == "later"]
     assert [(v["source"], v["invalid"] is None) for v in views] == [

@@ -24,11 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbops import cli
-from nbops.errors import NbopsError
+from nbops.errors import NbopsError, SchedulerDatabaseError, http_status_of
 from nbops.scheduler import api
 from nbops.scheduler import store as storemod
 from nbops.scheduler.daemon import Daemon
-from nbops.scheduler.store import SchedulerDatabaseError, Store
+from nbops.scheduler.model import Schedule
+from nbops.scheduler.store import ScheduleStore
 from nbops.server import schedules as server
 from tests.conftest import nbops_cli, notebook
 
@@ -45,7 +46,7 @@ schedules:
 def proj(project: Path) -> Path:
     notebook(project / "train.ipynb", ("C = 1.0", ["parameters"]), "y = C")
     (project / "nbops.yaml").write_text(YAML)
-    api.add_schedule(project, "good", "* * * * *", params={"C": 0.5})
+    api.add_schedule(project, Schedule(name="good", cron="* * * * *", params={"C": 0.5}))
     return project
 
 
@@ -162,8 +163,9 @@ def test_a_damaged_database_is_refused_by_every_command_and_never_replaced(proj,
         assert snapshot(path) == before, f"{args} changed what is at {path}"
     listing = server.list_schedules(proj)  # GET /schedules: 200, the problem said
     assert listing.schedules == [] and listing.problem and words in listing.problem
-    with pytest.raises(SchedulerDatabaseError):  # POST /schedules: a 400 (handlers.status_of)
+    with pytest.raises(SchedulerDatabaseError) as refused:  # POST /schedules: the server's state
         server.create_schedule(proj, server.sm.CreateSchedule(name="x", cron="@daily"))
+    assert http_status_of(refused.value) == 503
     assert snapshot(path) == before
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".new")]
 
@@ -210,10 +212,10 @@ def test_first_use_by_many_processes_at_once_makes_one_database(project):
         f"""
         import sys, time
         from pathlib import Path
-        from nbops.scheduler.store import Store
+        from nbops.scheduler.store import ScheduleStore
         while time.time() < {time.time() + 2.0}:
             pass
-        s = Store(Path({str(project)!r}))
+        s = ScheduleStore(Path({str(project)!r}))
         s.add_history("s", status="ok")
         print(len(s.history("s", limit=100)))
         """
@@ -224,7 +226,7 @@ def test_first_use_by_many_processes_at_once_makes_one_database(project):
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    assert len(Store(project).history("s", limit=100)) == 6
+    assert len(ScheduleStore(project).history("s", limit=100)) == 6
     assert sorted(p.name for p in db_path(project).parent.iterdir()) == [
         "scheduler.db",
         "scheduler.db-shm",
@@ -297,7 +299,7 @@ def test_bad_rows_are_listed_invalid_and_never_stop_the_good_ones(proj, run, cap
         daemon.core.tick()
     assert "schedule never is invalid and does not run" in caplog.text
     assert "the saved state of schedule 'good' is damaged" in caplog.text
-    skipped = Store(proj).history("never")
+    skipped = ScheduleStore(proj).history("never")
     assert skipped and "invalid schedule, not run" in (skipped[0].error or "")
     code, out, err = run("schedule", "history", "good")
     assert code == 0, err
@@ -306,7 +308,7 @@ def test_bad_rows_are_listed_invalid_and_never_stop_the_good_ones(proj, run, cap
     for name in ("never", "<row 5>", "blob"):  # a bad row can be removed, even one without name
         code, out, err = run("schedule", "remove", name)
         assert code == 0, err
-    assert Store(proj).take_requests() == []
+    assert ScheduleStore(proj).take_requests() == []
 
 
 # --- a lock held by another process ------------------------------------------------------------
@@ -375,7 +377,7 @@ def test_the_daemon_survives_a_lock_and_goes_on_when_it_is_released(proj, holder
             _wait("the lock to be logged", lambda: "stayed locked" in caplog.text, 30)
             assert thread.is_alive()
             p.communicate("", timeout=30)
-            Store(proj).request_run("nope")
+            ScheduleStore(proj).request_run("nope")
             _wait("the request to be taken", lambda: "'nope' ignored" in caplog.text, 30)
             _wait("the reload", lambda: "schedules reloaded: the problem is gone" in caplog.text)
         finally:
@@ -447,8 +449,8 @@ def _apply(path: Path, how: tuple[Any, ...]) -> None:
 
 @pytest.fixture
 def pristine(proj: Path, tmp_path: Path) -> Path:
-    store = Store(proj)
-    api.add_schedule(proj, "other", "0 4 * * *", retries=2, timeout=60)
+    store = ScheduleStore(proj)
+    api.add_schedule(proj, Schedule(name="other", cron="0 4 * * *", retries=2, timeout=60))
     for status in ("ok", "failed", "skipped"):
         store.add_history("good", status=status, fire_time=1.0, run_ids=["r1"])
     Daemon(proj)._reload(first=True)

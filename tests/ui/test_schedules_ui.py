@@ -103,8 +103,9 @@ def test_an_invalid_stored_schedule_says_why_it_is_skipped_beside_a_good_one(
     import sqlite3
 
     from nbops.scheduler import api
+    from nbops.scheduler.model import Schedule
 
-    api.add_schedule(lab.root, "good", "0 3 * * *", stages=["train"])
+    api.add_schedule(lab.root, Schedule(name="good", cron="0 3 * * *", stages=["train"]))
     db = sqlite3.connect(lab.root / ".nbops" / "scheduler" / "scheduler.db", isolation_level=None)
     db.execute(  # stored past the validation (an older nbops, a hand edit): it never fires
         "INSERT INTO schedules VALUES ('feb30', json_object('name', 'feb30', 'cron', "

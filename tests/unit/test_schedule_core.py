@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from nbops.scheduler.core import Core, Pending, Skip, Slot, Start, backoff
-from nbops.scheduler.model import ScheduleSpec
+from nbops.scheduler.model import Schedule
 
 T0 = datetime(2026, 3, 2, 0, 0, 0, tzinfo=timezone.utc).timestamp()  # a Monday, 00:00 UTC
 
@@ -24,11 +24,11 @@ class Clock:
         self.t += seconds
 
 
-def spec(name: str = "s", cron: str = "*/10 * * * *", **kw: object) -> ScheduleSpec:
-    return ScheduleSpec(name=name, cron=cron, timezone="UTC", **kw)  # type: ignore[arg-type]
+def spec(name: str = "s", cron: str = "*/10 * * * *", **kw: object) -> Schedule:
+    return Schedule(name=name, cron=cron, timezone="UTC", **kw)  # type: ignore[arg-type]
 
 
-def make(*specs: ScheduleSpec, at: float = T0 + 1, **kw: float) -> tuple[Core, Clock]:
+def make(*specs: Schedule, at: float = T0 + 1, **kw: float) -> tuple[Core, Clock]:
     clock = Clock(at)
     core = Core(clock, **kw)  # type: ignore[arg-type]
     core.load(specs)

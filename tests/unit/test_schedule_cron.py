@@ -15,7 +15,7 @@ import pytest
 from nbops.errors import InvalidInput
 from nbops.scheduler import cron
 from nbops.scheduler.execution import _from_summary, command
-from nbops.scheduler.model import ScheduleSpec
+from nbops.scheduler.model import Schedule
 from nbops.scheduler.systemd import install, unit_text
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -122,7 +122,7 @@ def test_the_default_zone_is_local_and_shown_as_such():
 
 
 def test_the_execution_command_runs_the_stages_tagged_with_a_timeout_and_summary(tmp_path):
-    spec = ScheduleSpec(
+    spec = Schedule(
         name="nightly",
         cron="0 2 * * *",
         stages=["prepare", "train"],

@@ -22,7 +22,7 @@ from nbops.pipeline.runner import parse_assignments
 from nbops.scheduler import cron, params, validation
 from nbops.scheduler.core import Core, Slot, Start
 from nbops.scheduler.execution import command
-from nbops.scheduler.model import ScheduleSpec
+from nbops.scheduler.model import Schedule
 from nbops.values import parse_value
 from tests.conftest import notebook
 
@@ -43,7 +43,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return specmod.load(root / "nbops.yaml")
 
 
-def check(pipeline: Any, **fields: Any) -> ScheduleSpec:
+def check(pipeline: Any, **fields: Any) -> Schedule:
     return validation.validate({"name": "job", "cron": "0 2 * * *", **fields}, pipeline)
 
 
@@ -190,7 +190,7 @@ def _same(a: Any, b: Any) -> bool:
 @settings(max_examples=300, deadline=None)
 @given(values)
 def test_a_param_value_reaches_nbops_run_exactly(value):
-    spec = ScheduleSpec(name="s", cron="@daily", params={"k": params.check("k", value)})
+    spec = Schedule(name="s", cron="@daily", params={"k": params.check("k", value)})
     argv = command(spec, Path("summary.json"))
     item = argv[argv.index("-p") + 1]
     assert item.startswith("k=") and "\x00" not in item
@@ -202,8 +202,8 @@ def test_a_param_value_reaches_nbops_run_exactly(value):
 @settings(max_examples=100, deadline=None)
 @given(values)
 def test_a_stored_param_value_survives_json(value):
-    spec = ScheduleSpec(name="s", cron="@daily", params={"k": params.check("k", value)})
-    again = ScheduleSpec.model_validate_json(spec.model_dump_json())
+    spec = Schedule(name="s", cron="@daily", params={"k": params.check("k", value)})
+    again = Schedule.model_validate_json(spec.model_dump_json())
     assert _same(again.params["k"], value)
 
 
@@ -243,15 +243,18 @@ def test_a_cron_that_passes_the_check_always_has_fire_times(expr, tz):
     kept, count = cron.fires_between(text, tz, NOW - 3600 * 3, NOW, limit=3)
     assert len(kept) <= 3 and count >= len(kept)
     core = Core(lambda: NOW)
-    core.load([ScheduleSpec(name="s", cron=text, timezone=tz)], {"s": Slot(NOW - 86400 * 2)})
+    schedule = Schedule.model_validate(
+        {"name": "s", "cron": text, "timezone": tz}, context={"now": NOW}
+    )
+    core.load([schedule], {"s": Slot(NOW - 86400 * 2)})
     actions = core.tick()  # after downtime: catch-up, never an exception
     assert all(a.name == "s" for a in actions) and not core.broken
     assert core.next_wake() is not None
 
 
 def test_one_schedule_whose_fire_times_fail_is_dropped_by_the_core_and_the_others_fire():
-    good = ScheduleSpec(name="good", cron="* * * * *")
-    bad = ScheduleSpec(name="bad", cron="0 0 30 2 *")  # as an older nbops stored it
+    good = Schedule(name="good", cron="* * * * *")
+    bad = Schedule.model_construct(name="bad", cron="0 0 30 2 *")  # stored past the check
     clock = [NOW]
     core = Core(lambda: clock[0])
     core.load([bad, good])
@@ -294,7 +297,7 @@ def test_a_damaged_slot_is_refused_or_is_one_the_core_can_use(data):
     except ValueError:
         return
     core = Core(lambda: NOW)
-    core.load([ScheduleSpec(name="s", cron="* * * * *", timeout=60)], {"s": slot})
+    core.load([Schedule(name="s", cron="* * * * *", timeout=60)], {"s": slot})
     core.tick()
     core.overdue()
     core.next_wake()
