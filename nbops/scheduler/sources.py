@@ -2,7 +2,7 @@
 Both are checked by ``validation.validate`` every time they are loaded; one that fails is listed
 as invalid with the reason and skipped, never stopping the others. Names are unique across both
 (nbops.yaml's wins). ``yaml_fields`` is the one place an nbops.yaml entry
-(``nbops.pipeline.spec.Schedule``) becomes the fields of a ``model.Schedule``.
+(``nbops.pipeline.config.Schedule``) becomes the fields of a ``model.Schedule``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _problem(exc: NbopsError) -> str:
 
 def yaml_fields(name: str, entry: Any) -> dict[str, Any]:
     """The fields of a ``model.Schedule`` that ``schedules: {name: entry}`` of nbops.yaml
-    describes (``entry``: a ``nbops.pipeline.spec.Schedule``; the same options, a unit test
+    describes (``entry``: a ``nbops.pipeline.config.Schedule``; the same options, a unit test
     keeps them so)."""
     return {"name": name, **entry.model_dump()}
 

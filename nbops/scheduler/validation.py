@@ -39,7 +39,6 @@ MAX_TIMEOUT = 30 * 86400
 """Seconds: an execution may be given at most 30 days."""
 MAX_NAME = 200
 MAX_TEXT = 4096
-NAME_HINT = "start with a letter or '_', then use letters, digits, '_', '.' or '-'"
 
 
 def whole(value: Any, field: str, lo: int, hi: int, example: str) -> int:
@@ -66,7 +65,7 @@ def check_timeout(value: Any) -> int | None:
 
 
 def check_name(name: Any) -> str:
-    from nbops.pipeline.spec import NAME_RE
+    from nbops.pipeline.config import NAME_HINT, NAME_RE  # the rule of every name in nbops.yaml
 
     if not isinstance(name, str) or len(name) > MAX_NAME or not NAME_RE.match(name):
         shown = name if not isinstance(name, str) else name[:80]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from nbops.errors import InvalidInput, NbopsError
-from nbops.pipeline import spec as specmod
+from nbops.pipeline import config
 from nbops.scheduler import sources
 from nbops.scheduler.commands import add_parsers, schedule_of
 from nbops.scheduler.model import Schedule, ScheduleOptions, ScheduleView
@@ -26,12 +26,12 @@ def cli_args(*argv: str) -> argparse.Namespace:
 
 
 def test_nbops_yaml_schedules_have_the_options_of_the_one_model():
-    # pipeline/spec.py keeps its own reader of `schedules:`; it cannot drift from the model
-    assert set(specmod.Schedule.model_fields) == set(Schedule.model_fields) - {"name", "source"}
+    # pipeline/config.py keeps its own model of `schedules:`; it cannot drift from this one
+    assert set(config.Schedule.model_fields) == set(Schedule.model_fields) - {"name", "source"}
 
 
 def test_an_nbops_yaml_entry_becomes_the_one_model_in_one_place():
-    entry = specmod.Schedule(cron="0 2 * * *", stages=["a"], retries=2, timezone="UTC")
+    entry = config.Schedule(cron="0 2 * * *", stages=["a"], retries=2, timezone="UTC")
     fields = sources.yaml_fields("nightly", entry)
     assert set(fields) <= set(Schedule.model_fields)
     made = Schedule.model_validate({**fields, "source": "nbops.yaml"})
