@@ -28,10 +28,15 @@ NOTEBOOK = "NBOPS_NOTEBOOK"  # the notebook a stage kernel executes
 RUN_ID = "NBOPS_RUN_ID"  # the run a stage kernel logs into
 TAGS = "NBOPS_TAGS"  # a JSON object of tags for every run the process starts
 ATTACH_SPOOL = "NBOPS_ATTACH_SPOOL"  # the spool a stage kernel appends to
-# in a schedule's on_failure hook (a shell command)
+# --- nbops's: set for a schedule's on_failure hook (a shell command) -------------------------
+# (and RUN_ID above: the failed stage's run, else the pipeline run)
 SCHEDULE = "NBOPS_SCHEDULE"  # the schedule that failed
+RUN_IDS = "NBOPS_RUN_IDS"  # every run of the execution, space separated
+PIPELINE_RUN_ID = "NBOPS_PIPELINE_RUN_ID"  # the execution's pipeline run
 ERROR = "NBOPS_ERROR"  # what went wrong
+STATUS = "NBOPS_STATUS"  # failed, timeout, killed, ...
 HISTORY_ID = "NBOPS_HISTORY_ID"  # the history row of the failed execution
+
 ZYGOTE = "NBOPS_ZYGOTE"  # "0": launch each stage kernel the usual way, not forked warm
 
 # --- nbops's: set by a person ---------------------------------------------------------------

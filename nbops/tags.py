@@ -29,6 +29,10 @@ DEP_PREFIX = "nbops.dep."  # nbops.dep.<path>: content hash of a dep when the st
 OUT_PREFIX = "nbops.out."  # nbops.out.<path>: digest of an out the stage wrote
 RERUN_OF = "nbops.rerun_of"  # the run a re-run (Compare panel, `nbops rerun`) repeats
 
+# --- scheduled runs (nbops scheduler) ------------------------------------------------------
+SCHEDULE = "nbops.schedule"  # on runs a schedule started: its name
+SCHEDULE_EXECUTION = "nbops.schedule.execution"  # the schedule's history row id
+
 # --- operations ---------------------------------------------------------------------------
 KIND = "nbops.kind"  # what a run that is not a notebook run is: "drift"
 DRIFT = "nbops.drift"  # "true" or "false": whether `nbops drift` found drift

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops import envvars
+from nbops import envvars, tags
 from nbops.scheduler.model import Schedule
 
 log = logging.getLogger("nbops.scheduler")
@@ -38,9 +38,9 @@ def command(spec: Schedule, summary: Path, history_id: int | None = None) -> lis
     cmd = [sys.executable, "-m", "nbops", "run", *spec.stages, "--force"]
     for k, v in spec.params.items():
         cmd += ["-p", f"{k}={_param_value(v)}"]
-    cmd += ["--tag", f"nbops.schedule={spec.name}"]
+    cmd += ["--tag", f"{tags.SCHEDULE}={spec.name}"]
     if history_id is not None:
-        cmd += ["--tag", f"nbops.schedule.execution={history_id}"]
+        cmd += ["--tag", f"{tags.SCHEDULE_EXECUTION}={history_id}"]
     if spec.timeout is not None:
         cmd += ["--timeout", f"{spec.timeout:g}"]
     cmd += ["--summary", str(summary)]
@@ -248,17 +248,19 @@ def run_hook(
     NBOPS_HISTORY_ID set; its exit code, or None if it could not run. Never raises."""
     if not spec.on_failure:
         return None
-    env = dict(
-        os.environ,
-        NBOPS_SCHEDULE=spec.name,
-        NBOPS_RUN_ID=result.failed_run_id or result.pipeline_run_id or "",
-        NBOPS_RUN_IDS=" ".join(result.run_ids),
-        NBOPS_PIPELINE_RUN_ID=result.pipeline_run_id or "",
-        NBOPS_ERROR=result.error or result.status,
-        NBOPS_STATUS=result.status,
-        NBOPS_HISTORY_ID="" if history_id is None else str(history_id),
+    env = dict(os.environ)
+    env.update(
+        {
+            envvars.SCHEDULE: spec.name,
+            envvars.RUN_ID: result.failed_run_id or result.pipeline_run_id or "",
+            envvars.RUN_IDS: " ".join(result.run_ids),
+            envvars.PIPELINE_RUN_ID: result.pipeline_run_id or "",
+            envvars.ERROR: result.error or result.status,
+            envvars.STATUS: result.status,
+            envvars.HISTORY_ID: "" if history_id is None else str(history_id),
+            envvars.PROJECT_ROOT: str(root),
+        }
     )
-    env[envvars.PROJECT_ROOT] = str(root)
     try:
         with open(log_path, "ab") as out:
             out.write(f"\n--- on_failure hook: {spec.on_failure}\n".encode())
