@@ -1,13 +1,19 @@
 """Notebook views of runs: ``nbops.compare(...)`` renders as a widget (params that differ, metrics
 with the best value marked, a metric chart you switch with a dropdown), and ``nbops.runs_widget()``
 is a filterable runs table with checkboxes and a Compare button. Without ipywidgets both fall
-back to plain HTML. The charts are SVG written here: no plotting library is needed."""
+back to plain HTML. The charts are SVG written here: no plotting library is needed.
+
+Importing this module registers the widget as the notebook display of every
+:class:`~nbops.tracking.query.Comparison` (:func:`~nbops.tracking.query.register_display`): the
+query side knows no surface."""
 
 from __future__ import annotations
 
 import html
 import math
 from typing import TYPE_CHECKING, Any
+
+from nbops.tracking.query import register_display
 
 if TYPE_CHECKING:
     from nbops.tracking.query import Comparison
@@ -84,12 +90,12 @@ def histories(cmp: Comparison) -> dict[str, dict[str, list[tuple[int, float | No
     per run and metric)."""
     from nbops.tracking.query import open_store
 
-    client = open_store().client
+    store = open_store()
     labels = dict(zip(cmp.run_ids, list(cmp.metrics.columns), strict=False))
     out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
     for key in cmp.metrics.index:
         for rid in cmp.run_ids:
-            hist = client.get_metric_history(rid, str(key))
+            hist = store.metric_history(rid, str(key))
             if hist:
                 pts = sorted(hist, key=lambda p: (p.step, p.timestamp))
                 out.setdefault(str(key), {})[labels.get(rid, rid[:8])] = [
@@ -266,3 +272,6 @@ def runs_widget(experiment: str | None = None, filter: str = "", max_results: in
 
         table = runs(experiment, filter or None, None, max_results)
         return HTML(table.to_html())  # type: ignore[no-untyped-call]
+
+
+register_display(comparison_bundle)

@@ -2,49 +2,37 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nbops import project
-from nbops.errors import NotFound
+from nbops import tags
+from nbops.comparisons import compare_runs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from nbops.tracking.store import Store
-
-_stores: dict[str, Store] = {}
+    from nbops.mlflow.store import TrackingStore
 
 
-def open_store(uri: str | None = None) -> Store:
-    from nbops.tracking.store import Store
+def open_store(uri: str | None = None) -> TrackingStore:
+    """:func:`nbops.mlflow.store.open_store` (one store per URI per process; moved: issue 12),
+    imported on first use so importing this module imports no MLflow."""
+    from nbops.mlflow.store import open_store as open_
 
-    uri = uri or project.tracking_uri()
-    if uri not in _stores:
-        _stores[uri] = Store(uri)
-    return _stores[uri]
+    return open_(uri)
 
 
-def _experiment_ids(store: Store, experiment: str | list[str] | None) -> list[str]:
-    exps = store.experiments()
-    if experiment is None:
-        return [str(e.experiment_id) for e in exps]
-    wanted = [experiment] if isinstance(experiment, str) else list(experiment)
-    by_name = {e.name: str(e.experiment_id) for e in exps}
-    ids = {str(e.experiment_id) for e in exps}
-    out = []
-    for w in wanted:
-        if w in by_name:
-            out.append(by_name[w])
-        elif w in ids:
-            out.append(w)
-        else:
-            raise NotFound(
-                f"experiment {w!r} does not exist in {store.uri}",
-                "known experiments: " + (", ".join(sorted(by_name)) or "none yet"),
-            )
-    return out
+RichDisplay = Callable[["Comparison"], dict[str, Any]]
+_displays: list[RichDisplay] = []
+
+
+def register_display(render: RichDisplay) -> None:
+    """How a :class:`Comparison` shows in a notebook (its ``_repr_mimebundle_``): a surface
+    (:mod:`nbops.ipython.widgets`) registers its widget here when it is imported; without one
+    a comparison shows as its plain HTML tables."""
+    if render not in _displays:
+        _displays.append(render)
 
 
 def run_rows(
@@ -55,9 +43,12 @@ def run_rows(
     uri: str | None = None,
 ) -> list[dict[str, Any]]:
     """Runs as flat dicts: run_id, experiment, name, status, times, params.*, metrics.*"""
+    from nbops.mlflow.readers.base import find_experiments
+
     store = open_store(uri)
-    ids = _experiment_ids(store, experiment)
-    names = {str(e.experiment_id): e.name for e in store.experiments()}
+    exps = [(str(e.experiment_id), e.name) for e in store.experiments()]
+    ids = find_experiments(exps, experiment, store.uri)
+    names = dict(exps)
     if not ids:
         return []
     order = (
@@ -83,6 +74,9 @@ def run_rows(
     return [_row(r, names) for r in found]
 
 
+_NBOPS = tags.NOTEBOOK.partition(".")[0] + "."  # "nbops.": the tags nbops writes
+
+
 def _row(r: Any, names: dict[str, str]) -> dict[str, Any]:
     info, data = r.info, r.data
     end = info.end_time
@@ -100,7 +94,7 @@ def _row(r: Any, names: dict[str, str]) -> dict[str, Any]:
     for k, v in sorted(data.metrics.items()):
         row[f"metrics.{k}"] = v
     for k, v in sorted(data.tags.items()):
-        if k.startswith("nbops.") and k not in ("nbops.spool", "nbops.pid"):
+        if k.startswith(_NBOPS) and k not in tags.INTERNAL:
             row[f"tags.{k}"] = v
     return row
 
@@ -143,10 +137,13 @@ class Comparison:
         return "".join(parts)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        """In a notebook: a widget (tables and a metric chart); plain HTML without ipywidgets."""
-        from nbops.ipython.widgets import comparison_bundle
-
-        return comparison_bundle(self)
+        """In a notebook: what the registered display renders (:func:`register_display`:
+        nbops.ipython.widgets' widget with tables and a metric chart), else plain HTML."""
+        if not _displays:  # transitional (issue 12): until nbops/__init__ imports the widgets
+            import nbops.ipython.widgets  # noqa: F401  (registers its display)
+        if _displays:
+            return _displays[-1](self)
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
 
     def __repr__(self) -> str:
         return (
@@ -156,7 +153,10 @@ class Comparison:
 
 
 def compare(run_ids: list[str], uri: str | None = None) -> Comparison:
-    """Compare runs: a params table of only the params that differ, and a metrics table."""
+    """Compare runs: a params table of only the params that differ, a metrics table (latest
+    values) and the best run per metric (:func:`nbops.comparisons.compare_runs`, as the Compare
+    panel shows them); the tables' columns are run names (with the id's start when two share a
+    name)."""
     import pandas as pd
 
     if isinstance(run_ids, str):
@@ -168,20 +168,16 @@ def compare(run_ids: list[str], uri: str | None = None) -> Comparison:
         f"{c} ({r.info.run_id[:8]})" if cols.count(c) > 1 else c
         for c, r in zip(cols, found, strict=True)
     ]
+    label = {r.info.run_id: c for c, r in zip(cols, found, strict=True)}
+    cmp = compare_runs(
+        {r.info.run_id: dict(r.data.params) for r in found},
+        {r.info.run_id: dict(r.data.metrics) for r in found},
+    )
     params = pd.DataFrame({c: r.data.params for c, r in zip(cols, found, strict=True)})
     metrics = pd.DataFrame({c: r.data.metrics for c, r in zip(cols, found, strict=True)})
-    if len(params):
-        differs = params.astype(str).nunique(axis=1, dropna=False) > 1
-        differs |= params.isna().any(axis=1)
-        diff, same = params[differs], params[~differs]
-    else:
-        diff, same = params, params
-    best: dict[str, str] = {}
-    for key, row in metrics.iterrows():
-        vals = {c: v for c, v in row.items() if isinstance(v, float) and not math.isnan(v)}
-        if vals:
-            lower = any(w in str(key).lower() for w in ("loss", "error", "rmse", "mae", "mse"))
-            best[str(key)] = (min if lower else max)(vals, key=lambda c: vals[c])
+    differ = params.index.isin(list(cmp.params_differ))
+    diff, same = params[differ], params[~differ]
+    best = {key: label[rid] for key, rid in cmp.best.items()}
     return Comparison(
         list(run_ids), diff.sort_index(), same.sort_index(), metrics.sort_index(), best
     )

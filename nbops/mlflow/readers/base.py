@@ -14,11 +14,12 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nbops import tags
-from nbops.comparisons import lower_is_better
+from nbops.comparisons import compare_runs
 from nbops.errors import InvalidInput, NotFound
 from nbops.mlflow.readers import bounds as limits
 from nbops.mlflow.readers import models as m
@@ -128,6 +129,33 @@ def decode_token(token: str | None, digest: str, kind: str) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
+def find_experiments(
+    known: Sequence[tuple[str, str]], wanted: str | Sequence[str] | None, store: str | None = None
+) -> list[str]:
+    """The ids of the experiments ``wanted`` names, each by id or else by name (None: all of
+    ``known``, which is ``(id, name)`` pairs); NotFound names the first unknown one and lists the
+    known names (and ``store``, when given). One look-up for ``nbops.runs()`` and the panel."""
+    if wanted is None or wanted == "":
+        return [i for i, _ in known]
+    by_id = {i for i, _ in known}
+    by_name: dict[str, str] = {}
+    for i, name in known:
+        by_name.setdefault(name, i)
+    out = []
+    for w in [wanted] if isinstance(wanted, str) else list(wanted):
+        if w in by_id:
+            out.append(w)
+        elif w in by_name:
+            out.append(by_name[w])
+        else:
+            where = f" in {store}" if store else ""
+            raise NotFound(
+                f"experiment {w!r} does not exist{where}",
+                "known experiments: " + (", ".join(sorted(by_name)) or "none yet"),
+            )
+    return out
+
+
 class Reader(ABC):
     source = "mlflow"
 
@@ -164,19 +192,8 @@ class Reader(ABC):
 
     # --- shared ------------------------------------------------------------------------------
     def experiment_ids(self, experiment: str | None) -> list[str]:
-        exps = self.experiment_names()
-        if not experiment:
-            return [i for i, _ in exps]
-        for i, _ in exps:
-            if experiment == i:
-                return [i]
-        for i, name in exps:
-            if experiment == name:
-                return [i]
-        raise NotFound(
-            f"experiment {experiment!r} does not exist",
-            "known experiments: " + (", ".join(sorted(n for _, n in exps)) or "none yet"),
-        )
+        """The id of the experiment named or numbered ``experiment`` (None: every active one)."""
+        return find_experiments(self.experiment_names(), experiment)
 
     def run_list(
         self,
@@ -201,39 +218,21 @@ class Reader(ABC):
         )
 
     def compare(self, run_ids: list[str]) -> m.RunComparison:
+        """The Compare panel's answer: :func:`nbops.comparisons.compare_runs` of the runs, with
+        each metric's history (downsampled) for the charts."""
         runs = self.summaries(run_ids)
         ids = [r.run_id for r in runs]
-        keys = sorted({k for r in runs for k in r.params})
-        differ: dict[str, dict[str, str | None]] = {}
-        same: dict[str, str] = {}
-        for k in keys:
-            vals = {r.run_id: r.params.get(k) for r in runs}
-            distinct = set(vals.values())
-            if len(distinct) == 1 and None not in distinct:
-                same[k] = str(next(iter(distinct)))
-            else:
-                differ[k] = vals
-        metrics = {
-            k: {r.run_id: r.metrics.get(k) for r in runs}
-            for k in sorted({k for r in runs for k in r.metrics})
-        }
-        best: dict[str, str] = {}
-        for k, by_run in metrics.items():
-            present = {rid: v for rid, v in by_run.items() if v is not None}
-            if present:
-                best[k] = (min if lower_is_better(k) else max)(
-                    present, key=lambda rid: present[rid]
-                )
+        cmp = compare_runs({r.run_id: r.params for r in runs}, {r.run_id: r.metrics for r in runs})
         hist = {
             k: {rid: downsample(points) for rid, points in by_run.items()}
             for k, by_run in self.histories(ids).items()
         }
         return m.RunComparison(
             runs=runs,
-            params_differ=differ,
-            params_same=same,
-            metrics=metrics,
-            best=best,
+            params_differ=cmp.params_differ,
+            params_same=cmp.params_same,
+            metrics=cmp.metrics,
+            best=cmp.best,
             histories=hist,
         )
 
