@@ -37,23 +37,25 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 # --- commands ---------------------------------------------------------------------------------
 def _check_search(filter_string: str | None, order_by: list[str] | None) -> None:
-    """The bounds the server puts on a run search (nbops/server/limits.py), for ``nbops runs``:
-    SQLite crashes the process on 31+ order keys, and every filter term is one more join."""
+    """The bounds every reader puts on a run search (nbops/mlflow/readers/bounds.py), for
+    ``nbops runs``: SQLite crashes the process on 31+ order keys, and every filter term is one
+    more join."""
     from nbops.errors import InvalidInput
-    from nbops.server import limits
+    from nbops.mlflow import search
+    from nbops.mlflow.readers import bounds
 
     order = order_by or []
-    if len(order) > limits.MAX_ORDER_KEYS:
+    if len(order) > bounds.MAX_ORDER_KEYS:
         raise InvalidInput(
-            f"--order-by is given {len(order)} times (at most {limits.MAX_ORDER_KEYS})",
+            f"--order-by is given {len(order)} times (at most {bounds.MAX_ORDER_KEYS})",
             "order by fewer keys",
         )
     keys = [" ".join(o.split()[:1]).lower() for o in order]
     dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
     if dup is not None:
         raise InvalidInput(f"--order-by names {dup!r} twice", "name each key once")
-    for what, value, most in [("--filter", filter_string or "", limits.MAX_FILTER_CHARS)] + [
-        ("--order-by", o, limits.MAX_ORDER_CHARS) for o in order
+    for what, value, most in [("--filter", filter_string or "", bounds.MAX_FILTER_CHARS)] + [
+        ("--order-by", o, bounds.MAX_ORDER_CHARS) for o in order
     ]:
         if "\x00" in value or len(value) > most:
             raise InvalidInput(
@@ -62,14 +64,12 @@ def _check_search(filter_string: str | None, order_by: list[str] | None) -> None
                 "shorten it",
             )
     if filter_string:
-        from mlflow.utils.search_utils import SearchUtils
-
         try:
-            parsed = SearchUtils.parse_search_filter(filter_string)  # type: ignore[no-untyped-call]
-        except Exception:  # noqa: BLE001 - run_rows names a syntax error with MLflow's reason
+            parsed = search.parse_filter(filter_string)
+        except search.SearchSyntaxError:  # run_rows names a syntax error with MLflow's reason
             return
         try:
-            limits.terms(parsed)
+            bounds.terms(parsed)
         except InvalidInput as err:
             raise InvalidInput(f"--{err.message}", err.hint) from None
 
@@ -113,8 +113,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nbops.mlflow.store import open_store
     from nbops.ops.names import run_id
-    from nbops.tracking.query import open_store
 
     store = open_store()
     run = store.get_run(run_id(args.run))
@@ -133,7 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         )
         return Exit.OK
-    exp = store.client.get_experiment(info.experiment_id)
+    exp = store.get_experiment(info.experiment_id)
     lines = [
         f"run         {info.run_id}  ({info.run_name})",
         f"experiment  {exp.name} (id {info.experiment_id})",
@@ -165,7 +165,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
     from nbops.tracking.recovery import reap_stale, recover, recover_executions, sweep_done
 
     state = project.state_dir(create=False)
@@ -227,7 +227,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     art = project.artifact_root_for(uri)
     if art is not None:
         cmd += ["--default-artifact-root", art.as_uri()]
-    from nbops.tracking.schema import ensure_schema
+    from nbops.mlflow.schema import ensure_schema
 
     # mlflow ui would create or upgrade the schema itself, without nbops' lock, racing any
     # kernel that starts now; a store nbops refuses is a StoreUnavailable error like any other

@@ -41,7 +41,6 @@ import os
 import re
 import socket
 import stat
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -180,21 +179,22 @@ def local_store(root: Path | None = None) -> Any:
     """The project's store when it costs nothing to reach: nbops' store module (and so MLflow)
     already imported in this process and the tracking URI a SQLite file that exists. None
     otherwise (never creates a store, never waits on a server)."""
-    loaded = sys.modules.get("nbops.tracking.store")
-    if getattr(loaded, "Store", None) is None:  # MLflow not (fully) imported here: not cheap
+    from nbops.mlflow import store_loaded
+
+    if not store_loaded():  # MLflow not (fully) imported here: not cheap
         return None
     uri = project.tracking_uri(root)
     db = project.sqlite_path(uri)
     if db is None or not db.is_file() or db.stat().st_size == 0:
         return None
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     return open_store(uri)
 
 
 def store_head(store: Any, root: Path | None = None) -> Head | None:
     """The head the store holds for this project's log, or None if it holds none."""
-    exp = store.client.get_experiment(STORE_EXPERIMENT)
+    exp = store.get_experiment(STORE_EXPERIMENT)
     raw = (exp.tags or {}).get(store_key(root)) if exp is not None else None
     if not raw:
         return None
@@ -206,7 +206,7 @@ def store_head(store: Any, root: Path | None = None) -> Head | None:
 
 def _set_store_head(store: Any, root: Path | None, rec: dict[str, Any]) -> None:
     value = {"seq": rec["seq"], "hash": rec["hash"], "ts": rec["ts"]}
-    store.client.set_experiment_tag(STORE_EXPERIMENT, store_key(root), json.dumps(value))
+    store.set_experiment_tag(STORE_EXPERIMENT, store_key(root), json.dumps(value))
 
 
 # --- appending ----------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def _project_store(root: Path | None) -> tuple[Any, str | None]:
     db = project.sqlite_path(uri)
     if db is not None and (not db.is_file() or db.stat().st_size == 0):
         return None, f"no tracking store yet ({db}), so only {HEAD_NAME} was compared"
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     try:
         return open_store(uri), None

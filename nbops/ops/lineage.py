@@ -10,16 +10,19 @@ pipeline execution, and recursively theirs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import project, tags
 from nbops.errors import InvalidInput, NotFound
 
+if TYPE_CHECKING:
+    from nbops.mlflow.store import TrackingStore
+
 MAX_DEPTH = 20
 
 
-def _store() -> Any:
-    from nbops.tracking.query import open_store
+def _store() -> TrackingStore:
+    from nbops.mlflow.store import open_store
 
     return open_store()
 
@@ -39,18 +42,18 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
         )
     if "@" not in target and "/" not in target:
         names.run_id(target, "run (or NAME@ALIAS, NAME/VERSION)")
-    client = _store().client
+    store = _store()
     mv = None
     if "@" in target:
         name, _, alias = target.rpartition("@")
-        mv = registry.version_by_alias(client, name, alias)
+        mv = registry.version_by_alias(store, name, alias)
     elif "/" in target:
         name, _, version = target.rpartition("/")
-        mv = registry.model_version(client, name, version)
+        mv = registry.model_version(store, name, version)
     if mv is None:
-        _store().get_run(target)  # NotFound naming it
+        store.get_run(target)  # NotFound naming it
         return None, target
-    rm = client.get_registered_model(mv.name)
+    rm = registry.registered_model(store, mv.name)
     aliases = sorted(a for a, v in rm.aliases.items() if str(v) == str(mv.version))
     info = {
         "name": mv.name,
@@ -70,7 +73,7 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
 class Walker:
     """Walks lineage over one store (default: the project's; the server passes its own)."""
 
-    def __init__(self, root: Path, store: Any = None) -> None:
+    def __init__(self, root: Path, store: TrackingStore | None = None) -> None:
         self.store = store if store is not None else _store()
         self.root = root
         self.seen: set[str] = set()
@@ -151,7 +154,7 @@ class Walker:
                 if nbs:
                     return str(nbs[0])
         try:
-            for a in self.store.client.list_artifacts(rid, "notebook"):
+            for a in self.store.list_artifacts(rid, "notebook"):
                 if a.path.endswith(".ipynb"):
                     return f"{run.info.artifact_uri}/{a.path}"
         except Exception:  # noqa: BLE001 - no artifacts readable: nothing to point at

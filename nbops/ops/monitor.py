@@ -124,7 +124,7 @@ def run_check(
             "name a file in a writable directory, e.g. --html reports/drift.html",
         ) from None
     run_id = _log_run(root, report, ref_p, cur_p, html)
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     audit.safe_record(
         "drift.check",
@@ -159,8 +159,8 @@ def _key(column: str) -> str:
 
 def _log_run(root: Path, report: DriftReport, ref_p: Path, cur_p: Path, html: Path) -> str:
     """The check as an MLflow run: params, per-column metrics, data fingerprints, the report."""
+    from nbops.mlflow.store import open_store
     from nbops.tracking.fingerprint import fingerprint
-    from nbops.tracking.query import open_store
 
     store = open_store(project.tracking_uri(root))
     fps = {"reference": fingerprint(ref_p, role="input"), "current": fingerprint(cur_p)}
@@ -238,7 +238,7 @@ def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
         "run_ids": run_ids,
         "error": outcome.get("error"),
     }
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     store = open_store(project.tracking_uri(root))
     links = [

@@ -1,4 +1,4 @@
-"""Promotion and rollback on MLflow's Model Registry (MlflowClient through tracking/store.py).
+"""Promotion and rollback on MLflow's Model Registry, through the store facade (nbops.mlflow.store).
 
 ``promote`` checks the gates of nbops.yaml *before* it writes anything, then registers the run's
 model (``runs:/<run_id>/<artifact>``; a run promoted before reuses its version) and moves the
@@ -15,36 +15,36 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import project, tags
 from nbops.errors import InvalidInput, NbopsError, NotFound
 from nbops.ops import audit, names
 from nbops.ops.gates import GateOutcome, check, refusal
 
+if TYPE_CHECKING:
+    from nbops.mlflow.entities import ModelVersion, RegisteredModel, Run
+    from nbops.mlflow.store import TrackingStore
+
 DEFAULT_ALIAS = "champion"
 
 
-def _store() -> Any:
-    from nbops.tracking.query import open_store
+def _store() -> TrackingStore:
+    from nbops.mlflow.store import open_store
 
     return open_store()
-
-
-def _mlflow_code(exc: BaseException) -> str | None:
-    return getattr(exc, "error_code", None)
 
 
 def pipeline(root: Path | None = None) -> Any:
     """nbops.yaml of the project, or None when there is none (then no gates apply)."""
     from nbops.pipeline import spec
-    from nbops.pipeline.graph import _check_references
+    from nbops.pipeline.graph import check_references
 
     path = (root or project.find_root()) / project.CONFIG_FILE
     if not path.is_file():
         return None
     loaded = spec.load(path)
-    _check_references(loaded)  # gates and drift.on_drift name real stages (file:line errors)
+    check_references(loaded)  # gates and drift.on_drift name real stages (file:line errors)
     return loaded
 
 
@@ -60,48 +60,61 @@ def _locked(root: Path | None = None) -> Iterator[None]:
 
 
 # --- reading the registry -------------------------------------------------------------------------
-def registered_model(client: Any, name: str) -> Any:
+def registered_model(store: TrackingStore, name: str) -> RegisteredModel:
+    """The registered model ``name``; NotFound naming the models there are when it is not
+    registered (or is a name MLflow cannot look up)."""
+    from nbops.mlflow.failures import INVALID_PARAMETER_VALUE, error_code
+
     names.model_name(name)
     try:
-        return client.get_registered_model(name)
+        rm = store.get_registered_model(name)
     except Exception as exc:
-        if _mlflow_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            known = sorted(m.name for m in client.search_registered_models(max_results=200))
-            raise NotFound(
-                f"model {names.shown(name)} is not registered",
-                "registered models: "
-                + (", ".join(known) or "none yet (nbops promote RUN --model NAME registers one)"),
-            ) from None
-        raise
+        if error_code(exc) != INVALID_PARAMETER_VALUE:
+            raise
+        rm = None
+    if rm is None:
+        known = sorted(m.name for m in store.search_registered_models(max_results=200))
+        raise NotFound(
+            f"model {names.shown(name)} is not registered",
+            "registered models: "
+            + (", ".join(known) or "none yet (nbops promote RUN --model NAME registers one)"),
+        )
+    return rm
 
 
-def version_by_alias(client: Any, name: str, alias: str) -> Any:
+def version_by_alias(store: TrackingStore, name: str, alias: str) -> ModelVersion:
     names.alias(alias)
-    rm = registered_model(client, name)
+    rm = registered_model(store, name)
     if alias not in rm.aliases:
         have = ", ".join(f"@{a} (v{v})" for a, v in sorted(rm.aliases.items())) or "none"
         raise NotFound(
             f"model {name!r} has no alias {alias!r}",
             f"its aliases: {have}; promote a run with --alias {alias}",
         )
-    return client.get_model_version(name, str(rm.aliases[alias]))
+    version = str(rm.aliases[alias])
+    mv = store.get_model_version(name, version)
+    if mv is None:  # the version was deleted under the alias
+        raise NotFound(
+            f"model {name!r} @{alias} points at version {version}, which does not exist",
+            f"promote a run with --alias {alias}",
+        )
+    return mv
 
 
-def model_version(client: Any, name: str, version: str) -> Any:
-    registered_model(client, name)
+def model_version(store: TrackingStore, name: str, version: str) -> ModelVersion:
+    registered_model(store, name)
     version = names.version(version, name)
-    try:
-        return client.get_model_version(name, str(version))
-    except Exception as exc:
-        if _mlflow_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise NotFound(
-                f"model {name!r} has no version {version!r}",
-                f"list its versions with `nbops models {name}`",
-            ) from None
-        raise
+    mv = store.get_model_version(name, str(version))
+    if mv is None:
+        raise NotFound(
+            f"model {name!r} has no version {version!r}",
+            f"list its versions with `nbops models {name}`",
+        )
+    return mv
 
 
-def history(rm: Any, alias: str) -> list[str]:
+def history(rm: RegisteredModel, alias: str) -> list[str]:
+    """The versions that held ``alias``, oldest first (the ``nbops.alias_history.<alias>`` tag)."""
     raw = (rm.tags or {}).get(tags.ALIAS_HISTORY_PREFIX + alias)
     try:
         return [str(v) for v in json.loads(raw)] if raw else []
@@ -109,7 +122,7 @@ def history(rm: Any, alias: str) -> list[str]:
         return []
 
 
-def model_artifact(store: Any, run: Any) -> str:
+def model_artifact(store: TrackingStore, run: Run) -> str:
     """The artifact path of the model a run logged (``nbops.model.<name>`` tags, else a folder
     with an ``MLmodel`` file); NotFound naming the run if it logged none."""
     prefix = tags.MODEL_PREFIX
@@ -118,9 +131,9 @@ def model_artifact(store: Any, run: Any) -> str:
         return "model" if "model" in tagged else tagged[0]
     rid = run.info.run_id
     try:
-        for item in store.client.list_artifacts(rid):
+        for item in store.list_artifacts(rid):
             if item.is_dir and any(
-                a.path.endswith("MLmodel") for a in store.client.list_artifacts(rid, item.path)
+                a.path.endswith("MLmodel") for a in store.list_artifacts(rid, item.path)
             ):
                 return str(item.path)
     except Exception:  # noqa: BLE001 - unreadable artifacts: treated as no model
@@ -140,13 +153,13 @@ def model_artifact(store: Any, run: Any) -> str:
     )
 
 
-def _sweep_points(store: Any, run: Any) -> list[str]:
+def _sweep_points(store: TrackingStore, run: Run) -> list[str]:
     """The run ids of a sweep parent's points (newest first), or [] for any other run."""
     rid = run.info.run_id
     if len(rid) != 32 or not all(c in "0123456789abcdef" for c in rid):
         return []
     try:
-        children = store.client.search_runs(
+        children = store.search_runs(
             [run.info.experiment_id],
             filter_string=f"tags.`{tags.PARENT_RUN}` = '{rid}'",
             max_results=1000,
@@ -177,19 +190,20 @@ def promote(
     if alias is not None:
         names.alias(alias)
     store = _store()
-    client = store.client
     run = store.get_run(run_id)
     spec = pipeline(root)
     gate = spec.gates.get(model) if spec is not None else None
     alias = names.alias(alias or (gate.alias if gate is not None else DEFAULT_ALIAS))
-    if _maybe_model(client, model) is None:
+    if store.get_registered_model(model) is None:
         names.model_name(model, new=True)  # a model nbops registers gets a plain name
     artifact = model_artifact(store, run)
     with _locked(root):
-        rm = _maybe_model(client, model)
+        rm = store.get_registered_model(model)
         current = None
+        cur_v = None
         if rm is not None and alias in rm.aliases:
-            cur_v = client.get_model_version(model, str(rm.aliases[alias]))
+            cur_v = store.get_model_version(model, str(rm.aliases[alias]))
+        if cur_v is not None:
             cur_metrics = store.get_run(cur_v.run_id).data.metrics if cur_v.run_id else {}
             current = (f"version {cur_v.version} (@{alias}, run {cur_v.run_id})", cur_metrics)
         outcomes: list[GateOutcome] = []
@@ -211,12 +225,12 @@ def promote(
                 raise refused
         # every check passed: now, and only now, write to the registry
         if rm is None:
-            rm = _create_model(client, model)
-        existing = _version_of_run(client, model, run_id, artifact)
+            rm = _create_model(store, model)
+        existing = _version_of_run(store, model, run_id, artifact)
         if existing is not None:
             version, reused = str(existing.version), True
         else:
-            mv = client.create_model_version(
+            mv = store.create_model_version(
                 model,
                 f"runs:/{run_id}/{artifact}",
                 run_id=run_id,
@@ -230,18 +244,18 @@ def promote(
         if not hist or hist[-1] != version:
             hist.append(version)
         try:
-            client.set_registered_model_alias(model, alias, version)
-            client.set_registered_model_tag(
+            store.set_registered_model_alias(model, alias, version)
+            store.set_registered_model_tag(
                 model, tags.ALIAS_HISTORY_PREFIX + alias, json.dumps(hist)
             )
         except Exception:
             if previous is not None:  # put the alias back: a promotion is all or nothing
                 with contextlib.suppress(Exception):
-                    client.set_registered_model_alias(model, alias, previous)
+                    store.set_registered_model_alias(model, alias, previous)
             raise
         gates_text = json.dumps([o.__dict__ for o in outcomes])
         with contextlib.suppress(Exception):
-            client.set_model_version_tag(model, version, tags.GATES, gates_text[:4900])
+            store.set_model_version_tag(model, version, tags.GATES, gates_text[:4900])
     audit.safe_record(
         "promote",
         root=root,
@@ -255,24 +269,18 @@ def promote(
     return Promotion(model, alias, version, run_id, previous, outcomes, reused)
 
 
-def _maybe_model(client: Any, name: str) -> Any:
-    try:
-        return client.get_registered_model(name)
-    except Exception as exc:
-        if _mlflow_code(exc) == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
+def _create_model(store: TrackingStore, name: str) -> RegisteredModel:
+    from nbops.mlflow.failures import ALREADY_EXISTS, INVALID_PARAMETER_VALUE, error_code
 
-
-def _create_model(client: Any, name: str) -> Any:
     try:
-        return client.create_registered_model(
+        return store.create_registered_model(
             name, tags={tags.CREATED_BY: "nbops promote"}, description="registered by nbops"
         )
     except Exception as exc:
-        if _mlflow_code(exc) == "RESOURCE_ALREADY_EXISTS":
-            return client.get_registered_model(name)
-        if _mlflow_code(exc) == "INVALID_PARAMETER_VALUE":
+        code = error_code(exc)
+        if code == ALREADY_EXISTS:  # another process registered it first
+            return registered_model(store, name)
+        if code == INVALID_PARAMETER_VALUE:
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise InvalidInput(
                 f"model name {names.shown(name)} is not valid: {first}",
@@ -281,25 +289,28 @@ def _create_model(client: Any, name: str) -> Any:
         raise
 
 
-def _version_of_run(client: Any, model: str, run_id: str, artifact: str) -> Any:
+def _version_of_run(
+    store: TrackingStore, model: str, run_id: str, artifact: str
+) -> ModelVersion | None:
     source = f"runs:/{names.run_id(run_id)}/{artifact}"
-    for mv in _versions(client, model, f"run_id='{run_id}'"):
+    for mv in _versions(store, model, f"run_id='{run_id}'"):
         if mv.source == source:
             return mv
     return None
 
 
-def _versions(client: Any, model: str, extra: str | None = None) -> list[Any]:
+def _versions(store: TrackingStore, model: str, extra: str | None = None) -> list[ModelVersion]:
     """Every version of ``model`` (and matching ``extra``, a filter of checked values), paged;
     the name goes into the filter quoted, or is compared here when no quoting can hold it."""
     quoted = names.filter_value(model)
     terms = ([f"name={quoted}"] if quoted else []) + ([extra] if extra else [])
-    out: list[Any] = []
+    out: list[ModelVersion] = []
     token = None
     while True:
-        page = client.search_model_versions(" and ".join(terms), max_results=1000, page_token=token)
+        page, token = store.search_model_versions(
+            " and ".join(terms), max_results=1000, page_token=token
+        )
         out += [mv for mv in page if mv.name == model]
-        token = getattr(page, "token", None)
         if not token:
             return out
 
@@ -308,12 +319,11 @@ def _versions(client: Any, model: str, extra: str | None = None) -> list[Any]:
 def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -> tuple[str, str]:
     """Move ``alias`` back to the version that held it before; returns (from, to)."""
     store = _store()
-    client = store.client
     names.alias(alias)
     with _locked(root):
-        rm = registered_model(client, model)
+        rm = registered_model(store, model)
         if alias not in rm.aliases:
-            version_by_alias(client, model, alias)  # raises NotFound naming the aliases
+            version_by_alias(store, model, alias)  # raises NotFound naming the aliases
         current = str(rm.aliases[alias])
         hist = history(rm, alias)
         if hist and hist[-1] != current:
@@ -326,8 +336,8 @@ def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -
             )
         hist.pop()
         target = hist[-1]
-        client.set_registered_model_alias(model, alias, target)
-        client.set_registered_model_tag(model, tags.ALIAS_HISTORY_PREFIX + alias, json.dumps(hist))
+        store.set_registered_model_alias(model, alias, target)
+        store.set_registered_model_tag(model, tags.ALIAS_HISTORY_PREFIX + alias, json.dumps(hist))
     audit.safe_record(
         "rollback",
         root=root,
@@ -344,10 +354,9 @@ def rollback(model: str, alias: str = DEFAULT_ALIAS, root: Path | None = None) -
 def models(name: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
     """Registered models (no name) or the versions of one: aliases, source run, gate metrics."""
     store = _store()
-    client = store.client
+    rows: list[dict[str, Any]] = []
     if name is None:
-        rows = []
-        for rm in client.search_registered_models(max_results=1000):
+        for rm in store.search_registered_models(max_results=1000):
             latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
             rows.append(
                 {
@@ -357,7 +366,7 @@ def models(name: str | None = None, root: Path | None = None) -> list[dict[str, 
                 }
             )
         return sorted(rows, key=lambda r: r["model"])
-    rm = registered_model(client, name)
+    rm = registered_model(store, name)
     spec = pipeline(root)
     gate = spec.gates.get(name) if spec is not None else None
     metrics_of_gate = list(gate.require) if gate is not None else []
@@ -366,8 +375,7 @@ def models(name: str | None = None, root: Path | None = None) -> list[dict[str, 
     by_version: dict[str, list[str]] = {}
     for a, v in rm.aliases.items():
         by_version.setdefault(str(v), []).append(a)
-    rows = []
-    for mv in _versions(client, name):
+    for mv in _versions(store, name):
         metrics: dict[str, float] = {}
         if mv.run_id:
             try:

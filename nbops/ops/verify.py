@@ -18,11 +18,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import envvars, project, tags
 from nbops.errors import InvalidInput, NotFound
 from nbops.ops import audit
+
+if TYPE_CHECKING:
+    from nbops.mlflow.entities import Run as StoredRun
+    from nbops.mlflow.store import TrackingStore
 
 VOLATILE = [
     (re.compile(r"0x[0-9a-fA-F]{4,}"), "0x<address>"),
@@ -129,7 +133,7 @@ def compare_metrics(
 
 
 # --- re-executing ---------------------------------------------------------------------------------
-def _executed_notebook(store: Any, run: Any, root: Path, into: Path) -> Path:
+def _executed_notebook(store: TrackingStore, run: StoredRun, root: Path, into: Path) -> Path:
     rid = run.info.run_id
     runs_dir = project.state_dir(root, create=False) / "runs"
     for name in (rid, run.data.tags.get(tags.SPOOL)):  # kept by run id, or by spool id
@@ -138,10 +142,10 @@ def _executed_notebook(store: Any, run: Any, root: Path, into: Path) -> Path:
         if nbs:
             return Path(nbs[0])
     try:
-        for a in store.client.list_artifacts(rid, "notebook"):
+        for a in store.list_artifacts(rid, "notebook"):
             if a.path.endswith(".ipynb"):
                 into.mkdir(parents=True, exist_ok=True)
-                return Path(store.client.download_artifacts(rid, a.path, str(into)))
+                return Path(store.download_artifacts(rid, a.path, str(into)))
     except Exception:  # noqa: BLE001 - no artifact store: handled below
         pass
     raise NotFound(
@@ -150,7 +154,7 @@ def _executed_notebook(store: Any, run: Any, root: Path, into: Path) -> Path:
     )
 
 
-def _params(run: Any, nb: Path) -> dict[str, Any]:
+def _params(run: StoredRun, nb: Path) -> dict[str, Any]:
     """The run's recorded params the notebook declares, typed like the declared defaults
     (read back with nbops.values: no aliases, tags, deep nesting or huge numbers)."""
     from nbops.pipeline.notebook import declared_parameters
@@ -165,7 +169,7 @@ def _params(run: Any, nb: Path) -> dict[str, Any]:
     return out
 
 
-def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
+def _restore_inputs(store: TrackingStore, run: StoredRun, root: Path, work: Path) -> list[str]:
     """Put the content the run read (``nbops.dep.*``) into the scratch copy."""
     from nbops.ops.lineage import Walker, prefixed
     from nbops.pipeline.cache import OutCache, load_record
@@ -183,7 +187,7 @@ def _restore_inputs(store: Any, run: Any, root: Path, work: Path) -> list[str]:
         producer_id = producer.info.run_id if producer is not None else None
         if producer is not None:
             try:
-                local = store.client.download_artifacts(
+                local = store.download_artifacts(
                     producer.info.run_id, "outs.json", str(work / ".nbops")
                 )
             except Exception:  # noqa: BLE001 - no outs.json: cannot restore, said below
@@ -227,7 +231,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
         )
     from nbops.executors.base import Job
     from nbops.executors.local import LocalExecutor
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
     from nbops.tracking.run import Run
 
     root = root or project.find_root()
@@ -241,7 +245,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
         rel = Path(nb_tag).resolve().relative_to(root.resolve())
     except ValueError:
         rel = Path(Path(nb_tag).name)
-    exp = store.client.get_experiment(run.info.experiment_id).name
+    exp = store.get_experiment(run.info.experiment_id).name
     with project.scratch(root, "verify-") as tmp:
         work = Path(tmp) / root.name
         _scratch_copy(root, work)
@@ -267,7 +271,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
             params,
             source.parent,
             env={
-                envvars.ATTACH_SPOOL: str(vrun._spool.dir),
+                envvars.ATTACH_SPOOL: str(vrun.spool.dir),
                 envvars.NOTEBOOK: str(source),
                 envvars.PROJECT_ROOT: str(root),
             },
@@ -298,7 +302,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
     return v
 
 
-def _record(store: Any, v: Verification, root: Path) -> None:
+def _record(store: TrackingStore, v: Verification, root: Path) -> None:
     verdict = [
         (tags.VERIFIED, str(v.ok).lower()),
         (tags.VERIFIED_AT, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),

@@ -43,12 +43,12 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 
 
 @pytest.fixture
-def seeded(project: Path) -> dict[str, Any]:
+def seeded(project: Path, client: Any) -> dict[str, Any]:
     """A project store with one run (metrics, no model), model ``wine`` with two versions and
     @champion, and a model whose name holds a quote and a filter (``wine' OR name LIKE '%``)."""
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
-    client = open_store().client
+    open_store()  # the store as nbops makes it; seeded with MLflow's own client
     exp = client.create_experiment("wine")
     run = client.create_run(exp, run_name="train")
     client.log_metric(run.info.run_id, "accuracy", 0.9)

@@ -32,7 +32,7 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def shared_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One SQLite MLflow store for the module's projects (made once: a schema takes seconds);
     each project keeps its own head in it, as projects sharing a tracking server do."""
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
     open_store(uri)
@@ -231,7 +231,7 @@ def test_a_head_behind_the_log_after_a_crash_is_not_tampering(root):
 
 def test_a_store_head_that_lags_the_log_is_not_tampering(stored, monkeypatch):
     _write(stored, 3)  # anchored in the store (MLflow is loaded in this process)
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     store = open_store(project.tracking_uri(stored))
     assert audit.store_head(store, stored) == audit.Head(
