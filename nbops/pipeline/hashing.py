@@ -15,6 +15,7 @@ from typing import Any
 
 from nbops.errors import ConfigError, NbopsError
 from nbops.pipeline import paths, statefile
+from nbops.tracking.fingerprint import file_kind
 
 CACHE_FILE = "hashes.json"
 CHUNK = 1 << 20
@@ -45,7 +46,7 @@ def content_digest(path: Path, st: os.stat_result | None = None) -> str:
     if not stat.S_ISREG(st.st_mode):
         raise _refuse(
             path,
-            f"is {paths.file_kind(st.st_mode) or 'a directory'}, not a regular file",
+            f"is {file_kind(st.st_mode) or 'a directory'}, not a regular file",
             "nbops hashes regular files (and folders of them): remove it from deps/outs, or "
             "move it out of the folder",
         )

@@ -61,9 +61,9 @@ class Sink:
 
     def _open(self) -> Any:
         if self._store is None:
-            from nbops.tracking.store import Store
+            from nbops.mlflow.store import TrackingStore
 
-            self._store = Store(self.uri)
+            self._store = TrackingStore(self.uri)
         return self._store
 
     def _capture(self) -> list[records.Tag]:

@@ -35,7 +35,7 @@ def _describe(mode: int) -> str:
         return "is a directory"
     if stat.S_ISLNK(mode):
         return "is a symlink (nbops writes its state as plain files)"
-    from nbops.pipeline.paths import file_kind
+    from nbops.tracking.fingerprint import file_kind
 
     kind = file_kind(mode)
     return f"is {kind}" if kind else "is not a regular file"

@@ -379,7 +379,7 @@ class Run:
         """Save ``model`` in MLflow's format under the artifact path ``name``; returns the model
         URI ``runs:/<run_id>/<name>`` once the run exists (``name`` is known at once)."""
         self._check_open()
-        from nbops.tracking import model as models
+        from nbops.mlflow import models
 
         validate.key(name, "model name")
         target = self.spool.new_file(name)

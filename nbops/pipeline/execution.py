@@ -1,0 +1,291 @@
+"""One ``nbops run`` executing its plan: the loop that starts the stages whose upstream is done
+(in parallel, up to ``--jobs``), collects each point's result, completes a stage when its last
+point is in (its outs versioned, the state told), and closes the execution at the end."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+from nbops import project
+from nbops import tags as tag_names
+from nbops.errors import ConfigError, StageFailed
+from nbops.executors.base import Executor, StageResult
+from nbops.pipeline import attempt, summary
+from nbops.pipeline.outcome import PipelineOutcome
+from nbops.pipeline.planning import Point, StagePlan, to_json
+from nbops.pipeline.runs import RunBook
+from nbops.tracking.run import Run
+
+if TYPE_CHECKING:
+    from nbops.pipeline.runner import Runner
+
+ENDED = ("done", "up to date", "failed", "skipped")
+"""A stage in one of these states is done with for this execution."""
+
+
+class Execution:
+    """The stages of one plan, run once: ``go()`` returns the exit code."""
+
+    def __init__(self, runner: Runner, plans: list[StagePlan]) -> None:
+        self.r = runner
+        self.plans = {p.name: p for p in plans}
+        self.order = [p.name for p in plans]
+        self.status: dict[str, str] = dict.fromkeys(self.order, "queued")
+        self.runs = RunBook(runner.root, runner.state_dir, runner.pipeline, runner.tags)
+        self.executor: Executor | None = runner.executor
+        self.failures: list[StageFailed] = []
+        self.pending: dict[str, int] = {}  # points of a running stage not finished yet
+        self.results: dict[str, list[tuple[Point, Run, StageResult, StageFailed | None]]] = {}
+        self.stop = attempt.Stop(runner.timeout)
+        self.exit_code: int | None = None
+        self.undelivered: list[str] = []  # what did not reach the store (exit 1)
+        self.t_start = time.perf_counter()
+
+    # --- the loop -----------------------------------------------------------------------------
+    def go(self) -> int:
+        pool = ThreadPoolExecutor(max_workers=self.r.jobs, thread_name_prefix="nbops-stage")
+        futures: dict[Future[StageResult], tuple[StagePlan, Point, Run]] = {}
+        self.t_start = time.perf_counter()
+        old = attempt.install_signal_handlers(self.stop.interrupt)
+        t0 = time.perf_counter()
+        self.stop.arm()
+        try:
+            while True:
+                if not self.stop.is_set():
+                    self._start_ready(pool, futures)
+                if not futures:
+                    break
+                done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+                self.r.progress.tick()
+                self.stop.check_deadline()
+                for f in done:
+                    plan, pt, run = futures.pop(f)
+                    self._finish(plan, pt, run, f.result())
+                if self.stop.is_set() and self.executor is not None:
+                    self.executor.stop()
+        finally:
+            pool.shutdown(wait=True)
+            if self.executor is not None:
+                self.executor.stop()
+            attempt.restore_signal_handlers(old)
+            self._close(time.perf_counter() - t0)
+        if self.stop.timed_out:
+            self.exit_code = 1
+        elif self.stop.is_set():
+            self.exit_code = 130
+        else:
+            self.exit_code = 1 if self.failures or self.undelivered else 0
+        return self.exit_code
+
+    def _ensure_tracking(self) -> None:
+        if self.runs.started:
+            return
+        if self.executor is None:
+            from nbops.executors.local import LocalExecutor
+
+            self.executor = LocalExecutor(self.r.root, warm=min(self.r.jobs + 1, 3))
+        self.executor.warm_up()  # kernels start and papermill loads while MLflow waits its turn
+        ended = [name for name, st in self.status.items() if st in ENDED]
+        uri = project.tracking_uri(self.r.root)
+        self.runs.start(uri, self.order, ended, self.executor.loaded)
+
+    def _start_ready(
+        self,
+        pool: ThreadPoolExecutor,
+        futures: dict[Future[StageResult], tuple[StagePlan, Point, Run]],
+    ) -> None:
+        for name in self.order:
+            if self.status[name] != "queued":
+                continue
+            ups = [u for u in self.r.graph.upstream(name) if u in self.status]
+            bad = [u for u in ups if self.status[u] in ("failed", "skipped")]
+            if bad:
+                self.status[name] = "skipped"
+                self.r.progress.line(name, "skipped", f"upstream stage {bad[0]} failed")
+                self.runs.ended(name)
+                continue
+            if any(self.status[u] in ("queued", "running") for u in ups):
+                continue
+            plan = self.plans[name]
+            if plan.problem is not None:
+                self._fail_unreadable(plan, plan.problem)
+                continue
+            todo = self.r.assess(plan)
+            if not todo:
+                self.status[name] = "up to date"
+                self.r.progress.line(name, "up to date")
+                self._forget_failure(plan)
+                self.runs.ended(name)
+                continue
+            self._ensure_tracking()
+            self.status[name] = "running"
+            parent = self.runs.stage_run(plan) if plan.is_sweep else self.runs.pipeline_run
+            self.pending[name] = len(todo)
+            for pt in todo:
+                run = self.runs.new_run(plan, pt, parent)
+                job = attempt.job(plan, pt, run, self.r.root, self.r.state_dir)
+                self.r.progress.line(pt.label, "running", "; ".join(pt.why))
+                assert self.executor is not None
+                futures[pool.submit(self.executor.execute, job)] = (plan, pt, run)
+
+    # --- a stage that does not run ------------------------------------------------------------
+    def _forget_failure(self, plan: StagePlan) -> None:
+        """A stage that is up to date has not failed, whatever an earlier execution recorded
+        (a sweep killed after its last point was saved, say): --resume must not redo it."""
+        labels = [plan.name, *(pt.label for pt in plan.points)]
+        if any(label in self.r.state.failed for label in labels):
+            for label in labels:
+                self.r.state.failed.pop(label, None)
+            self.r.state.save()
+
+    def _fail_unreadable(self, plan: StagePlan, problem: ConfigError) -> None:
+        """A stage whose notebook cannot be read fails alone, as papermill would fail it: its
+        row and the state say why, its downstream is skipped, the other stages run."""
+        err = StageFailed(
+            f"stage {plan.name}: {problem.message}",
+            problem.hint,
+            stage=plan.name,
+            notebook=str(plan.notebook),
+        )
+        self.failures.append(err)
+        self.status[plan.name] = "failed"
+        self.r.state.failed[plan.name] = err.message
+        self.r.state.save()
+        self.r.progress.line(plan.name, "failed", problem.message)
+        self.runs.ended(plan.name)
+
+    # --- results ------------------------------------------------------------------------------
+    def _finish(self, plan: StagePlan, pt: Point, run: Run, res: StageResult) -> None:
+        """A point is done: check it, keep its executed notebook; the stage completes when its
+        last point does."""
+        err = res.error if not res.ok else attempt.check(plan, pt, run)
+        if res.job.output.exists():
+            run.log_artifact(res.job.output, "notebook")
+        self.results.setdefault(plan.name, []).append((pt, run, res, err))
+        if err is not None:
+            self.failures.append(err)
+            self.r.state.failed[pt.label] = err.message
+            self.status[plan.name] = "failed"
+            if self.stop.timed_out:
+                self.r.progress.line(pt.label, "failed", f"timed out after {self.r.timeout:g} s")
+            elif self.stop.is_set():
+                self.r.progress.line(pt.label, "killed", "interrupted (Ctrl-C / SIGTERM)")
+            else:
+                self.r.progress.line(pt.label, "failed", err.message)
+        if plan.is_sweep:  # each point of a sweep is its own run; the stage's outs go to the parent
+            self.stop.mark(run)
+            run.end(self.stop.end_status(err is not None))
+            if err is None:
+                self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", run.id_if_ready())
+        self.pending[plan.name] -= 1
+        if self.pending[plan.name] == 0:
+            self._complete(plan)
+        self.r.state.save()
+        self.r.hashes.save()
+        if self.status[plan.name] in ENDED:
+            self.runs.ended(plan.name)  # after the state knows: a kill now redoes nothing
+
+    def _complete(self, plan: StagePlan) -> None:
+        """The stage's last point is in: version its outs into the cache and on its run, record
+        each point in the state; or end its runs FAILED/KILLED."""
+        from nbops.pipeline.cache import OutCache
+
+        results = self.results.pop(plan.name, [])
+        sweep = plan.is_sweep
+        owner = self.runs.stage_runs.get(plan.name) if sweep else results[0][1]
+        err = next((e for _, _, _, e in results if e is not None), None)
+        if err is None:
+            missing = [o for o in plan.stage.outs if not (self.r.root / o).exists()]
+            if missing:
+                err = StageFailed(
+                    f"stage {plan.name} did not write its out {missing[0]}",
+                    "write it in the notebook, or remove it from outs:",
+                    stage=plan.name,
+                )
+                self.failures.append(err)
+                self.r.progress.line(plan.name, "failed", err.message)
+        if err is None:
+            assert owner is not None
+            outs_record = OutCache(self.r.root, self.r.state_dir, self.r.hashes).store(
+                list(plan.stage.outs)
+            )
+            owner.log_text(to_json(outs_record), "outs.json")
+            owner.set_tags(
+                {
+                    f"{tag_names.OUT_PREFIX}{k}": v["digest"] or ""
+                    for k, v in outs_record.items()
+                    if len(k) < 200
+                }
+            )
+            outs = {o: r["digest"] for o, r in outs_record.items()}
+            for pt, run, res, _ in results:
+                if not sweep:
+                    run.end("FINISHED")
+                # never wait for the store here: the next stages start now
+                rid = run.id_if_ready()
+                assert pt.fp is not None
+                record = pt.fp.record(outs, rid, time.time())
+                self.runs.keep_notebook(run, rid, res.job.output.parent, record)
+                self.r.state.put(plan.name, pt.key, record)
+                self.r.state.failed.pop(pt.label, None)
+                self.r.state.failed.pop(plan.name, None)  # a sweep stage killed as a whole
+                if not sweep:
+                    self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", rid)
+            self.status[plan.name] = "done"
+        else:
+            self.status[plan.name] = "failed"
+            if not sweep:
+                self.stop.mark(results[0][1])
+                results[0][1].end(self.stop.end_status(True))
+        if sweep and owner is not None:
+            self.stop.mark(owner)
+            owner.end(self.stop.end_status(err is not None))  # KILLED/FAILED as its points
+
+    # --- the end ------------------------------------------------------------------------------
+    def _close(self, seconds: float) -> None:
+        progress = self.r.progress
+        if not self.runs.started:
+            self.r.hashes.save()
+            progress.summary(self.status, seconds, None)
+            for f in self.failures:
+                progress.note(str(f))
+            return
+        status = self.stop.end_status(bool(self.failures))
+        for run in [*self.runs.stage_runs.values(), self.runs.pipeline_run]:
+            if run is not None and run.status == "RUNNING":
+                self.stop.mark(run)
+                run.end(status)
+        sink = self.runs.sink
+        assert sink is not None
+        delivered = sink.close(on_wait=lambda left: summary.tell_delivering(progress, left))
+        if self.runs.record is not None:
+            if self.stop.is_set():  # Ctrl-C / SIGTERM: what did not finish is for --resume
+                for name in self.order:
+                    if self.status[name] not in ENDED:
+                        self.r.state.failed.setdefault(name, "interrupted (Ctrl-C / SIGTERM)")
+                self.r.state.save()
+            self.runs.record.remove()  # this execution ended as it should: nothing to recover
+        self.runs.name_late_runs(self.r.state)
+        rid = self.runs.pipeline_run.id_if_ready() if self.runs.pipeline_run else None
+        progress.summary(self.status, seconds, rid)
+        self.undelivered = summary.report_delivery(progress, sink, delivered)
+        if self.stop.timed_out:
+            progress.note(
+                f"nbops run: timed out after {self.r.timeout:g} s: kernels stopped, runs FAILED"
+            )
+        for f in self.failures:
+            progress.note(str(f))
+
+    def outcome(self) -> PipelineOutcome:
+        return summary.outcome(
+            order=self.order,
+            status=self.status,
+            failures=self.failures,
+            runs=self.runs,
+            stop=self.stop,
+            undelivered=self.undelivered,
+            exit_code=self.exit_code,
+            seconds=time.perf_counter() - self.t_start,
+        )

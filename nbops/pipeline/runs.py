@@ -1,0 +1,148 @@
+"""The MLflow runs of one ``nbops run``: the pipeline run, a run per stage point (children of a
+sweep stage's run when the stage sweeps), the sink that delivers them from this process, and the
+execution record that lets a later ``nbops run`` recover them if this one is killed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from nbops import tags as tag_names
+from nbops.pipeline.planning import Point, StagePlan, param_str
+from nbops.pipeline.sink import Sink
+from nbops.pipeline.spec import Pipeline
+from nbops.pipeline.state import Record, State
+from nbops.tracking.run import Run
+
+
+class RunBook:
+    """Created lazily: nothing is started for an execution whose stages are all up to date."""
+
+    def __init__(self, root: Path, state_dir: Path, pipeline: Pipeline, tags: dict[str, str]):
+        self.root = root
+        self.state_dir = state_dir
+        self.pipeline = pipeline
+        self.tags = tags
+        self.sink: Sink | None = None
+        self.record: Any = None  # recovery.ExecutionRecord, once a stage is about to run
+        self.pipeline_run: Run | None = None
+        self.stage_runs: dict[str, Run] = {}  # the parent run of each sweep stage
+        self.point_runs: dict[str, list[Run]] = {}  # each stage's point runs, in start order
+        self.unnamed: list[tuple[Run, Path, Record]] = []  # (run, kept notebook dir, record)
+
+    @property
+    def started(self) -> bool:
+        return self.sink is not None
+
+    def start(self, uri: str, order: list[str], ended: list[str], loaded: Any) -> None:
+        """The sink (importing MLflow once ``loaded`` is set), the pipeline run and the
+        execution record, which lists the stages already ``ended`` (up to date, skipped)."""
+        from nbops.tracking.recovery import ExecutionRecord
+
+        self.sink = Sink(uri, self.root, not_before=loaded)
+        exp = self.pipeline.experiment or self.root.name
+        self.pipeline_run = Run(
+            exp,
+            "pipeline",
+            {"nbops.pipeline": str(self.pipeline.path), **self.tags},
+            root=self.root,
+            uri=uri,
+            capture=False,
+            spawn_writer=False,
+        )
+        self.sink.add(self.pipeline_run)
+        self.record = ExecutionRecord(self.state_dir, order)
+        self.record.add_run(self.pipeline_run.local_id, None, "pipeline")
+        for name in ended:
+            self.record.finished(name)
+        self.record.save()
+
+    def stage_run(self, plan: StagePlan) -> Run:
+        """The run of a sweep stage, parent of its points' runs."""
+        run = self.new_run(plan, None, self._pipeline_run())
+        self.stage_runs[plan.name] = run
+        return run
+
+    def new_run(self, plan: StagePlan, pt: Point | None, parent: Run | None) -> Run:
+        """The run of one point (or with ``pt`` None a sweep stage's run) under ``parent``."""
+        assert self.sink is not None
+        pipeline_run = self._pipeline_run()
+        params = (
+            pt.params
+            if pt
+            else {k: v for k, v in plan.points[0].params.items() if k not in plan.stage.sweep}
+        )
+        tags = {
+            **self.tags,
+            tag_names.STAGE: plan.name,
+            tag_names.NOTEBOOK: str(plan.notebook),
+            tag_names.MLFLOW_SOURCE_NAME: str(plan.notebook),
+            tag_names.MLFLOW_SOURCE_TYPE: "NOTEBOOK",
+        }
+        if pt is not None and pt.sweep:
+            tags[tag_names.SWEEP_POINT] = pt.label
+        if pt is not None and pt.fp is not None:  # the exact content of what the stage read
+            tags.update(
+                {
+                    f"{tag_names.DEP_PREFIX}{d}": h or "missing"
+                    for d, h in pt.fp.deps.items()
+                    if len(d) < 200
+                }
+            )
+        run = Run(
+            pipeline_run.experiment,
+            pt.label if pt else plan.name,
+            tags,
+            params={k: param_str(v) for k, v in params.items()},
+            root=self.root,
+            uri=pipeline_run.uri,
+            capture=False,
+            spawn_writer=False,
+        )
+        self.sink.add(run, parent)
+        if self.record is not None and parent is not None:
+            self.record.add_run(run.local_id, parent.local_id, pt.label if pt else plan.name)
+            self.record.save()
+        if pt is not None:
+            self.point_runs.setdefault(plan.name, []).append(run)
+        return run
+
+    def _pipeline_run(self) -> Run:
+        assert self.pipeline_run is not None
+        return self.pipeline_run
+
+    def ended(self, name: str) -> None:
+        """A stage is done with (after the state knows: a kill now redoes nothing)."""
+        if self.record is not None:
+            self.record.finished(name)
+            self.record.save()
+
+    def keep_notebook(self, run: Run, rid: str | None, kept: Path, record: Record) -> None:
+        """The executed notebook of a finished point goes to ``.nbops/runs/<run_id>/`` (``rid``:
+        the run's id as the state ``record`` has it). Never waits for the store: a run it has
+        not created yet is named by :meth:`name_late_runs` once the sink is done."""
+        if rid is None:
+            self.unnamed.append((run, kept, record))
+        elif kept.is_dir():  # .nbops/runs/<run_id>/ (docs/architecture.md)
+            os.replace(kept, kept.with_name(rid))
+
+    def name_late_runs(self, state: State) -> None:
+        """Runs whose MLflow id came after their stage finished: their executed notebooks move
+        to ``.nbops/runs/<run_id>/`` and the state learns their ids, now that the sink is done."""
+        for run, kept, record in self.unnamed:
+            rid = run.id_if_ready()
+            if rid is None:
+                continue  # still spooled (store down): `nbops sync` delivers it later
+            record.run_id = rid
+            if kept.is_dir() and not kept.with_name(rid).exists():
+                os.replace(kept, kept.with_name(rid))
+        if self.unnamed:
+            state.save()
+
+    def run_ids(self, name: str, wait: float) -> list[str]:
+        """The MLflow ids of a stage's point runs, waiting up to ``wait`` s for each."""
+        runs = self.point_runs.get(name, []) if self.sink is not None else []
+        sink = self.sink
+        ids = [sink.run_id(r, timeout=wait) if wait and sink else r.id_if_ready() for r in runs]
+        return [i for i in ids if i]
