@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nbops import envvars  # noqa: E402
 from tests.integration.server_seed import bulk_runs  # noqa: E402
 
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -143,13 +144,15 @@ def main(argv: list[str]) -> int:
     started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix="nbops-bench-server-"))
     (tmp / ".nbops").mkdir()
-    os.environ["NBOPS_PROJECT_ROOT"] = str(tmp)
+    os.environ[envvars.PROJECT_ROOT] = str(tmp)
     db = tmp / ".nbops" / "mlflow.db"
     uri = f"sqlite:///{db}"
 
-    from nbops.server.mlflow_reader import MlflowReader
-    from nbops.server.sqlite_reader import SqliteReader
-    from nbops.tracking.query import open_store
+    from mlflow.tracking import MlflowClient  # the peer: MLflow's own client, used directly
+
+    from nbops.mlflow.readers.client import MlflowReader
+    from nbops.mlflow.readers.sqlite import SqliteReader
+    from nbops.mlflow.store import open_store
 
     store = open_store(uri)
     exp = store.experiment_id("big")
@@ -158,7 +161,7 @@ def main(argv: list[str]) -> int:
     seed_s = time.perf_counter() - t0
     slow = MlflowReader(uri)
     fast = SqliteReader(db, lambda: slow)
-    client = slow.client
+    client = MlflowClient(uri)
     rows: list[tuple[str, str, str, str, str]] = []
 
     def row(name: str, ours: float, peer_name: str, peer: float, target: str) -> None:
@@ -208,7 +211,7 @@ def main(argv: list[str]) -> int:
     )
     row("filtered + metric-sorted page of 100", ours, "MlflowClient.search_runs", peer, "-")
     # 3. the last page
-    from nbops.server.reader import encode_token, query_digest
+    from nbops.mlflow.readers.base import encode_token, query_digest
 
     token = encode_token(query_digest([exp], "", []), o=args.runs - 100)
     ours = median_time(uncached(lambda: fast.search([exp], "", [], 100, token)), args.repeat)

@@ -349,7 +349,7 @@ class PipelineHandler(NbopsHandler):
 
         ctx = self.ctx
 
-        def status() -> m.Pipeline:
+        def status() -> m.PipelineStatus:
             pipe = in_subprocess(ctx.root)
             for st in pipe.stages:  # the runner records a run id only once the store has it
                 if st.last_run_id is None and st.status != "never run":

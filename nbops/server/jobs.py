@@ -45,12 +45,12 @@ class JobRecord:
     started: int = field(default_factory=lambda: int(time.time() * 1000))
     finished: int | None = None
 
-    def model(self) -> m.Job:
+    def model(self) -> m.LaunchedJob:
         try:
             tail = self.log.read_bytes()[-LOG_TAIL:].decode(errors="replace")
         except OSError:
             tail = ""
-        return m.Job(
+        return m.LaunchedJob(
             job_id=self.job_id,
             state=self.state,  # type: ignore[arg-type]
             run_id=self.run_id,

@@ -90,7 +90,11 @@ class JobAccepted(_Response):
     state: JobState
 
 
-class Job(_Response):
+class LaunchedJob(_Response):
+    # a re-run or pipeline run the server launched (not an executor's or the scheduler's job);
+    # ``Job`` on the wire and in TypeScript
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True, title="Job")
+
     job_id: str
     state: JobState
     run_id: str | None = None
@@ -111,7 +115,10 @@ class PipelineStage(_Response):
     last_run_id: str | None = None
 
 
-class Pipeline(_Response):
+class PipelineStatus(_Response):
+    # the pipeline's stages and whether each is up to date; ``Pipeline`` on the wire
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True, title="Pipeline")
+
     path: str | None = None
     stages: list[PipelineStage]
 
@@ -138,9 +145,9 @@ API_MODELS: list[type[BaseModel]] = [
     NotebookDiff,
     RerunRequest,
     JobAccepted,
-    Job,
+    LaunchedJob,
     PipelineStage,
-    Pipeline,
+    PipelineStatus,
     PipelineRunRequest,
     *SCHEDULE_MODELS,
 ]

@@ -19,10 +19,10 @@ from nbops.errors import ConfigError, NbopsError
 from nbops.server import models as m
 
 
-def compute(root: Path) -> m.Pipeline:
+def compute(root: Path) -> m.PipelineStatus:
     cfg = root / project.CONFIG_FILE
     if not cfg.is_file():
-        return m.Pipeline(path=None, stages=[])
+        return m.PipelineStatus(path=None, stages=[])
     from nbops.pipeline.runner import Runner
 
     runner = Runner(root)
@@ -50,15 +50,15 @@ def compute(root: Path) -> m.Pipeline:
                 last_run_id=last,
             )
         )
-    return m.Pipeline(path=str(cfg), stages=stages)
+    return m.PipelineStatus(path=str(cfg), stages=stages)
 
 
 _flight_lock = threading.Lock()
-_in_flight: dict[Path, Future[m.Pipeline]] = {}
+_in_flight: dict[Path, Future[m.PipelineStatus]] = {}
 joined: dict[Path, int] = {}  # requests that shared a running status process (for the tests)
 
 
-def in_subprocess(root: Path, timeout: float = 120) -> m.Pipeline:
+def in_subprocess(root: Path, timeout: float = 120) -> m.PipelineStatus:
     """:func:`compute` as ``nbops status`` would run it (its own interpreter, in the project
     root). Single-flight per project: requests that come while one status process runs share
     its answer, so repeated GETs cannot pile up processes on the server's worker threads."""
@@ -67,7 +67,7 @@ def in_subprocess(root: Path, timeout: float = 120) -> m.Pipeline:
         if running is not None:
             joined[root] = joined.get(root, 0) + 1
         else:
-            mine: Future[m.Pipeline] = Future()
+            mine: Future[m.PipelineStatus] = Future()
             _in_flight[root] = mine
     if running is not None:
         return running.result(timeout=timeout + 5)
@@ -84,7 +84,7 @@ def in_subprocess(root: Path, timeout: float = 120) -> m.Pipeline:
             _in_flight.pop(root, None)
 
 
-def _status_process(root: Path, timeout: float) -> m.Pipeline:
+def _status_process(root: Path, timeout: float) -> m.PipelineStatus:
     import os
 
     env = {**os.environ, project.ROOT_ENV: str(root)}
@@ -106,7 +106,7 @@ def _status_process(root: Path, timeout: float) -> m.Pipeline:
         ) from None
     if res.returncode != 0:
         raise ConfigError(str(data.get("message")), "fix nbops.yaml; `nbops status` shows it too")
-    return m.Pipeline.model_validate(data)
+    return m.PipelineStatus.model_validate(data)
 
 
 def main(argv: list[str]) -> int:

@@ -16,11 +16,13 @@ def small_experiment(root: Path) -> dict[str, Any]:
     """Experiment ``iris``: 5 runs (one with a NaN metric, one stage run, two with notebooks),
     and ``other`` with 1 run. Returns ids by name."""
     from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
 
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
-    store = open_store(f"sqlite:///{root / '.nbops' / 'mlflow.db'}")
-    client = store.client
+    uri = f"sqlite:///{root / '.nbops' / 'mlflow.db'}"
+    store = open_store(uri)
+    client = MlflowClient(uri)
     exp = store.experiment_id("iris")
     other = store.experiment_id("other")
     ids: dict[str, Any] = {"experiment": exp, "other": other}

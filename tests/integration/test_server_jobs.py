@@ -107,7 +107,7 @@ async def test_rerun_of_a_tracked_notebook_run_executes_it_with_new_params(
         "nbops.log_metric('score', lr * 2)\nnbops.end_run()\n",
     )
     # the original run, as a tracked notebook run records itself
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     store = open_store(f"sqlite:///{project / '.nbops' / 'mlflow.db'}")
     exp = store.experiment_id("explore")
@@ -151,9 +151,9 @@ async def test_a_pipeline_run_that_cannot_start_is_a_failed_job_saying_why(
 def test_rerun_of_a_sweep_point_asks_for_that_point_only(project: Path) -> None:
     """The launch a re-run makes: the run's own params then the edits; a swept key becomes a
     one-value --sweep (so only that point runs), the rest -p STAGE.k=v."""
+    from nbops.mlflow.readers.base import RunInfo
     from nbops.server import models as m
     from nbops.server.launches import rerun
-    from nbops.server.reader import RunInfo
 
     notebook(project / "train.ipynb", ("C = 1.0\nseed = 0\n", ["parameters"]), LOGGING_CELL)
     (project / "nbops.yaml").write_text(

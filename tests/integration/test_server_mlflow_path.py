@@ -33,7 +33,7 @@ async def test_mlflow_path_serves_the_same_answers(
         resp = await jp_fetch("nbops", "api", *parts, params=params)
         return json.loads(resp.body)
 
-    from nbops.server.sqlite_reader import SqliteReader
+    from nbops.mlflow.readers.sqlite import SqliteReader
 
     fast = SqliteReader(project / ".nbops" / "mlflow.db", lambda: None)  # type: ignore[arg-type, return-value]
     exps = await get("experiments")

@@ -31,12 +31,14 @@ def _artifact_dir(root: Path, client: Any, run_id: str) -> Path:
 
 def seed_attacks(root: Path) -> dict[str, Any]:
     """small_experiment, plus runs in experiment ``attack`` whose files misbehave."""
-    from nbops.tracking.query import open_store
+    from mlflow.tracking import MlflowClient
+
+    from nbops.mlflow.store import open_store
 
     ids = small_experiment(root)
     db = root / ".nbops" / "mlflow.db"
     store = open_store(f"sqlite:///{db}")
-    client = store.client
+    client = MlflowClient(f"sqlite:///{db}")
     exp = store.experiment_id("attack")
     nb_text = json.dumps(notebook_json([("x = 1", "code", "1\n")]))
     (root / "secret.txt").write_text("top secret")

@@ -91,7 +91,7 @@ def _token(data: Any) -> str:
 
 
 async def test_tampered_page_tokens_are_400(api: Any, jp_fetch: Any, seeded: dict) -> None:
-    from nbops.server.reader import query_digest
+    from nbops.mlflow.readers.base import query_digest
 
     q = query_digest([seeded["experiment"]], "", [])
     first = await api("runs", params={"experiment": "iris", "max_results": "1"})

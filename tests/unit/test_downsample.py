@@ -1,6 +1,6 @@
 """Compare answers carry at most MAX_POINTS per series, keeping the series' shape."""
 
-from nbops.server.reader import downsample
+from nbops.mlflow.readers.base import downsample
 
 
 def test_short_series_pass_unchanged():

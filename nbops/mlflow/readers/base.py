@@ -1,9 +1,10 @@
-"""Reading runs for the REST API: one interface, two paths.
+"""Reading runs for the REST API and the notebook: one interface, two paths.
 
-:class:`~nbops.server.sqlite_reader.SqliteReader` answers with read-only SQL when the tracking store
-is SQLite (MLflow's own UI tops out around 100 runs; this pages through 10,000 in milliseconds);
-:class:`~nbops.server.mlflow_reader.MlflowReader` answers through MlflowClient for every other store
-and for what the SQL path cannot translate. Both return the same models for the same query.
+:class:`~nbops.mlflow.readers.sqlite.SqliteReader` answers with read-only SQL when the tracking
+store is SQLite at a schema revision it knows (MLflow's own UI tops out around 100 runs; this
+pages through 10,000 in milliseconds); :class:`~nbops.mlflow.readers.client.MlflowReader` answers
+through MlflowClient for every other store and for what the SQL path cannot translate. Both
+return the same models (:mod:`~nbops.mlflow.readers.models`) for the same query.
 """
 
 from __future__ import annotations
