@@ -19,20 +19,13 @@ from typing import Any
 
 from nbops import envvars, project, tags
 from nbops.errors import Exit, NbopsError, exit_code_of
+from nbops.table import table
 
 
 def _fmt_time(ms: Any) -> str:
     if not ms:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ms) / 1000))
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    out = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
-    for r in rows:
-        out.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)).rstrip())
-    return "\n".join(out)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -93,10 +86,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
             if k.startswith("metrics.") and "/" not in k and k not in metric_keys:
                 metric_keys.append(k)
     metric_keys = metric_keys[:4]
-    table = []
+    cells = []
     for r in rows:
         dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
-        table.append(
+        cells.append(
             [
                 r["run_id"],
                 r["experiment"],
@@ -108,7 +101,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             + [f"{r[k]:.4g}" if k in r else "" for k in metric_keys]
         )
     header = ["RUN", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION"]
-    print(_table(table, header + [k[len("metrics.") :] for k in metric_keys]))
+    print(table(cells, header + [k[len("metrics.") :] for k in metric_keys]))
     return Exit.OK
 
 

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from nbops import project
-from nbops.errors import InvalidInput, NotFound, StageFailed
+from nbops import envvars, project
+from nbops.errors import Exit, InvalidInput, NotFound, StageFailed
 
 QUICKSTART = "tracking_quickstart.ipynb"
 
@@ -68,8 +68,8 @@ def run_demo(args: argparse.Namespace) -> int:
     proj = project_dir(getattr(args, "dir", None))
     project.state_dir(proj)  # makes proj a project root: its store is proj/.nbops/mlflow.db
     env_before = dict(os.environ)
-    os.environ[project.ROOT_ENV] = str(proj)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the demo is about the embedded store
+    os.environ[envvars.PROJECT_ROOT] = str(proj)
+    os.environ.pop(envvars.MLFLOW_TRACKING_URI, None)  # the demo is about the embedded store
     print(
         f"nbops demo: the example pipeline in {proj} (store {project.default_tracking_uri(proj)})",
         flush=True,
@@ -81,7 +81,7 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    if code != 0:
+    if code != Exit.OK:
         raise StageFailed(
             "the example pipeline failed (see above)",
             f"the executed notebooks are under {proj / '.nbops' / 'runs'}",
@@ -92,4 +92,4 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"  cd {rel} && nbops ui          # MLflow's UI on http://127.0.0.1:5000")
     print(f"  cd {rel} && jupyter lab       # {QUICKSTART}: track your own runs")
     sys.stdout.flush()
-    return 0
+    return Exit.OK

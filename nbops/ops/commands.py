@@ -10,15 +10,9 @@ import sys
 import time
 from typing import Any
 
+from nbops import tags
 from nbops.errors import Exit
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    out = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
-    for r in rows:
-        out.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)).rstrip())
-    return "\n".join(out)
+from nbops.table import table
 
 
 def _when(ms: Any) -> str:
@@ -62,7 +56,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no registered models yet: nbops promote RUN --model NAME registers one")
         return Exit.OK
     if args.name is None:
-        table = [
+        cells = [
             [
                 r["model"],
                 " ".join(f"@{a}=v{v}" for a, v in r["aliases"].items()) or "-",
@@ -70,12 +64,12 @@ def cmd_models(args: argparse.Namespace) -> int:
             ]
             for r in rows
         ]
-        print(_table(table, ["MODEL", "ALIASES", "LATEST"]))
+        print(table(cells, ["MODEL", "ALIASES", "LATEST"]))
         return Exit.OK
     metric_names = list(rows[0]["metrics"]) if rows else []
-    table = []
+    cells = []
     for r in rows:
-        table.append(
+        cells.append(
             [
                 r["version"],
                 " ".join("@" + a for a in r["aliases"]) or "-",
@@ -87,7 +81,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 for m in metric_names
             ]
         )
-    print(_table(table, ["VERSION", "ALIASES", "RUN", "CREATED", *metric_names]))
+    print(table(cells, ["VERSION", "ALIASES", "RUN", "CREATED", *metric_names]))
     return Exit.OK
 
 
@@ -135,7 +129,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         ]
         for r in recs
     ]
-    print(_table(rows, ["SEQ", "WHEN (UTC)", "WHO", "ACTION", "WHAT"]))
+    print(table(rows, ["SEQ", "WHEN (UTC)", "WHO", "ACTION", "WHAT"]))
     return Exit.OK
 
 
@@ -199,7 +193,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(
         f"run {v.run_id} {verdict}: {len(v.metrics)} metrics, {v.cells_compared} code cells "
         f"compared; re-executed as run {v.verify_run_id}, notebook {v.executed}; tagged "
-        f"nbops.verified={str(v.ok).lower()}"
+        f"{tags.VERIFIED}={str(v.ok).lower()}"
     )
     return Exit.OK if v.ok else Exit.FAILED
 
