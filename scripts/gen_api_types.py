@@ -56,9 +56,9 @@ def ts_type(s: dict[str, Any]) -> str:
         if key in s:
             parts: list[str] = []
             for sub in s[key]:
-                t = ts_type(sub)
-                if t not in parts:
-                    parts.append(t)
+                part = ts_type(sub)
+                if part not in parts:
+                    parts.append(part)
             return " | ".join(parts)
     t = s.get("type")
     if isinstance(t, list):
