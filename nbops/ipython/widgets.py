@@ -5,18 +5,28 @@ back to plain HTML. The charts are SVG written here: no plotting library is need
 
 Importing this module registers the widget as the notebook display of every
 :class:`~nbops.tracking.query.Comparison` (:func:`~nbops.tracking.query.register_display`): the
-query side knows no surface."""
+query side knows no surface. ``nbops.compare`` and ``nbops.Comparison`` are re-exported here so
+that ``nbops/__init__`` can load them from this module and the display is always registered."""
 
 from __future__ import annotations
 
 import html
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nbops.tracking.query import register_display
+from nbops.tracking.query import Comparison, compare, register_display
 
-if TYPE_CHECKING:
-    from nbops.tracking.query import Comparison
+__all__ = [
+    "Comparison",
+    "RunsBrowser",
+    "compare",
+    "comparison_bundle",
+    "comparison_html",
+    "comparison_widget",
+    "histories",
+    "runs_widget",
+    "svg_chart",
+]
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
@@ -244,8 +254,6 @@ class RunsBrowser:
         return [rid for rid, c in zip(self.run_ids, self.checks, strict=True) if c.value]
 
     def compare_selected(self) -> Comparison | None:
-        from nbops.tracking.query import compare
-
         ids = self.selected()
         if len(ids) < 2:
             self.message.value = "<span style='color:#c00'>tick at least two runs to compare</span>"
