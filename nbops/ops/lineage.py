@@ -213,9 +213,6 @@ def lineage(target: str, root: Path | None = None) -> dict[str, Any]:
     return {"target": target, "model": model, "run": tree}
 
 
-_Walker = Walker  # the name it had first (nbops/server/schedules.py subclasses it)
-
-
 # --- the terminal tree --------------------------------------------------------------------------
 def _short(h: str | None) -> str:
     return (h or "-")[:12]
