@@ -22,6 +22,7 @@ MODEL_PREFIX = "nbops.model."  # nbops.model.<name>: the artifact path of a logg
 DATA_PREFIX = "nbops.data."  # nbops.data.<role>.<file>: xxh3 of a data file the run read
 
 # --- pipeline stage runs (nbops run) -------------------------------------------------------
+PIPELINE = "nbops.pipeline"  # on the pipeline run: the nbops.yaml it executed
 STAGE = "nbops.stage"  # the stage of nbops.yaml the run executed
 PARENT_RUN = "nbops.parent_run"  # the pipeline run a stage run belongs to
 SWEEP_POINT = "nbops.sweep_point"  # the label of the sweep point (``C=0.1,seed=1``)

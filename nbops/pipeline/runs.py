@@ -45,7 +45,7 @@ class RunBook:
         self.pipeline_run = Run(
             exp,
             "pipeline",
-            {"nbops.pipeline": str(self.pipeline.path), **self.tags},
+            {tag_names.PIPELINE: str(self.pipeline.path), **self.tags},
             root=self.root,
             uri=uri,
             capture=False,
