@@ -44,7 +44,9 @@ TEXT_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex", "applica
 
 
 @dataclass
-class CellDiff:
+class CellOutputDiff:
+    """A code cell whose outputs differ between the run and its re-execution (masked text)."""
+
     cell: int  # index among the notebook's cells
     execution_count: Any
     expected: str
@@ -61,7 +63,7 @@ class Verification:
     metric_diffs: list[str] = field(default_factory=list)
     ignored_metrics: list[str] = field(default_factory=list)
     cells_compared: int = 0
-    cell_diffs: list[CellDiff] = field(default_factory=list)
+    cell_diffs: list[CellOutputDiff] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -100,7 +102,7 @@ def cell_text(cell: dict[str, Any]) -> str:
 
 def compare_cells(
     expected: dict[str, Any], got: dict[str, Any], scratch: str, root: str
-) -> tuple[int, list[CellDiff]]:
+) -> tuple[int, list[CellOutputDiff]]:
     a = [c for c in expected.get("cells", []) if c.get("cell_type") == "code"]
     b = [c for c in got.get("cells", []) if c.get("cell_type") == "code"]
     diffs = []
@@ -108,9 +110,9 @@ def compare_cells(
         ta = normalize(cell_text(ca), scratch, root)
         tb = normalize(cell_text(cb), scratch, root)
         if ta != tb:
-            diffs.append(CellDiff(i, ca.get("execution_count"), ta, tb))
+            diffs.append(CellOutputDiff(i, ca.get("execution_count"), ta, tb))
     if len(a) != len(b):
-        diffs.append(CellDiff(min(len(a), len(b)), None, f"{len(a)} code cells", f"{len(b)}"))
+        diffs.append(CellOutputDiff(min(len(a), len(b)), None, f"{len(a)} code cells", f"{len(b)}"))
     return min(len(a), len(b)), diffs
 
 
