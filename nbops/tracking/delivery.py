@@ -14,6 +14,7 @@ from typing import Any
 from nbops import tags
 from nbops.mlflow.failures import is_permanent
 from nbops.mlflow.store import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, TrackingStore
+from nbops.tracking import spool
 from nbops.tracking.spool import Spool
 
 
@@ -89,20 +90,25 @@ class Delivery:
                 self.offset = pending_end
                 self.spool.set_ack(self.offset)
 
-        for end, rec in self.spool.read_from(self.offset):
-            kind = rec[0]
-            n += 1
-            if kind == "m":
-                metrics.append((rec[1], rec[2], rec[3], rec[4]))
-                self.last_ts = rec[4]
-            elif kind == "p":
-                params[rec[1]] = rec[2]
-            elif kind == "t":
-                tags[rec[1]] = rec[2]
-            elif kind == "start":
-                params.update(rec[1].get("params") or {})
-                tags.update(rec[1].get("tags") or {})
+        for end, rec in self.spool.entries_from(self.offset):
+            if rec is None:  # a damaged line: nothing to deliver, but acknowledged past it
+                pass
+            elif isinstance(rec, spool.Metric):
+                n += 1
+                metrics.append((rec.key, rec.value, rec.step, rec.ts_ms))
+                self.last_ts = rec.ts_ms
+            elif isinstance(rec, spool.Param):
+                n += 1
+                params[rec.key] = rec.value
+            elif isinstance(rec, spool.Tag):
+                n += 1
+                tags[rec.key] = rec.value
+            elif isinstance(rec, spool.Start):
+                n += 1
+                params.update(rec.info.get("params") or {})
+                tags.update(rec.info.get("tags") or {})
             else:
+                n += 1
                 send()
                 self._one(run_id, rec)
             pending_end = end
@@ -117,22 +123,21 @@ class Delivery:
         self.delivered += n
         return n
 
-    def _one(self, run_id: str, rec: list[Any]) -> None:
-        kind = rec[0]
+    def _one(self, run_id: str, rec: spool.Artifact | spool.Dataset | spool.End) -> None:
         try:
-            if kind == "a":
-                self.store.log_artifact(run_id, rec[1], rec[2])
-            elif kind == "d":
-                self.store.log_dataset(run_id, rec[1])
-            elif kind == "end":
-                self.store.set_terminated(run_id, rec[1], rec[2])
+            if isinstance(rec, spool.Artifact):
+                self.store.log_artifact(run_id, rec.src, rec.artifact_dir)
+            elif isinstance(rec, spool.Dataset):
+                self.store.log_dataset(run_id, rec.fingerprint)
+            else:
+                self.store.set_terminated(run_id, rec.status, rec.ts_ms)
                 self.ended = True
-                self._audit("run.end", status=rec[1])  # ops audit log
-                self.last_ts = rec[2]
+                self._audit("run.end", status=rec.status)  # ops audit log
+                self.last_ts = rec.ts_ms
         except Exception as exc:
             if not is_permanent(exc):
                 raise
-            self.dropped.append(f"{kind} {rec[1]!r}: {exc}")
+            self.dropped.append(f"{rec.KIND} {rec.encode()[1]!r}: {exc}")
 
     def _send(
         self,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbops import envvars, tags
-from nbops.tracking.spool import Spool, lock_wait, pid_alive, spool_root, try_lock
+from nbops.tracking.spool import End, Spool, Tag, lock_wait, pid_alive, spool_root, try_lock
 
 if TYPE_CHECKING:
     from nbops.mlflow.store import TrackingStore
@@ -442,14 +442,14 @@ def _end_one(
     from nbops.tracking.delivery import Delivery
 
     start = sp.start_record()
-    ended = any(rec and rec[0] == "end" for _, rec in sp.read_from(0))
+    ended = sp.has_ended()
     if parent_id and sp.run_info() is None:
-        sp.append(["t", tags.MLFLOW_PARENT_RUN_ID, parent_id])
-        sp.append(["t", tags.PARENT_RUN, parent_id])
+        sp.append(Tag(tags.MLFLOW_PARENT_RUN_ID, parent_id))
+        sp.append(Tag(tags.PARENT_RUN, parent_id))
     if not ended:
-        sp.append(["t", tags.END_REASON, reason])
+        sp.append(Tag(tags.END_REASON, reason))
         end_ms = int(os.stat(sp.log_path).st_mtime * 1000)
-        sp.append(["end", "KILLED", end_ms])
+        sp.append(End("KILLED", end_ms))
     if not deliver:  # the store already failed for an earlier run: one wait, not one per run
         return Outcome(sp.dir.name, _run_id(sp.dir), "unreachable", message="not tried")
     suri = str(start.get("uri") or uri or "")

@@ -300,8 +300,8 @@ class Spool:
     def set_state(self, state: str, **extra: Any) -> None:
         write_atomic(self.dir / STATE, json.dumps({"state": state, "time": time.time(), **extra}))
 
-    def read_from(self, offset: int) -> Iterator[tuple[int, list[Any]]]:
-        """Complete records after ``offset``, each with the offset just past it."""
+    def _lines(self, offset: int) -> Iterator[tuple[int, Any]]:
+        """Every complete line after ``offset``: (offset just past it, its JSON or None)."""
         with open(self.log_path, "rb") as f:
             f.seek(offset)
             data = f.read()
@@ -312,19 +312,30 @@ class Spool:
         for line in data[: end + 1].splitlines(keepends=True):
             pos += len(line)
             if not line.strip():
+                yield pos, None
                 continue
             try:
-                rec = json.loads(line)
+                yield pos, json.loads(line)
             except (ValueError, RecursionError):
-                continue  # a line damaged by hand: the records around it are still delivered
+                yield pos, None  # a line damaged by hand
+
+    def read_from(self, offset: int) -> Iterator[tuple[int, list[Any]]]:
+        """Complete records after ``offset`` as raw lists, each with the offset just past it."""
+        for pos, rec in self._lines(offset):
             if isinstance(rec, list) and rec and isinstance(rec[0], str):
                 yield pos, rec
+
+    def entries_from(self, offset: int) -> Iterator[tuple[int, Record | None]]:
+        """Every complete line after ``offset``, typed, with the offset just past it: None for a
+        line that is not a record of a known kind (a line damaged by hand), so that a reader
+        that acknowledges what it read moves past it too."""
+        for pos, raw in self._lines(offset):
+            yield pos, decode(raw)
 
     def records_from(self, offset: int) -> Iterator[tuple[int, Record]]:
         """Complete records after ``offset``, typed, each with the offset just past it; a line
         that is not a record of a known kind is skipped."""
-        for pos, raw in self.read_from(offset):
-            rec = decode(raw)
+        for pos, rec in self.entries_from(offset):
             if rec is not None:
                 yield pos, rec
 

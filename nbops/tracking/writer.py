@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbops import envvars
-from nbops.tracking.spool import Spool
+from nbops.tracking.spool import Artifact, Spool, Tag
 
 if TYPE_CHECKING:
     from nbops.mlflow.store import TrackingStore
@@ -40,14 +40,14 @@ def _capture(spool: Spool, start: dict[str, object]) -> None:
     git_tags, diff = capture.git_state(cwd)
     tags.update(git_tags)
     for k, v in tags.items():
-        spool.append(["t", k, v])
+        spool.append(Tag(k, v))
     env = spool.new_file("environment.txt")
     env.write_text(capture.environment_text())
-    spool.append(["a", str(env), None, True])
+    spool.append(Artifact(str(env), None, True))
     if diff:
         patch = spool.new_file("diff.patch")
         patch.write_text(diff)
-        spool.append(["a", str(patch), "git", True])
+        spool.append(Artifact(str(patch), "git", True))
 
 
 def serve(spool: Spool, owner_fd: int) -> int:

@@ -130,3 +130,22 @@ def test_latest_metrics_keeps_the_highest_step_and_the_later_of_one_step(tmp_pat
     with open(sp.log_path, "ab") as f:
         f.write(b'["m", "acc", 0.99, 9')  # a write still in progress is not a value yet
     assert records.latest_metrics(sp.log_path) == {"acc": 0.6, "loss": 1.0}
+
+
+def test_a_damaged_last_line_is_acknowledged_so_delivery_catches_up(tmp_path):
+    """A line damaged by hand at the end of the log delivers nothing, but the delivery moves past
+    it: before, the ack stopped in front of it and the spool was never caught up."""
+    from nbops.mlflow.store import TrackingStore
+    from nbops.tracking.delivery import Delivery
+
+    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    sp = Spool.create(tmp_path / "s")
+    sp.append(records.Start({"experiment": "e", "start_ms": 1000, "tags": {}, "params": {}}))
+    sp.append(records.Metric("loss", 0.5, 0, 1001))
+    with open(sp.log_path, "ab") as f:
+        f.write(b'["m", "loss", "not a number", 1, 2]\n{not json\n')
+    d = Delivery(Spool(sp.dir), store)
+    assert d.pump() == 2
+    assert d.caught_up() and sp.acked() == sp.size()
+    run = store.get_run(d.run_id)
+    assert run.data.metrics == {"loss": 0.5}
