@@ -26,10 +26,10 @@ _API = {
     "track_data": "nbops.tracking.fluent",
     "log_model": "nbops.tracking.fluent",
     "runs": "nbops.tracking.query",
-    "compare": "nbops.tracking.query",
+    "compare": "nbops.ipython.widgets",  # importing it registers the widget display
     "check_drift": "nbops.ops.drift",
     "runs_widget": "nbops.ipython.widgets",
-    "Comparison": "nbops.tracking.query",
+    "Comparison": "nbops.ipython.widgets",
     "Run": "nbops.tracking.run",
     "NbopsError": "nbops.errors",
     "InvalidInput": "nbops.errors",

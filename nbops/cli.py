@@ -162,7 +162,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from nbops.tracking.recovery import reap_stale, recover, recover_executions, sweep_done
 
     state = project.state_dir(create=False)
-    dead = recover_executions(state, project.tracking_uri()) if state.is_dir() else []
+    from nbops.pipeline.state import record_failed
+
+    dead = (
+        recover_executions(state, project.tracking_uri(), record_unfinished=record_failed)
+        if state.is_dir()
+        else []
+    )
     for execution in dead:
         todo = ", ".join(execution.unfinished) or "none"
         killed = sum(1 for o in execution.runs if o.status in ("KILLED", "unreachable"))

@@ -38,6 +38,7 @@ SCHEDULE_EXECUTION = "nbops.schedule.execution"  # the schedule's history row id
 KIND = "nbops.kind"  # what a run that is not a notebook run is: "drift"
 DRIFT = "nbops.drift"  # "true" or "false": whether `nbops drift` found drift
 DRIFT_COLUMNS = "nbops.drift.columns"  # the columns that drifted, comma separated
+DRIFT_RUN = "nbops.drift_run"  # on retrain stage runs: the drift run that started them
 RETRAIN_STATUS = "nbops.retrain.status"
 RETRAIN_RUNS = "nbops.retrain.runs"
 RETRAIN_PIPELINE_RUN = "nbops.retrain.pipeline_run"

@@ -91,7 +91,7 @@ _HIDDEN = ("seq", "ts", "who", "host", "action", "prev", "hash")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from nbops.ops import audit
+    from nbops.tracking import audit
 
     if args.verify:
         v = audit.check()
@@ -151,7 +151,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
             verdict = "done" if r["exit_code"] == 0 else "FAILED"
             print(
                 f"retrain {verdict}: pipeline run {r['pipeline_run_id']}, "
-                f"{len(r['run_ids'])} stage runs tagged nbops.drift_run={check.run_id}"
+                f"{len(r['run_ids'])} stage runs tagged {tags.DRIFT_RUN}={check.run_id}"
             )
     if args.json:
         out = {**rep.to_dict(), "run_id": check.run_id, "html": str(check.html)}

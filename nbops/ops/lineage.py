@@ -88,7 +88,7 @@ class Walker:
         """The pipeline execution a stage run belongs to (the ancestor tagged nbops.pipeline)."""
         cur, hops = run, 0
         while cur is not None and hops < 5:
-            if "nbops.pipeline" in cur.data.tags:
+            if tags.PIPELINE in cur.data.tags:
                 return str(cur.info.run_id)
             parent = cur.data.tags.get(tags.MLFLOW_PARENT_RUN_ID)
             if not parent:

@@ -17,8 +17,8 @@ from typing import Any
 
 from nbops import project, tags
 from nbops.errors import ConfigError, InvalidInput, NotFound
-from nbops.ops import audit
 from nbops.ops.drift import DriftReport, check_drift
+from nbops.tracking import audit
 
 EXPERIMENT = "drift"
 _KEY_BAD = re.compile(r"[^\w.\- /]")
@@ -223,7 +223,7 @@ def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
             *stages,
             "--force",
             "--tag",
-            f"nbops.drift_run={drift_run}",
+            f"{tags.DRIFT_RUN}={drift_run}",
             "--summary",
             str(summary),
         ]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbops import envvars, project, tags
 from nbops.errors import InvalidInput, NotFound
-from nbops.ops import audit
+from nbops.tracking import audit
 
 if TYPE_CHECKING:
     from nbops.mlflow.entities import Run as StoredRun

@@ -35,7 +35,7 @@ from nbops.pipeline.planning import (
     split_list,
 )
 from nbops.pipeline.progress import Progress
-from nbops.pipeline.state import State
+from nbops.pipeline.state import State, record_failed
 
 __all__ = ["MAX_JOBS", "MAX_TIMEOUT", "Point", "Runner", "StagePlan", "parse_assignments"]
 
@@ -100,7 +100,9 @@ class Runner(Planner):
         logged, and record the stages for ``--resume`` (nbops.tracking.recovery)."""
         from nbops.tracking.recovery import recover_executions
 
-        found = recover_executions(self.state_dir, project.tracking_uri(self.root))
+        found = recover_executions(
+            self.state_dir, project.tracking_uri(self.root), record_unfinished=record_failed
+        )
         for dead in found:
             killed = sum(1 for o in dead.runs if o.status in ("KILLED", "unreachable"))
             todo = ", ".join(dead.unfinished) or "none"

@@ -121,3 +121,12 @@ class State:
             "failed": self.failed,
         }
         statefile.write(self.file, data, indent=1)
+
+
+def record_failed(state_dir: Path, stages: list[str], why: str) -> None:
+    """Record ``stages`` as failed (``why``) unless already so: what recovery calls for the stages
+    a dead ``nbops run`` did not finish, so that ``--resume`` runs them again."""
+    st = State(state_dir)
+    for s in stages:
+        st.failed.setdefault(s, why)
+    st.save()

@@ -214,6 +214,6 @@ def daemon_status(root: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _audit(root: Path, action: str, **fields: Any) -> None:
     """Schedule changes go to the project's hash-chained audit log (never failing the change)."""
-    from nbops.ops import audit
+    from nbops.tracking import audit
 
     audit.safe_record(action, root=root, **fields)

@@ -54,7 +54,7 @@ class Delivery:
     def _audit(self, action: str, **fields: Any) -> None:
         """nbops ops audit log (.nbops/audit.jsonl); never breaks delivery."""
         try:
-            from nbops.ops.audit import safe_record
+            from nbops.tracking.audit import safe_record
 
             state = self.spool.dir.parent.parent  # <root>/.nbops/spool/<run>
             if state.name != ".nbops":

@@ -139,8 +139,6 @@ class Comparison:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """In a notebook: what the registered display renders (:func:`register_display`:
         nbops.ipython.widgets' widget with tables and a metric chart), else plain HTML."""
-        if not _displays:  # transitional (issue 12): until nbops/__init__ imports the widgets
-            import nbops.ipython.widgets  # noqa: F401  (registers its display)
         if _displays:
             return _displays[-1](self)
         return {"text/plain": repr(self), "text/html": self._repr_html_()}

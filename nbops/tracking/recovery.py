@@ -335,7 +335,8 @@ def _dead_records(state: Path) -> list[tuple[Path, dict[str, Any]]]:
 def recover_executions(
     state: Path,
     uri: str | None = None,
-    record_unfinished: Callable[[Path, list[str], str], None] | None = None,
+    *,
+    record_unfinished: Callable[[Path, list[str], str], None],
 ) -> list[DeadExecution]:
     """Find ``nbops run`` executions whose runner died (its pid is gone, or is another process
     now) and recover each: its unfinished runs end KILLED with ``nbops.end_reason`` naming it,
@@ -347,7 +348,7 @@ def recover_executions(
 
     Cheap when there is nothing to recover (one directory listing); MLflow is imported only for
     a dead execution's runs."""
-    record = record_unfinished if record_unfinished is not None else _record_unfinished
+    record = record_unfinished
     found = _dead_records(state)
     out = []
     for path, data in found:
@@ -372,17 +373,6 @@ def recover_executions(
             claimed.unlink()
         out.append(DeadExecution(pid, started, unfinished, outcomes, error))
     return out
-
-
-def _record_unfinished(state: Path, stages: list[str], why: str) -> None:
-    # transition (issue 12): goes once every caller passes record_unfinished (tracking must not
-    # import the pipeline)
-    from nbops.pipeline.state import State
-
-    st = State(state)
-    for s in stages:
-        st.failed.setdefault(s, why)
-    st.save()
 
 
 def _end_runs(

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from nbops import cli, envvars
 from nbops.errors import Exit
-from nbops.ops import audit
+from nbops.tracking import audit
 
 BAD_NAMES = ["../x", "a/b", "' OR 1=1 --", "x" * 10_000, "a\x00b", "a\nb", "", " ", "m:1", "./m"]
 
@@ -220,7 +220,7 @@ def test_ctrl_c_is_130_without_a_traceback(root_project):
         "import os, signal, sys, threading\n"
         "from nbops import cli\n"
         "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
-        "import nbops.ops.audit as a\n"
+        "import nbops.tracking.audit as a\n"
         "orig = a.select\n"
         "def slow(*x, **k):\n"
         "    import time\n"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbops.ops import audit
+from nbops.tracking import audit
 from tests.conftest import nbops_cli, notebook
 
 YAML = """\

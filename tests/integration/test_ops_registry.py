@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nbops.errors import ConfigError, GateFailed, InvalidInput, NotFound
-from nbops.ops import audit, registry
+from nbops.tracking import audit, registry
 from tests.conftest import nbops_cli
 
 GATES = """\

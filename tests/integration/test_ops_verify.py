@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nbops.errors import NotFound
-from nbops.ops import audit
 from nbops.ops.verify import normalize, verify
+from nbops.tracking import audit
 from tests.conftest import nbops_cli, notebook
 
 YAML = """\

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from nbops.pipeline.state import record_failed
 from nbops.tracking import recovery
 from tests.conftest import nbops_cli, notebook
 
@@ -150,13 +151,15 @@ def test_only_dead_executions_are_recovered_and_a_reused_pid_counts_as_dead(
     reused = alive.with_name("1.json")
     reused.write_text(json.dumps({**json.loads(alive.read_text()), "pid": 1, "start": "0"}))
     (state / "pipeline" / "executions" / "9.json").write_text("[not json")
-    found = recovery.recover_executions(state)
+    found = recovery.recover_executions(state, record_unfinished=record_failed)
     assert sorted(d.unfinished for d in found) == [["a", "b"], ["b", "c"]]
     assert alive.exists() and not dead.exists() and not reused.exists()
     assert (state / "pipeline" / "executions" / "9.json.unreadable").exists()
     failed = State(state).failed
     assert set(failed) == {"a", "b", "c"} and "was killed before this stage" in failed["c"]
-    assert recovery.recover_executions(state) == []  # recovered once
+    assert (
+        recovery.recover_executions(state, record_unfinished=record_failed) == []
+    )  # recovered once
 
 
 def test_the_stages_a_dead_execution_left_go_to_the_recorder_the_caller_passes(
@@ -199,7 +202,7 @@ def test_a_dead_execution_with_its_store_unreachable_is_ended_in_its_spool_for_s
         [sys.executable, "-c", script], capture_output=True, text=True, check=False
     )
     pid, *spools = child.stdout.split()
-    (dead,) = recovery.recover_executions(project / ".nbops")
+    (dead,) = recovery.recover_executions(project / ".nbops", record_unfinished=record_failed)
     assert dead.pid == int(pid) and dead.unfinished == ["train"] and dead.error
     assert [o.status for o in dead.runs] == ["unreachable", "unreachable"]
     assert dead.runs[1].message == "not tried"  # one wait for a dead store, not one per run

@@ -138,7 +138,7 @@ def test_the_python_api_for_the_server(proj):
         api.run_now(proj, "nope")
     api.remove_schedule(proj, "often")
     assert [s["name"] for s in api.list_schedules(proj)] == ["nightly"]
-    from nbops.ops import audit
+    from nbops.tracking import audit
 
     actions = [(rec["action"], rec["schedule"]) for _, rec, _ in audit.read(proj) if rec]
     assert actions == [("schedule.add", "often"), ("schedule.remove", "often")]

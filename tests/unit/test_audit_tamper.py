@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbops import project
-from nbops.ops import audit
+from nbops.tracking import audit
 from tests.conftest import nbops_cli
 
 N = 5
@@ -237,7 +237,9 @@ def test_a_store_head_that_lags_the_log_is_not_tampering(stored, monkeypatch):
     assert audit.store_head(store, stored) == audit.Head(
         3, json.loads(_log(stored).read_text().splitlines()[-1])["hash"]
     )
-    code = "from nbops.ops import audit\nfor i in range(4): audit.record('schedule.add', i=i)\n"
+    code = (
+        "from nbops.tracking import audit\nfor i in range(4): audit.record('schedule.add', i=i)\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=stored, check=True, timeout=120)
     assert audit.store_head(store, stored).seq == 3  # that process had no MLflow: no anchor
     v = audit.check(stored)
@@ -256,7 +258,7 @@ def test_cli_verify_names_the_store_when_log_and_head_are_gone(stored):
 
 def test_eight_concurrent_appenders_keep_one_valid_chain(root):
     code = (
-        "import sys\nfrom nbops.ops import audit\n"
+        "import sys\nfrom nbops.tracking import audit\n"
         "for i in range(25): audit.record('run.start', writer=sys.argv[1], i=i)\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(w)], cwd=root) for w in range(8)]
@@ -347,7 +349,7 @@ def test_a_fifo_head_does_not_hang_verify_and_a_planted_temp_link_is_not_followe
     outside = tmp_path.parent / f"{tmp_path.name}-victim.txt"
     outside.write_text("precious\n")
     code = (
-        "import os, sys\nfrom pathlib import Path\nfrom nbops.ops import audit\n"
+        "import os, sys\nfrom pathlib import Path\nfrom nbops.tracking import audit\n"
         "tmp = Path(sys.argv[1]) / '.nbops' / f'.audit.head.{os.getpid()}'\n"
         "tmp.symlink_to(sys.argv[2])\naudit.record('run.end')\n"
     )

@@ -37,8 +37,7 @@ LAYER_MAP: dict[str, tuple[str, ...]] = {
         "nbops.table",
     ),
     "adapters": ("nbops.mlflow", "nbops.executors"),
-    # ops below the scheduler: a schedule's runs write the audit log (ops.audit); ops never
-    # imports the scheduler
+    # ops below the scheduler: ops never imports the scheduler
     "core": ("nbops.tracking", "nbops.pipeline", "nbops.ops", "nbops.scheduler"),
     "surfaces": (
         "nbops.cli",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nbops.errors import InvalidInput
-from nbops.ops import audit
+from nbops.tracking import audit
 from tests.conftest import nbops_cli
 
 
@@ -106,7 +106,7 @@ def test_reserved_fields_are_refused(root):
 
 def test_concurrent_writers_keep_one_valid_chain(root):
     code = (
-        "import sys\nfrom nbops.ops import audit\n"
+        "import sys\nfrom nbops.tracking import audit\n"
         "for i in range(40): audit.record('run.start', writer=sys.argv[1], i=i)\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(w)], cwd=root) for w in range(4)]

@@ -14,7 +14,7 @@ import pytest
 from nbops import cli, tags
 from nbops.errors import NotFound
 from nbops.mlflow.store import TrackingStore, open_store
-from nbops.ops import audit, lineage, registry
+from nbops.tracking import audit, lineage, registry
 
 
 def _no_raw_client(self: TrackingStore) -> Any:

@@ -1,6 +1,6 @@
 """Checking the audit log (``nbops audit --verify``): walk the hash chain and the sequence numbers,
 then compare where the log ends with its witnesses (``audit.head`` and the tracking store's tag,
-see :mod:`nbops.ops.audit` for what they are and what they cannot catch).
+see :mod:`nbops.tracking.audit` for what they are and what they cannot catch).
 
 Every problem names the first record that is wrong or missing (its ``seq``) and the line of the
 file where that shows.
@@ -14,7 +14,7 @@ from typing import Any
 
 from nbops import project
 from nbops.errors import NbopsError
-from nbops.ops.audit import (
+from nbops.tracking.audit import (
     GAP,
     GENESIS,
     HEAD_NAME,

@@ -409,7 +409,7 @@ def select(
     return out
 
 
-from nbops.ops.audit_verify import Problem, Verdict, check, verify  # noqa: E402  (re-exported)
+from nbops.tracking.audit_verify import Problem, Verdict, check, verify  # noqa: E402  (re-exported)
 
 __all__ = [
     "GAP",
