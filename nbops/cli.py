@@ -243,15 +243,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser -----------------------------------------------------------------------------------
+class _Version(argparse.Action):
+    """``--version``: reads the installed version only when asked (the lookup costs ~15 ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.pop("nargs", None)
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from nbops import __version__
+
+        print(f"nbops {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nbops",
         description="Jupyter-native MLOps on MLflow. Store: MLFLOW_TRACKING_URI, or the project's "
         ".nbops/mlflow.db.",
     )
-    from nbops import __version__
-
-    p.add_argument("--version", action="version", version=f"nbops {__version__}")
+    p.add_argument("--version", action=_Version, help="print nbops' version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(

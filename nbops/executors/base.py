@@ -53,7 +53,3 @@ class Executor(ABC):
 
     @abstractmethod
     def stop(self) -> None: ...
-
-
-Job = StageJob  # moved: issue 12 (renamed: server.models.Job is an HTTP job)
-Result = StageResult  # moved: issue 12 (renamed: the scheduler has its own Result)

@@ -98,7 +98,7 @@ def svg_chart(
 def histories(cmp: Comparison) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
     """{metric: {column label: [(step, value)]}} for the runs of a comparison (one store read
     per run and metric)."""
-    from nbops.tracking.query import open_store
+    from nbops.mlflow.store import open_store
 
     store = open_store()
     labels = dict(zip(cmp.run_ids, list(cmp.metrics.columns), strict=False))

@@ -72,14 +72,6 @@ class TrackingStore:
         if db is not None and db.parent.name == project.STATE_DIR:
             enable_wal(db)
 
-    # transition (issue 12): callers not yet on the facade still read ``store.client``; the lead
-    # removes this property (and the name from _SHIMS) once none does
-    _SHIMS = frozenset({"client"})
-
-    @property
-    def client(self) -> Any:
-        return self._client
-
     # --- experiments ------------------------------------------------------------------------
     def experiments(self) -> list[e.Experiment]:
         """Every active experiment of the store."""

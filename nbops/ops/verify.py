@@ -231,7 +231,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
         raise InvalidInput(
             f"--tolerance {tolerance!r} is not a finite number >= 0", "e.g. --tolerance 1e-6"
         )
-    from nbops.executors.base import Job
+    from nbops.executors.base import StageJob
     from nbops.executors.local import LocalExecutor
     from nbops.mlflow.store import open_store
     from nbops.tracking.run import Run
@@ -265,7 +265,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
             capture=False,
         )
         output = out_dir / original.name
-        job = Job(
+        job = StageJob(
             run.data.tags.get(tags.STAGE, "verify"),
             f"verify {run_id}",
             source,

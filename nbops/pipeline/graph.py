@@ -260,6 +260,3 @@ def check_references(p: Pipeline) -> None:
         for i, stage in enumerate(p.drift.on_drift):
             if stage not in p.stages:
                 raise _unknown_stage(p, stage, "drift.on_drift names", "drift", "on_drift", i)
-
-
-_check_references = check_references  # moved: issue 12 (ops/registry.py imports it)

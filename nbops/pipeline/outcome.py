@@ -47,6 +47,3 @@ def failed_before_start(error: str, exit_code: int) -> PipelineOutcome:
     """The outcome of an ``nbops run`` that stopped before running anything (bad nbops.yaml,
     unknown parameter): still written, so a caller waiting for the summary learns why."""
     return PipelineOutcome(None, exit_code, "failed", {}, error, 0.0)
-
-
-Outcome = PipelineOutcome  # moved: issue 12 (renamed PipelineOutcome; three other Outcomes)

@@ -23,7 +23,6 @@ ReadModel = _models.ReadModel
 RunComparison = _models.RunComparison
 RunList = _models.RunList
 RunSummary = _models.RunSummary
-Comparison = RunComparison  # moved: issue 12 (the wire name stays Comparison)
 
 
 _Response = ReadModel

@@ -127,8 +127,8 @@ def history(root: Path, name: str, limit: int) -> sm.ScheduleHistory:
 
 def run_lineage(ctx: ServerContext, run_id: str) -> sm.Lineage:
     """nbops.ops.lineage's tree of a run, read from the server's store (ctx.uri)."""
+    from nbops.mlflow.store import open_store
     from nbops.ops import lineage
-    from nbops.tracking.query import open_store
 
     ctx.reader()  # waits for the background MLflow import (no two threads import it at once)
 

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 
 def open_store(uri: str | None = None) -> TrackingStore:
-    """:func:`nbops.mlflow.store.open_store` (one store per URI per process; moved: issue 12),
-    imported on first use so importing this module imports no MLflow."""
+    """:func:`nbops.mlflow.store.open_store` (one store per URI per process), imported on first
+    use so that importing this module imports no MLflow."""
     from nbops.mlflow.store import open_store as open_
 
     return open_(uri)

@@ -186,10 +186,6 @@ class Run:
         self._writer = None
         return self
 
-    @property
-    def _spool(self) -> Spool:  # moved: issue 12 (use Run.spool)
-        return self.spool
-
     # --- the writer -----------------------------------------------------------------------------
     def _spawn_writer(self) -> None:
         assert self.spool.fd is not None

@@ -219,11 +219,10 @@ class Spool:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(directory, fd)
 
-    def append(self, rec: Record | list[Any]) -> int:
-        """One record, one write: atomic with O_APPEND, survives the death of this process.
-        (A raw list is the old form, kept until every writer builds typed records.)"""
+    def append(self, rec: Record) -> int:
+        """One record, one write: atomic with O_APPEND, survives the death of this process."""
         assert self.fd is not None
-        data = (_dumps(rec if isinstance(rec, list) else rec.encode()) + "\n").encode()
+        data = (_dumps(rec.encode()) + "\n").encode()
         os.write(self.fd, data)
         return len(data)
 

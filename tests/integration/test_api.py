@@ -78,7 +78,7 @@ def test_changing_a_param_is_refused_at_call_time_with_the_fix(project):
 
 def test_bad_values_fail_in_the_callers_hand_and_nothing_is_spooled(project):
     run = nbops.start_run("api")
-    size = run._spool.size()
+    size = run.spool.size()
     for bad in (
         lambda: nbops.log_metric("x", float("nan")),
         lambda: nbops.log_metric("x", "1"),
@@ -87,7 +87,7 @@ def test_bad_values_fail_in_the_callers_hand_and_nothing_is_spooled(project):
     ):
         with pytest.raises(InvalidInput):
             bad()
-    assert run._spool.size() == size
+    assert run.spool.size() == size
 
 
 def test_missing_artifact_and_data_files_name_the_path(project):

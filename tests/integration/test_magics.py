@@ -179,8 +179,8 @@ def test_nbops_failure_inside_a_cell_warns_once_and_never_breaks_it(project, cli
         project / "fault.ipynb",
         "%load_ext nbops",
         "%track start",
-        "import shutil, nbops\nrun = nbops.active_run()\nshutil.rmtree(run._spool.dir / 'files')\n"
-        "(run._spool.dir / 'files').write_text('not a directory any more')",
+        "import shutil, nbops\nrun = nbops.active_run()\nshutil.rmtree(run.spool.dir / 'files')\n"
+        "(run.spool.dir / 'files').write_text('not a directory any more')",
         "%%track -n a\nv = 1 + 1\nprint('cell a ran', v)",
         "%%track -n b\nw = 2 + 2\nprint('cell b ran', w)",
         "lr = 0.1\n%track param lr",

@@ -69,7 +69,7 @@ def _saved_model(fitted: object) -> Path:
     if not _SAVED:
         import tempfile
 
-        from nbops.tracking import model
+        from nbops.mlflow import models as model
 
         target = Path(tempfile.mkdtemp(prefix="nbops-model-")) / "model"
         model.save(fitted, str(target), None)

@@ -40,8 +40,8 @@ def burners() -> Iterator[None]:
 def test_every_model_is_in_the_store_when_nbops_run_returns_on_a_busy_machine(
     project: Path, client: Any, burners: None
 ) -> None:
+    from nbops.mlflow.store import open_store
     from nbops.ops.registry import model_artifact
-    from nbops.tracking.query import open_store
 
     notebook(
         project / "train.ipynb",

@@ -48,7 +48,7 @@ for root in sys.argv[3:]:
                 run.end()
                 owner_r, owner_w = os.pipe()
                 os.close(owner_w)  # the "kernel" has gone: deliver everything, then exit
-                code = writer.serve(run._spool, owner_r)
+                code = writer.serve(run.spool, owner_r)
             except BaseException:
                 traceback.print_exc()
             finally:

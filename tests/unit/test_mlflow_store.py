@@ -56,14 +56,11 @@ def test_no_public_attribute_of_the_store_is_an_mlflow_client(seeded: Seeded) ->
     exposed = [
         name
         for name in dir(seeded.store)
-        if not name.startswith("_")
-        and name not in TrackingStore._SHIMS
-        and isinstance(getattr(seeded.store, name), MlflowClient)
+        if not name.startswith("_") and isinstance(getattr(seeded.store, name), MlflowClient)
     ]
     assert exposed == []
     assert isinstance(seeded.store._client, MlflowClient)  # kept inside, under a private name
-    # the one transition shim is a property of the class, listed for removal, not a field
-    assert "client" not in vars(seeded.store)
+    assert not hasattr(seeded.store, "client")
 
 
 def test_open_store_gives_one_store_per_uri(tmp_path: Path) -> None:
