@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from nbops import project, tags
 from nbops.errors import InvalidInput, NbopsError, NotFound
+from nbops.ops import names
 from nbops.ops.gates import GateOutcome, check, refusal
-from nbops.tracking import audit, names
+from nbops.tracking import audit
 
 if TYPE_CHECKING:
     from nbops.mlflow.entities import ModelVersion, RegisteredModel, Run

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from nbops.errors import ConfigError, GateFailed, InvalidInput, NotFound
-from nbops.tracking import audit, registry
+from nbops.ops import registry
+from nbops.tracking import audit
 from tests.conftest import nbops_cli
 
 GATES = """\

@@ -14,7 +14,8 @@ import pytest
 from nbops import cli, tags
 from nbops.errors import NotFound
 from nbops.mlflow.store import TrackingStore, open_store
-from nbops.tracking import audit, lineage, registry
+from nbops.ops import lineage, registry
+from nbops.tracking import audit
 
 
 def _no_raw_client(self: TrackingStore) -> Any:
