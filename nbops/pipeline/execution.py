@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from nbops import project
 from nbops import tags as tag_names
-from nbops.errors import ConfigError, StageFailed
+from nbops.errors import ConfigError, Exit, StageFailed
 from nbops.executors.base import Executor, StageResult
 from nbops.pipeline import attempt, summary
 from nbops.pipeline.outcome import PipelineOutcome
@@ -72,11 +72,11 @@ class Execution:
             attempt.restore_signal_handlers(old)
             self._close(time.perf_counter() - t0)
         if self.stop.timed_out:
-            self.exit_code = 1
+            self.exit_code = int(Exit.FAILED)
         elif self.stop.is_set():
-            self.exit_code = 130
+            self.exit_code = int(Exit.INTERRUPTED)
         else:
-            self.exit_code = 1 if self.failures or self.undelivered else 0
+            self.exit_code = int(Exit.FAILED if self.failures or self.undelivered else Exit.OK)
         return self.exit_code
 
     def _ensure_tracking(self) -> None:

@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
         print(compute(Path(argv[0]).resolve()).model_dump_json())
     except NbopsError as exc:
         print(json.dumps({"error": "bad_request", "message": str(exc)}))
-        return 2
+        return exc.exit_code
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The nbops command: output, exit codes (DESIGN.md: 0 ok, 1 failed, 2 bad usage) and errors."""
+"""The nbops command: output, exit codes (README "Exit codes", nbops.errors.Exit) and errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""import nbops and %load_ext nbops must not import the heavy libraries (DESIGN: fast start)."""
+"""import nbops and %load_ext nbops import no heavy library (docs/architecture.md, "Fast start")."""
 
 import json
 import subprocess

@@ -1,3 +1,4 @@
+import json
 import os
 
 from hypothesis import given, settings
@@ -111,7 +112,8 @@ def test_a_record_of_the_wrong_shape_is_skipped_like_a_damaged_line(tmp_path):
         ["x", 1],
         ["start", []],
     ):
-        sp.append(raw)
+        with open(sp.log_path, "a") as f:  # written by hand: append takes typed records only
+            f.write(json.dumps(raw) + "\n")
     sp.append(records.Metric("loss", 0.5, 1, 123))
     assert [r for _, r in sp.records_from(0)] == [
         records.Start({"uri": "sqlite:///x"}),
