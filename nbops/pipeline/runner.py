@@ -19,7 +19,6 @@ from nbops import project
 from nbops.errors import ConfigError, ParameterError
 from nbops.executors.base import Executor
 from nbops.pipeline import spec as specmod
-from nbops.pipeline.execution import Execution
 from nbops.pipeline.graph import Graph, build
 from nbops.pipeline.hashing import HashCache
 from nbops.pipeline.outcome import PipelineOutcome
@@ -127,6 +126,8 @@ class Runner(Planner):
                     state = "would fail"
                 self.progress.line(label, state, "; ".join(why))
             return 0
+        from nbops.pipeline.execution import Execution  # its imports are paid only for a run
+
         execution = Execution(self, plans)
         try:
             return execution.go()
