@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import envvars
 from nbops import tags as tag_names
@@ -18,8 +18,10 @@ from nbops.errors import StageFailed
 from nbops.executors.base import StageJob
 from nbops.pipeline import spec as specmod
 from nbops.pipeline.planning import Point, StagePlan
-from nbops.tracking.run import Run
 from nbops.tracking.spool import latest_metrics
+
+if TYPE_CHECKING:
+    from nbops.tracking.run import Run
 
 
 def job(plan: StagePlan, pt: Point, run: Run, root: Path, state_dir: Path) -> StageJob:

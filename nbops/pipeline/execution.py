@@ -16,10 +16,10 @@ from nbops.pipeline import attempt, summary
 from nbops.pipeline.outcome import PipelineOutcome
 from nbops.pipeline.planning import Point, StagePlan, to_json
 from nbops.pipeline.runs import RunBook
-from nbops.tracking.run import Run
 
 if TYPE_CHECKING:
     from nbops.pipeline.runner import Runner
+    from nbops.tracking.run import Run
 
 ENDED = ("done", "up to date", "failed", "skipped")
 """A stage in one of these states is done with for this execution."""

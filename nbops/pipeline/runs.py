@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import tags as tag_names
 from nbops.pipeline.planning import Point, StagePlan, param_str
-from nbops.pipeline.sink import Sink
 from nbops.pipeline.spec import Pipeline
 from nbops.pipeline.state import Record, State
-from nbops.tracking.run import Run
+
+if TYPE_CHECKING:  # imported when the first run starts: a no-op `nbops run` needs neither
+    from nbops.pipeline.sink import Sink
+    from nbops.tracking.run import Run
 
 
 class RunBook:
@@ -38,7 +40,9 @@ class RunBook:
     def start(self, uri: str, order: list[str], ended: list[str], loaded: Any) -> None:
         """The sink (importing MLflow once ``loaded`` is set), the pipeline run and the
         execution record, which lists the stages already ``ended`` (up to date, skipped)."""
+        from nbops.pipeline.sink import Sink
         from nbops.tracking.recovery import ExecutionRecord
+        from nbops.tracking.run import Run
 
         self.sink = Sink(uri, self.root, not_before=loaded)
         exp = self.pipeline.experiment or self.root.name
@@ -90,6 +94,8 @@ class RunBook:
                     if len(d) < 200
                 }
             )
+        from nbops.tracking.run import Run
+
         run = Run(
             pipeline_run.experiment,
             pt.label if pt else plan.name,

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops.errors import StageFailed
 from nbops.pipeline.attempt import Stop
 from nbops.pipeline.outcome import PipelineOutcome
 from nbops.pipeline.progress import Progress
 from nbops.pipeline.runs import RunBook
-from nbops.pipeline.sink import Sink
+
+if TYPE_CHECKING:
+    from nbops.pipeline.sink import Sink
 
 
 def tell_delivering(progress: Progress, left: list[str]) -> None:
