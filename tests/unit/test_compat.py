@@ -190,3 +190,22 @@ def test_a_stage_fails_with_the_fix_and_starts_no_kernel_when_jupyter_client_mov
     assert res.error.message.startswith("stage n cannot start a kernel: jupyter_client ")
     assert "pip install 'jupyter_client>=8.0,<9'" in (res.error.hint or "")
     assert kernel_processes(tmp_path) == []
+
+
+def test_pyproject_pins_each_fenced_package_to_the_range_compat_was_tested_with() -> None:
+    """pip must not install a version whose private parts nobody checked: the dependency ranges
+    in pyproject.toml are compat.TESTED, written the same way."""
+    import re
+    from pathlib import Path
+
+    from nbops.executors import compat
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    block = text.split("dependencies = [", 1)[1].split("\n]", 1)[0]  # tomllib is 3.11+
+    specs = re.findall(r'^\s*"([^"]+)"', block, re.M)
+    deps = {re.split(r"[<>=!~\[ ]", d, maxsplit=1)[0].replace("-", "_").lower(): d for d in specs}
+    for package, (lo, hi) in compat.TESTED.items():
+        spec = deps.get(package.replace("-", "_").lower())
+        assert spec is not None, f"pyproject.toml does not declare {package}"
+        want = f">={'.'.join(map(str, lo))},<{'.'.join(map(str, hi))}"
+        assert spec.replace(" ", "").endswith(want), (spec, want)
