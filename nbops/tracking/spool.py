@@ -330,12 +330,6 @@ class Spool:
             except (ValueError, RecursionError):
                 yield pos, None  # a line damaged by hand
 
-    def read_from(self, offset: int) -> Iterator[tuple[int, list[Any]]]:
-        """Complete records after ``offset`` as raw lists, each with the offset just past it."""
-        for pos, rec in self._lines(offset):
-            if isinstance(rec, list) and rec and isinstance(rec[0], str):
-                yield pos, rec
-
     def entries_from(self, offset: int) -> Iterator[tuple[int, Record | None]]:
         """Every complete line after ``offset``, typed, with the offset just past it: None for a
         line that is not a record of a known kind (a line damaged by hand), so that a reader

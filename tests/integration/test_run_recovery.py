@@ -207,7 +207,8 @@ def test_a_dead_execution_with_its_store_unreachable_is_ended_in_its_spool_for_s
     assert [o.status for o in dead.runs] == ["unreachable", "unreachable"]
     assert dead.runs[1].message == "not tried"  # one wait for a dead store, not one per run
     for local_id in spools:
-        recs = [r for _, r in Spool(spool_root(project / ".nbops") / local_id).read_from(0)]
+        sp = Spool(spool_root(project / ".nbops") / local_id)
+        recs = [r.encode() for _, r in sp.records_from(0)]
         assert recs[-1][:2] == ["end", "KILLED"]
         assert recs[-2] == ["t", "nbops.end_reason", dead.reason]
     assert "was killed before this stage finished" in State(project / ".nbops").failed["train"]

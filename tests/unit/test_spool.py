@@ -14,10 +14,13 @@ def test_records_round_trip_and_a_partial_last_line_waits(tmp_path):
     sp.append(records.Metric("loss", 0.5, 1, 123))
     with open(sp.log_path, "ab") as f:
         f.write(b'["m", "loss", 0.4')  # a write still in progress
-    recs = list(Spool(sp.dir).read_from(0))
-    assert [r for _, r in recs] == [["start", {"uri": "sqlite:///x"}], ["m", "loss", 0.5, 1, 123]]
+    recs = list(Spool(sp.dir).records_from(0))
+    assert [r.encode() for _, r in recs] == [
+        ["start", {"uri": "sqlite:///x"}],
+        ["m", "loss", 0.5, 1, 123],
+    ]
     end_of_complete = recs[-1][0]
-    assert list(Spool(sp.dir).read_from(end_of_complete)) == []
+    assert list(Spool(sp.dir).records_from(end_of_complete)) == []
 
 
 def test_lock_is_held_while_the_logging_side_has_the_spool_open(tmp_path):
@@ -57,7 +60,7 @@ def test_a_damaged_line_is_skipped_and_the_records_around_it_are_read(tmp_path):
     with open(sp.log_path, "ab") as f:
         f.write(b"not json\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n5\n[]\n[1, 2]\n")
     sp.append(records.Metric("loss", 0.4, 2, 124))
-    recs = [r for _, r in Spool(sp.dir).read_from(0)]
+    recs = [r.encode() for _, r in Spool(sp.dir).records_from(0)]
     assert recs == [["m", "loss", 0.5, 1, 123], ["m", "loss", 0.4, 2, 124]]
 
 
