@@ -9,10 +9,11 @@ through; :func:`nbops.mlflow.failures.error_code` reads their code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import mlflow
@@ -32,6 +33,20 @@ MAX_PARAMS_TAGS = 100
 MAX_ENTITIES = 1000
 
 _MISSING = (DOES_NOT_EXIST, INVALID_PARAMETER_VALUE)  # an id MLflow does not know or cannot parse
+
+
+@contextlib.contextmanager
+def _missing_is(
+    not_found: Callable[[], NotFound], codes: tuple[str, ...] = _MISSING
+) -> Iterator[None]:
+    """MLflow's "does not exist" (an error with one of ``codes``) as nbops' NotFound; every
+    other MLflow error passes through."""
+    try:
+        yield
+    except MlflowException as exc:
+        if _code(exc) in codes:
+            raise not_found() from exc
+        raise
 
 
 def _http_defaults() -> None:
@@ -80,15 +95,8 @@ class TrackingStore:
     def get_experiment(self, experiment_id: str) -> e.Experiment:
         """The experiment with this id; NotFound when the store has none (or the id is not one
         MLflow can parse)."""
-        try:
+        with _missing_is(lambda: self._no_experiment(experiment_id)):
             return cast(e.Experiment, self._client.get_experiment(str(experiment_id)))
-        except MlflowException as exc:
-            if _code(exc) in _MISSING:
-                raise NotFound(
-                    f"experiment {experiment_id!r} does not exist in {self.uri}",
-                    "list experiments with `nbops runs` or in the Runs panel",
-                ) from exc
-            raise
 
     def experiment_by_name(self, name: str) -> e.Experiment | None:
         """The experiment named ``name``, or None when there is none."""
@@ -113,15 +121,14 @@ class TrackingStore:
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
         """Set a tag on an experiment; NotFound when the experiment does not exist."""
-        try:
+        with _missing_is(lambda: self._no_experiment(experiment_id)):
             self._client.set_experiment_tag(str(experiment_id), key, value)
-        except MlflowException as exc:
-            if _code(exc) in _MISSING:
-                raise NotFound(
-                    f"experiment {experiment_id!r} does not exist in {self.uri}",
-                    "list experiments with `nbops runs` or in the Runs panel",
-                ) from exc
-            raise
+
+    def _no_experiment(self, experiment_id: str) -> NotFound:
+        return NotFound(
+            f"experiment {experiment_id!r} does not exist in {self.uri}",
+            "list experiments with `nbops runs` or in the Runs panel",
+        )
 
     # --- runs -------------------------------------------------------------------------------
     def create_run(
@@ -137,12 +144,8 @@ class TrackingStore:
 
     def get_run(self, run_id: str) -> Any:
         """The run (an :class:`~nbops.mlflow.entities.Run`); NotFound when the store has none."""
-        try:
+        with _missing_is(lambda: self._no_run(run_id)):
             return self._client.get_run(run_id)
-        except MlflowException as exc:
-            if _code(exc) in _MISSING:
-                raise self._no_run(run_id) from exc
-            raise
 
     def _no_run(self, run_id: str) -> NotFound:
         return NotFound(
@@ -227,12 +230,8 @@ class TrackingStore:
     def metric_history(self, run_id: str, key: str) -> list[e.Metric]:
         """Every logged value of metric ``key`` of a run ([] when it logged none); NotFound when
         the run does not exist."""
-        try:
+        with _missing_is(lambda: self._no_run(run_id)):
             hist: list[e.Metric] = list(self._client.get_metric_history(run_id, key))
-        except MlflowException as exc:
-            if _code(exc) in _MISSING:
-                raise self._no_run(run_id) from exc
-            raise
         if not hist:
             self.get_run(run_id)  # MLflow answers [] for an unknown run too: NotFound then
         return hist
@@ -241,12 +240,8 @@ class TrackingStore:
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[e.FileInfo]:
         """The artifacts directly under ``path`` of a run ([] for a path that holds none);
         NotFound when the run does not exist."""
-        try:
+        with _missing_is(lambda: self._no_run(run_id)):
             return list(self._client.list_artifacts(run_id, path))
-        except MlflowException as exc:
-            if _code(exc) in _MISSING:
-                raise self._no_run(run_id) from exc
-            raise
 
     def download_artifacts(self, run_id: str, path: str, dst_dir: str) -> str:
         """Download artifact ``path`` of a run into ``dst_dir``; the local path. NotFound when
@@ -308,12 +303,8 @@ class TrackingStore:
     ) -> e.ModelVersion:
         """A new version of registered model ``name`` from ``source`` (``runs:/<id>/<path>``);
         NotFound when the model is not registered."""
-        try:
+        with _missing_is(lambda: self._no_model(name), (DOES_NOT_EXIST,)):
             mv = self._client.create_model_version(name, source, run_id=run_id, tags=tags)
-        except MlflowException as exc:
-            if _code(exc) == DOES_NOT_EXIST:
-                raise self._no_model(name) from exc
-            raise
         return cast(e.ModelVersion, mv)
 
     def search_model_versions(
@@ -329,30 +320,18 @@ class TrackingStore:
     def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
         """Point ``alias`` of model ``name`` at ``version``; NotFound when the model or version
         does not exist."""
-        try:
+        with _missing_is(lambda: self._no_version(name, version), (DOES_NOT_EXIST,)):
             self._client.set_registered_model_alias(name, alias, str(version))
-        except MlflowException as exc:
-            if _code(exc) == DOES_NOT_EXIST:
-                raise self._no_version(name, version) from exc
-            raise
 
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         """Set a tag on registered model ``name``; NotFound when it is not registered."""
-        try:
+        with _missing_is(lambda: self._no_model(name), (DOES_NOT_EXIST,)):
             self._client.set_registered_model_tag(name, key, value)
-        except MlflowException as exc:
-            if _code(exc) == DOES_NOT_EXIST:
-                raise self._no_model(name) from exc
-            raise
 
     def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         """Set a tag on a model version; NotFound when the model or version does not exist."""
-        try:
+        with _missing_is(lambda: self._no_version(name, version), (DOES_NOT_EXIST,)):
             self._client.set_model_version_tag(name, str(version), key, value)
-        except MlflowException as exc:
-            if _code(exc) == DOES_NOT_EXIST:
-                raise self._no_version(name, version) from exc
-            raise
 
     def _no_model(self, name: str) -> NotFound:
         return NotFound(
