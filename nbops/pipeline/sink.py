@@ -8,11 +8,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import tags as tag_names
 from nbops.tracking import spool as records
 from nbops.tracking.run import Run
+
+if TYPE_CHECKING:
+    from nbops.tracking import capture
 
 
 @dataclass
@@ -34,7 +37,7 @@ class Sink:
         self._closing = False
         self._store: Any = None
         self.error: str | None = None
-        self._context: list[records.Tag] | None = None
+        self._context: capture.RunContext | None = None
         self._busy = False  # the last error was a busy store (waited for), not a missing one
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="nbops-sink", daemon=True)
@@ -66,18 +69,12 @@ class Sink:
             self._store = TrackingStore(self.uri)
         return self._store
 
-    def _capture(self) -> list[records.Tag]:
+    def _capture(self) -> capture.RunContext:
         """Git state and environment, computed once for the whole pipeline execution."""
         if self._context is None:
-            from nbops.tracking import capture
+            from nbops.tracking import capture  # git and package probes: only once runs start
 
-            tags = capture.host_tags()
-            git_tags, diff = capture.git_state(self.cwd)
-            tags.update(git_tags)
-            recs = [records.Tag(k, v) for k, v in tags.items()]
-            self._env_text = capture.environment_text()
-            self._diff = diff
-            self._context = recs
+            self._context = capture.run_context(self.cwd)
         return self._context
 
     def pump(self) -> None:
@@ -126,15 +123,9 @@ class Sink:
         sp = e.run.spool
         if sp.fd is None:
             return
-        for rec in self._capture():
-            sp.append(rec)
-        env = sp.new_file("environment.txt")
-        env.write_text(self._env_text)
-        sp.append(records.Artifact(str(env), None, True))
-        if self._diff:
-            patch = sp.new_file("diff.patch")
-            patch.write_text(self._diff)
-            sp.append(records.Artifact(str(patch), "git", True))
+        from nbops.tracking import capture
+
+        capture.append_to(sp, self._capture())
 
     def run_id(self, run: Run, timeout: float = 60.0) -> str | None:
         """The MLflow id of a run once the sink created it (None if the store is unreachable)."""

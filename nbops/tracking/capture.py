@@ -13,8 +13,10 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 from nbops import tags
+from nbops.tracking.spool import Artifact, Spool, Tag
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -74,3 +76,32 @@ def host_tags() -> dict[str, str]:
     except (KeyError, OSError):
         pass
     return found
+
+
+class RunContext(NamedTuple):
+    """Where a run ran: host and git tags, the environment's text, the uncommitted diff."""
+
+    tags: dict[str, str]
+    environment: str
+    diff: str | None
+
+
+def run_context(cwd: Path) -> RunContext:
+    found = host_tags()
+    git_tags, diff = git_state(cwd)
+    found.update(git_tags)
+    return RunContext(found, environment_text(), diff)
+
+
+def append_to(spool: Spool, ctx: RunContext) -> None:
+    """A run's context as ordinary records of its spool: the tags, ``environment.txt`` and (when
+    the work tree has changes) ``git/diff.patch``."""
+    for k, v in ctx.tags.items():
+        spool.append(Tag(k, v))
+    env = spool.new_file("environment.txt")
+    env.write_text(ctx.environment)
+    spool.append(Artifact(str(env), None, True))
+    if ctx.diff:
+        patch = spool.new_file("diff.patch")
+        patch.write_text(ctx.diff)
+        spool.append(Artifact(str(patch), "git", True))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbops import envvars
-from nbops.tracking.spool import Artifact, Spool, Tag
+from nbops.tracking.spool import Spool
 
 if TYPE_CHECKING:
     from nbops.mlflow.store import TrackingStore
@@ -35,19 +35,7 @@ def _capture(spool: Spool, start: dict[str, object]) -> None:
     """Append the run's context (git, environment, host) as ordinary records."""
     from nbops.tracking import capture
 
-    cwd = Path(str(start.get("cwd") or os.getcwd()))
-    tags = capture.host_tags()
-    git_tags, diff = capture.git_state(cwd)
-    tags.update(git_tags)
-    for k, v in tags.items():
-        spool.append(Tag(k, v))
-    env = spool.new_file("environment.txt")
-    env.write_text(capture.environment_text())
-    spool.append(Artifact(str(env), None, True))
-    if diff:
-        patch = spool.new_file("diff.patch")
-        patch.write_text(diff)
-        spool.append(Artifact(str(patch), "git", True))
+    capture.append_to(spool, capture.run_context(Path(str(start.get("cwd") or os.getcwd()))))
 
 
 def serve(spool: Spool, owner_fd: int) -> int:
