@@ -35,7 +35,14 @@ def infer_flavor(model: Any) -> str:
     )
 
 
-def save(model: Any, path: str, flavor: str | None) -> str:
+def save(
+    model: Any,
+    path: str,
+    flavor: str | None,
+    *,
+    input_example: Any = None,
+    pip_requirements: list[str] | None = None,
+) -> str:
     flavor = flavor or infer_flavor(model)
     if flavor == "sklearn":
         import mlflow.sklearn

@@ -142,8 +142,17 @@ def log_figure(figure: Any, name: str = "figure.png") -> None:
     _run().log_figure(figure, name)
 
 
-def log_model(model: Any, name: str = "model", flavor: str | None = None) -> str:
-    return _run().log_model(model, name, flavor)
+def log_model(
+    model: Any,
+    name: str = "model",
+    flavor: str | None = None,
+    *,
+    input_example: Any = None,
+    pip_requirements: list[str] | None = None,
+) -> str:
+    return _run().log_model(
+        model, name, flavor, input_example=input_example, pip_requirements=pip_requirements
+    )
 
 
 def track_data(

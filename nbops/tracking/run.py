@@ -371,15 +371,31 @@ class Run:
         self.spool.append(Artifact(str(f), d or None, True))
         self.counts["artifacts"] += 1
 
-    def log_model(self, model: Any, name: str = "model", flavor: str | None = None) -> str:
+    def log_model(
+        self,
+        model: Any,
+        name: str = "model",
+        flavor: str | None = None,
+        *,
+        input_example: Any = None,
+        pip_requirements: list[str] | None = None,
+    ) -> str:
         """Save ``model`` in MLflow's format under the artifact path ``name``; returns the model
-        URI ``runs:/<run_id>/<name>`` once the run exists (``name`` is known at once)."""
+        URI ``runs:/<run_id>/<name>`` once the run exists (``name`` is known at once).
+        ``input_example`` (a few rows of real input) also gives the model a signature;
+        ``pip_requirements`` replaces the requirements nbops writes for the flavor."""
         self._check_open()
         from nbops.mlflow import models
 
         validate.key(name, "model name")
         target = self.spool.new_file(name)
-        used = models.save(model, str(target), flavor)
+        used = models.save(
+            model,
+            str(target),
+            flavor,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+        )
         self.spool.append(Artifact(str(target), name, True))
         self.spool.append(Tag(f"{tag_names.MODEL_PREFIX}{name}", used))
         self.counts["artifacts"] += 1
