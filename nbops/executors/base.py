@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ class StageJob:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the kernel
     timeout: float | None = None  # per cell, seconds
+    # called by the executor when the job really starts (a kernel is ready for it), in the
+    # executor's thread: until then the job is queued
+    on_start: Callable[[], None] | None = None
+
+    def started(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
 
 
 @dataclass

@@ -124,6 +124,8 @@ class LocalExecutor(Executor):
         km = None
         try:
             km = self._take()
+            job.started()
+            t0 = time.perf_counter()
             self._setup(km, job)
             job.output.parent.mkdir(parents=True, exist_ok=True)
             pm.execute_notebook(

@@ -24,9 +24,17 @@ if TYPE_CHECKING:
     from nbops.tracking.run import Run
 
 
-def job(plan: StagePlan, pt: Point, run: Run, root: Path, state_dir: Path) -> StageJob:
+def job(
+    plan: StagePlan,
+    pt: Point,
+    run: Run,
+    root: Path,
+    state_dir: Path,
+    on_start: Callable[[], None] | None = None,
+) -> StageJob:
     """The kernel job of one point: its notebook, executed where it is (as in Jupyter) into
-    ``.nbops/runs/<local id>/``, logging into ``run``'s spool."""
+    ``.nbops/runs/<local id>/``, logging into ``run``'s spool. ``on_start`` is called when the
+    executor really starts it."""
     return StageJob(
         plan.name,
         pt.label,
@@ -39,6 +47,7 @@ def job(plan: StagePlan, pt: Point, run: Run, root: Path, state_dir: Path) -> St
             envvars.NOTEBOOK: str(plan.notebook),
             envvars.PROJECT_ROOT: str(root),
         },
+        on_start=on_start,
     )
 
 

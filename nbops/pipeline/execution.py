@@ -5,6 +5,7 @@ point is in (its outs versioned, the state told), and closes the execution at th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -125,10 +126,23 @@ class Execution:
             self.pending[name] = len(todo)
             for pt in todo:
                 run = self.runs.new_run(plan, pt, parent)
-                job = attempt.job(plan, pt, run, self.r.root, self.r.state_dir)
-                self.r.progress.line(pt.label, "running", "; ".join(pt.why))
+                why = "; ".join(pt.why)
+                job = attempt.job(
+                    plan, pt, run, self.r.root, self.r.state_dir, self._starter(pt, run, why)
+                )
+                self.r.progress.line(pt.label, "queued", why)
                 assert self.executor is not None
                 futures[pool.submit(self.executor.execute, job)] = (plan, pt, run)
+
+    def _starter(self, pt: Point, run: Run, why: str) -> Callable[[], None]:
+        """What happens when the executor really starts a point: its row says running, its
+        run's clock starts."""
+
+        def started() -> None:
+            self.runs.point_started(run)
+            self.r.progress.line(pt.label, "running", why)
+
+        return started
 
     # --- a stage that does not run ------------------------------------------------------------
     def _forget_failure(self, plan: StagePlan) -> None:

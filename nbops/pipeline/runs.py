@@ -114,6 +114,9 @@ class RunBook:
             self.point_runs.setdefault(plan.name, []).append(run)
         return run
 
+    def point_started(self, run: Run) -> None:
+        """The executor has really started ``run``'s point (called in its thread)."""
+
     def _pipeline_run(self) -> Run:
         assert self.pipeline_run is not None
         return self.pipeline_run
