@@ -29,6 +29,7 @@ SWEEP_POINT = "nbops.sweep_point"  # the label of the sweep point (``C=0.1,seed=
 DEP_PREFIX = "nbops.dep."  # nbops.dep.<path>: content hash of a dep when the stage ran
 OUT_PREFIX = "nbops.out."  # nbops.out.<path>: digest of an out the stage wrote
 RERUN_OF = "nbops.rerun_of"  # the run a re-run (Compare panel, `nbops rerun`) repeats
+SHARED_OUTS = "nbops.shared_outs"  # on a sweep's stage run: JSON list of the outs all points share
 
 # --- scheduled runs (nbops scheduler) ------------------------------------------------------
 SCHEDULE = "nbops.schedule"  # on runs a schedule started: its name
