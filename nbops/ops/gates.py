@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nbops import tags
 from nbops.comparisons import CHECK_OPS, lower_is_better
 from nbops.errors import GateFailed, InvalidInput
 from nbops.pipeline.spec import parse_check
@@ -28,20 +29,20 @@ def check(
     stage: str | None,
     metrics: Mapping[str, float],
     current: tuple[str, Mapping[str, float]] | None,
+    *,
+    run_tags: Mapping[str, str] | None = None,
 ) -> list[GateOutcome]:
     """Every check of ``gate`` (spec.Gate) on a run; ``current`` is (``v3``, its run's metrics)
     for the version that holds the alias now, or None. A gate on a metric the run (or the
-    current holder) never logged is bad input, not a failed gate: InvalidInput naming it."""
+    current holder) never logged is bad input, not a failed gate: InvalidInput naming it.
+    ``run_tags`` (the run's tags) lets the stage check say what kind of run it is: a sweep
+    point of the stage passes ``stage:`` like a plain stage run (it is a run of that stage)."""
     out: list[GateOutcome] = []
     if gate.stage:
         ok = stage == gate.stage
         out.append(
             GateOutcome(
-                f"stage {gate.stage}",
-                ok,
-                f"run {run_id} is a run of stage {stage!r}"
-                if stage
-                else f"run {run_id} is not a pipeline stage run",
+                f"stage {gate.stage}", ok, stage_detail(run_id, stage, gate.stage, run_tags)
             )
         )
     for metric, expr in gate.require.items():
@@ -82,6 +83,30 @@ def check(
                 )
             )
     return out
+
+
+def stage_detail(
+    run_id: str, stage: str | None, wanted: str, run_tags: Mapping[str, str] | None = None
+) -> str:
+    """Why run ``run_id`` is or is not a run of stage ``wanted``, naming what it is."""
+    from nbops.ops.lineage import KINDS, kind_of
+
+    t = dict(run_tags or {})
+    point = t.get(tags.SWEEP_POINT)
+    if stage:
+        what = f"sweep point {point} of stage {stage!r}" if point else f"a run of stage {stage!r}"
+        return f"run {run_id} is {what}" + ("" if stage == wanted else f", not {wanted!r}")
+    kind = kind_of(t) if run_tags is not None else None
+    if kind == "pipeline":
+        return (
+            f"run {run_id} is the pipeline run of an `nbops run`, not a run of stage "
+            f"{wanted!r}: promote the {wanted} run (or one of its sweep points) it made"
+        )
+    made = f" ({KINDS[kind]})" if kind is not None else ""
+    return (
+        f"run {run_id} is not a pipeline stage run{made}: it has no {tags.STAGE} tag, and the "
+        f"gate needs a run of stage {wanted!r} made by `nbops run`"
+    )
 
 
 def _metric(metrics: Mapping[str, float], metric: str, run_id: str, model: str, what: str) -> float:
