@@ -1,15 +1,32 @@
 """What ``nbops run`` shows while it works. On a terminal: a live table, one row per stage or
-sweep point (queued/running/skipped/up to date/done/failed, elapsed time, run id), redrawn in
-place. Otherwise (CI logs, pipes): one plain line per change of state."""
+sweep point, redrawn in place. Otherwise (CI logs, pipes): one plain line per change of state.
+
+What a row says, in both forms:
+
+- its state: ``queued`` (waiting for a kernel: at most ``--jobs`` rows are ``running``),
+  ``running`` (from the moment the executor really started it), then ``done`` / ``failed`` /
+  ``killed`` / ``skipped`` / ``up to date``;
+- its elapsed time, from its real start to its end (a finished row stands still; a row that
+  never ran shows none): the same span as its MLflow run's start and end times;
+- its MLflow run id once the store has created the run (the sink creates runs in the
+  background): the live table fills it in when it arrives; the plain lines say each run id
+  exactly once, on the row's next line or, when the row has already finished, on a line of its
+  own, and never wait for the store;
+- a sweep stage has a row of its own above its points: ``running`` while any point runs, its
+  elapsed time the span of its points (first start to last end), its run id the sweep's run.
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TextIO
 
 _COLOURS = {
+    "queued": "2",
     "running": "36",
     "done": "32",
     "up to date": "2",
@@ -18,15 +35,48 @@ _COLOURS = {
     "killed": "31",
     "would run": "36",
 }
+WAITING = ("queued",)
+ACTIVE = ("running",)
+
+
+@dataclass
+class _Row:
+    status: str = "queued"
+    detail: str = ""
+    run_id: str | None = None
+    started: float | None = None  # the clock when it began running
+    ended: float | None = None  # the clock when it reached its final state (stands still)
+    said_id: bool = False  # plain lines: the run id has been printed
+    members: list[str] | None = None  # a sweep stage's row: the labels of its points
+    shown: str = ""  # plain lines: the last state printed for a sweep stage's row
+
+    @property
+    def final(self) -> bool:
+        return self.status not in WAITING + ACTIVE
+
+
+@dataclass
+class _Span:
+    status: str
+    started: float | None
+    ended: float | None
+    detail: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class Progress:
-    def __init__(self, out: TextIO | None = None, live: bool | None = None) -> None:
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        live: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.out = out or sys.stdout
         self.live = self.out.isatty() if live is None else live
-        self.t0 = time.monotonic()
-        # label -> [status, detail, run_id, since, ended]: a finished row's time stands still
-        self._rows: dict[str, list[object]] = {}
+        self.clock = clock
+        self.t0 = clock()
+        self._rows: dict[str, _Row] = {}
+        self._stage_of: dict[str, str] = {}  # point label -> its sweep stage's row
         self._drawn = 0
         self._last_draw = 0.0
         self._lock = threading.Lock()
@@ -36,42 +86,152 @@ class Progress:
         padded = f"{status:<10}"
         return f"\x1b[{code}m{padded}\x1b[0m" if self.live and code else padded
 
+    # --- what the execution tells ---------------------------------------------------------------
     def line(self, label: str, status: str, detail: str = "", run_id: str | None = None) -> None:
+        """Row ``label`` is now ``status`` (``detail``: why, or what it did)."""
         with self._lock:
-            if not self.live:
-                t = time.monotonic() - self.t0
-                parts = [f"[{t:6.1f}s]", f"{label:<28}", self._paint(status)]
-                parts += [detail] if detail else []
-                parts += [f"run {run_id}"] if run_id else []
-                print(" ".join(parts).rstrip(), file=self.out, flush=True)
+            now = self.clock()
+            row = self._rows.setdefault(label, _Row())
+            if status in WAITING:  # (again) waiting: no time until it runs
+                row.started = row.ended = None
+            elif status in ACTIVE:
+                if row.started is None or row.final:  # a row that runs again starts anew
+                    row.started, row.ended = now, None
+            elif row.ended is None:
+                row.ended = now
+            row.status, row.detail = status, detail
+            row.run_id = run_id or row.run_id
+            if self.live:
+                self._redraw()
                 return
-            now = time.monotonic()
-            old = self._rows.get(label)
-            since = old[3] if old and status != "running" else now
-            ended = None if status in ("running", "queued") else now
-            self._rows[label] = [status, detail, run_id, since, ended]
-            self._redraw()
+            self._print(label, status, detail, row)
+            if row.members is not None:
+                row.shown = self._span(row).status  # a sweep stage told a state of its own
+            stage = self._stage_of.get(label)
+            if stage is not None:
+                self._print_stage(stage)
+
+    def stage(self, name: str) -> None:
+        """A sweep stage's row, above its points (which :meth:`member` adds)."""
+        with self._lock:
+            row = self._rows.setdefault(name, _Row())
+            if row.members is None:
+                row.members = []
+
+    def member(self, stage: str, label: str) -> None:
+        """Point ``label`` belongs to sweep stage ``stage``'s row."""
+        with self._lock:
+            row = self._rows.setdefault(stage, _Row(members=[]))
+            if row.members is None:
+                row.members = []
+            if label not in row.members:
+                row.members.append(label)
+            self._stage_of[label] = stage
+
+    def identify(self, label: str, run_id: str) -> None:
+        """The store created row ``label``'s run: show its id (called from the sink's thread).
+        Plain lines: said now if the row has finished, else on its next line."""
+        with self._lock:
+            row = self._rows.setdefault(label, _Row())
+            row.run_id = run_id
+            if self.live:
+                self._redraw()
+                return
+            if row.said_id:
+                return
+            status = self._span(row).status
+            if status in WAITING or (row.members is not None and not row.shown):
+                return  # its next line says it
+            self._emit([self._stamp(), f"{label:<28}", self._paint(status), f"run {run_id}"])
+            row.said_id = True
 
     def tick(self) -> None:
         """Redraw so the elapsed times of running rows move (terminal only; at most 2x a s)."""
         if not self.live:
             return
         with self._lock:
-            now = time.monotonic()
-            if now - self._last_draw < 0.5:
+            if self.clock() - self._last_draw < 0.5:
                 return
-            if any(row[0] == "running" for row in self._rows.values()):
+            if any(self._span(r).status in ACTIVE for r in self._rows.values()):
                 self._redraw()
+
+    # --- plain lines ----------------------------------------------------------------------------
+    def _stamp(self) -> str:
+        return f"[{self.clock() - self.t0:6.1f}s]"
+
+    def _emit(self, parts: list[str]) -> None:
+        print(" ".join(p for p in parts if p).rstrip(), file=self.out, flush=True)
+
+    def _print(self, label: str, status: str, detail: str, row: _Row) -> None:
+        if not detail and row.final and row.started is not None and row.ended is not None:
+            detail = f"in {row.ended - row.started:.1f} s"  # from its real start to its end
+        parts = [self._stamp(), f"{label:<28}", self._paint(status), detail]
+        if row.run_id and not row.said_id and status not in WAITING:
+            parts.append(f"run {row.run_id}")
+            row.said_id = True
+        self._emit(parts)
+
+    def _print_stage(self, name: str) -> None:
+        """A sweep stage's line when its state changes (its first point runs, its last ends)."""
+        row = self._rows[name]
+        span = self._span(row)
+        if span.status == row.shown or span.status in WAITING:
+            return
+        row.shown = span.status
+        detail = span.detail
+        if span.started is not None and span.ended is not None:
+            detail += f" in {span.ended - span.started:.1f} s"
+        self._print(name, span.status, detail, row)
+
+    # --- the live table -------------------------------------------------------------------------
+    def _span(self, row: _Row) -> _Span:
+        """A row's state and times; a sweep stage's come from its points unless it was told a
+        final state of its own (its outs missing, say)."""
+        if row.members is None or not row.members:
+            return _Span(row.status, row.started, row.ended, row.detail)
+        points = [self._rows[m] for m in row.members if m in self._rows]
+        counts: dict[str, int] = {}
+        for p in points:
+            counts[p.status] = counts.get(p.status, 0) + 1
+        starts = [p.started for p in points if p.started is not None]
+        started = min(starts) if starts else None
+        every_final = bool(points) and all(p.final for p in points)
+        ends = [p.ended for p in points if p.ended is not None]
+        ended = max(ends) if every_final and ends else None
+        if row.final:  # told of its own (failed: an out missing; skipped; up to date)
+            status = row.status
+            ended = row.ended if ended is None else ended
+        elif any(p.status in ACTIVE for p in points):
+            status = "running"
+        elif every_final:
+            bad = [s for s in ("killed", "failed") if counts.get(s)]
+            status = bad[0] if bad else "done"
+        elif starts:
+            status = "running"  # between points: one ended, the next is still queued
+        else:
+            status = "queued"
+        if row.final and row.detail:
+            detail = row.detail
+        else:
+            n = len(row.members)
+            tally = ", ".join(f"{k} {s}" for s, k in counts.items())
+            detail = f"{n} point{'s' * (n != 1)}: {tally}"
+        return _Span(status, started, ended, detail, counts)
 
     def _redraw(self) -> None:
         """Move the cursor back over the table and draw it again (terminal only)."""
         width = 120
         lines = []
-        now = time.monotonic()
-        for label, (status, detail, run_id, since, ended) in self._rows.items():
-            took = float(ended or now) - float(since)  # type: ignore[arg-type]
-            text = f"{label:<28} {self._paint(str(status))} {took:6.1f}s"
-            extra = " ".join(x for x in (str(detail or ""), f"run {run_id}" if run_id else "") if x)
+        now = self.clock()
+        for label, row in self._rows.items():
+            span = self._span(row)
+            if span.started is None:
+                took = " " * 7
+            else:
+                took = f"{(span.ended if span.ended is not None else now) - span.started:6.1f}s"
+            text = f"{label:<28} {self._paint(span.status)} {took}"
+            run = f"run {row.run_id}" if row.run_id else ""
+            extra = " ".join(x for x in (span.detail, run) if x)
             lines.append((text + "  " + extra)[: width + 12])
         if self._drawn:
             self.out.write(f"\x1b[{self._drawn}F")
@@ -79,8 +239,9 @@ class Progress:
             self.out.write("\x1b[2K" + ln + "\n")
         self.out.flush()
         self._drawn = len(lines)
-        self._last_draw = time.monotonic()
+        self._last_draw = self.clock()
 
+    # --- the end --------------------------------------------------------------------------------
     def summary(self, status: dict[str, str], seconds: float, run_id: str | None) -> None:
         counts: dict[str, int] = {}
         for s in status.values():
