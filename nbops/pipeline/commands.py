@@ -9,7 +9,7 @@ from typing import Any
 
 from nbops import project
 from nbops import tags as tag_names
-from nbops.errors import ConfigError, NotFound
+from nbops.errors import ConfigError, InvalidInput, NotFound
 
 
 def _root() -> Any:
@@ -83,6 +83,7 @@ def _run(args: argparse.Namespace) -> tuple[int, Any]:
         params=args.param,
         sweep=args.sweep,
         force=args.force,
+        force_upstream=args.force_upstream,
         jobs=args.jobs,
         tags=args.tag,
         timeout=args.timeout,
@@ -106,57 +107,181 @@ def _resume_targets(runner: Any) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Each stage point: up to date, stale (and why) or broken. With ``--check`` the exit code
+    says it too: 1 when anything is not up to date (for a CI step), 0 when all is. Read-only:
+    it reads nbops' own state, never MLflow."""
+    from nbops.errors import Exit
     from nbops.pipeline.runner import Runner
 
     runner = Runner(_root())
     rows = runner.status(list(args.stages) or None)
-    stale = 0
+    not_ok: list[str] = []
     for label, why in rows:
         if label.split("[", 1)[0] in runner.broken:  # its notebook cannot be read
-            stale += 1
+            not_ok.append(label)
             print(f"{label:<28} broken      {'; '.join(why)}")
         elif why:
-            stale += 1
+            not_ok.append(label)
             print(f"{label:<28} stale       {'; '.join(why)}")
         else:
             print(f"{label:<28} up to date")
-    print(f"{stale} of {len(rows)} stale" if stale else "everything is up to date")
-    return 0
+    if not not_ok:
+        print("everything is up to date")
+        return int(Exit.OK)
+    print(f"{len(not_ok)} of {len(rows)} stale")
+    if args.check:
+        print(
+            f"nbops status --check: {len(not_ok)} of {len(rows)} not up to date "
+            f"({', '.join(not_ok)}): exit 1 (`nbops run` brings them up to date)"
+        )
+        return int(Exit.FAILED)
+    return int(Exit.OK)
 
 
-def _outs_record(run_id: str) -> tuple[Any, dict[str, Any]]:
+# --- checkout and diff: every kind of run -------------------------------------------------------
+STAGE_FILTER = f"tags.`{tag_names.STAGE}` = 'STAGE'"
+
+
+def _open(run_id: str) -> tuple[Any, Any]:
     from nbops.mlflow.store import open_store
-    from nbops.pipeline.cache import load_record
 
     store = open_store()
-    run = store.get_run(run_id)
-    with project.scratch(_root()) as tmp:  # not MLflow's default: a temp dir outside the project
+    return store, store.get_run(run_id)
+
+
+def _download_outs(store: Any, run_id: str, root: Any) -> Any | None:
+    """The run's ``outs.json`` record, None when it has none."""
+    from nbops.pipeline.cache import load_record
+
+    with project.scratch(root) as tmp:  # not MLflow's default: a temp dir outside the project
         try:
             path = store.download_artifacts(run_id, "outs.json", str(tmp))
-        except Exception as exc:  # noqa: BLE001 - no outs.json: not a stage run
-            raise NotFound(
-                f"run {run_id} has no outs.json (it is not a pipeline stage run with outs)",
-                "pick a stage run from `nbops runs` (tag nbops.stage)",
-            ) from exc
-        return run, load_record(path, run_id)
+        except NotFound:
+            return None
+        return load_record(path, run_id)
+
+
+def _children(store: Any, run: Any) -> list[Any]:
+    """The stage runs of a pipeline run (a sweep's stage run among them; its points are its
+    own children), oldest first."""
+    found = store.search_runs(
+        [run.info.experiment_id],
+        f"tags.`{tag_names.MLFLOW_PARENT_RUN_ID}` = '{run.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return [r for r in found if tag_names.STAGE in r.data.tags]
+
+
+def _named(run: Any) -> str:
+    t = run.data.tags
+    label = t.get(tag_names.SWEEP_POINT) or t.get(tag_names.STAGE)
+    return f"{label} {run.info.run_id}" if label else run.info.run_id
+
+
+def _not_a_stage_run(store: Any, run: Any) -> InvalidInput:
+    """Why a run without a stage cannot be checked out, and which runs can."""
+    rid, t = run.info.run_id, run.data.tags
+    if tag_names.PIPELINE in t:
+        stages = _children(store, run)
+        if not stages:
+            return InvalidInput(
+                f"run {rid} is a pipeline run (one `nbops run` of {t[tag_names.PIPELINE]}) and "
+                "none of its stages ran (they were up to date): it has no outs",
+                'pick the stage run that wrote the outs: nbops runs --filter "'
+                + STAGE_FILTER
+                + '"',
+            )
+        return InvalidInput(
+            f"run {rid} is a pipeline run (one `nbops run` of {t[tag_names.PIPELINE]}): its "
+            "outs are on its stage runs: " + ", ".join(_named(r) for r in stages),
+            f"restore one stage's outs: nbops checkout {stages[0].info.run_id}",
+        )
+    name = t.get(tag_names.MLFLOW_RUN_NAME) or "unnamed"
+    return InvalidInput(
+        f"run {rid} ({name}) is not a pipeline stage run: it has no {tag_names.STAGE} tag "
+        "(it was logged from a notebook or a script), so no stage of nbops.yaml wrote outs "
+        "for it",
+        "checkout restores what a stage wrote: pick a stage run, e.g. from nbops runs "
+        '--filter "' + STAGE_FILTER + '"',
+    )
+
+
+def _shared_outs(store: Any, point: Any) -> tuple[str | None, dict[str, str]]:
+    """A sweep point's sweep (its stage run id) and the outs every point shares, with the
+    digests the sweep's run recorded."""
+    import json
+
+    parent_id = point.data.tags.get(tag_names.MLFLOW_PARENT_RUN_ID)
+    if not parent_id:
+        return None, {}
+    try:
+        parent = store.get_run(parent_id)
+    except NotFound:
+        return parent_id, {}
+    try:
+        names = json.loads(parent.data.tags.get(tag_names.SHARED_OUTS, "[]"))
+    except ValueError:
+        names = []
+    outs = _outs_tags(parent)
+    return parent_id, {n: outs.get(n, "") for n in names if isinstance(n, str)}
 
 
 def cmd_checkout(args: argparse.Namespace) -> int:
+    """Restore the outs a run recorded: a stage run's, a sweep's stage run's (every point's
+    and the shared ones), a sweep point's own (the shared ones are the sweep's: said, not
+    restored); a pipeline run or a run of no stage is refused, naming what to pick."""
     from nbops.pipeline.cache import OutCache
     from nbops.pipeline.hashing import HashCache
 
     root = _root()
-    _, record = _outs_record(args.run)
+    store, run = _open(args.run)
+    rid, t = run.info.run_id, run.data.tags
+    stage = t.get(tag_names.STAGE)
+    if stage is None:
+        raise _not_a_stage_run(store, run)
+    point = t.get(tag_names.SWEEP_POINT)
+    record = _download_outs(store, rid, root)
+    shared: dict[str, str] = {}
+    parent = None
+    if point is not None:
+        parent, shared = _shared_outs(store, run)
+    if record is None:
+        status = run.info.status
+        what = f"sweep point {point} of stage {stage!r}" if point else f"a run of stage {stage!r}"
+        why = (
+            f"it ended {status}, before its outs were versioned"
+            if status != "FINISHED"
+            else "its stage declared no outs of its own"
+            if point
+            else "its stage declares no outs"
+        )
+        hint = (
+            f"its sweep's run holds every point's outs: nbops checkout {parent}"
+            if point and parent
+            else f'pick a run of stage {stage!r} that finished: nbops runs --filter "'
+            + STAGE_FILTER.replace("STAGE", stage)
+            + '"'
+        )
+        raise NotFound(f"run {rid} is {what}: it recorded no outs.json ({why})", hint)
     state = project.state_dir(root)
     hashes = HashCache(root, state)
-    restored = OutCache(root, state, hashes).restore(record, run=args.run)
+    restored = OutCache(root, state, hashes).restore(record, run=rid)
     hashes.save()
     for rel in restored:
         print(f"restored {rel}")
+    if not restored:
+        print(f"run {rid} ({point or stage}) recorded no outs of its own: nothing restored")
+    for rel in shared:
+        print(
+            f"not restored: {rel} is shared by every point of the sweep of stage {stage!r} "
+            f"(`nbops checkout {parent}` restores it, with every point's files)"
+        )
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    """Params, metrics and outs that differ between two runs of any kind: a sweep point's outs
+    are its own and the sweep's shared ones, a pipeline run's those of its stage runs."""
     from nbops.mlflow.store import open_store
 
     store = open_store()
@@ -172,9 +297,29 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     section("params", a.data.params, b.data.params)
     section("metrics", a.data.metrics, b.data.metrics)
-    section("outs (content hash)", _outs_tags(a), _outs_tags(b))
+    (outs_a, note_a), (outs_b, note_b) = _outs_of(store, a), _outs_of(store, b)
+    section("outs (content hash)", outs_a, outs_b)
     print("\n".join(lines) if lines else "no differences in params, metrics or outs")
+    for note in dict.fromkeys(n for n in (note_a, note_b) if n):
+        print(note)
     return 0
+
+
+def _outs_of(store: Any, run: Any) -> tuple[dict[str, str], str | None]:
+    """What a run of any kind wrote (path → digest) and, where it wrote nothing itself, why."""
+    t, rid = run.data.tags, run.info.run_id
+    if tag_names.STAGE in t:
+        outs = _outs_tags(run)
+        if tag_names.SWEEP_POINT in t:
+            parent, shared = _shared_outs(store, run)
+            outs.update({f"{k} (shared by the sweep {parent})": v for k, v in shared.items()})
+        return outs, None
+    if tag_names.PIPELINE in t:
+        outs = {}
+        for child in _children(store, run):
+            outs.update(_outs_tags(child))
+        return outs, f"outs of pipeline run {rid}: those of its stage runs"
+    return {}, f"run {rid} is not a pipeline stage run (no {tag_names.STAGE} tag): it has no outs"
 
 
 def _outs_tags(run: Any) -> dict[str, str]:
@@ -206,7 +351,18 @@ def add_parsers(sub: Any) -> None:
         metavar="K=A,B,C",
         help="run a stage once per value (repeatable: a grid)",
     )
-    sp.add_argument("--force", action="store_true", help="run even what is up to date")
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="run the named stages (every stage when none is named) even if they are up to "
+        "date; the stages they depend on run only if they are not",
+    )
+    sp.add_argument(
+        "--force-upstream",
+        action="store_true",
+        help="run the named stages and every stage they depend on, up to date or not "
+        "(DVC's `dvc repro --force`)",
+    )
     sp.add_argument(
         "--jobs",
         "-j",
@@ -239,12 +395,28 @@ def add_parsers(sub: Any) -> None:
     )
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("status", help="each stage: up to date, or why it would run")
+    sp = sub.add_parser(
+        "status",
+        help="each stage: up to date, or why it would run",
+        description="Each stage (each sweep point): up to date, or why `nbops run` would run "
+        "it. Reads nbops' own state only (no MLflow).",
+    )
     sp.add_argument("stages", nargs="*", metavar="STAGE")
+    sp.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when any stage is not up to date, 0 when all are (a CI step)",
+    )
     sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("checkout", help="restore the outs a stage run wrote, byte for byte")
-    sp.add_argument("run", help="a stage run id")
+    sp = sub.add_parser(
+        "checkout",
+        help="restore the outs a stage run wrote, byte for byte",
+        description="Restore the outs a run recorded: a stage run's; a sweep's stage run's "
+        "(every point's and the shared ones); a sweep point's own files (the folders every "
+        "point shares are the sweep's: checkout the sweep's run for them).",
+    )
+    sp.add_argument("run", help="a stage run or sweep point run id")
     sp.set_defaults(func=cmd_checkout)
 
     sp = sub.add_parser("diff", help="params, metrics and outs that differ between two runs")

@@ -4,16 +4,18 @@ point is in (its outs versioned, the state told), and closes the execution at th
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbops import project
 from nbops import tags as tag_names
 from nbops.errors import ConfigError, Exit, StageFailed
 from nbops.executors.base import Executor, StageResult
 from nbops.pipeline import attempt, summary
+from nbops.pipeline import spec as specmod
 from nbops.pipeline.outcome import PipelineOutcome
 from nbops.pipeline.planning import Point, StagePlan, to_json
 from nbops.pipeline.runs import RunBook
@@ -177,6 +179,8 @@ class Execution:
         err = res.error if not res.ok else attempt.check(plan, pt, run)
         if res.job.output.exists():
             run.log_artifact(res.job.output, "notebook")
+        if err is None and plan.is_sweep:  # the point's run is ended below: its outs go now
+            err = self._record_point_outs(plan, pt, run)
         self.results.setdefault(plan.name, []).append((pt, run, res, err))
         if err is not None:
             self.failures.append(err)
@@ -201,9 +205,44 @@ class Execution:
         if self.status[plan.name] in ENDED:
             self.runs.ended(plan.name)  # after the state knows: a kill now redoes nothing
 
+    def _missing_out(self, plan: StagePlan, outs: list[str], who: str) -> StageFailed | None:
+        """The failure of ``who`` (a stage or a sweep point) that did not write one of ``outs``."""
+        missing = [o for o in outs if not (self.r.root / o).exists()]
+        if not missing:
+            return None
+        return StageFailed(
+            f"{who} did not write its out {missing[0]}",
+            "write it in the notebook, or remove it from outs: in nbops.yaml",
+            stage=plan.name,
+        )
+
+    def _record(self, run: Run, record: dict[str, Any]) -> None:
+        """``outs.json`` and the ``nbops.out.<path>`` tags of a run."""
+        run.log_text(to_json(record), "outs.json")
+        run.set_tags(
+            {
+                f"{tag_names.OUT_PREFIX}{k}": v["digest"] or ""
+                for k, v in record.items()
+                if len(k) < 200
+            }
+        )
+
+    def _record_point_outs(self, plan: StagePlan, pt: Point, run: Run) -> StageFailed | None:
+        """A sweep point that succeeded: its own outs (the ``${...}`` outs expanded) into the
+        cache, and on its run as ``outs.json`` and ``nbops.out.*``; its failure if one is
+        missing."""
+        from nbops.pipeline.cache import OutCache
+
+        err = self._missing_out(plan, pt.outs, f"sweep point {pt.label}")
+        if err is None:
+            cache = OutCache(self.r.root, self.r.state_dir, self.r.hashes)
+            self._record(run, cache.store(pt.outs))
+        return err
+
     def _complete(self, plan: StagePlan) -> None:
-        """The stage's last point is in: version its outs into the cache and on its run, record
-        each point in the state; or end its runs FAILED/KILLED."""
+        """The stage's last point is in: version its outs into the cache and on its run (a
+        sweep's parent run records every point's outs and the shared ones), record each point
+        in the state; or end its runs FAILED/KILLED."""
         from nbops.pipeline.cache import OutCache
 
         results = self.results.pop(plan.name, [])
@@ -211,42 +250,43 @@ class Execution:
         owner = self.runs.stage_runs.get(plan.name) if sweep else results[0][1]
         err = next((e for _, _, _, e in results if e is not None), None)
         if err is None:
-            missing = [o for o in plan.stage.outs if not (self.r.root / o).exists()]
-            if missing:
-                err = StageFailed(
-                    f"stage {plan.name} did not write its out {missing[0]}",
-                    "write it in the notebook, or remove it from outs:",
-                    stage=plan.name,
-                )
+            outs = plan.shared if sweep else plan.outs_of(results[0][0])
+            err = self._missing_out(plan, outs, f"stage {plan.name}")
+            shared_file = [o for o in plan.shared if sweep and (self.r.root / o).is_file()]
+            if err is None and shared_file:
+                cfg = specmod.shared_file_error(self.r.pipeline, plan.name, shared_file[0])
+                err = StageFailed(cfg.message, cfg.hint, stage=plan.name)
+            if err is not None:
                 self.failures.append(err)
                 self.r.progress.line(plan.name, "failed", err.message)
         if err is None:
             assert owner is not None
-            outs_record = OutCache(self.r.root, self.r.state_dir, self.r.hashes).store(
-                list(plan.stage.outs)
-            )
-            owner.log_text(to_json(outs_record), "outs.json")
-            owner.set_tags(
-                {
-                    f"{tag_names.OUT_PREFIX}{k}": v["digest"] or ""
-                    for k, v in outs_record.items()
-                    if len(k) < 200
-                }
-            )
-            outs = {o: r["digest"] for o, r in outs_record.items()}
+            cache = OutCache(self.r.root, self.r.state_dir, self.r.hashes)
+            outs_record = cache.store(plan.all_outs() if sweep else plan.outs_of(results[0][0]))
+            self._record(owner, outs_record)
+            if sweep:  # what every point shares, so a point's checkout and diff can say so
+                owner.set_tags({tag_names.SHARED_OUTS: json.dumps(plan.shared)})
+            digests = {o: r["digest"] for o, r in outs_record.items()}
+            ran = set()
             for pt, run, res, _ in results:
+                ran.add(pt.key)
                 if not sweep:
                     run.end("FINISHED")
                 # never wait for the store here: the next stages start now
                 rid = run.id_if_ready()
                 assert pt.fp is not None
-                record = pt.fp.record(outs, rid, time.time())
+                mine = {o: digests.get(o) for o in plan.outs_of(pt)}
+                record = pt.fp.record(mine, rid, time.time())
                 self.runs.keep_notebook(run, rid, res.job.output.parent, record)
                 self.r.state.put(plan.name, pt.key, record)
                 self.r.state.failed.pop(pt.label, None)
                 self.r.state.failed.pop(plan.name, None)  # a sweep stage killed as a whole
                 if not sweep:
                     self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", rid)
+            for pt in plan.points:  # the points that were up to date see the shared outs now
+                kept = self.r.state.get(plan.name, pt.key)
+                if pt.key not in ran and kept is not None:
+                    kept.outs.update({o: digests.get(o) for o in plan.shared})
             self.status[plan.name] = "done"
         else:
             self.status[plan.name] = "failed"

@@ -7,12 +7,13 @@ from __future__ import annotations
 import difflib
 import heapq
 import posixpath
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbops.errors import ConfigError
-from nbops.pipeline.spec import Key, Pipeline
+from nbops.pipeline.spec import TEMPLATE_RE, Key, Pipeline
 
 
 def norm(path: str, root: Path | None = None) -> str:
@@ -34,8 +35,37 @@ def covers(outer: str, inner: str) -> bool:
 
 def overlap(a: str, b: str) -> bool:
     """Whether one normalised path is, or is inside, the other: a dep ``data/`` reads the out
-    ``data/train.csv`` as much as a dep ``models/m.pkl`` reads the out ``models/``."""
-    return covers(a, b) or covers(b, a)
+    ``data/train.csv`` as much as a dep ``models/m.pkl`` reads the out ``models/``. A sweep's
+    per-point out (``models/model-C${C}.pkl``) stands for every file it expands to: the dep
+    ``models`` and the dep ``models/model-C0.1.pkl`` both read it."""
+    if "${" not in a and "${" not in b:
+        return covers(a, b) or covers(b, a)
+    if "." in (a, b):
+        return True
+    pa, pb = a.split("/"), b.split("/")
+    return all(_may_match(x, y) for x, y in zip(pa, pb, strict=False))
+
+
+def _may_match(x: str, y: str) -> bool:
+    """Whether two path components can name the same file, ``${...}`` matching any text."""
+    if "${" not in x and "${" not in y:
+        return x == y
+    if "${" in x and "${" in y:  # both patterns: their fixed head and tail must agree
+        hx, tx = _ends(x)
+        hy, ty = _ends(y)
+        heads = hx.startswith(hy) or hy.startswith(hx)
+        tails = tx.endswith(ty) or ty.endswith(tx)
+        return heads and tails
+    pattern, text = (x, y) if "${" in x else (y, x)
+    parts = [re.escape(part) for part in TEMPLATE_RE.split(pattern)[::2]]
+    return re.fullmatch(".+".join(parts), text) is not None
+
+
+def _ends(component: str) -> tuple[str, str]:
+    """The fixed text before the first and after the last ``${...}`` of a component."""
+    head = component.split("${", 1)[0]
+    tail = component.rsplit("}", 1)[1] if "}" in component else ""
+    return head, tail
 
 
 @dataclass

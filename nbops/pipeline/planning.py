@@ -11,6 +11,7 @@ from typing import Any
 
 from nbops.errors import ConfigError, ParameterError
 from nbops.pipeline import notebook as nbmod
+from nbops.pipeline import paths
 from nbops.pipeline import spec as specmod
 from nbops.pipeline.graph import Graph
 from nbops.pipeline.hashing import HashCache
@@ -31,6 +32,7 @@ class Point:
     key: str
     fp: Fingerprint | None = None
     why: list[str] = field(default_factory=list)
+    outs: list[str] = field(default_factory=list)  # its own files: the ${...} outs expanded
 
 
 @dataclass
@@ -46,6 +48,19 @@ class StagePlan:
     def is_sweep(self) -> bool:
         """More than one point: each point is a run of its own under the stage's run."""
         return len(self.points) > 1
+
+    @property
+    def shared(self) -> list[str]:
+        """The outs without ``${...}``: every point of a sweep writes into them (folders)."""
+        return [o for o in self.stage.outs if not specmod.is_per_point(o)]
+
+    def outs_of(self, pt: Point) -> list[str]:
+        """What one point's record holds: its own outs, then the shared ones."""
+        return [*pt.outs, *self.shared]
+
+    def all_outs(self) -> list[str]:
+        """Every point's own outs, then the shared ones: what the stage's run records."""
+        return [*(o for pt in self.points for o in pt.outs), *self.shared]
 
 
 # --- the command line's values --------------------------------------------------------------------
@@ -110,6 +125,8 @@ class Planner:
     param_args: list[tuple[str, Any]]
     sweep_args: dict[str, list[Any]]
     force: bool
+    force_upstream: bool
+    forced: set[str]  # the stages --force forces in this plan (set by plan())
     hashes: HashCache
     state: State
     broken: dict[str, ConfigError]  # stage -> why its notebook cannot be read
@@ -117,6 +134,11 @@ class Planner:
 
     def plan(self, names: list[str] | None = None) -> list[StagePlan]:
         selected = self.graph.select(names) if names else list(self.graph.order)
+        # --force: the named stages (every stage when none is named); --force-upstream: and
+        # everything they depend on (what --force did before; DVC's `repro --force`)
+        self.forced = set()
+        if self.force or self.force_upstream:
+            self.forced = set(selected if self.force_upstream or not names else names)
         per_stage: dict[str, dict[str, Any]] = {s: {} for s in selected}
         for k, v in self.param_args:
             stage, dot, rest = k.partition(".")
@@ -169,6 +191,7 @@ class Planner:
                     "[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]" if combo else ""
                 )
                 points.append(Point(label, full, combo, point_key(combo)))
+            self._expand_outs(st, points)
             problem = self.broken.get(name)
             code = ""
             if problem is None:
@@ -184,6 +207,37 @@ class Planner:
                 "sweep a parameter of a stage's parameters cell",
             )
         return plans
+
+    def _expand_outs(self, st: specmod.Stage, points: list[Point]) -> None:
+        """Each point's own outs (its ``${...}`` outs expanded); no two points may write one
+        file, and a sweep's shared out must not be a file (each point would overwrite it)."""
+        writer: dict[str, str] = {}
+        for pt in points:
+            for i, out in enumerate(st.outs):
+                if not specmod.is_per_point(out):
+                    continue
+                where = self.pipeline.where("stages", st.name, "outs", i, value=True)
+                at = f"{self.pipeline.path}:{where[0]}: " if where else ""
+                try:
+                    path = specmod.expand_out(out, pt.params)
+                except ParameterError as err:
+                    raise ParameterError(f"{at}{pt.label}: {err.message}", err.hint) from None
+                found = paths.refusal(self.root, path, "out")
+                if found is not None:
+                    raise ParameterError(f"{at}{pt.label}: out {path!r} {found[0]}", found[1])
+                if path in writer:
+                    raise ParameterError(
+                        f"{at}{writer[path]} and {pt.label} would both write {path}",
+                        f"name every swept parameter in {out!r}, like ${{"
+                        + next(iter(k for k in pt.sweep if k not in specmod.out_names(out)), "C")
+                        + "}",
+                    )
+                writer[path] = pt.label
+                pt.outs.append(path)
+        if len(points) > 1:
+            for out in st.outs:
+                if not specmod.is_per_point(out) and (self.root / out).is_file():
+                    raise specmod.shared_file_error(self.pipeline, st.name, out)
 
     def _declared(self, stage: str) -> dict[str, Any]:
         """The parameters a stage's notebook declares ({} when it cannot be read: that is
@@ -203,9 +257,9 @@ class Planner:
         for pt in plan.points:
             pt.fp = fingerprint(plan.code, pt.params, list(plan.stage.deps), self.hashes)
             pt.why = reasons(
-                pt.fp, self.state.get(plan.name, pt.key), list(plan.stage.outs), self.hashes
+                pt.fp, self.state.get(plan.name, pt.key), plan.outs_of(pt), self.hashes
             )
-            if self.force and not pt.why:
+            if plan.name in self.forced and not pt.why:
                 pt.why = ["forced"]
             if pt.why:
                 todo.append(pt)

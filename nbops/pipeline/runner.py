@@ -51,6 +51,7 @@ class Runner(Planner):
         params: list[str] | None = None,
         sweep: list[str] | None = None,
         force: bool = False,
+        force_upstream: bool = False,
         jobs: int | None = None,
         executor: Executor | None = None,
         progress: Progress | None = None,
@@ -69,7 +70,9 @@ class Runner(Planner):
                 for k, v in parse_assignments(sweep or [], "--sweep")
             )
         }
-        self.force = force
+        self.force = force  # the named stages (all when none is named) run even if up to date
+        self.force_upstream = force_upstream  # and every stage they depend on
+        self.forced: set[str] = set()
         self.tags = {str(k): param_str(v) for k, v in parse_assignments(tags or [], "--tag")}
         if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
             raise ParameterError(

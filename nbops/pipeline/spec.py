@@ -9,6 +9,7 @@ words in :mod:`nbops.pipeline.config_errors`. The model's names are importable f
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ __all__ = [
     "Position",
     "Schedule",
     "Stage",
+    "expand_out",
+    "is_per_point",
     "load",
+    "out_names",
     "parse_check",
     "resolve_params",
     "sweep_points",
@@ -121,6 +125,7 @@ def _validate(path: Path, text: str) -> Pipeline:
         raise first_error(shell, exc) from None
     pipeline._path, pipeline._keys, pipeline._values = path, shell._keys, shell._values
     _check_paths(pipeline)
+    _check_templates(pipeline)
     return pipeline
 
 
@@ -166,6 +171,155 @@ def load(path: Path) -> Pipeline:
             "this is a bug in nbops: please report it with the file",
             file=str(path),
         ) from None
+
+
+# --- per-point outs: ${NAME} in a sweep stage's outs ----------------------------------------------
+TEMPLATE_RE = re.compile(r"\$\{([^{}]*)\}")
+"""``${NAME}`` in an out of a sweep stage: the value of parameter NAME of each point."""
+PLAIN_VALUE = (str, int, float, bool)
+TEMPLATE_HINT = (
+    "name each point's own files with a swept parameter, like "
+    "outs: [models/model-C${C}.pkl] with sweep: {C: [0.1, 1.0]}"
+)
+
+
+def is_per_point(out: str) -> bool:
+    """Whether an out names each sweep point's own files (it holds ``${...}``)."""
+    return "${" in out
+
+
+def out_names(out: str) -> list[str]:
+    """The parameter names an out's ``${NAME}`` placeholders refer to, in order."""
+    return [m.group(1) for m in TEMPLATE_RE.finditer(out)]
+
+
+def template_problem(out: str) -> str | None:
+    """Why an out's ``${...}`` placeholders are malformed (a sentence after the out), or None."""
+    if "${" in TEMPLATE_RE.sub("", out):
+        return "has a '${' without its closing '}' (or one inside another)"
+    for name in out_names(out):
+        if not name.isidentifier():
+            return f"has ${{{name}}}, which is not a parameter name (write ${{C}}, ${{seed}})"
+    return None
+
+
+def value_text(value: Any) -> str | None:
+    """A parameter value as it appears in a per-point out's path: as Python's ``str()`` writes
+    it (``0.1``, ``1.0``, ``True``), which is what ``f"model-C{C}.pkl"`` in the notebook
+    gives; None for a value that cannot be part of a file name (a list, a mapping, None, text
+    with '/', empty, '.' or '..')."""
+    if not isinstance(value, PLAIN_VALUE):
+        return None
+    text = str(value)
+    if not text or "/" in text or "\\" in text or text in (".", ".."):
+        return None
+    if any(ord(ch) < 32 for ch in text):
+        return None
+    return text
+
+
+def expand_out(out: str, params: dict[str, Any]) -> str:
+    """An out with each ``${NAME}`` replaced by the point's value of NAME (see
+    :func:`value_text`); a ParameterError naming the out and the value when one cannot be."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise ParameterError(
+                f"out {out!r}: the point has no parameter {name!r}",
+                "name a parameter of the stage's sweep: or params: in ${...}",
+            )
+        text = value_text(params[name])
+        if text is None:
+            raise ParameterError(
+                f"out {out!r}: {name}={params[name]!r} cannot be part of a file name",
+                "sweep plain values (numbers, words without '/') for a parameter its outs name",
+            )
+        return text
+
+    return TEMPLATE_RE.sub(value, out)
+
+
+def _check_templates(p: Pipeline) -> None:
+    """Every ``${NAME}`` in an out is well formed, in a stage with ``sweep:``, names a parameter
+    of its sweep or params, and the out's names cover every swept key (else two points write
+    the same file). No ``${`` in a dep (deps are not expanded). A shared out that is a single
+    file is refused when the stage runs (:func:`shared_file_error`): only then is it known."""
+    for name, stage in p.stages.items():
+        for i, dep in enumerate(stage.deps):
+            if is_per_point(dep):
+                raise p.error(
+                    f"stage {name!r}: dep {dep!r} holds ${{...}}, which only a sweep stage's "
+                    "outs may (deps are not expanded per point)",
+                    "name the file itself, or the folder that holds every point's files "
+                    "(like models)",
+                    "stages",
+                    name,
+                    "deps",
+                    i,
+                    value=True,
+                )
+        for i, out in enumerate(stage.outs):
+            at = ("stages", name, "outs", i)
+            if not is_per_point(out):
+                continue
+            problem = template_problem(out)
+            if problem is not None:
+                raise p.error(
+                    f"stage {name!r}: out {out!r} {problem}", TEMPLATE_HINT, *at, value=True
+                )
+            if not stage.sweep:
+                raise p.error(
+                    f"stage {name!r}: out {out!r} names ${{{out_names(out)[0]}}}, but the stage "
+                    "has no sweep: (${...} names each sweep point's own files)",
+                    "add a sweep: to the stage, or write the path without ${...}",
+                    *at,
+                    value=True,
+                )
+            known = [*stage.sweep, *(k for k in stage.params if k not in stage.sweep)]
+            for ref in out_names(out):
+                if ref not in known:
+                    raise p.error(
+                        f"stage {name!r}: out {out!r} names ${{{ref}}}, which is not a "
+                        "parameter of its sweep: or params:",
+                        "known here: " + ", ".join(known),
+                        *at,
+                        value=True,
+                    )
+            missing = [k for k in stage.sweep if k not in out_names(out)]
+            if missing:
+                raise p.error(
+                    f"stage {name!r}: out {out!r} does not name the swept ${{{missing[0]}}}, so "
+                    "several points would write the same file",
+                    f"put ${{{missing[0]}}} in its path too",
+                    *at,
+                    value=True,
+                )
+
+
+def shared_file_error(p: Pipeline, stage: str, out: str) -> ConfigError:
+    """The error for an out of a sweep stage without ``${...}`` (shared by every point) that is
+    a single file, which every point would overwrite: at the out's line in nbops.yaml."""
+    st = p.stages[stage]
+    i = st.outs.index(out) if out in st.outs else 0
+    keys = list(st.sweep) or ["C"]
+    return p.error(
+        f"stage {stage!r}: out {out!r} is one file shared by every point of the sweep, so each "
+        "point would overwrite it",
+        f"name each point's own file with ${{...}} (like {_suggest(out, keys)}), or make the "
+        "out a folder the points add their files to",
+        "stages",
+        stage,
+        "outs",
+        i,
+        value=True,
+    )
+
+
+def _suggest(out: str, keys: list[str]) -> str:
+    stem, dot, ext = out.rpartition(".")
+    tail = "-".join(f"{k}${{{k}}}" for k in keys)
+    return f"{stem}-{tail}.{ext}" if dot and "/" not in ext else f"{out}-{tail}"
 
 
 # --- parameters ---------------------------------------------------------------------------------
