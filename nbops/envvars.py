@@ -47,6 +47,10 @@ FLUSH_TIMEOUT = "NBOPS_FLUSH_TIMEOUT"  # seconds end_run waits for delivery
 HEARTBEAT = "NBOPS_HEARTBEAT"  # seconds between a run's heartbeats
 STALE_AFTER = "NBOPS_STALE_AFTER"  # seconds without a heartbeat before a run counts as dead
 SCHEMA_LOCK_TIMEOUT = "NBOPS_SCHEMA_LOCK_TIMEOUT"  # seconds to wait for another schema upgrade
+VERBOSE = "NBOPS_VERBOSE"  # 1: show what MLflow and the servers nbops starts print (`--verbose`)
+MLFLOW_LOGGING_LEVEL = "MLFLOW_LOGGING_LEVEL"  # MLflow's log level (nbops ui: WARNING)
+MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # tqdm bars
+PYTHONWARNINGS = "PYTHONWARNINGS"  # Python's warning filters (nbops ui's child: ignore)
 
 
 def seconds(name: str, default: float) -> float:
