@@ -2,9 +2,21 @@
 
 model version → run → stage → executed notebook → git commit → params → data fingerprints
 (``nbops.dep.*`` content hashes of what the stage read, ``nbops.data.*`` of ``track_data``,
-``nbops.out.*`` of what it wrote) → upstream stage runs: the runs whose outs have exactly the
-content this run read (``nbops.out.<path>`` = ``nbops.dep.<path>``), preferring those of the same
-pipeline execution, and recursively theirs.
+``nbops.out.*`` of what it wrote) → upstream stage runs, and recursively theirs:
+
+- a dep on a file: the run whose out has exactly that content (``nbops.out.<path>`` =
+  ``nbops.dep.<path>``), the same pipeline execution first, a sweep point before its parent;
+- a dep on a directory: the stage runs whose outs lie inside it and, with the files no stage
+  wrote, make up exactly the content read (its tree digest): for a sweep with per-point outs,
+  the point runs, each with the files it wrote; a directory that is a shared out of a sweep
+  names the parent (which point wrote which file is not recorded then, and the tree says so);
+- a tracked file (``nbops.data.<role>.<name>``, any role but ``output``): the run whose out
+  has that content (evaluate tracks the model file it loads: the exact sweep point).
+
+Every kind of run has a lineage (:func:`kind_of`): a stage run, a sweep point (its stage, its
+parent, its own outs), a sweep's parent (its points; its reads are theirs), a pipeline run (its
+stage runs), and a run that ``nbops run`` did not make (what it recorded: notebook, git, params,
+tracked data). Where something cannot be known the node carries a ``note`` saying exactly what.
 """
 
 from __future__ import annotations
@@ -19,6 +31,18 @@ if TYPE_CHECKING:
     from nbops.mlflow.store import TrackingStore
 
 MAX_DEPTH = 20
+MAX_CANDIDATES = 1000  # the newest stage runs of an experiment that may have written an input
+
+KINDS = {
+    "pipeline": "the pipeline run of an `nbops run` (its stage runs are its children)",
+    "sweep": "the run of a sweep stage, parent of one run per sweep point",
+    "point": "the run of one sweep point",
+    "stage": "the run of a pipeline stage",
+    "verify": "a re-execution by `nbops verify`",
+    "drift": "a check by `nbops drift`",
+    "run": "a run that `nbops run` did not make (the tracking API, %track, mlflow)",
+}
+"""What :func:`kind_of` answers, and what each kind is (the messages that name a kind use it)."""
 
 
 def _store() -> TrackingStore:
@@ -70,6 +94,55 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
     return info, str(mv.run_id)
 
 
+def kind_of(run_tags: dict[str, str], has_points: bool = False) -> str:
+    """The kind of a run (a key of :data:`KINDS`) from its tags; ``has_points``: it has child
+    runs tagged ``nbops.sweep_point`` (a sweep's parent and a plain stage run carry the same
+    tags otherwise: :meth:`Walker.kind` asks the store)."""
+    if tags.PIPELINE in run_tags:
+        return "pipeline"
+    if tags.SWEEP_POINT in run_tags:
+        return "point"
+    if tags.STAGE in run_tags:
+        return "sweep" if has_points else "stage"
+    if tags.VERIFY_OF in run_tags:
+        return "verify"
+    if run_tags.get(tags.KIND) == "drift":
+        return "drift"
+    return "run"
+
+
+def label_of(run: Any) -> str:
+    """How a run is named in a message: its sweep point, its stage, or its run name."""
+    t = run.data.tags
+    return str(t.get(tags.SWEEP_POINT) or t.get(tags.STAGE) or run.info.run_name or "-")
+
+
+def listed(runs: list[Any], limit: int = 10) -> str:
+    """``<id> (<label>), ...`` of at most ``limit`` runs, and how many more."""
+    shown = ", ".join(f"{r.info.run_id} ({label_of(r)})" for r in runs[:limit])
+    return shown + (f" and {len(runs) - limit} more" if len(runs) > limit else "")
+
+
+def tree_digest(files: dict[str, str]) -> str:
+    """The digest :meth:`nbops.pipeline.hashing.HashCache.digest` gives a directory holding
+    ``files`` (name inside it -> content digest): its walk order (a folder's files before its
+    sub-folders, each sorted) and its lines."""
+    import xxhash
+
+    def order(name: str) -> tuple[tuple[int, str], ...]:
+        parts = name.split("/")
+        return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
+
+    h = xxhash.xxh3_128()
+    for name in sorted(files, key=order):
+        h.update(f"{name}\0{files[name]}\n".encode())
+    return "tree:" + h.hexdigest()
+
+
+def _is_content(digest: str | None) -> bool:
+    return bool(digest) and digest != "missing"
+
+
 class Walker:
     """Walks lineage over one store (default: the project's; the server passes its own)."""
 
@@ -78,6 +151,8 @@ class Walker:
         self.root = root
         self.seen: set[str] = set()
         self._runs: dict[str, Any] = {}
+        self._children: dict[str, list[Any]] = {}
+        self._candidates: dict[str, list[Any]] = {}
 
     def run(self, rid: str) -> Any:
         if rid not in self._runs:
@@ -101,16 +176,35 @@ class Walker:
         return None
 
     def children(self, run: Any) -> list[Any]:
+        """The runs whose parent is ``run`` (oldest first)."""
         from nbops.ops.names import filter_value
 
-        quoted = filter_value(str(run.info.run_id))
-        if quoted is None:
-            return []
-        return list(
-            self.store.search_runs(
-                [run.info.experiment_id], f"tags.`{tags.MLFLOW_PARENT_RUN_ID}` = {quoted}"
+        rid = str(run.info.run_id)
+        if rid not in self._children:
+            quoted = filter_value(rid)
+            found = (
+                self.store.search_runs(
+                    [run.info.experiment_id],
+                    f"tags.`{tags.MLFLOW_PARENT_RUN_ID}` = {quoted}",
+                    ["attributes.start_time ASC"],
+                )
+                if quoted is not None
+                else []
             )
-        )
+            self._children[rid] = list(found)
+            for c in found:
+                self._runs.setdefault(c.info.run_id, c)
+        return self._children[rid]
+
+    def points(self, run: Any) -> list[Any]:
+        """A sweep parent's point runs ([] for any other run)."""
+        if tags.STAGE not in run.data.tags or tags.SWEEP_POINT in run.data.tags:
+            return []
+        return [c for c in self.children(run) if tags.SWEEP_POINT in c.data.tags]
+
+    def kind(self, run: Any) -> str:
+        """:func:`kind_of` the run, asking the store whether a stage run has sweep points."""
+        return kind_of(run.data.tags, bool(self.points(run)))
 
     def deps(self, run: Any) -> dict[str, str]:
         deps = prefixed(run.data.tags, tags.DEP_PREFIX)
@@ -120,11 +214,31 @@ class Walker:
                     deps.setdefault(k, v)
         return deps
 
+    def tracked(self, run: Any) -> dict[str, str]:
+        """The files the run tracked as read (``nbops.data.<role>.<name>``, role not output)."""
+        return {
+            k: v
+            for k, v in prefixed(run.data.tags, tags.DATA_PREFIX).items()
+            if not k.startswith("output.")
+        }
+
+    def _rank(self, run: Any, found: list[Any]) -> list[Any]:
+        """``found`` with the runs of ``run``'s pipeline execution first, and of those a sweep
+        point before its parent (both record a point's outs), else newest first."""
+        mine = self.pipeline_run(run)
+
+        def key(r: Any) -> tuple[bool, bool, int]:
+            same = bool(mine) and self.pipeline_run(r) == mine
+            return (not same, tags.SWEEP_POINT not in r.data.tags, -(r.info.start_time or 0))
+
+        return sorted(found, key=key)
+
     def producer(self, run: Any, path: str, digest: str) -> Any:
-        """The stage run whose out ``path`` holds ``digest``: same pipeline execution first."""
+        """The stage run whose out ``path`` holds ``digest``: same pipeline execution first, a
+        sweep point before its parent (the point's own outs.json holds it)."""
         from nbops.ops.names import filter_value
 
-        if not digest or digest == "missing":
+        if not _is_content(digest):
             return None
         key = f"{tags.OUT_PREFIX}{path}".replace("`", "")
         quoted = filter_value(digest)
@@ -138,11 +252,121 @@ class Walker:
         )
         if not found:
             return None
+        return self._rank(run, list(found))[0]
+
+    def candidates(self, run: Any) -> list[Any]:
+        """The newest stage runs (with outs) that may have written what ``run`` read: in its
+        experiment and, for a run that is no stage run, in the project pipeline's."""
+        ids = [str(run.info.experiment_id)]
+        if tags.STAGE not in run.data.tags:
+            ids += [e for e in self._pipeline_experiment() if e not in ids]
+        key = ",".join(ids)
+        if key not in self._candidates:
+            found = self.store.search_runs(
+                ids,
+                f"tags.`{tags.STAGE}` LIKE '%'",
+                ["attributes.start_time DESC"],
+                MAX_CANDIDATES,
+            )
+            self._candidates[key] = [
+                r for r in found if any(k.startswith(tags.OUT_PREFIX) for k in r.data.tags)
+            ]
+            for r in found:
+                self._runs.setdefault(r.info.run_id, r)
+        return self._candidates[key]
+
+    def _pipeline_experiment(self) -> list[str]:
+        from nbops.errors import NbopsError
+
+        try:
+            from nbops.ops.registry import pipeline
+
+            spec = pipeline(self.root)
+            exp = self.store.experiment_by_name(spec.experiment) if spec is not None else None
+        except (NbopsError, OSError):  # no readable nbops.yaml: the run's experiment only
+            return []
+        return [str(exp.experiment_id)] if exp is not None else []
+
+    def tracked_producer(self, run: Any, name: str, digest: str) -> Any:
+        """The stage run whose out holds the content of a file ``run`` tracked (``name``:
+        ``<role>.<file name>``); one whose out has that file name first."""
+        if not _is_content(digest):
+            return None
+        base = name.split(".", 1)[-1]
+        found = [
+            r
+            for r in self.candidates(run)
+            if r.info.run_id != run.info.run_id
+            and any(k.startswith(tags.OUT_PREFIX) and v == digest for k, v in r.data.tags.items())
+        ]
+        if not found:
+            return None
+
+        def named(r: Any) -> bool:
+            return any(
+                k.startswith(tags.OUT_PREFIX)
+                and v == digest
+                and k.rsplit("/", 1)[-1].endswith(base)
+                for k, v in r.data.tags.items()
+            )
+
+        ranked = self._rank(run, found)
+        return next((r for r in ranked if named(r)), ranked[0])
+
+    def inside(
+        self, run: Any, path: str, digest: str
+    ) -> tuple[list[tuple[Any, list[str]]], list[str]] | None:
+        """For a dep on the directory ``path`` read with tree digest ``digest``: the stage runs
+        whose outs lie inside it, each with its files, and the files no stage run wrote; None
+        when no pipeline execution's outs (with the files on disk no stage wrote) make up
+        exactly that content."""
+        if not (digest or "").startswith("tree:"):
+            return None
+        prefix = f"{tags.OUT_PREFIX}{path.rstrip('/')}/"
+        groups: dict[str | None, list[Any]] = {}
+        for r in self.candidates(run):
+            if r.info.run_id == run.info.run_id:
+                continue
+            if any(k.startswith(prefix) for k in r.data.tags):
+                groups.setdefault(self.pipeline_run(r), []).append(r)
         mine = self.pipeline_run(run)
-        for r in found:
-            if mine and self.pipeline_run(r) == mine:
-                return r
-        return found[0]
+        order = sorted(groups, key=lambda g: g != mine)  # this execution first, then newest
+        on_disk = self._disk_files(path)
+        for g in order:
+            claimed: dict[str, tuple[str, Any]] = {}
+            # a point before its parent: the parent repeats every point's outs
+            for r in sorted(groups[g], key=lambda r: tags.SWEEP_POINT not in r.data.tags):
+                for k, v in r.data.tags.items():
+                    if k.startswith(prefix) and _is_content(v) and not v.startswith("tree:"):
+                        claimed.setdefault(k[len(prefix) :], (v, r))
+            files = {n: d for n, (d, _) in claimed.items()}
+            unclaimed = {n: d for n, d in on_disk.items() if n not in files}
+            if tree_digest({**files, **unclaimed}) != digest:
+                continue
+            by_run: dict[str, tuple[Any, list[str]]] = {}
+            for n in sorted(claimed):
+                r = claimed[n][1]
+                by_run.setdefault(r.info.run_id, (r, []))[1].append(n)
+            return list(by_run.values()), sorted(unclaimed)
+        return None
+
+    def _disk_files(self, path: str) -> dict[str, str]:
+        """The files inside the project's directory ``path`` now, with their digests."""
+        from nbops.tracking.fingerprint import file_digest
+
+        top = self.root / path
+        out: dict[str, str] = {}
+        if not top.is_dir() or top.is_symlink():
+            return out
+        for p in sorted(top.rglob("*")):
+            if len(out) >= MAX_CANDIDATES:
+                break
+            if p.is_file() and not p.is_symlink():
+                try:
+                    out[p.relative_to(top).as_posix()] = file_digest(p)[0]
+                except OSError:
+                    continue
+        return out
 
     def executed(self, run: Any) -> str | None:
         rid = run.info.run_id
@@ -161,11 +385,25 @@ class Walker:
             pass
         return None
 
+    @staticmethod
+    def brief(run: Any) -> dict[str, Any]:
+        """A run as a line: id, stage, sweep point, name, status."""
+        t = run.data.tags
+        return {
+            "run_id": run.info.run_id,
+            "stage": t.get(tags.STAGE),
+            "sweep_point": t.get(tags.SWEEP_POINT),
+            "name": run.info.run_name,
+            "status": run.info.status,
+        }
+
     def node(self, rid: str, depth: int = 0) -> dict[str, Any]:
         run = self.run(rid)
         run_tags, info = run.data.tags, run.info
+        kind = self.kind(run)
         node: dict[str, Any] = {
             "run_id": rid,
+            "kind": kind,
             "name": info.run_name,
             "status": info.status,
             "experiment_id": info.experiment_id,
@@ -187,23 +425,118 @@ class Walker:
                 "outs": prefixed(run_tags, tags.OUT_PREFIX),
             },
             "models": sorted(prefixed(run_tags, tags.MODEL_PREFIX)),
+            "sweep": None,
+            "points": [],
+            "stages": [],
+            "note": None,
             "upstream": [],
         }
+        self._kind_facts(run, kind, node)
         if rid in self.seen or depth >= MAX_DEPTH:
             node["upstream_cut"] = True
             return node
         self.seen.add(rid)
         for path, digest in node["data"]["deps"].items():
-            up = self.producer(run, path, digest)
-            entry: dict[str, Any] = {"dep": path, "digest": digest}
-            if up is None:
-                entry["run"] = None  # source data: no stage run wrote this content
-            elif up.info.run_id == rid:
-                continue
-            else:
-                entry["run"] = self.node(up.info.run_id, depth + 1)
-            node["upstream"].append(entry)
+            node["upstream"] += self._dep_edges(run, path, digest, depth)
+        for name, digest in self.tracked(run).items():
+            up = self.tracked_producer(run, name, digest)
+            if up is not None and up.info.run_id != rid:
+                node["upstream"].append(
+                    {
+                        "dep": name.split(".", 1)[-1],
+                        "digest": digest,
+                        "via": "tracked",
+                        "run": self.node(up.info.run_id, depth + 1),
+                    }
+                )
         return node
+
+    def _kind_facts(self, run: Any, kind: str, node: dict[str, Any]) -> None:
+        """What a run's kind adds: a point's parent, a sweep's points, a pipeline's stages, and
+        the note on what cannot be known."""
+        rid = run.info.run_id
+        if kind == "point":
+            parent_id = run.data.tags.get(tags.MLFLOW_PARENT_RUN_ID)
+            node["sweep"] = {"run_id": parent_id, "stage": run.data.tags.get(tags.STAGE)}
+            shared = self._shared_outs(parent_id)
+            if shared and node["data"]["outs"]:
+                node["note"] = (
+                    f"the outs {', '.join(shared)} are shared by the points of stage "
+                    f"{run.data.tags.get(tags.STAGE)}: recorded on the sweep's run {parent_id}"
+                )
+            elif not node["data"]["outs"]:
+                node["note"] = (
+                    f"sweep point {run.data.tags.get(tags.SWEEP_POINT)} recorded no outs of its "
+                    f"own: the outs of stage {run.data.tags.get(tags.STAGE)} are shared by its "
+                    f"points and recorded on the sweep's run {parent_id or '-'} (give each "
+                    "point its own files with ${NAME} in outs: to know which point wrote what)"
+                )
+        elif kind == "sweep":
+            pts = self.points(run)
+            node["points"] = [self.brief(p) for p in pts]
+            node["note"] = (
+                f"run {rid} is the sweep of stage {run.data.tags.get(tags.STAGE)}: its "
+                f"{len(pts)} point runs executed the notebook; it reads what they read and "
+                "holds all their outs"
+            )
+        elif kind == "pipeline":
+            node["stages"] = [self.brief(c) for c in self.children(run)]
+            node["note"] = (
+                f"run {rid} is the pipeline run of an `nbops run`: it read and wrote nothing "
+                f"itself; its {len(node['stages'])} stage runs did (nbops lineage <stage run>)"
+            )
+        elif kind in ("run", "drift", "verify"):
+            node["note"] = (
+                f"run {rid} is {KINDS[kind]}: it declares no deps or outs, so its lineage is "
+                "what it recorded (notebook, git, params, tracked data); a tracked file leads "
+                "upstream when a stage run wrote that content"
+            )
+
+    def _shared_outs(self, sweep_id: str | None) -> list[str]:
+        """The outs a sweep's points share (``nbops.shared_outs`` of its run, a JSON list)."""
+        import json
+
+        if not sweep_id:
+            return []
+        try:
+            raw = self.run(sweep_id).data.tags.get(tags.SHARED_OUTS)
+            value = json.loads(raw) if raw else []
+        except (NotFound, ValueError, RecursionError):
+            return []
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    def _dep_edges(self, run: Any, path: str, digest: str, depth: int) -> list[dict[str, Any]]:
+        rid = run.info.run_id
+        up = self.producer(run, path, digest)
+        if up is not None and up.info.run_id == rid:
+            return []
+        if up is not None:
+            entry: dict[str, Any] = {"dep": path, "digest": digest, "run": None}
+            pts = self.points(up)
+            if pts and digest.startswith("tree:"):
+                entry["note"] = (
+                    f"{path} is an out shared by the {len(pts)} points of sweep "
+                    f"{up.data.tags.get(tags.STAGE)} (run {up.info.run_id}); which point "
+                    "wrote which file is not recorded (declare per-point outs with ${NAME})"
+                )
+            entry["run"] = self.node(up.info.run_id, depth + 1)
+            return [entry]
+        found = self.inside(run, path, digest)
+        if found is None:
+            return [{"dep": path, "digest": digest, "run": None}]  # source data
+        writers, unclaimed = found
+        edges: list[dict[str, Any]] = [
+            {
+                "dep": path,
+                "digest": digest,
+                "files": files,
+                "run": self.node(w.info.run_id, depth + 1),
+            }
+            for w, files in writers
+        ]
+        if unclaimed:
+            edges.append({"dep": path, "digest": digest, "files": unclaimed, "run": None})
+        return edges
 
 
 def lineage(target: str, root: Path | None = None) -> dict[str, Any]:
@@ -225,17 +558,29 @@ def render(tree: dict[str, Any]) -> str:
         al = " ".join("@" + a for a in m["aliases"])
         lines.append(f"model {m['name']} version {m['version']} {al}".rstrip())
         lines.append(f"  source {m['source']}")
-    _render_run(tree["run"], lines, "  " if m else "")
+    _render_run(tree["run"], lines, "  " if m else "", set())
     return "\n".join(lines)
 
 
-def _render_run(n: dict[str, Any], out: list[str], pad: str) -> None:
+def _render_run(n: dict[str, Any], out: list[str], pad: str, shown: set[str]) -> None:
     what = n.get("sweep_point") or n.get("name") or ""
     out.append(f"{pad}run {n['run_id']}  {what}  {n['status']}".rstrip())
     p = pad + "  "
+    if n.get("upstream_cut") and n["run_id"] in shown:
+        out.append(f"{p}(shown above)")
+        return
+    shown.add(n["run_id"])
+    kind = n.get("kind") or "stage"
     if n.get("stage"):
-        out.append(f"{p}stage     {n['stage']}  (pipeline run {n.get('pipeline_run') or '-'})")
-    out.append(f"{p}notebook  {n.get('notebook') or '-'}")
+        where = f"pipeline run {n.get('pipeline_run') or '-'}"
+        if kind == "point" and n.get("sweep"):
+            where = f"sweep run {n['sweep'].get('run_id') or '-'}, " + where
+        word = {"point": "sweep point of", "sweep": "sweep of"}.get(kind, "")
+        out.append(f"{p}stage     {(word + ' ') if word else ''}{n['stage']}  ({where})")
+    else:
+        out.append(f"{p}kind      {KINDS.get(kind, kind)}")
+    if kind != "pipeline":  # its source is nbops itself, not a notebook
+        out.append(f"{p}notebook  {n.get('notebook') or '-'}")
     if n.get("executed_notebook"):
         out.append(f"{p}executed  {n['executed_notebook']}")
     g = n["git"]
@@ -253,9 +598,23 @@ def _render_run(n: dict[str, Any], out: list[str], pad: str) -> None:
             out.append(f"{p}{label:<9} {path}  {_short(digest)}")
     if n.get("models"):
         out.append(f"{p}models    {', '.join(n['models'])}")
+    for pt in n.get("points") or []:
+        out.append(f"{p}point     {pt['run_id']}  {pt.get('sweep_point') or '-'}  {pt['status']}")
+    for st in n.get("stages") or []:
+        label = st.get("sweep_point") or st.get("stage") or st.get("name") or "-"
+        out.append(f"{p}stage run {st['run_id']}  {label}  {st['status']}")
+    if n.get("note"):
+        out.append(f"{p}note      {n['note']}")
     for up in n["upstream"]:
+        files = f" ({', '.join(up['files'])})" if up.get("files") else ""
+        what = f"tracked {up['dep']}" if up.get("via") == "tracked" else up["dep"]
         if up["run"] is None:
-            out.append(f"{p}<- {up['dep']}: source data (no stage run wrote this content)")
+            if up.get("files"):
+                out.append(f"{p}<- {what}{files}: source data (no stage run wrote these files)")
+            else:
+                out.append(f"{p}<- {what}: source data (no stage run wrote this content)")
         else:
-            out.append(f"{p}<- {up['dep']} made by")
-            _render_run(up["run"], out, p + "   ")
+            out.append(f"{p}<- {what}{files} made by")
+            if up.get("note"):
+                out.append(f"{p}   ({up['note']})")
+            _render_run(up["run"], out, p + "   ", shown)
