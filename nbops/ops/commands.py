@@ -135,7 +135,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 # --- drift ---------------------------------------------------------------------------------------
 def cmd_drift(args: argparse.Namespace) -> int:
-    from nbops.ops.monitor import retrain, run_check
+    from nbops.ops.monitor import describe, retrain, run_check
     from nbops.project import find_root
 
     root = find_root()
@@ -148,11 +148,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if args.retrain and rep.drifted:
         r = retrain(root, check)
         if not args.json:
-            verdict = "done" if r["exit_code"] == 0 else "FAILED"
-            print(
-                f"retrain {verdict}: pipeline run {r['pipeline_run_id']}, "
-                f"{len(r['run_ids'])} stage runs tagged {tags.DRIFT_RUN}={check.run_id}"
-            )
+            print(describe(r))
     if args.json:
         out = {**rep.to_dict(), "run_id": check.run_id, "html": str(check.html)}
         print(json.dumps({**out, "retrain": check.retrain or None}, indent=1))
@@ -183,8 +179,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"  metric {k}: {show[0]} -> {show[1]}{mark}")
     if v.error:
         print(f"re-execution failed: {v.error}")
+    for path, (was, now) in v.outs.items():
+        print(f"  out {path}: {(was or 'missing')[:12]} -> {(now or 'not written')[:12]}")
     for d in v.metric_diffs:
         print(f"DIFFERS metric {d}")
+    for d in v.out_diffs:
+        print(f"DIFFERS out {d}")
     for c in v.cell_diffs:
         print(f"DIFFERS code cell {c.cell} (In [{c.execution_count}]):")
         print("  expected: " + (c.expected.replace("\n", "\n            ") or "(no output)"))
@@ -192,8 +192,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdict = "reproduced" if v.ok else "NOT reproduced"
     print(
         f"run {v.run_id} {verdict}: {len(v.metrics)} metrics, {v.cells_compared} code cells "
-        f"compared; re-executed as run {v.verify_run_id}, notebook {v.executed}; tagged "
-        f"{tags.VERIFIED}={str(v.ok).lower()}"
+        f"compared, {len(v.outs)} outs compared; re-executed as run {v.verify_run_id}, "
+        f"notebook {v.executed}; tagged {tags.VERIFIED}={str(v.ok).lower()}"
     )
     return Exit.OK if v.ok else Exit.FAILED
 

@@ -210,9 +210,67 @@ def _log_run(root: Path, report: DriftReport, ref_p: Path, cur_p: Path, html: Pa
     return rid
 
 
+KIND_WORDS = {
+    "pipeline": ("pipeline run", "pipeline runs"),
+    "stage": ("stage run", "stage runs"),
+    "sweep": ("sweep run", "sweep runs"),
+    "point": ("sweep point run", "sweep point runs"),
+}
+
+
+def tagged_runs(store: Any, drift_run: str) -> dict[str, list[str]]:
+    """The runs of every experiment tagged ``nbops.drift_run=<drift_run>``, by kind
+    (``pipeline``, ``stage``, ``sweep``, ``point``; anything else under its own kind), oldest
+    first: what the store holds, the one count the line, ``--json`` and the audit record use."""
+    from nbops.ops.lineage import kind_of
+    from nbops.ops.names import filter_value
+
+    quoted = filter_value(drift_run)
+    ids = [str(e.experiment_id) for e in store.experiments()]
+    if quoted is None or not ids:
+        return {}
+    found = store.search_runs(
+        ids, f"tags.`{tags.DRIFT_RUN}` = {quoted}", ["attributes.start_time ASC"], 10000
+    )
+    parents = {
+        r.data.tags.get(tags.MLFLOW_PARENT_RUN_ID) for r in found if tags.SWEEP_POINT in r.data.tags
+    }
+    out: dict[str, list[str]] = {}
+    for r in found:
+        kind = kind_of(r.data.tags, r.info.run_id in parents)
+        out.setdefault(kind, []).append(str(r.info.run_id))
+    return out
+
+
+def describe(result: dict[str, Any]) -> str:
+    """The line ``nbops drift --retrain`` prints about the retraining, from its result."""
+    verdict = "done" if result.get("exit_code") == 0 else "FAILED"
+    parts = [f"retrain {verdict}: {result.get('command')}"]
+    ran, fresh = result.get("ran") or [], result.get("up_to_date") or []
+    parts.append("ran " + (", ".join(ran) if ran else "no stage"))
+    if fresh:
+        parts.append("up to date, not re-run: " + ", ".join(fresh))
+    if result.get("pipeline_run_id"):
+        parts.append(f"pipeline run {result['pipeline_run_id']}")
+    tagged: dict[str, list[str]] = result.get("tagged") or {}
+    total = sum(len(v) for v in tagged.values())
+    kinds = ", ".join(
+        f"{len(v)} {KIND_WORDS.get(k, (k + ' run', k + ' runs'))[len(v) != 1]}"
+        for k, v in tagged.items()
+    )
+    parts.append(
+        f"{total} run{'s' if total != 1 else ''} tagged {tags.DRIFT_RUN}={result.get('drift_run')}"
+        + (f" ({kinds})" if kinds else "")
+    )
+    return "; ".join(parts)
+
+
 def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
-    """``nbops run <stages> --force --tag nbops.drift_run=<id>``; its output goes to the
-    terminal; the runs it made are read from ``--summary`` and linked from the drift run."""
+    """``nbops run <stages> --force --tag nbops.drift_run=<id>`` (``--force`` forces the named
+    stages; an upstream stage runs only if it is not up to date); its output goes to the
+    terminal; what ran is read from ``--summary``, the runs it tagged from the store, and both
+    are linked from the drift run and recorded in the audit log."""
+    command = f"nbops run {' '.join(stages)} --force"
     with project.scratch(root) as tmp:
         summary = Path(tmp) / "summary.json"
         cmd = [
@@ -227,20 +285,30 @@ def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
             "--summary",
             str(summary),
         ]
-        print(f"drift found: retraining: nbops run {' '.join(stages)} --force", flush=True)
+        print(f"drift found: retraining: {command}", flush=True)
         proc = subprocess.run(cmd, cwd=root, check=False)
         outcome = json.loads(summary.read_text()) if summary.is_file() else {}
-    run_ids = [rid for s in (outcome.get("stages") or {}).values() for rid in s.get("run_ids", [])]
-    result = {
-        "exit_code": proc.returncode,
-        "status": outcome.get("status", "failed"),
-        "pipeline_run_id": outcome.get("pipeline_run_id"),
-        "run_ids": run_ids,
-        "error": outcome.get("error"),
-    }
+    ran_stages: dict[str, Any] = outcome.get("stages") or {}
+    run_ids = [rid for s in ran_stages.values() for rid in s.get("run_ids", [])]
     from nbops.mlflow.store import open_store
 
     store = open_store(project.tracking_uri(root))
+    result = {
+        "command": command,
+        "drift_run": drift_run,
+        "exit_code": proc.returncode,
+        "status": outcome.get("status", "failed"),
+        "pipeline_run_id": outcome.get("pipeline_run_id"),
+        "stages": list(stages),
+        "ran": [n for n, st in ran_stages.items() if st.get("status") == "done"],
+        "up_to_date": [n for n, st in ran_stages.items() if st.get("status") == "up to date"],
+        "not_run": [
+            n for n, st in ran_stages.items() if st.get("status") not in ("done", "up to date")
+        ],
+        "run_ids": run_ids,
+        "tagged": tagged_runs(store, drift_run),
+        "error": outcome.get("error"),
+    }
     links = [
         (tags.RETRAIN_STATUS, str(result["status"])),
         (tags.RETRAIN_RUNS, ",".join(run_ids)[:7900]),
@@ -253,8 +321,12 @@ def _retrain(root: Path, stages: list[str], drift_run: str) -> dict[str, Any]:
         root=root,
         store=store,
         run_id=drift_run,
+        command=command,
         stages=stages,
+        ran=result["ran"],
+        up_to_date=result["up_to_date"],
         status=result["status"],
         pipeline_run_id=result["pipeline_run_id"],
+        tagged={k: len(v) for k, v in result["tagged"].items()},
     )
     return result

@@ -3,10 +3,16 @@
 Re-executes the run's executed notebook (its code as it ran) in a scratch copy of the project,
 with the run's recorded params and its inputs restored to the exact content it read (from the out
 cache, through the run that wrote them), logging into a new run tagged ``nbops.verify_of``. Then
-compares the metrics (within ``tolerance``) and the outputs cell by cell, nbval-style: text
+compares the metrics (within ``tolerance``), the outputs cell by cell, nbval-style (text
 outputs, with volatile parts (memory addresses, timestamps, durations, run ids, the scratch path)
-masked and stderr ignored. Tags the run ``nbops.verified=true|false``. The project's own files
-are never touched.
+masked and stderr ignored), and the run's own outs (``nbops.out.*``: removed from the scratch
+copy first, so the re-execution must write them, then compared by content digest). Tags the run
+``nbops.verified=true|false``. The project's own files are never touched.
+
+Which runs: a stage run and a sweep point (its own params, inputs and outs) are verified; a
+sweep's parent and a pipeline run executed no notebook themselves, so they are refused naming
+the runs to verify (:func:`verifiable`); a run ``nbops run`` did not make is verified when it
+kept an executed notebook (a ``notebook/`` artifact), else refused saying so.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class Verification:
     cells_compared: int = 0
     cell_diffs: list[CellOutputDiff] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    outs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    out_diffs: list[str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -135,6 +143,38 @@ def compare_metrics(
 
 
 # --- re-executing ---------------------------------------------------------------------------------
+def verifiable(store: TrackingStore, run: StoredRun, root: Path) -> None:
+    """Refuse a sweep's parent and a pipeline run (they executed no notebook themselves),
+    naming the runs that did: InvalidInput with the exact ``nbops verify`` to run instead."""
+    from nbops.ops.lineage import Walker, listed
+
+    walker = Walker(root, store)
+    rid = run.info.run_id
+    kind = walker.kind(run)
+    if kind == "sweep":
+        points = walker.points(run)
+        raise InvalidInput(
+            f"run {rid} is the sweep of stage {run.data.tags.get(tags.STAGE)}: it executed no "
+            f"notebook itself; its {len(points)} point runs did, each with its own params, "
+            f"inputs and outs: {listed(points)}",
+            f"verify a point: nbops verify {points[0].info.run_id}",
+        )
+    if kind == "pipeline":
+        runs: list[Any] = []
+        for child in walker.children(run):
+            runs += walker.points(child) or [child]
+        if not runs:
+            raise InvalidInput(
+                f"run {rid} is the pipeline run of an `nbops run` that made no stage runs",
+                "verify a stage run (`nbops runs` lists them)",
+            )
+        raise InvalidInput(
+            f"run {rid} is the pipeline run of an `nbops run`: it executed no notebook itself; "
+            f"its {len(runs)} stage and sweep point runs did: {listed(runs)}",
+            f"verify one of them: nbops verify {runs[0].info.run_id}",
+        )
+
+
 def _executed_notebook(store: TrackingStore, run: StoredRun, root: Path, into: Path) -> Path:
     rid = run.info.run_id
     runs_dir = project.state_dir(root, create=False) / "runs"
@@ -150,9 +190,14 @@ def _executed_notebook(store: TrackingStore, run: StoredRun, root: Path, into: P
                 return Path(store.download_artifacts(rid, a.path, str(into)))
     except Exception:  # noqa: BLE001 - no artifact store: handled below
         pass
+    from nbops.ops.lineage import KINDS, kind_of
+
+    kind = kind_of(run.data.tags)
     raise NotFound(
-        f"run {rid} has no executed notebook (neither .nbops/runs/{rid}/ nor a notebook/ artifact)",
-        "verify re-executes pipeline stage runs (nbops run); pick one from `nbops runs`",
+        f"run {rid} has no executed notebook (neither .nbops/runs/{rid}/ nor a notebook/ "
+        f"artifact): it is {KINDS[kind]}",
+        "verify re-executes the notebook a run kept: the stage and sweep point runs of "
+        "`nbops run` keep one (`nbops runs` lists them)",
     )
 
 
@@ -212,6 +257,45 @@ def _restore_inputs(store: TrackingStore, run: StoredRun, root: Path, work: Path
     return restored
 
 
+def _clear_outs(run: StoredRun, work: Path) -> dict[str, str]:
+    """The run's own outs (``nbops.out.<path>`` = digest; a sweep point's are its per-point
+    files), removed from the scratch copy so that only the re-execution can write them."""
+    from nbops.ops.lineage import prefixed
+    from nbops.pipeline import paths
+
+    outs = {}
+    for path, digest in prefixed(run.data.tags, tags.OUT_PREFIX).items():
+        if paths.refusal(work, path, "out") is not None:
+            continue  # not a path nbops may write: not compared (and never removed)
+        outs[path] = digest
+        target = work / paths.normalise(path)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.is_file() or target.is_symlink():
+            target.unlink()
+    return outs
+
+
+def compare_outs(
+    expected: dict[str, str], work: Path
+) -> tuple[dict[str, tuple[str | None, str | None]], list[str]]:
+    """Each out's recorded digest against what the re-execution wrote in ``work``."""
+    from nbops.pipeline.hashing import HashCache
+
+    hashes = HashCache(work, work / ".nbops")
+    table: dict[str, tuple[str | None, str | None]] = {}
+    diffs = []
+    for path, digest in sorted(expected.items()):
+        got = hashes.digest(path) if (work / path).exists() else None
+        table[path] = (digest or None, got)
+        if got != (digest or None):
+            diffs.append(
+                f"{path}: {digest[:12] if digest else 'missing'} -> "
+                f"{got[:12] if got else 'not written'}"
+            )
+    return table, diffs
+
+
 def _scratch_copy(root: Path, work: Path) -> None:
     shutil.copytree(
         root,
@@ -239,6 +323,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
     root = root or project.find_root()
     store = open_store(project.tracking_uri(root))
     run = store.get_run(run_id)
+    verifiable(store, run, root)
     out_dir = project.state_dir(root) / "verify" / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     original = _executed_notebook(store, run, root, out_dir / "original")
@@ -252,6 +337,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
         work = Path(tmp) / root.name
         _scratch_copy(root, work)
         restored = _restore_inputs(store, run, root, work)
+        own_outs = _clear_outs(run, work)
         source = work / rel
         source.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(original, source)  # the code as it ran, not as it is now
@@ -292,6 +378,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
         v.metrics, v.metric_diffs, v.ignored_metrics = compare_metrics(
             run.data.metrics, got_metrics, tolerance
         )
+        v.outs, v.out_diffs = compare_outs(own_outs, work)
         if output.exists():
             v.cells_compared, v.cell_diffs = compare_cells(
                 json.loads(Path(original).read_text(encoding="utf-8")),
@@ -299,7 +386,7 @@ def verify(run_id: str, tolerance: float = 1e-6, root: Path | None = None) -> Ve
                 str(work),
                 str(root),
             )
-    v.ok = v.error is None and not v.metric_diffs and not v.cell_diffs
+    v.ok = v.error is None and not v.metric_diffs and not v.cell_diffs and not v.out_diffs
     _record(store, v, root)
     return v
 
@@ -320,5 +407,8 @@ def _record(store: TrackingStore, v: Verification, root: Path) -> None:
         run_id=v.run_id,
         verify_run_id=v.verify_run_id,
         ok=v.ok,
-        differences=len(v.metric_diffs) + len(v.cell_diffs) + (1 if v.error else 0),
+        differences=len(v.metric_diffs)
+        + len(v.cell_diffs)
+        + len(v.out_diffs)
+        + (1 if v.error else 0),
     )
