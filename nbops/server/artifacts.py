@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from nbops import project
+from nbops import project, tags
 from nbops.errors import InvalidInput, NotFound, OutsideArtifactRoot
 from nbops.mlflow.readers.base import RunInfo
 from nbops.server import limits
@@ -256,6 +256,41 @@ def executed_notebook(
         if regular_file(p):
             return p
     return None
+
+
+def no_notebook(info: RunInfo, children: Sequence[Any], purpose: str = "show") -> NotFound:
+    """Why run ``info`` has no executed notebook, exactly: a sweep's parent and a pipeline run
+    executed none themselves and name the child runs that did (``children``: the run summaries
+    whose parent it is, oldest first); any other run says what it is. ``purpose``: ``show`` or
+    ``diff`` (the hint says what to do instead)."""
+    from nbops.ops.lineage import KINDS, kind_of
+
+    rid = info.summary.run_id
+    points = [c for c in children if c.stage is not None]
+    kind = kind_of(info.tags, bool(points))  # a stage run's children are its sweep points
+    what = "diff two of them" if purpose == "diff" else "open one of them"
+
+    def named(runs: Sequence[Any]) -> str:
+        shown = ", ".join(f"{c.run_id} ({c.run_name or c.stage or '-'})" for c in runs[:10])
+        return shown + (f" and {len(runs) - 10} more" if len(runs) > 10 else "")
+
+    if kind == "sweep":
+        return NotFound(
+            f"run {rid} is the sweep of stage {info.tags.get(tags.STAGE)}: it executed no "
+            f"notebook itself; its {len(points)} point runs did: {named(points)}",
+            f"{what}: each sweep point keeps its executed notebook",
+        )
+    if kind == "pipeline" and children:
+        return NotFound(
+            f"run {rid} is the pipeline run of an `nbops run`: it executed no notebook itself; "
+            f"its {len(children)} stage runs did: {named(children)}",
+            f"{what} (a sweep's stage run lists its points)",
+        )
+    return NotFound(
+        f"run {rid} has no executed notebook: it is {KINDS[kind]}, and neither "
+        f".nbops/runs/{rid}/ nor a notebook/ artifact holds one",
+        "pipeline stage runs, sweep points and tracked notebook runs keep one",
+    )
 
 
 def artifact_file(info: RunInfo, rel: str, roots: list[Path]) -> Path:

@@ -179,6 +179,27 @@ def _detail(ctx: ServerContext, run_id: str) -> tuple[Any, Any, Path | None]:
     return info, listing, executed_notebook(info, ctx.state_dir, listing.files, roots)
 
 
+def _no_notebook(ctx: ServerContext, info: Any, purpose: str) -> NbopsError:
+    """The exact 404 for a run without an executed notebook (artifacts.no_notebook), with the
+    runs whose parent it is read from the server's reader."""
+    from nbops.ops.names import filter_value
+    from nbops.server.artifacts import no_notebook
+
+    rid = info.summary.run_id
+    quoted = filter_value(rid)
+    children: list[Any] = []
+    if quoted is not None and (tags.PIPELINE in info.tags or tags.STAGE in info.tags):
+        found = ctx.reader().run_list(
+            info.summary.experiment_id,
+            f"tags.`{tags.MLFLOW_PARENT_RUN_ID}` = {quoted}",
+            ["attributes.start_time ASC"],
+            100,
+            None,
+        )
+        children = list(found.runs)
+    return no_notebook(info, children, purpose)
+
+
 class RunHandler(NbopsHandler):
     @tornado.web.authenticated
     @api
@@ -213,12 +234,9 @@ class NotebookHandler(NbopsHandler):
     @api
     async def get(self, run_id: str) -> None:
         check_run_id(run_id)
-        _, _, nb = await self.blocking(_detail, self.ctx, run_id)
+        info, _, nb = await self.blocking(_detail, self.ctx, run_id)
         if nb is None:
-            raise NotFound(
-                f"run {run_id} has no executed notebook",
-                "pipeline stage runs and tracked notebook runs keep one",
-            )
+            raise await self.blocking(_no_notebook, self.ctx, info, "show")
         await self.send_file(nb, f"the executed notebook of run {run_id}", "application/json")
 
 
@@ -276,9 +294,9 @@ class DiffHandler(NbopsHandler):
         def diff() -> m.NotebookDiff:
             nbs = []
             for rid in (a, b):
-                _, _, nb = _detail(self.ctx, rid)
+                info, _, nb = _detail(self.ctx, rid)
                 if nb is None:
-                    raise NotFound(f"run {rid} has no executed notebook to diff")
+                    raise _no_notebook(self.ctx, info, "diff")
                 size = nb.stat().st_size
                 if size > limits.MAX_DIFF_NOTEBOOK_BYTES:
                     raise InvalidInput(
