@@ -1,10 +1,18 @@
 """The MLflow runs of one ``nbops run``: the pipeline run, a run per stage point (children of a
 sweep stage's run when the stage sweeps), the sink that delivers them from this process, and the
-execution record that lets a later ``nbops run`` recover them if this one is killed."""
+execution record that lets a later ``nbops run`` recover them if this one is killed.
+
+Each run carries its real times (docs: README "### Pipelines"): a point's run begins when the
+executor really starts it (a kernel is ready: :meth:`RunBook.point_started`), not when it was
+queued, and is created in the store only then (MLflow cannot move a start time); a sweep's run
+begins with its first point; the pipeline run begins with the execution. Each run ends when it
+does. The live table (``progress``) learns each run's id as the store creates it."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +22,7 @@ from nbops.pipeline.spec import Pipeline
 from nbops.pipeline.state import Record, State
 
 if TYPE_CHECKING:  # imported when the first run starts: a no-op `nbops run` needs neither
+    from nbops.pipeline.progress import Progress
     from nbops.pipeline.sink import Sink
     from nbops.tracking.run import Run
 
@@ -21,7 +30,16 @@ if TYPE_CHECKING:  # imported when the first run starts: a no-op `nbops run` nee
 class RunBook:
     """Created lazily: nothing is started for an execution whose stages are all up to date."""
 
-    def __init__(self, root: Path, state_dir: Path, pipeline: Pipeline, tags: dict[str, str]):
+    def __init__(
+        self,
+        root: Path,
+        state_dir: Path,
+        pipeline: Pipeline,
+        tags: dict[str, str],
+        progress: Progress | None = None,
+    ):
+        self.began_ms = time.time_ns() // 1_000_000  # the execution's start: the pipeline run's
+        self.progress = progress  # told each run's id as the store creates it
         self.root = root
         self.state_dir = state_dir
         self.pipeline = pipeline
@@ -32,6 +50,10 @@ class RunBook:
         self.stage_runs: dict[str, Run] = {}  # the parent run of each sweep stage
         self.point_runs: dict[str, list[Run]] = {}  # each stage's point runs, in start order
         self.unnamed: list[tuple[Run, Path, Record]] = []  # (run, kept notebook dir, record)
+        self.labels: dict[str, str] = {}  # local id -> the row of the live table it belongs to
+        self._parents: dict[str, Run] = {}  # local id of a point run -> its sweep's run
+        self._begun: set[str] = set()  # local ids of the runs that have begun
+        self._lock = threading.Lock()  # points start in the executor's threads
 
     @property
     def started(self) -> bool:
@@ -44,7 +66,7 @@ class RunBook:
         from nbops.tracking.recovery import ExecutionRecord
         from nbops.tracking.run import Run
 
-        self.sink = Sink(uri, self.root, not_before=loaded)
+        self.sink = Sink(uri, self.root, not_before=loaded, on_created=self._created)
         exp = self.pipeline.experiment or self.root.name
         self.pipeline_run = Run(
             exp,
@@ -55,6 +77,8 @@ class RunBook:
             capture=False,
             spawn_writer=False,
         )
+        self.pipeline_run.begin(self.began_ms)  # it spans the execution, from its start
+        self._begun.add(self.pipeline_run.local_id)
         self.sink.add(self.pipeline_run)
         self.record = ExecutionRecord(self.state_dir, order)
         self.record.add_run(self.pipeline_run.local_id, None, "pipeline")
@@ -66,6 +90,8 @@ class RunBook:
         """The run of a sweep stage, parent of its points' runs."""
         run = self.new_run(plan, None, self._pipeline_run())
         self.stage_runs[plan.name] = run
+        if self.progress is not None:
+            self.progress.stage(plan.name)
         return run
 
     def new_run(self, plan: StagePlan, pt: Point | None, parent: Run | None) -> Run:
@@ -106,7 +132,14 @@ class RunBook:
             capture=False,
             spawn_writer=False,
         )
-        self.sink.add(run, parent)
+        # created in the store when it begins (point_started), with its real start time
+        self.sink.add(run, parent, held=True)
+        label = pt.label if pt else plan.name
+        self.labels[run.local_id] = label
+        if pt is not None and parent is not None and parent is self.stage_runs.get(plan.name):
+            self._parents[run.local_id] = parent
+            if self.progress is not None:
+                self.progress.member(plan.name, label)
         if self.record is not None and parent is not None:
             self.record.add_run(run.local_id, parent.local_id, pt.label if pt else plan.name)
             self.record.save()
@@ -115,7 +148,23 @@ class RunBook:
         return run
 
     def point_started(self, run: Run) -> None:
-        """The executor has really started ``run``'s point (called in its thread)."""
+        """The executor has really started ``run``'s point (called in its thread): the run
+        begins now and is created in the store; a sweep's run begins with its first point."""
+        assert self.sink is not None
+        with self._lock:
+            parent = self._parents.get(run.local_id)
+            for r in (parent, run):
+                if r is None or r.local_id in self._begun or r.status != "RUNNING":
+                    continue
+                self._begun.add(r.local_id)
+                r.begin()
+                self.sink.release(r)
+
+    def _created(self, run: Run, run_id: str) -> None:
+        """The sink created ``run`` in the store (its thread): its row shows the id."""
+        label = self.labels.get(run.local_id)
+        if label is not None and self.progress is not None:
+            self.progress.identify(label, run_id)
 
     def _pipeline_run(self) -> Run:
         assert self.pipeline_run is not None

@@ -1,11 +1,17 @@
 """Delivers the runs of one pipeline execution from the runner's own process: MLflow is imported
 once (in a background thread, while the first kernel starts), not once per kernel. Stage kernels
 append to their run's spool (NBOPS_ATTACH_SPOOL); this sink tails every spool so metrics show up
-in MLflow while a stage runs, creates child runs under their parents, and finishes runs."""
+in MLflow while a stage runs, creates child runs under their parents, and finishes runs.
+
+A run added ``held`` (a queued stage point) is created in the store only once it is released
+(its kernel started it: :meth:`Run.begin` gave it its real start time), once it has ended
+without starting, or at :meth:`Sink.close`: MLflow cannot move a run's start time afterwards.
+``on_created(run, run_id)`` is called (in the sink's thread) as each run gets its MLflow id."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,15 +30,27 @@ class _Entry:
     parent: Run | None
     delivery: Any = None
     done: bool = False
+    held: bool = False  # not created in the store until released (or ended)
+
+    def ready(self, closing: bool) -> bool:
+        return not self.held or closing or self.run.status != "RUNNING"
 
 
 class Sink:
-    def __init__(self, uri: str, cwd: Path, not_before: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        cwd: Path,
+        not_before: threading.Event | None = None,
+        on_created: Callable[[Run, str], None] | None = None,
+    ) -> None:
         self.uri = uri
+        self._on_created = on_created
         self._not_before = not_before
         self.cwd = cwd
         self._entries: list[_Entry] = []
         self._lock = threading.Lock()
+        self._pumping = threading.Lock()  # one pump at a time: a run is created once
         self._wake = threading.Event()
         self._closing = False
         self._store: Any = None
@@ -43,9 +61,19 @@ class Sink:
         self._thread = threading.Thread(target=self._loop, name="nbops-sink", daemon=True)
         self._thread.start()
 
-    def add(self, run: Run, parent: Run | None = None) -> None:
+    def add(self, run: Run, parent: Run | None = None, *, held: bool = False) -> None:
+        """Deliver ``run`` (a child of ``parent``, created after it); ``held``: not created in
+        the store before :meth:`release` (or its end)."""
         with self._lock:
-            self._entries.append(_Entry(run, parent))
+            self._entries.append(_Entry(run, parent, held=held))
+        self._wake.set()
+
+    def release(self, run: Run) -> None:
+        """A held run has begun (:meth:`Run.begin`): create it in the store now."""
+        with self._lock:
+            for e in self._entries:
+                if e.run is run:
+                    e.held = False
         self._wake.set()
 
     # --- the loop ---------------------------------------------------------------------------
@@ -78,10 +106,16 @@ class Sink:
         return self._context
 
     def pump(self) -> None:
+        """Deliver what is ready now (the sink's thread does this every 0.25 s, or when woken);
+        safe to call from another thread."""
+        with self._pumping:
+            self._pump()
+
+    def _pump(self) -> None:
         from nbops.tracking.delivery import Delivery
 
         with self._lock:
-            entries = [e for e in self._entries if not e.done]
+            entries = [e for e in self._entries if not e.done and e.ready(self._closing)]
         if not entries:
             return
         try:
@@ -97,7 +131,7 @@ class Sink:
                     if pid is not None:
                         tags = e.delivery.start.setdefault("tags", {})
                         tags[tag_names.MLFLOW_PARENT_RUN_ID] = tags[tag_names.PARENT_RUN] = pid
-                    e.delivery.ensure_run()
+                    self._created(e.run, e.delivery.ensure_run())
                     self._add_context(e)
                 e.delivery.pump()
                 if e.delivery.ended and e.delivery.caught_up():
@@ -111,6 +145,14 @@ class Sink:
             self.error = (
                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             )
+
+    def _created(self, run: Run, run_id: str) -> None:
+        if self._on_created is None:
+            return
+        try:
+            self._on_created(run, run_id)
+        except Exception:  # noqa: BLE001 - showing an id never stops delivery
+            pass
 
     def _ensure(self, run: Run) -> str | None:
         with self._lock:

@@ -43,13 +43,19 @@ class Delivery:
         else:
             eid = self.store.experiment_id(st.get("experiment") or "Default")
             run_id = self.store.create_run(
-                eid, int(st["start_ms"]), st.get("name"), dict(st.get("tags") or {})
+                eid, self.start_ms(), st.get("name"), dict(st.get("tags") or {})
             )
         self.spool.set_run_info(run_id, eid)
         self.run_id, self.experiment_id = run_id, eid
         if not st.get("run_id"):
             self._audit("run.start", experiment=st.get("experiment"), name=st.get("name"))
         return run_id
+
+    def start_ms(self) -> int:
+        """When the run began: its Began record (a pipeline point queued before its kernel was
+        ready), else its Start record's time."""
+        began = spool.began_ms(self.spool)
+        return int(self.start["start_ms"]) if began is None else began
 
     def _audit(self, action: str, **fields: Any) -> None:
         """nbops ops audit log (.nbops/audit.jsonl); never breaks delivery."""
@@ -103,6 +109,8 @@ class Delivery:
             elif isinstance(rec, spool.Tag):
                 n += 1
                 tags[rec.key] = rec.value
+            elif isinstance(rec, spool.Began):
+                pass  # read when the run was created (ensure_run); nothing to send
             elif isinstance(rec, spool.Start):
                 n += 1
                 params.update(rec.info.get("params") or {})

@@ -25,6 +25,7 @@ from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
 from nbops.tracking import validate
 from nbops.tracking.spool import (
     Artifact,
+    Began,
     Dataset,
     End,
     Metric,
@@ -185,6 +186,18 @@ class Run:
         self._experiment_id = None
         self._writer = None
         return self
+
+    def begin(self, ts_ms: int | None = None) -> int:
+        """The run really begins now (or at ``ts_ms``): for a run spooled ahead of its work (a
+        pipeline point created when it is queued, started when a kernel is ready for it). Its
+        MLflow run is created with this start time, so whoever delivers the spool must not
+        create the run before this is called (MLflow cannot move a run's start afterwards).
+        Returns the start, in ms since the epoch."""
+        self._check_open()
+        ms = _ms() if ts_ms is None else int(ts_ms)
+        self.spool.append(Began(ms))
+        self.start_ms = ms
+        return ms
 
     # --- the writer -----------------------------------------------------------------------------
     def _spawn_writer(self) -> None:

@@ -12,6 +12,10 @@ One directory per run under ``.nbops/spool/<local_id>/``:
 Records are JSON arrays whose first item says what they are::
 
     ["start", {...}]                    Start: experiment, name, tags, params, uri, pid, host, ...
+    ["began", ts_ms]                    Began: when the run really began, if not at its Start (a
+                                        pipeline point is spooled when it is queued and begins
+                                        when its kernel is ready); the store creates the run
+                                        with this start time
     ["m", key, value, step, ts_ms]      Metric
     ["p", key, value]                   Param
     ["t", key, value]                   Tag
@@ -104,6 +108,19 @@ class Start(_Record):
         self.info = info
 
 
+class Began(_Record):
+    """When the run really began (ms since the epoch), written before anything it logs: a run
+    spooled ahead of its work (a queued pipeline point) is created in the store with this start
+    time instead of its Start's ``start_ms``. Only one that comes before the run is created
+    counts (MLflow cannot move a run's start afterwards)."""
+
+    __slots__ = ("ts_ms",)
+    KIND = "began"
+
+    def __init__(self, ts_ms: int) -> None:
+        self.ts_ms = ts_ms
+
+
 class Metric(_Record):
     __slots__ = ("key", "value", "step", "ts_ms")
     KIND = "m"
@@ -158,7 +175,7 @@ class End(_Record):
         self.status, self.ts_ms = status, ts_ms
 
 
-Record: TypeAlias = Start | Metric | Param | Tag | Artifact | Dataset | End
+Record: TypeAlias = Start | Began | Metric | Param | Tag | Artifact | Dataset | End
 
 
 def _number(v: Any) -> bool:
@@ -189,12 +206,25 @@ def decode(raw: Any) -> Record | None:
             return Artifact(src, dst, bool(is_copy))
     elif kind == "start" and len(rest) == 1 and isinstance(rest[0], dict):
         return Start(rest[0])
+    elif kind == "began" and len(rest) == 1 and _integer(rest[0]):
+        return Began(rest[0])
     elif kind == "d" and len(rest) == 1 and isinstance(rest[0], dict):
         return Dataset(rest[0])
     elif kind == "end" and len(rest) == 2:
         status, ts = rest
         if isinstance(status, str) and _integer(ts):
             return End(status, ts)
+    return None
+
+
+def began_ms(sp: Spool) -> int | None:
+    """The time of the spool's Began record, if it has one before its run's first logged value
+    (what the run then logs comes after it; only the start's own records may come before)."""
+    for _, rec in sp.records_from(0):
+        if isinstance(rec, Began):
+            return rec.ts_ms
+        if not isinstance(rec, Start | Param | Tag):
+            return None
     return None
 
 
