@@ -254,7 +254,9 @@ class Execution:
             err = self._missing_out(plan, outs, f"stage {plan.name}")
             shared_file = [o for o in plan.shared if sweep and (self.r.root / o).is_file()]
             if err is None and shared_file:
-                cfg = specmod.shared_file_error(self.r.pipeline, plan.name, shared_file[0])
+                cfg = specmod.shared_file_error(
+                    self.r.pipeline, plan.name, shared_file[0], list(plan.points[0].sweep)
+                )
                 err = StageFailed(cfg.message, cfg.hint, stage=plan.name)
             if err is not None:
                 self.failures.append(err)

@@ -237,7 +237,9 @@ class Planner:
         if len(points) > 1:
             for out in st.outs:
                 if not specmod.is_per_point(out) and (self.root / out).is_file():
-                    raise specmod.shared_file_error(self.pipeline, st.name, out)
+                    raise specmod.shared_file_error(
+                        self.pipeline, st.name, out, list(points[0].sweep)
+                    )
 
     def _declared(self, stage: str) -> dict[str, Any]:
         """The parameters a stage's notebook declares ({} when it cannot be read: that is

@@ -297,12 +297,13 @@ def _check_templates(p: Pipeline) -> None:
                 )
 
 
-def shared_file_error(p: Pipeline, stage: str, out: str) -> ConfigError:
+def shared_file_error(p: Pipeline, stage: str, out: str, swept: list[str]) -> ConfigError:
     """The error for an out of a sweep stage without ``${...}`` (shared by every point) that is
-    a single file, which every point would overwrite: at the out's line in nbops.yaml."""
+    a single file, which every point would overwrite: at the out's line in nbops.yaml. ``swept``:
+    the keys the points differ in (the hint puts them in the path)."""
     st = p.stages[stage]
     i = st.outs.index(out) if out in st.outs else 0
-    keys = list(st.sweep) or ["C"]
+    keys = swept or list(st.sweep) or ["C"]
     return p.error(
         f"stage {stage!r}: out {out!r} is one file shared by every point of the sweep, so each "
         "point would overwrite it",
