@@ -311,8 +311,7 @@ def _outs_of(store: Any, run: Any) -> tuple[dict[str, str], str | None]:
     if tag_names.STAGE in t:
         outs = _outs_tags(run)
         if tag_names.SWEEP_POINT in t:
-            parent, shared = _shared_outs(store, run)
-            outs.update({f"{k} (shared by the sweep {parent})": v for k, v in shared.items()})
+            outs.update(_shared_outs(store, run)[1])  # the sweep's folders every point shares
         return outs, None
     if tag_names.PIPELINE in t:
         outs = {}

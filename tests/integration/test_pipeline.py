@@ -137,8 +137,10 @@ def test_checkout_restores_an_earlier_runs_outs_byte_for_byte(tiny, client):
 
 
 def test_a_sweep_makes_one_child_run_per_point_under_a_parent(tiny, client):
+    """A --sweep of a stage whose out is one file: every point would overwrite it, so the
+    points run (each its own run under the stage's run) but the stage fails, naming the out
+    at its line in nbops.yaml and the fix; the next run refuses before anything starts."""
     out = run(tiny, "double", "--sweep", "factor=1,2,3", "--jobs", "2")
-    assert out.returncode == 0, out.stdout + out.stderr
     labels = states(out.stdout)
     assert {"double[factor=1]", "double[factor=2]", "double[factor=3]"} <= set(labels)
     assert "other" not in labels  # not selected, not upstream of double
@@ -148,7 +150,13 @@ def test_a_sweep_makes_one_child_run_per_point_under_a_parent(tiny, client):
     assert len(parent) == 1 and len(points) == 3
     assert {r.data.tags["mlflow.parentRunId"] for r in points} == {parent[0].info.run_id}
     assert sorted(r.data.metrics["total"] for r in points) == [3, 6, 9]
-    assert "outs.json" in {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+    assert out.returncode == 1, out.stdout + out.stderr
+    said = r"nbops\.yaml:10:\d+: stage 'double': out 'b\.txt' is one file shared by every point"
+    assert re.search(said, out.stdout + out.stderr), out.stdout + out.stderr
+    assert parent[0].info.status == "FAILED"
+    again = run(tiny, "double", "--sweep", "factor=1,2")
+    assert again.returncode == 2 and re.search(said, again.stderr), again.stdout + again.stderr
+    assert "name each point's own file with ${...} (like b-factor${factor}.txt)" in again.stderr
 
 
 def test_a_failing_cell_fails_its_stage_skips_downstream_and_resume_finishes(tiny, client):
