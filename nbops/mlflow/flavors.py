@@ -234,32 +234,34 @@ def local_code(modules: Iterable[str], root: Path | None) -> list[str]:
     return out
 
 
-_FOUND: dict[str, str | None] = {}
+_FOUND: dict[str, tuple[str, str] | None] = {}
 
 
-def distribution(module: str) -> str | None:
-    """The installed distribution (``pip install`` name) that provides the import name
-    ``module``, or None (not installed, or the user's own code)."""
-    from importlib.metadata import PackageNotFoundError, distributions, metadata
+def distribution(module: str) -> tuple[str, str] | None:
+    """The installed distribution (its ``pip install`` name and version) that provides the
+    import name ``module``, or None (not installed, or the user's own code). Remembered for the
+    process."""
+    from importlib.metadata import PackageNotFoundError, distributions
+    from importlib.metadata import distribution as installed
 
     if module in _FOUND:
         return _FOUND[module]
+    _FOUND[module] = None
     for candidate in DISTRIBUTIONS.get(module, (module, module.replace("_", "-"))):
         try:
-            _FOUND[module] = str(metadata(candidate)["Name"])
-            return _FOUND[module]
+            dist = installed(candidate)
         except PackageNotFoundError:
             continue
+        _FOUND[module] = (str(dist.metadata["Name"]), dist.version)
+        return _FOUND[module]
     if module in DISTRIBUTIONS or module not in sys.modules:
-        _FOUND[module] = None
         return None
-    # a name that is not its distribution's (one scan of the installed RECORDs, ~0.3 s)
-    _FOUND[module] = None
+    # an import name that is not its distribution's: one scan of the installed RECORDs (~0.3 s)
     marks = (f"{module}/", f"{module}.py,")
     for dist in distributions():
         record = dist.read_text("RECORD") or ""
         if any(record.startswith(m) or f"\n{m}" in record for m in marks):
-            _FOUND[module] = str(dist.metadata["Name"])
+            _FOUND[module] = (str(dist.metadata["Name"]), dist.version)
             break
     return _FOUND[module]
 
@@ -268,17 +270,15 @@ def requirements(chosen: Flavor, model: Any) -> list[str]:
     """``name==version`` of each installed package a model of ``chosen`` needs to load: the
     flavor's packages, the optional ones this process imported, and those of the model's own
     classes; in that order, each once."""
-    from importlib.metadata import version
-
     wanted = list(chosen.packages)
     wanted += [m for m in chosen.if_imported if m in sys.modules]
     wanted += sorted(model_modules(model) - {"mlflow"})
     out: list[str] = []
     seen: set[str] = set()
     for module in wanted:
-        dist = distribution(module)
-        if dist is None or dist.lower() in seen:
+        found = distribution(module)
+        if found is None or found[0].lower() in seen:
             continue
-        seen.add(dist.lower())
-        out.append(f"{dist}=={version(dist)}")
+        seen.add(found[0].lower())
+        out.append(f"{found[0]}=={found[1]}")
     return out

@@ -21,7 +21,7 @@ from typing import Any
 
 from nbops import project
 from nbops.errors import InvalidInput, NbopsError
-from nbops.mlflow import flavors
+from nbops.mlflow import flavors, verbose
 from nbops.mlflow.flavors import Flavor, qualified
 
 #: rows of an ``input_example`` kept (a DataFrame, array or list; each column of a dict)
@@ -262,8 +262,11 @@ def _save(
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """MLflow's log lines and warnings are not shown while it saves (issue 13: nbops' own output
-    only); an error still raises."""
+    """MLflow's log lines and warnings are not shown while it saves (nbops' own output only; an
+    error still raises), unless ``NBOPS_VERBOSE`` asks for them (:func:`nbops.mlflow.verbose`)."""
+    if verbose():
+        yield
+        return
     logger = logging.getLogger("mlflow")
     level = logger.level
     logger.setLevel(logging.ERROR)
