@@ -262,8 +262,9 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument(
         "--retrain",
         action="store_true",
-        help="on drift, run the on_drift stages "
-        "(nbops run STAGES --force), tagged with the drift run",
+        help="on drift, run the on_drift stages (nbops run STAGES --force: the named stages; "
+        "an upstream stage only if it is not up to date), every run tagged with the drift run "
+        "and counted by kind",
     )
     sp.add_argument("--html", help="where to write the HTML report (default .nbops/drift/)")
     sp.add_argument("--json", action="store_true")
@@ -274,7 +275,9 @@ def add_parsers(sub: Any) -> None:
         help="where a model or run came from: run, stage, notebook, git, params, data, upstream",
         description="Walk model version -> run -> stage -> executed notebook -> git commit -> "
         "params -> data fingerprints -> upstream stage runs (those whose outs are this run's "
-        "deps, by content hash).",
+        "deps or tracked files, by content hash; for a directory, the runs whose outs make it "
+        "up). Any run: a stage run, a sweep point (its own outs), a sweep's run (its points), "
+        "a pipeline run (its stage runs), a run nbops run did not make (what it recorded).",
     )
     sp.add_argument("target", metavar="NAME@ALIAS|NAME/VERSION|RUN")
     sp.add_argument("--json", action="store_true", help="the tree as JSON")
@@ -285,10 +288,15 @@ def add_parsers(sub: Any) -> None:
         help="re-execute a stage run with its params and inputs; compare metrics and outputs",
         description="Re-execute the run's notebook (its code as it ran) in a scratch copy of the "
         "project with the recorded params and the inputs restored from the out cache, compare "
-        "metrics (--tolerance) and outputs cell by cell (volatile parts masked), report what "
-        "differs and tag the run nbops.verified=true|false. Exit 1 when it differs.",
+        "metrics (--tolerance), outputs cell by cell (volatile parts masked) and the run's own "
+        "outs (by content digest), report what differs and tag the run "
+        "nbops.verified=true|false. Exit 1 when it differs.",
     )
-    sp.add_argument("run", help="a stage run id")
+    sp.add_argument(
+        "run",
+        help="a stage run or sweep point id (a sweep's run or a pipeline run: the runs to "
+        "verify are named)",
+    )
     sp.add_argument(
         "--tolerance",
         type=number(0, 1e300),

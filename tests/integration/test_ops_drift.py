@@ -94,6 +94,11 @@ def test_retrain_runs_the_on_drift_stages_linked_to_the_drift_run(shop, client):
     assert stage_run.data.tags["nbops.drift_run"] == did
     assert drift_run.data.tags["nbops.retrain.runs"].split(",") == [stage_run.info.run_id]
     assert drift_run.data.tags["nbops.retrain.status"] == "ok"
+    # every run the retraining tagged is counted, by kind, in the line and the audit record
+    said = f"2 runs tagged nbops.drift_run={did} (1 pipeline run, 1 stage run)"
+    assert said in out.stdout and "; ran train; " in out.stdout
+    (rec,) = audit.select(action="drift.retrain")
+    assert rec["tagged"] == {"pipeline": 1, "stage": 1} and rec["ran"] == ["train"]
     assert (shop / "model.txt").read_text() == "m"
     assert [r["action"] for r in audit.select(action="drift")] == ["drift.check", "drift.retrain"]
 
