@@ -10,6 +10,7 @@ mlflow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -209,7 +210,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return Exit.FAILED if failed else Exit.OK
 
 
+# lines of MLflow's server that say nothing an nbops user asked about: the security notice for a
+# loopback host (nbops' own line says where the UI is)
+_UI_NOTICES = ("[MLflow] Security middleware enabled with default settings (localhost-only)",)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
+    """``mlflow ui`` on the project's store, one worker. Quiet unless ``--verbose``: MLflow's INFO
+    lines, uvicorn's startup and access log, its libraries' warnings (Starlette's deprecations)
+    and the localhost security notice are not shown; warnings and errors are."""
+    from nbops.mlflow import verbose
+
     uri = project.tracking_uri()
     cmd = [
         sys.executable,
@@ -218,10 +230,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
         "ui",
         "--backend-store-uri",
         uri,
+        "--registry-store-uri",  # else MLflow says "Registry store URI not provided"
+        uri,
         "--host",
         args.host,
         "--port",
         str(args.port),
+        "--workers",
+        str(args.workers),
     ]
     art = project.artifact_root_for(uri)
     if art is not None:
@@ -231,9 +247,82 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # mlflow ui would create or upgrade the schema itself, without nbops' lock, racing any
     # kernel that starts now; a store nbops refuses is a StoreUnavailable error like any other
     ensure_schema(uri)
-    print(f"nbops ui: MLflow UI on http://{args.host}:{args.port} for {uri}", flush=True)
-    os.execv(sys.executable, cmd)
-    return Exit.OK  # not reached
+    print(
+        f"nbops ui: MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)",
+        flush=True,
+    )
+    if verbose():
+        os.execv(sys.executable, cmd)
+    cmd += ["--uvicorn-opts", "--log-level warning --no-access-log"]
+    env = dict(os.environ)
+    env.setdefault(envvars.MLFLOW_LOGGING_LEVEL, "WARNING")
+    env.setdefault(envvars.PYTHONWARNINGS, "ignore")
+    drop = _UI_NOTICES if args.host in _LOOPBACK else ()
+    code = _serve_filtered(cmd, env, drop)
+    if code != 0:
+        _say(f"nbops ui: MLflow's server exited with code {code} (its messages are above)")
+        return Exit.FAILED
+    return Exit.OK
+
+
+def _serve_filtered(cmd: list[str], env: dict[str, str], drop: tuple[str, ...]) -> int:
+    """Run a server in the foreground, its output to stderr except the lines starting with one
+    of ``drop``. It runs in its own process group, so Ctrl-C and SIGTERM reach it and every
+    process it started (MLflow's job runners too), and none outlives it. The server's exit
+    code is returned (0 when it stopped because it was told to)."""
+    import signal
+    import subprocess
+    import threading
+
+    child = subprocess.Popen(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+
+    def forward() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if not (drop and line.startswith(drop)):
+                _say(line.rstrip("\n"))
+
+    def group(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signum)
+
+    stopped = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopped
+        stopped = True
+        group(signum)
+
+    reader = threading.Thread(target=forward, name="nbops-ui-output", daemon=True)
+    reader.start()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            stopped = True
+            group(signal.SIGINT)  # its own group: the terminal's Ctrl-C reached only nbops
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                group(signal.SIGKILL)
+                child.wait()
+            raise
+        finally:
+            group(signal.SIGTERM)  # what it left running (a job runner) ends with it
+            reader.join(timeout=5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0 if stopped else code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -264,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         ".nbops/mlflow.db.",
     )
     p.add_argument("--version", action=_Version, help="print nbops' version and exit")
+    p.add_argument("-v", "--verbose", dest="nbops_verbose", action="store_true", help=_VERBOSE)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
@@ -313,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("ui", cmd_ui, "start the MLflow UI on this project's store")
     sp.add_argument("--port", type=count(1, 65535), default=5000)
     sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument(
+        "--workers",
+        type=count(1, 64),
+        default=1,
+        help="server processes (default 1: one person's UI; MLflow's own default is 4)",
+    )
 
     sp = add("demo", cmd_demo, "run the example on the embedded store and say where to look")
     sp.add_argument(
@@ -320,7 +416,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to put the example project (default: ./example_notebooks "
         "in a source checkout, else ./nbops-demo)",
     )
+    for command in sub.choices.values():  # `nbops run -v` as well as `nbops -v run`
+        with contextlib.suppress(argparse.ArgumentError):  # the command has its own -v
+            command.add_argument(
+                "-v",
+                "--verbose",
+                dest="nbops_verbose",
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=_VERBOSE,
+            )
     return p
+
+
+_VERBOSE = (
+    "also show what MLflow and the servers nbops starts print (INFO lines, progress bars, "
+    "warnings); sets NBOPS_VERBOSE=1 for every process the command starts"
+)
+
+
+def _set_verbose(args: argparse.Namespace) -> None:
+    """``--verbose`` anywhere (before the command, after it, or a command's own ``-v``) reaches
+    the adapters and every child process through ``NBOPS_VERBOSE``."""
+    if getattr(args, "nbops_verbose", False) or getattr(args, "verbose", False) is True:
+        os.environ[envvars.VERBOSE] = "1"
+        if hasattr(args, "verbose"):
+            args.verbose = True
 
 
 def _say(text: str) -> None:
@@ -353,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         command = str(getattr(args, "command", None) or "?")
+        _set_verbose(args)
         if not getattr(args, "func", None):
             parser.print_help()
             return Exit.USAGE

@@ -74,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"nbops demo: the example pipeline in {proj} (store {project.default_tracking_uri(proj)})",
         flush=True,
     )
-    rel = os.path.relpath(proj)  # from where the user is (the run may change directory)
+    where = _cd_target(proj)  # from where the user is (the run may change directory)
     t0 = time.perf_counter()
     try:
         code = Runner(proj).run()
@@ -86,10 +86,32 @@ def run_demo(args: argparse.Namespace) -> int:
             "the example pipeline failed (see above)",
             f"the executed notebooks are under {proj / '.nbops' / 'runs'}",
         )
-    print(f"nbops demo: done in {time.perf_counter() - t0:.1f} s. Where to look:")
-    print(f"  cd {rel} && nbops runs        # the runs: one per stage and sweep point")
-    print(f"  cd {rel} && nbops status      # every stage up to date; run `nbops run` again: 0 s")
-    print(f"  cd {rel} && nbops ui          # MLflow's UI on http://127.0.0.1:5000")
-    print(f"  cd {rel} && jupyter lab       # {QUICKSTART}: track your own runs")
+    print(f"nbops demo: done in {time.perf_counter() - t0:.1f} s. Where to look (paste it):")
+    for line in where_to_look(where):
+        print(f"  {line}")
     sys.stdout.flush()
     return Exit.OK
+
+
+def _cd_target(proj: Path) -> str | None:
+    """How to reach ``proj`` from the current directory: None when already there, else the
+    relative path when it goes down, the absolute one when it would climb (``../..``)."""
+    here = Path.cwd().resolve()
+    if proj.resolve() == here:
+        return None
+    rel = os.path.relpath(proj, here)
+    return rel if not rel.startswith("..") else str(proj)
+
+
+def where_to_look(cd: str | None) -> list[str]:
+    """The demo's closing lines: one ``cd`` (none when already there), then commands that run
+    from there one after the other; the one that keeps running (the UI) comes last."""
+    import shlex
+
+    return ([f"cd {shlex.quote(cd)}"] if cd is not None else []) + [
+        "nbops runs      # the runs: one per stage and sweep point",
+        "nbops status    # every stage up to date",
+        "nbops run       # again: nothing runs, every stage is up to date (under a second)",
+        f"nbops ui        # MLflow's UI on http://127.0.0.1:5000 until Ctrl-C; or `jupyter lab`: "
+        f"{QUICKSTART}, track your own runs",
+    ]

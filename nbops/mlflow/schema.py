@@ -18,7 +18,9 @@ touches an SQLite store:
   upgraded by MLflow. Anything else is refused with :class:`SchemaRefused`, naming the file and
   the fix: retrying cannot help, so the writer stops at once and the data stays in the spool.
 
-Standard library at import; MLflow and alembic are imported only when a store is opened.
+MLflow's INFO lines about creating and upgrading tables are not shown (``nbops.mlflow.quiet``;
+``NBOPS_VERBOSE=1`` shows them). Standard library at import; MLflow and alembic are imported only
+when a store is opened.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from urllib.parse import quote
 
 from nbops import envvars, project
 from nbops.errors import SchemaRefused, StoreUnavailable
+from nbops.mlflow import quiet
 
 TMP_PREFIX = "_alembic_tmp_"
 LOCK_TIMEOUT = float(os.environ.get(envvars.SCHEMA_LOCK_TIMEOUT, "300"))
@@ -117,7 +120,7 @@ def ensure_schema(uri: str, artifact_root: Path | None = None) -> None:
         _current.add(_identity(db))
         return
     db.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(db):
+    with _locked(db), quiet():  # MLflow's "Creating initial MLflow database tables..." lines
         state = read_state(db)  # someone else may have made it current while we waited
         if not is_current(state):
             _make_current(uri, db, state, artifact_root or project.artifact_root_for(uri))

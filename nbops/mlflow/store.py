@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from nbops import envvars, project, tags
 from nbops.errors import NotFound, SchemaRefused, StoreUnavailable
 from nbops.mlflow import entities as e
+from nbops.mlflow import quiet
 from nbops.mlflow.failures import DOES_NOT_EXIST, INVALID_PARAMETER_VALUE, is_permanent
 from nbops.mlflow.schema import enable_wal, ensure_schema
 
@@ -71,11 +72,12 @@ class TrackingStore:
         db = project.sqlite_path(uri)
         _http_defaults()
         try:
-            # one process at a time creates, upgrades or repairs an SQLite store's schema
-            ensure_schema(uri, art)
-            self._client = MlflowClient(tracking_uri=uri)
-            # opening the store is lazy in MLflow: touch it so an unreachable store fails here
-            self._client.search_experiments(max_results=1)
+            with quiet():
+                # one process at a time creates, upgrades or repairs an SQLite store's schema
+                ensure_schema(uri, art)
+                self._client = MlflowClient(tracking_uri=uri)
+                # opening the store is lazy in MLflow: touch it so an unreachable store fails
+                self._client.search_experiments(max_results=1)
         except SchemaRefused:
             raise  # names the file and the fix already; retrying does not help
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unavailable"
@@ -169,10 +171,11 @@ class TrackingStore:
         )
 
     def log_artifact(self, run_id: str, src: str, artifact_path: str | None) -> None:
-        if os.path.isdir(src):
-            self._client.log_artifacts(run_id, src, artifact_path)
-        else:
-            self._client.log_artifact(run_id, src, artifact_path)
+        with quiet():  # no upload progress bar in nbops' output
+            if os.path.isdir(src):
+                self._client.log_artifacts(run_id, src, artifact_path)
+            else:
+                self._client.log_artifact(run_id, src, artifact_path)
 
     def log_dataset(self, run_id: str, fp: dict[str, Any]) -> None:
         ds = Dataset(
@@ -245,9 +248,11 @@ class TrackingStore:
 
     def download_artifacts(self, run_id: str, path: str, dst_dir: str) -> str:
         """Download artifact ``path`` of a run into ``dst_dir``; the local path. NotFound when
-        the run does not exist or has no artifact at ``path``."""
+        the run does not exist or has no artifact at ``path``. MLflow's ``Downloading
+        artifacts`` bar is not shown (``nbops.mlflow.quiet``)."""
         try:
-            return str(self._client.download_artifacts(run_id, path, dst_dir))
+            with quiet():
+                return str(self._client.download_artifacts(run_id, path, dst_dir))
         except MlflowException as exc:
             if _code(exc) not in _MISSING:
                 raise
