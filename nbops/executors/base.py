@@ -28,10 +28,17 @@ class StageJob:
     # called by the executor when the job really starts (a kernel is ready for it), in the
     # executor's thread: until then the job is queued
     on_start: Callable[[], None] | None = None
+    # called by the executor when a job it started is over (its notebook ran to the end, failed
+    # or was stopped), in the executor's thread, before the next job can start
+    on_end: Callable[[], None] | None = None
 
     def started(self) -> None:
         if self.on_start is not None:
             self.on_start()
+
+    def ended(self) -> None:
+        if self.on_end is not None:
+            self.on_end()
 
 
 @dataclass

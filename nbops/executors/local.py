@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops import envvars
-from nbops.errors import StageFailed
+from nbops.errors import IncompatibleDependency, StageFailed
 from nbops.executors import compat
 from nbops.executors.base import Executor, StageJob, StageResult
 
@@ -122,9 +122,11 @@ class LocalExecutor(Executor):
 
         t0 = time.perf_counter()
         km = None
+        started = False
         try:
             km = self._take()
             job.started()
+            started = True
             t0 = time.perf_counter()
             self._setup(km, job)
             job.output.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +154,7 @@ class LocalExecutor(Executor):
             return StageResult(job, False, time.perf_counter() - t0, err)
         except StageFailed as exc:
             return StageResult(job, False, time.perf_counter() - t0, exc)
-        except compat.IncompatibleDependency as exc:  # no kernel can start: say why, and the fix
+        except IncompatibleDependency as exc:  # no kernel can start: say why, and the fix
             err = StageFailed(
                 f"stage {job.label} cannot start a kernel: {exc.message}", exc.hint, stage=job.stage
             )
@@ -167,6 +169,8 @@ class LocalExecutor(Executor):
             )
             return StageResult(job, False, time.perf_counter() - t0, err)
         finally:
+            if started:  # before the kernel goes: its pool slot frees the next job
+                job.ended()
             if km is not None:
                 self._release(km)
 

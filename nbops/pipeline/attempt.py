@@ -34,7 +34,8 @@ def job(
 ) -> StageJob:
     """The kernel job of one point: its notebook, executed where it is (as in Jupyter) into
     ``.nbops/runs/<local id>/``, logging into ``run``'s spool. ``on_start`` is called when the
-    executor really starts it."""
+    executor really starts it; when it is over, the run's clock stops (its MLflow end time is
+    then, not after the runner has versioned its outs: the next stage may have started)."""
     return StageJob(
         plan.name,
         pt.label,
@@ -48,6 +49,7 @@ def job(
             envvars.PROJECT_ROOT: str(root),
         },
         on_start=on_start,
+        on_end=run.stop_clock,
     )
 
 

@@ -7,7 +7,10 @@ What a row says, in both forms:
   ``running`` (from the moment the executor really started it), then ``done`` / ``failed`` /
   ``killed`` / ``skipped`` / ``up to date``;
 - its elapsed time, from its real start to its end (a finished row stands still; a row that
-  never ran shows none): the same span as its MLflow run's start and end times;
+  never ran shows none). A stage point's row reads its run's own clock (:meth:`Progress.follow`):
+  the table shows exactly its MLflow run's start and end times, and ``saving`` between the end
+  of its kernel and the end of its bookkeeping (checks, outs versioned), while the next point
+  may already run;
 - its MLflow run id once the store has created the run (the sink creates runs in the
   background): the live table fills it in when it arrives; the plain lines say each run id
   exactly once, on the row's next line or, when the row has already finished, on a line of its
@@ -23,11 +26,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Protocol, TextIO
 
 _COLOURS = {
     "queued": "2",
     "running": "36",
+    "saving": "36",
     "done": "32",
     "up to date": "2",
     "failed": "31",
@@ -36,7 +40,15 @@ _COLOURS = {
     "would run": "36",
 }
 WAITING = ("queued",)
-ACTIVE = ("running",)
+ACTIVE = ("running", "saving")
+
+
+class Clocked(Protocol):
+    """What :meth:`Progress.follow` reads: a run's start and end (ms since the epoch; the end
+    None until its work is over). :class:`nbops.tracking.run.Run` is one."""
+
+    start_ms: int
+    ended_ms: int | None
 
 
 @dataclass
@@ -49,10 +61,26 @@ class _Row:
     said_id: bool = False  # plain lines: the run id has been printed
     members: list[str] | None = None  # a sweep stage's row: the labels of its points
     shown: str = ""  # plain lines: the last state printed for a sweep stage's row
+    clock: Clocked | None = None  # its run, whose times it shows (follow)
 
     @property
     def final(self) -> bool:
         return self.status not in WAITING + ACTIVE
+
+    def state(self) -> str:
+        """Its state as shown: ``saving`` once its run's work is over but it is not done."""
+        c = self.clock
+        if self.status == "running" and c is not None and c.ended_ms is not None:
+            return "saving"
+        return self.status
+
+    def times(self) -> tuple[float | None, float | None]:
+        """(start, end) in seconds of the clock; its run's own times when it follows one."""
+        c = self.clock
+        if c is None or self.started is None:
+            return self.started, self.ended
+        end = c.ended_ms / 1000 if c.ended_ms is not None else self.ended
+        return c.start_ms / 1000, end
 
 
 @dataclass
@@ -69,7 +97,7 @@ class Progress:
         self,
         out: TextIO | None = None,
         live: bool | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,  # seconds: the runs' clock (follow)
     ) -> None:
         self.out = out or sys.stdout
         self.live = self.out.isatty() if live is None else live
@@ -93,7 +121,7 @@ class Progress:
             now = self.clock()
             row = self._rows.setdefault(label, _Row())
             if status in WAITING:  # (again) waiting: no time until it runs
-                row.started = row.ended = None
+                row.started = row.ended = row.clock = None
             elif status in ACTIVE:
                 if row.started is None or row.final:  # a row that runs again starts anew
                     row.started, row.ended = now, None
@@ -127,6 +155,11 @@ class Progress:
             if label not in row.members:
                 row.members.append(label)
             self._stage_of[label] = stage
+
+    def follow(self, label: str, run: Clocked) -> None:
+        """Row ``label`` shows ``run``'s own start and end (called as the run begins)."""
+        with self._lock:
+            self._rows.setdefault(label, _Row()).clock = run
 
     def identify(self, label: str, run_id: str) -> None:
         """The store created row ``label``'s run: show its id (called from the sink's thread).
@@ -163,8 +196,9 @@ class Progress:
         print(" ".join(p for p in parts if p).rstrip(), file=self.out, flush=True)
 
     def _print(self, label: str, status: str, detail: str, row: _Row) -> None:
-        if not detail and row.final and row.started is not None and row.ended is not None:
-            detail = f"in {row.ended - row.started:.1f} s"  # from its real start to its end
+        started, ended = row.times()
+        if not detail and row.final and started is not None and ended is not None:
+            detail = f"in {ended - started:.1f} s"  # from its real start to its end
         parts = [self._stamp(), f"{label:<28}", self._paint(status), detail]
         if row.run_id and not row.said_id and status not in WAITING:
             parts.append(f"run {row.run_id}")
@@ -188,20 +222,21 @@ class Progress:
         """A row's state and times; a sweep stage's come from its points unless it was told a
         final state of its own (its outs missing, say)."""
         if row.members is None or not row.members:
-            return _Span(row.status, row.started, row.ended, row.detail)
+            return _Span(row.state(), *row.times(), row.detail)
         points = [self._rows[m] for m in row.members if m in self._rows]
         counts: dict[str, int] = {}
         for p in points:
-            counts[p.status] = counts.get(p.status, 0) + 1
-        starts = [p.started for p in points if p.started is not None]
+            counts[p.state()] = counts.get(p.state(), 0) + 1
+        spans = [p.times() for p in points]
+        starts = [a for a, _ in spans if a is not None]
         started = min(starts) if starts else None
         every_final = bool(points) and all(p.final for p in points)
-        ends = [p.ended for p in points if p.ended is not None]
+        ends = [b for _, b in spans if b is not None]
         ended = max(ends) if every_final and ends else None
         if row.final:  # told of its own (failed: an out missing; skipped; up to date)
             status = row.status
             ended = row.ended if ended is None else ended
-        elif any(p.status in ACTIVE for p in points):
+        elif any(p.state() in ACTIVE for p in points):
             status = "running"
         elif every_final:
             bad = [s for s in ("killed", "failed") if counts.get(s)]

@@ -159,6 +159,8 @@ class RunBook:
                 self._begun.add(r.local_id)
                 r.begin()
                 self.sink.release(r)
+            if self.progress is not None:  # its row shows the run's own times
+                self.progress.follow(self.labels.get(run.local_id, run.name or ""), run)
 
     def _created(self, run: Run, run_id: str) -> None:
         """The sink created ``run`` in the store (its thread): its row shows the id."""

@@ -104,6 +104,7 @@ class Run:
         self.snapshot = snapshot
         self._respawned = False
         self.status = "RUNNING"
+        self.ended_ms: int | None = None  # when its work was over, if before end() (stop_clock)
         self.counts = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "datasets": 0}
         self.last_metrics: dict[str, float] = {}
         self._params: dict[str, str] = {}
@@ -174,6 +175,7 @@ class Run:
         self.snapshot = None
         self._respawned = False
         self.status = "RUNNING"
+        self.ended_ms = None
         self.counts = {"params": 0, "metrics": 0, "tags": 0, "artifacts": 0, "datasets": 0}
         self.last_metrics = {}
         self._params = {k: str(v) for k, v in (start.get("params") or {}).items()}
@@ -198,6 +200,12 @@ class Run:
         self.spool.append(Began(ms))
         self.start_ms = ms
         return ms
+
+    def stop_clock(self, ts_ms: int | None = None) -> None:
+        """The run's work is over now (or at ``ts_ms``; a pipeline point's kernel finished):
+        :meth:`end` records this as its end time, whenever it is called (the runner versions a
+        stage's outs after its kernel is done, while the next stage may already run)."""
+        self.ended_ms = _ms() if ts_ms is None else int(ts_ms)
 
     # --- the writer -----------------------------------------------------------------------------
     def _spawn_writer(self) -> None:
@@ -474,7 +482,7 @@ class Run:
             with contextlib.suppress(OSError):
                 stored, is_copy = self.spool.stash(snap, snap.name)
                 self.spool.append(Artifact(stored, "notebook", is_copy))
-        self.spool.append(End(status, _ms()))
+        self.spool.append(End(status, self.ended_ms or _ms()))
         self.status = status
         if not self.owns_writer:
             return True  # whoever delivers this spool (the pipeline runner) finishes the run

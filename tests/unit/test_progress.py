@@ -251,3 +251,40 @@ def test_whatever_the_order_of_events_a_run_id_is_said_at_most_once_and_times_ne
     for row in _last_table(live.getvalue()) if live.getvalue() else []:
         m = re.search(r"\s(-?[\d.]+)s\b", row)
         assert m is None or float(m.group(1)) >= 0
+
+
+class FakeRun:
+    def __init__(self, start_ms: int) -> None:
+        self.start_ms = start_ms
+        self.ended_ms: int | None = None
+
+
+def test_a_followed_row_shows_its_runs_own_times_and_saving_while_the_next_one_runs():
+    """With one job, the next point starts as soon as a kernel is done, while the runner still
+    checks and versions the previous one: that one says ``saving``, never a second running."""
+    clock = Clock()
+    out = io.StringIO()
+    p = Progress(out, live=True, clock=clock)
+    a, b = FakeRun(100_000), FakeRun(0)
+    p.line("a", "queued")
+    p.line("b", "queued")
+    p.follow("a", a)
+    p.line("a", "running")
+    clock.t = 103.0
+    a.ended_ms = 102_500  # its kernel finished at 102.5 s
+    b.start_ms = 102_600
+    p.follow("b", b)
+    p.line("b", "running")
+    rows = _last_table(out.getvalue())
+    assert re.match(r"a\s+saving\s+2\.5s", rows[0]), rows  # stands still at its run's end
+    assert re.match(r"b\s+running\s+0\.4s", rows[1]), rows
+    clock.t = 104.0
+    p.line("a", "done")  # its bookkeeping took until 104 s: the run ended at 102.5 s
+    rows = _last_table(out.getvalue())
+    assert re.match(r"a\s+done\s+2\.5s", rows[0]), rows
+    plain = io.StringIO()
+    q = Progress(plain, clock=clock)
+    q.follow("a", a)
+    q.line("a", "running")
+    q.line("a", "done")
+    assert plain.getvalue().splitlines()[-1].endswith("done       in 2.5 s")
