@@ -168,9 +168,13 @@ def _predictions(chosen: Flavor, model: Any, example: Any) -> Any:
         import numpy as np
 
         torch = import_module("torch")  # imported already: the model is a torch Module
-        values = example.to_numpy() if hasattr(example, "to_numpy") else np.asarray(example)
+        # as MLflow's pytorch pyfunc does: a DataFrame becomes float32, an array stays as it is
+        if hasattr(example, "to_numpy"):
+            values = example.to_numpy(dtype=np.float32)
+        else:
+            values = np.asarray(example)
         with torch.no_grad():
-            out = model(torch.as_tensor(values))
+            out = model(torch.from_numpy(values))
         return out.detach().cpu().numpy() if hasattr(out, "detach") else out
     if chosen.name == "keras":
         return model.predict(example, verbose=0)
@@ -253,6 +257,10 @@ def _save(
         # skops (MLflow's default) refuses what it does not know (a function of the user's in a
         # FunctionTransformer) and costs 1.7 s to import: cloudpickle, as for every other pickle
         kwargs["serialization_format"] = "cloudpickle"
+    if chosen.name == "pytorch":
+        # MLflow 3's default, "pt2" (torch.export), needs an input example to trace and refuses
+        # models with data-dependent control flow: the whole module, pickled, loads as it was
+        kwargs["serialization_format"] = "pickle"
     if chosen.name == "pyfunc":
         python_model = model if _is_python_model(model) else _predicting(model)
         module.save_model(path, python_model=python_model, **kwargs)

@@ -298,3 +298,19 @@ def test_pip_requirements_are_accepted_as_pip_writes_them_or_refused_by_item(req
         assert "pip_requirements" in str(e)
         return
     assert got == [r.strip() for r in reqs]
+
+
+def test_every_flavors_mlflow_module_takes_what_nbops_passes_it():
+    """MLflow's save_model of each flavor (keras and tensorflow are left out: MLflow's modules
+    import the framework, not installed here) takes the arguments nbops gives it."""
+    import inspect
+
+    for name in flavors.FLAVORS.keys() - {"keras", "tensorflow"}:
+        module = import_module(flavors.FLAVORS[name].mlflow_module)
+        params = set(inspect.signature(module.save_model).parameters)
+        assert {"signature", "input_example", "pip_requirements", "code_paths"} <= params, name
+    pytorch = import_module("mlflow.pytorch")
+    assert pytorch.SERIALIZATION_FORMAT_PICKLE == "pickle"  # what nbops saves torch models as
+    for name in ("sklearn", "lightgbm", "pytorch"):
+        save = import_module(flavors.FLAVORS[name].mlflow_module).save_model
+        assert "serialization_format" in inspect.signature(save).parameters, name
