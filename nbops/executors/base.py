@@ -53,7 +53,13 @@ class StageResult:
 
 class Executor(ABC):
     """Runs jobs. ``warm_up`` may start kernels ahead of ``execute``; ``stop`` ends
-    everything at once (Ctrl-C, SIGTERM) leaving no process behind."""
+    everything at once (Ctrl-C, SIGTERM) leaving no process behind.
+
+    ``execute`` calls ``job.started()`` when the job really starts (a kernel is ready for it)
+    and ``job.ended()`` when a started job is over, before it returns: the pipeline's table says
+    ``queued`` until then, and the job's MLflow run is created with that start time and given
+    that end time. An executor that never calls them still works: the run is then created when
+    the job has ended, from when it was queued."""
 
     #: set once the executor can run a job without importing anything more (None: no such
     #: signal). The runner's sink waits for it before it imports MLflow: both imports are

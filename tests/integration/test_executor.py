@@ -142,3 +142,48 @@ def test_parallel_jobs_leave_the_runners_working_directory_alone(tmp_path, monke
     for i, job in enumerate(jobs):
         assert json.loads((job.cwd / f"probe-{i}.json").read_text())["cwd"] == str(job.cwd)
     assert seen == {str(tmp_path)}  # the runner process itself never changed directory
+
+
+def test_a_job_is_told_when_it_really_starts_and_ends_around_its_cells_and_never_if_it_cannot(
+    tmp_path,
+):
+    """on_start comes once a kernel is ready (before the first cell), on_end once the notebook is
+    done (after the last cell) or has failed; a job refused by a stopped executor gets neither."""
+    nb = notebook(
+        tmp_path / "clock.ipynb",
+        "import json, time\nfirst = time.time()",
+        "time.sleep(0.2)",
+        "json.dump({'first': first, 'last': time.time()}, open('clock.json', 'w'))",
+    )
+    bad = notebook(tmp_path / "bad.ipynb", "raise ValueError('no')")
+    told: list[tuple[str, str, float]] = []
+
+    def job(label: str, path: Path) -> StageJob:
+        return StageJob(
+            "clock",
+            label,
+            path,
+            tmp_path / "out" / f"{label}.ipynb",
+            {},
+            tmp_path,
+            on_start=lambda: told.append((label, "start", time.time())),
+            on_end=lambda: told.append((label, "end", time.time())),
+        )
+
+    ex = LocalExecutor(tmp_path, warm=1)
+    try:
+        assert ex.execute(job("ok", nb)).ok
+        failed = ex.execute(job("bad", bad))
+        assert not failed.ok and "ValueError" in failed.error.message
+    finally:
+        ex.stop()
+    refused = ex.execute(job("late", nb))  # stopped: it never starts
+    assert not refused.ok
+    assert [(label, what) for label, what, _ in told] == [
+        ("ok", "start"),
+        ("ok", "end"),
+        ("bad", "start"),
+        ("bad", "end"),
+    ]
+    clock = json.loads((tmp_path / "clock.json").read_text())
+    assert told[0][2] <= clock["first"] and clock["last"] <= told[1][2]
