@@ -11,6 +11,7 @@ without starting, or at :meth:`Sink.close`: MLflow cannot move a run's start tim
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from nbops import tags as tag_names
 from nbops.tracking import spool as records
 from nbops.tracking.run import Run
+from nbops.tracking.writer import HEARTBEAT_S
 
 if TYPE_CHECKING:
     from nbops.tracking import capture
@@ -58,6 +60,7 @@ class Sink:
         self._context: capture.RunContext | None = None
         self._busy = False  # the last error was a busy store (waited for), not a missing one
         self._closed = False
+        self._beat_at = time.monotonic()  # the runs' last heartbeat (nbops.heartbeat)
         self._thread = threading.Thread(target=self._loop, name="nbops-sink", daemon=True)
         self._thread.start()
 
@@ -138,6 +141,13 @@ class Sink:
                     e.run.spool.finish(e.delivery.run_id)
                     e.run.spool.close()
                     e.done = True
+            if time.monotonic() - self._beat_at > HEARTBEAT_S:
+                # alive, as a writer says it for a notebook's run: a stage that runs longer
+                # than NBOPS_STALE_AFTER must not look dead to `nbops sync` on another machine
+                self._beat_at = time.monotonic()
+                for e in entries:
+                    if e.delivery is not None and not e.done and not e.delivery.ended:
+                        e.delivery.heartbeat()
             self.error = None
             self._busy = False
         except Exception as exc:  # noqa: BLE001 - retried on the next pump; data stays spooled
@@ -171,8 +181,6 @@ class Sink:
 
     def run_id(self, run: Run, timeout: float = 60.0) -> str | None:
         """The MLflow id of a run once the sink created it (None if the store is unreachable)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rid = run.id_if_ready()
@@ -188,8 +196,6 @@ class Sink:
         says what. A store that is only busy (a locked SQLite database) is waited for; one that
         cannot be reached for GIVE_UP_S is left to ``nbops sync``. ``on_wait(lines)`` is called
         once if delivery takes longer than a few seconds, with what is still on its way."""
-        import time
-
         from nbops.tracking.run import DEFAULT_WAIT
 
         with self._lock:

@@ -198,6 +198,7 @@ class Run:
         self._check_open()
         ms = _ms() if ts_ms is None else int(ts_ms)
         self.spool.append(Began(ms))
+        self.spool.append(Tag(tag_names.HEARTBEAT, str(ms)))  # alive now, not since queued
         self.start_ms = ms
         return ms
 

@@ -106,6 +106,18 @@ def test_queued_points_are_created_only_when_they_begin_with_their_real_start(
     book.point_started(points[1])  # told twice (a retry): begins once
     progress.line(plan.points[1].label, "running", "never run")
     sink.pump()
+    store = TrackingStore(uri)
+    beat = "nbops.heartbeat"
+    assert store.get_run(points[1].id).data.tags[beat] == str(t_second)  # not since queued
+    # a long stage keeps saying it is alive (nbops sync elsewhere must not reap it)
+    from nbops.pipeline import sink as sink_mod
+    from nbops.tracking import delivery as delivery_mod
+
+    monkeypatch.setattr(sink_mod, "HEARTBEAT_S", -1.0)
+    monkeypatch.setattr(delivery_mod, "_now_ms", lambda: t_second + 600_000)
+    sink.pump()
+    assert store.get_run(points[0].id).data.tags[beat] == str(t_second + 600_000)
+    monkeypatch.setattr(sink_mod, "HEARTBEAT_S", 3600.0)
     now[0] += 2000
     for r in points:
         r.end("FINISHED")
@@ -113,7 +125,6 @@ def test_queued_points_are_created_only_when_they_begin_with_their_real_start(
     book.pipeline_run.end("FINISHED")
     assert sink.close(timeout=60)
 
-    store = TrackingStore(uri)
     info = {r: store.get_run(r.id).info for r in (book.pipeline_run, parent, *points)}
     assert info[book.pipeline_run].start_time == t_exec
     assert info[parent].start_time == t_first  # the sweep begins with its first point
