@@ -248,13 +248,12 @@ def cmd_checkout(args: argparse.Namespace) -> int:
     if record is None:
         status = run.info.status
         what = f"sweep point {point} of stage {stage!r}" if point else f"a run of stage {stage!r}"
-        why = (
-            f"it ended {status}, before its outs were versioned"
-            if status != "FINISHED"
-            else "its stage declared no outs of its own"
-            if point
-            else "its stage declares no outs"
-        )
+        if status != "FINISHED":
+            why = f"it ended {status}, before its outs were versioned"
+        elif point:
+            why = "its stage names no per-point outs (${...}), or nbops made it before it kept them"
+        else:
+            why = "its stage declares no outs"
         hint = (
             f"its sweep's run holds every point's outs: nbops checkout {parent}"
             if point and parent
