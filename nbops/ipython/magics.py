@@ -12,8 +12,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from nbops.errors import InvalidInput, NbopsError
-from nbops.ipython.infer import as_metric, infer
-from nbops.tracking import fluent, validate
+from nbops.ipython import infer_record
+from nbops.ipython.infer import METRIC, PARAM, Plan, as_param, plan
+from nbops.tracking import context, fluent, validate
 from nbops.tracking.run import STATUSES, Run
 
 USAGE = {
@@ -24,7 +25,8 @@ USAGE = {
     "metric": "%track metric NAME [NAME ...] [--step N]",
     "artifact": "%track artifact PATH [--path DIR]",
     "data": "%track data PATH [--role input|output]",
-    "cell": "%%track [-n STEP] [--params A,B] [--metrics X,Y] [--no-figures]",
+    "cell": "%%track [-n STEP] [--params A,B] [--metrics X,Y] [--skip N,M] [--no-figures] "
+    "[--explain] [-q]",
 }
 ALL_USAGE = "".join(f"\n  {u}" for u in USAGE.values())
 
@@ -42,7 +44,10 @@ class TrackMagics(Magics):
         super().__init__(shell)
         self.warned: set[str] = set()
         self.step_counts: dict[tuple[str, str], int] = {}
+        self.metric_steps: dict[tuple[str, str], int] = {}  # (run, metric) -> next step
         self.sources_logged: set[tuple[str, str, int]] = set()
+        self.recorder = infer_record.Recorder()
+        self.failed_start: str | None = None  # why the last %track start failed
 
     # --- helpers ------------------------------------------------------------------------------
     def _warn_once(self, key: str, message: str) -> None:
@@ -55,17 +60,34 @@ class TrackMagics(Magics):
         experiment: str | None = None,
         name: str | None = None,
         tags: dict[str, str] | None = None,
-    ) -> Run:
-        return fluent.start_run(experiment, name, tags, user_ns=self.shell.user_ns)
+    ) -> tuple[Run, str]:
+        """Start a run; (the run, what its experiment and name came from, for the user)."""
+        ns = self.shell.user_ns
+        found = context.origin(ns)
+        if name is None:
+            name = default_run_name(found.notebook)
+        run = fluent.start_run(experiment, name, tags, user_ns=ns)
+        if experiment is not None:
+            why = "as asked"
+        elif found.notebook is not None:
+            why = f"the notebook's name, from {found.how}"
+        else:
+            why = f"{found.how}; name one with %track start -e NAME"
+        note = context.snapshot_note(ns)
+        return run, why + (f"; {note}" if note else "")
 
     def _run(self) -> Run:
         run = fluent.active_run()
         if run is None:
-            run = self._start()
-            print(
-                f"nbops: started a run in experiment {run.experiment!r} "
-                f"(store {run.uri}); `%track status` shows it"
+            run, why = self._start()
+            after = (
+                f" (the last %track start failed: {self.failed_start})" if self.failed_start else ""
             )
+            print(
+                f"nbops: no run was active{after}: started run {run.name!r} in experiment "
+                f"{run.experiment!r} ({why}); `%track status` shows it"
+            )
+            self.failed_start = None
         return run
 
     def _value(self, name: str) -> Any:
@@ -95,7 +117,14 @@ class TrackMagics(Magics):
     @argument("--role", help="data: input (default) or output")
     @argument("--params", help="%%%%track: log exactly these names as params (A,B)")
     @argument("--metrics", help="%%%%track: log exactly these names as metrics (X,Y)")
+    @argument("--skip", help="%%%%track: do not log these names (N,M)")
     @argument("--no-figures", action="store_true", help="%%%%track: do not log figures")
+    @argument(
+        "--explain",
+        action="store_true",
+        help="%%%%track: show what the cell would log and why; the cell does not run",
+    )
+    @argument("-q", "--quiet", action="store_true", help="%%%%track: no summary line")
     @line_cell_magic
     def track(self, line: str, cell: str | None = None) -> Any:
         """Track this notebook as an MLflow run.
@@ -112,15 +141,30 @@ class TrackMagics(Magics):
 
         Cell form::
 
-            %%track [-n STEP] [--params A,B] [--metrics X,Y] [--no-figures]
+            %%track [-n STEP] [--params A,B] [--metrics X,Y] [--skip N,M] [--no-figures]
+                    [--explain] [-q]
 
-        runs the cell, then logs names bound to literal constants as params, names bound to
-        computed numbers as metrics, figures the cell shows as PNGs under cells/STEP/, the
-        cell's source and its duration. The first %track or %%track starts a run if none is
-        active. Logging never slows or breaks the cell: values are spooled to disk and written
-        to MLflow in the background.
+        runs the cell and logs what a person would log by hand: as params, the literal
+        settings that feed a fit, a model, a search or a score (and literals the cell sets
+        without using); as metrics, the results of scoring calls (*_score, *_error, *_loss,
+        .score(), .best_score_, classification_report...), as they are computed (in a loop:
+        a history); figures the cell shows as PNGs under cells/STEP/, the cell's source and
+        its duration. One line after the cell says what was logged. --explain shows each
+        name, the rule that chose or left it out, and runs nothing. --params / --metrics
+        replace the inferred params / metrics by exactly these names; --skip leaves names
+        out. The first %track or %%track starts a run if none is active. Logging never slows
+        or breaks the cell: values are spooled to disk and written to MLflow in the background.
         """
         __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        try:
+            return self._track(line, cell)
+        except (UsageError, NbopsError) as exc:
+            if cell is None and line.split()[:1] == ["start"]:
+                self.failed_start = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise
+
+    def _track(self, line: str, cell: str | None) -> Any:
+        __tracebackhide__ = True  # noqa: F841
         try:
             args = parse_argstring(self.track, line)
         except UsageError as exc:
@@ -137,6 +181,9 @@ class TrackMagics(Magics):
         handler = getattr(self, f"_cmd_{command}", None)
         if handler is None or command == "cell":
             raise _usage_error(f"unknown subcommand {command!r}")
+        cell_only = [o for o, v in _cell_options(args).items() if v]
+        if cell_only:
+            raise _usage_error(f"{', '.join(cell_only)} is for %%track cells only", command)
         return handler(args, rest)
 
     # --- line subcommands ---------------------------------------------------------------------
@@ -151,10 +198,11 @@ class TrackMagics(Magics):
         if previous is not None:
             fluent.end_run("FINISHED", timeout=0)
             print(f"nbops: ended the previous run ({previous.id_if_ready() or previous.local_id})")
-        run = self._start(args.experiment, args.name, tags)
+        run, why = self._start(args.experiment, args.name, tags)
+        self.failed_start = None
         print(
-            f"nbops: run started in experiment {run.experiment!r} (store {run.uri}); "
-            "its id appears with `%track status`"
+            f"nbops: run {run.name!r} started in experiment {run.experiment!r} ({why}; store "
+            f"{run.uri}); its id appears with `%track status`"
         )
 
     def _cmd_stop(self, args: Any, rest: list[str]) -> None:
@@ -184,7 +232,8 @@ class TrackMagics(Magics):
         if run is None:
             print("nbops: no active run (`%track start`, or any %track / %%track starts one)")
             return
-        print(status_text(run))
+        why = None if run.notebook else context.origin(self.shell.user_ns).how
+        print(status_text(run, why))
 
     def _cmd_param(self, args: Any, rest: list[str]) -> None:
         if not rest:
@@ -217,14 +266,16 @@ class TrackMagics(Magics):
     # --- %%track ------------------------------------------------------------------------------
     def _track_cell(self, args: Any, cell: str) -> Any:
         __tracebackhide__ = True  # noqa: F841
-        shell = self.shell
+        shell: Any = self.shell
+        step = args.name or f"cell{shell.execution_count}"
+        if args.explain:
+            return self._explain(args, step, cell)
         try:
             run: Run | None = self._run()
         except Exception as exc:  # noqa: BLE001 - the cell runs whatever happens to nbops
             reason = exc.message if isinstance(exc, NbopsError) else f"{type(exc).__name__}: {exc}"
             self._warn_once("start", f"tracking is off for this cell: {reason}")
             run = None
-        step = args.name or f"cell{shell.execution_count}"
         catcher = None
         if run is not None and not args.no_figures:
             from nbops.ipython.figures import FigureCatcher
@@ -232,41 +283,66 @@ class TrackMagics(Magics):
             catcher = FigureCatcher(shell)
             catcher.__enter__()
         error: BaseException | None = None
-        result = tree = None
+        result = cell_plan = None
+        ns = shell.user_ns
+        ns[infer_record.NAME] = self.recorder
+        shell.user_ns_hidden[infer_record.NAME] = self.recorder
         t0 = time.perf_counter()
         try:
-            tree, code, last = self._compile(cell)
-            ns = shell.user_ns
+            cell_plan, code, last = self._compile(cell, record=run is not None)
+            self.recorder.start()
             exec(code, ns)  # noqa: S102 - it is the user's cell
             if last is not None:
                 result = eval(last, ns)  # noqa: S307
         except BaseException as exc:  # noqa: BLE001 - re-raised unchanged below
             error = exc
+        finally:
+            self.recorder.stop()
         duration = time.perf_counter() - t0
         if run is not None:
             try:
                 if catcher is not None:
                     catcher.__exit__(None, None, None)
-                self._log_cell(run, args, step, cell, tree, duration, catcher)
+                self._log_cell(run, args, step, cell, cell_plan, duration, catcher)
             except Exception as exc:  # noqa: BLE001 - nbops never breaks the user's cell
                 self._warn_once(f"cell:{type(exc).__name__}", f"could not log cell {step}: {exc}")
         if error is not None:
             raise error
         return result
 
-    def _compile(self, cell: str) -> tuple[ast.Module, Any, Any]:
-        """(the cell's AST as written, its code, the code of a trailing expression or None),
-        compiled the way IPython compiles cells (magics inside, AST transformers, tracebacks)."""
+    def _parse(self, cell: str) -> tuple[ast.Module, str]:
         shell = self.shell
         source = shell.transform_cell(cell)
         filename = shell.compile.cache(source, shell.execution_count)
-        tree = shell.compile.ast_parse(source, filename=filename)
-        written = ast.Module(body=list(tree.body), type_ignores=[])
+        return shell.compile.ast_parse(source, filename=filename), filename
+
+    def _compile(self, cell: str, record: bool = True) -> tuple[Plan | None, Any, Any]:
+        """(what the cell logs, its code, the code of a trailing expression or None), compiled
+        the way IPython compiles cells (magics inside, AST transformers, tracebacks); the
+        expressions the plan records pass through the recorder."""
+        shell = self.shell
+        tree, filename = self._parse(cell)
+        cell_plan = None
+        if record:
+            try:
+                cell_plan = plan(tree)
+                tree = infer_record.instrument(tree, cell_plan)
+            except Exception as exc:  # noqa: BLE001 - inference never stops the cell
+                self._warn_once("infer", f"could not read what the cell logs: {exc}")
+                tree, filename = self._parse(cell)
+                cell_plan = None
         tree = shell.transform_ast(tree)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = shell.compile(ast.Expression(tree.body.pop().value), filename, "eval")
-        return written, shell.compile(tree, filename, "exec"), last
+        return cell_plan, shell.compile(tree, filename, "exec"), last
+
+    def _explain(self, args: Any, step: str, cell: str) -> None:
+        try:
+            tree, _ = self._parse(cell)
+        except SyntaxError as exc:
+            raise _usage_error(f"the cell does not parse: {exc}", "cell") from None
+        print(explain_text(plan(tree), args, step))
 
     def _log_cell(
         self,
@@ -274,46 +350,155 @@ class TrackMagics(Magics):
         args: Any,
         step: str,
         cell: str,
-        tree: ast.Module | None,
+        cell_plan: Plan | None,
         duration: float,
         catcher: Any,
     ) -> None:
         ns = self.shell.user_ns
-        if args.params is not None or args.metrics is not None:
-            params = [s for s in (args.params or "").split(",") if s.strip()]
-            metrics = [s for s in (args.metrics or "").split(",") if s.strip()]
-            params, metrics = [p.strip() for p in params], [m.strip() for m in metrics]
+        rec = self.recorder
+        notes: list[str] = []
+        skip = _names(args.skip)
+        inferred = cell_plan or Plan()
+        # params: inferred (literal values at the end of the cell) or exactly --params
+        params: dict[str, Any] = {}
+        if args.params is not None:
+            for p in _names(args.params):
+                if p in ns:
+                    params[p] = ns[p]
+                else:
+                    notes.append(f"--params {p}: no variable {p!r} after the cell, not logged")
         else:
-            inferred = infer(tree) if tree is not None else None
-            params = inferred.params if inferred else []
-            metrics = inferred.metrics if inferred else []
-        values = {p: ns[p] for p in params if p in ns}
-        for p, v in values.items():
+            for p in inferred.params:
+                text = as_param(ns.get(p)) if p in ns else None
+                if text is not None:
+                    params[p] = text
+            params.update(rec.params)
+        # metrics: recorded as computed (histories) or exactly --metrics
+        metrics: dict[str, list[float]] = {}
+        if args.metrics is not None:
+            for m in _names(args.metrics):
+                got = {k: v for k, v in rec.metrics.items() if k == m or k.startswith(m + ".")}
+                if not got and m in ns:
+                    got = {k: [v] for k, v in infer_record.metric_values(m, ns[m])}
+                if got:
+                    metrics.update(got)
+                elif m in ns:
+                    notes.append(
+                        f"--metrics {m}: {type(ns[m]).__name__} is not a number, not logged"
+                    )
+                else:
+                    notes.append(f"--metrics {m}: no variable {m!r} after the cell, not logged")
+        else:
+            metrics = dict(rec.metrics)
+        for name in skip:
+            hit = [k for k in (*params, *metrics) if k == name or k.startswith(name + ".")]
+            if not hit:
+                notes.append(f"--skip {name}: the cell logs no {name!r}")
+            for k in hit:
+                params.pop(k, None)
+                metrics.pop(k, None)
+        for p, v in params.items():
             try:
                 run.log_params({p: v})
             except InvalidInput as exc:
                 self._warn_once(f"param:{p}", exc.message + " — start a new run with %track start")
+                notes.append(f"param {p} not logged")
+        for m, values in metrics.items():
+            at = self.metric_steps.get((run.local_id, m), 0)
+            self.metric_steps[(run.local_id, m)] = at + len(values)
+            for i, v in enumerate(values):
+                run.log_metric(m, v, step=at + i)
         key = (run.local_id, step)
         n = self.step_counts.get(key, 0)
         self.step_counts[key] = n + 1
-        numbers = {}
-        for m in metrics:
-            v = as_metric(ns.get(m)) if m in ns else None
-            if v is not None:
-                numbers[m] = v
-        if numbers:
-            run.log_metrics(numbers, step=n)
         run.log_metric(f"cells/{step}/duration_s", duration, step=n)
         source_key = (run.local_id, step, hash(cell))
         if source_key not in self.sources_logged:  # a re-run of the same source: already there
             run.log_text(cell, f"cells/{step}/source.py")
             self.sources_logged.add(source_key)
+        figures = 0
         if catcher is not None:
             for i, png in enumerate(catcher.pngs, 1):
                 run.log_png(png, f"cells/{step}/figure-{i}.png")
+            figures = len(catcher.pngs)
+        for note in notes:
+            print(f"nbops: {note}", file=sys.stderr)
+        if not args.quiet:
+            print(summary_line(step, params, metrics, figures))
 
 
-def status_text(run: Run) -> str:
+def _names(option: str | None) -> list[str]:
+    return [s.strip() for s in (option or "").split(",") if s.strip()]
+
+
+def _cell_options(args: Any) -> dict[str, bool]:
+    return {
+        "--params": args.params is not None,
+        "--metrics": args.metrics is not None,
+        "--skip": args.skip is not None,
+        "--no-figures": bool(args.no_figures),
+        "--explain": bool(args.explain),
+        "--quiet": bool(args.quiet),
+    }
+
+
+def default_run_name(notebook: Any) -> str:
+    """A run's name when none is given: the notebook's name (or ``ipython``) and the time."""
+    stem = getattr(notebook, "stem", None) or "ipython"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def summary_line(
+    step: str, params: dict[str, Any], metrics: dict[str, list[float]], figures: int
+) -> str:
+    """One line after a tracked cell: what it logged."""
+    parts = []
+    if params:
+        parts.append("params " + _listing(list(params)))
+    if metrics:
+        shown = [f"{k} ({len(v)} steps)" if len(v) > 1 else k for k, v in metrics.items()]
+        parts.append("metrics " + _listing(shown))
+    if figures:
+        parts.append(f"{figures} figure{'s' if figures > 1 else ''}")
+    what = "; ".join(parts) if parts else "no params or metrics"
+    return f"nbops: cell {step} logged {what} (`%%track --explain` says why)"
+
+
+def explain_text(cell_plan: Plan, args: Any, step: str) -> str:
+    """The plan of a cell, one name a line: what is logged, by which rule, what is left out."""
+    lines = [f"%%track -n {step}: what this cell logs (--explain: the cell did not run)"]
+    label = {PARAM: "param ", METRIC: "metric", "skip": "skip  "}
+    width = max([len(c.name) for c in cell_plan.choices] + [4])
+    explicit = {PARAM: args.params is not None, METRIC: args.metrics is not None}
+    order = {PARAM: 0, METRIC: 1}
+    for c in sorted(cell_plan.choices, key=lambda c: (order.get(c.kind, 2), c.line)):
+        rule = c.rule
+        if explicit.get(c.kind):
+            rule += f"  [replaced: --{c.kind}s names exactly what is logged]"
+        lines.append(f"  {label.get(c.kind, c.kind)}  {c.name:<{width}}  line {c.line}: {rule}")
+    if not cell_plan.choices:
+        lines.append("  nothing: the cell binds no literal setting and calls no scoring function")
+    for kind, option in ((PARAM, args.params), (METRIC, args.metrics)):
+        if option is not None:
+            lines.append(f"  --{kind}s: exactly {', '.join(_names(option)) or 'none'}")
+    if args.skip:
+        lines.append(f"  --skip: {', '.join(_names(args.skip))} left out")
+    lines.append(
+        "  params are read at the end of the cell (text of at most 250 characters); metrics "
+        "as they are computed (a loop gives a history)"
+    )
+    if not args.no_figures:
+        lines.append(f"  figures the cell shows -> cells/{step}/figure-N.png")
+    return "\n".join(lines)
+
+
+def status_text(run: Run, no_notebook: str | None = None) -> str:
+    """``%track status``; ``no_notebook``: why the run has no notebook (shown instead)."""
     rid = run.id_if_ready()
     st = run.store_state()
     state = st.get("state", "starting")
@@ -329,6 +514,8 @@ def status_text(run: Run) -> str:
         )
     if run.notebook:
         lines.append(f"notebook     {run.notebook}")
+    elif no_notebook:
+        lines.append(f"notebook     none ({no_notebook}): no snapshot at the end")
     c = run.counts
     lines.append(
         f"logged       {c['params']} params, {c['metrics']} metric values, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,14 +32,17 @@ def test_track_cell_logs_params_metrics_figure_source_and_duration(project, clie
         "%track stop",
     )
     out = execute(nb)
-    assert "0.9" in outputs_text(out.cells[3])  # the cell's value is still displayed
+    cell = outputs_text(out.cells[3])
+    assert "0.9" in cell  # the cell's value is still displayed
+    assert "nbops: cell fit logged params lr, kind; metrics acc; 1 figure" in cell
     status = outputs_text(out.cells[4])
     assert "experiment   magic" in status and "metric values" in status
     assert "ended (FINISHED)" in outputs_text(out.cells[5])
     (run,) = _runs(client, "magic")
     assert run.info.status == "FINISHED" and run.info.run_name == "first"
     assert run.data.params == {"lr": "0.1", "kind": "rf"}
-    assert run.data.metrics["acc"] == 0.9 and run.data.metrics["n_rows"] == 3
+    assert run.data.metrics["acc"] == 0.9  # a computed number named like a score
+    assert "n_rows" not in run.data.metrics  # a dataset size is not a metric
     assert "label" not in run.data.metrics
     assert run.data.metrics["cells/fit/duration_s"] > 0
     assert run.data.tags["team"] == "vision" and run.data.tags["owner"] == "ana"
@@ -47,21 +52,25 @@ def test_track_cell_logs_params_metrics_figure_source_and_duration(project, clie
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_notebook_path_parameters_and_snapshot_are_captured_under_papermill(project, client):
+def test_notebook_path_parameters_and_the_executed_snapshot_under_papermill(project, client):
     nb = notebook(
         project / "sweep_me.ipynb",
         ("C = 1.0\nseed = 0", ["parameters"]),
         "%load_ext nbops",
         "%track start",
+        "print('this cell ran with C =', C)",
         "%track stop",
     )
+    (project / "elsewhere").mkdir()
     subprocess.run(
         [
             sys.executable,
             "-m",
             "papermill",
             "sweep_me.ipynb",
-            "out.ipynb",
+            "out.ipynb",  # relative to papermill's directory, not the kernel's (--cwd)
+            "--cwd",
+            "elsewhere",
             "-p",
             "C",
             "10.0",
@@ -69,6 +78,7 @@ def test_notebook_path_parameters_and_snapshot_are_captured_under_papermill(proj
             "--no-progress-bar",
         ],
         cwd=project,
+        env={**os.environ, "PWD": str(project)},  # as a shell in the project starts it
         check=True,
         capture_output=True,
         timeout=180,
@@ -78,7 +88,15 @@ def test_notebook_path_parameters_and_snapshot_are_captured_under_papermill(proj
     assert run.data.tags["nbops.notebook"] == str(nb)
     assert run.data.tags["mlflow.source.type"] == "NOTEBOOK"
     snap = [a.path for a in client.list_artifacts(run.info.run_id, "notebook")]
-    assert snap == ["notebook/sweep_me.ipynb"]
+    assert snap == ["notebook/out.ipynb"]  # what ran: papermill's output, not the input
+    executed = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "notebook/out.ipynb")).read_text()
+    )
+    code = [c for c in executed["cells"] if c["cell_type"] == "code"]
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in code)
+    printed = [o for c in code for o in c["outputs"] if o.get("name") == "stdout"]
+    assert any("this cell ran with C = 10.0" in "".join(o["text"]) for o in printed)
+    assert all(c["execution_count"] for c in code[:4])  # every cell before %track stop ran
 
 
 def test_the_jupyter_session_names_the_notebook(project, client, monkeypatch):
@@ -103,10 +121,16 @@ def test_first_track_starts_a_run_and_line_forms_log_values(project, client):
         "%track stop --status killed",
     )
     out = execute(nb)
-    assert "started a run" in outputs_text(out.cells[2])
+    started = outputs_text(out.cells[2])
+    assert "nbops: no run was active: started run 'ipython-" in started
+    assert "in experiment 'Default' (no notebook path: a kernel without a Jupyter session" in (
+        started
+    )
+    assert "name one with %track start -e NAME" in started
     assert "1 rows x 2 cols" in outputs_text(out.cells[5])
     (run,) = _runs(client, "Default")
     assert run.info.status == "KILLED"
+    assert run.info.run_name in started  # the name said is the run's, not a random one
     assert run.data.params == {"lr": "0.01", "epochs": "3"}
     hist = client.get_metric_history(run.info.run_id, "acc")
     assert [(m.step, m.value) for m in hist] == [(2, 0.75)]
@@ -222,3 +246,21 @@ def test_a_tracked_cell_still_runs_when_nbops_cannot_even_start(project):
     text = outputs_text(execute(nb).cells[1])
     assert "cell ran 42" in text
     assert "tracking is off for this cell" in text
+
+
+def test_after_a_failed_start_the_implicit_run_says_what_it_did(project, client):
+    nb = notebook(
+        project / "fallback.ipynb",
+        "%load_ext nbops",
+        "%track start --bogus",
+        "x = 0.5\n%track metric x",
+        "%track stop",
+    )
+    out = execute(nb, allow_errors=True)
+    assert outputs_text(out.cells[1]).startswith("UsageError: ")
+    said = outputs_text(out.cells[2])
+    assert "no run was active (the last %track start failed: unrecognized arguments" in said
+    assert "experiment 'Default' (no notebook path: a kernel without a Jupyter session" in said
+    (run,) = _runs(client, "Default")
+    assert run.info.run_name.startswith("ipython-") and f"run {run.info.run_name!r}" in said
+    assert run.data.metrics["x"] == 0.5
