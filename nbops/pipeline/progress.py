@@ -266,7 +266,7 @@ class Progress:
                 took = f"{(span.ended if span.ended is not None else now) - span.started:6.1f}s"
             text = f"{label:<28} {self._paint(span.status)} {took}"
             run = f"run {row.run_id}" if row.run_id else ""
-            extra = " ".join(x for x in (span.detail, run) if x)
+            extra = "  ".join(x for x in (run, span.detail) if x)  # a long detail is cut, not it
             lines.append((text + "  " + extra)[: width + 12])
         if self._drawn:
             self.out.write(f"\x1b[{self._drawn}F")

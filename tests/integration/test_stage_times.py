@@ -111,7 +111,7 @@ def test_one_job_at_a_time_gives_runs_that_do_not_overlap_and_a_table_that_match
     assert set(final) == {*labels, "s"}
     shown = {}
     for name, row in final.items():
-        assert row.endswith(f"run {by_name[name].info.run_id}"), row
+        assert f" run {by_name[name].info.run_id}" in row, row
         m = re.match(r"\S+\s+done\s+([\d.]+)s", row)
         assert m, row
         shown[name] = float(m.group(1))

@@ -84,6 +84,14 @@ def test_a_queued_row_shows_no_time_and_a_row_that_never_ran_none_either():
     assert re.match(r"train\s+killed\s+interrupted", row), row  # no "5.0s": it never ran
 
 
+def test_a_long_detail_is_cut_on_a_terminal_but_never_the_run_id():
+    out = io.StringIO()
+    p = Progress(out, live=True)
+    p.line("train", "failed", "stage train failed at In [3]: ValueError: " + "x" * 300, "abc123")
+    (row,) = _last_table(out.getvalue())
+    assert "run abc123  stage train failed" in row and len(row) <= 132
+
+
 def test_tick_draws_nothing_when_nothing_runs_or_not_a_terminal():
     clock = Clock()
     out = io.StringIO()
@@ -110,7 +118,7 @@ def test_the_live_table_fills_in_a_run_id_when_the_store_creates_the_run_after_t
     p.line("train", "done", "", None)  # the sink has not created the run yet
     assert "run " not in _last_table(out.getvalue())[0]
     p.identify("train", "f00d")
-    assert _last_table(out.getvalue())[0].endswith("run f00d")
+    assert re.match(r"train\s+done\s+1\.0s\s+run f00d$", _last_table(out.getvalue())[0])
 
 
 def test_plain_lines_say_each_run_id_exactly_once_and_never_on_a_queued_line():
@@ -161,7 +169,7 @@ def test_a_sweep_stage_row_spans_its_points_and_carries_the_sweep_run_id():
     p.tick()
     rows = _last_table(out.getvalue())
     assert re.search(
-        r"^train\s+running\s+6\.0s\s+3 points: 2 done, 1 running\s+run parent$", rows[0]
+        r"^train\s+running\s+6\.0s\s+run parent\s+3 points: 2 done, 1 running$", rows[0]
     )
     assert sum(bool(re.search(r"\]\s+running", r)) for r in rows) == 1  # C=3 only
     clock.t += 1
@@ -170,8 +178,8 @@ def test_a_sweep_stage_row_spans_its_points_and_carries_the_sweep_run_id():
     p.tick()
     p.identify("train[C=3]", "late")
     rows = _last_table(out.getvalue())
-    assert re.search(r"^train\s+done\s+7\.0s\s+3 points: 3 done\s+run parent$", rows[0]), rows
-    assert rows[3].endswith("run late") and re.search(r"train\[C=3\]\s+done\s+4\.0s", rows[3])
+    assert re.search(r"^train\s+done\s+7\.0s\s+run parent\s+3 points: 3 done$", rows[0]), rows
+    assert re.match(r"train\[C=3\]\s+done\s+4\.0s\s+run late$", rows[3]), rows
 
 
 def test_plain_lines_of_a_sweep_say_when_the_stage_starts_and_when_it_ends_with_its_span():
