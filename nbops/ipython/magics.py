@@ -73,8 +73,7 @@ class TrackMagics(Magics):
             why = f"the notebook's name, from {found.how}"
         else:
             why = f"{found.how}; name one with %track start -e NAME"
-        note = context.snapshot_note(ns)
-        return run, why + (f"; {note}" if note else "")
+        return run, "; ".join([why, *context.notes(ns)])
 
     def _run(self) -> Run:
         run = fluent.active_run()

@@ -111,6 +111,34 @@ def snapshot_note(user_ns: dict[str, Any] | None = None) -> str | None:
     return None
 
 
+def notes(user_ns: dict[str, Any] | None = None) -> list[str]:
+    """What the run records less of here, each said once at its start: papermill's output is
+    not a local notebook (the snapshot is the input), the notebook cannot be read (no
+    parameters), the directory is not in a git work tree (no commit or diff). Cheap: no
+    subprocess, one small JSON read."""
+    from nbops.errors import NbopsError
+    from nbops.tracking.parameters import read_cells
+
+    out: list[str] = []
+    snap = snapshot_note(user_ns)
+    if snap:
+        out.append(snap)
+    nb = origin(user_ns).notebook
+    if nb is not None and not os.environ.get(NOTEBOOK_ENV):
+        try:
+            read_cells(nb)
+        except NbopsError as exc:
+            out.append(f"{nb.name} cannot be read ({exc.message}): its parameters are not logged")
+    if not in_git_work_tree(Path.cwd()):
+        out.append(f"{Path.cwd()} is not in a git work tree: no commit or diff is recorded")
+    return out
+
+
+def in_git_work_tree(path: Path) -> bool:
+    """A ``.git`` (directory, or file of a linked work tree) here or above, as git finds it."""
+    return any((d / ".git").exists() for d in (path, *path.parents))
+
+
 def _resolve(value: str) -> Path | None:
     """An existing notebook that ``value`` names: absolute, or relative to this process'
     directory, to the directory its command was started from (``PWD``: papermill's ``--cwd``

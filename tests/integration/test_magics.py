@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import execute, notebook, outputs_text
+from tests.conftest import REPO, execute, notebook, outputs_text
 
 
 def _runs(client, experiment):
@@ -264,3 +264,30 @@ def test_after_a_failed_start_the_implicit_run_says_what_it_did(project, client)
     (run,) = _runs(client, "Default")
     assert run.info.run_name.startswith("ipython-") and f"run {run.info.run_name!r}" in said
     assert run.data.metrics["x"] == 0.5
+
+
+def test_plain_ipython_says_it_has_no_notebook_and_names_the_run(project, client):
+    script = project / "session.ipy"
+    script.write_text(
+        "%load_ext nbops\nx = 0.25\n%track metric x\n%track status\n"
+        "get_ipython().run_cell_magic('track', '-n fit --explain', 'lr = 0.1')\n%track stop\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("JPY_SESSION_NAME", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "IPython", "--quick", "--no-banner", str(script)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "started run 'ipython-" in out and "in experiment 'Default' (no notebook path: " in out
+    assert "plain IPython; name one with %track start -e NAME" in out
+    assert f"{project} is not in a git work tree: no commit or diff is recorded" in out
+    assert "notebook     none (no notebook path: plain IPython): no snapshot at the end" in out
+    assert "literal the cell sets and does not read" in out  # --explain works here too
+    (run,) = _runs(client, "Default")
+    assert run.info.run_name.startswith("ipython-") and run.data.metrics["x"] == 0.25
