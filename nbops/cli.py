@@ -318,11 +318,29 @@ def _serve_filtered(cmd: list[str], env: dict[str, str], drop: tuple[str, ...]) 
                 child.wait()
             raise
         finally:
-            group(signal.SIGTERM)  # what it left running (a job runner) ends with it
+            _end_group(child.pid)  # what it left running (MLflow's job runners) ends with it
             reader.join(timeout=5)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0 if stopped else code
+
+
+def _end_group(pgid: int, grace: float = 10.0) -> None:
+    """SIGTERM to every process left in group ``pgid``, SIGKILL to those still there after
+    ``grace`` seconds; returns when the group is empty (or 2 s later: a zombie nobody reaps
+    still counts as a member)."""
+    import signal
+
+    deadline = time.monotonic() + grace
+    sig = signal.SIGTERM
+    while time.monotonic() < deadline + 2:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        if time.monotonic() > deadline:
+            sig = signal.SIGKILL
+        time.sleep(0.05)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
