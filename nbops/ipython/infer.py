@@ -27,6 +27,7 @@ from typing import Any
 from nbops.ipython import infer_rules as rules
 
 PARAM, METRIC, SKIP = "param", "metric", "skip"
+UNPACK = "unpack"  # a site whose value is split over several metric names
 MAX_PARAM_TEXT = 250  # a param's text (str(value)) longer than this is never inferred
 MUTATORS = frozenset(
     {"append", "extend", "insert", "update", "add", "pop", "remove", "clear", "setdefault"}
@@ -390,6 +391,17 @@ class _Metrics:
         t = targets[0]
         if isinstance(t, ast.Name):
             self._bound(t.id, value)
+        elif isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and self.scorish(value):
+            name = t.value.id  # scores[name] = clf.score(...): a history of scores
+            self._site(value, name, f"scores stored in {name}[...]: {_short(value)}")
+        elif (
+            isinstance(t, (ast.Tuple, ast.List))
+            and all(isinstance(e, ast.Name) for e in t.elts)
+            and isinstance(value, ast.Call)
+            and self.scorish(value)
+        ):
+            names = [e.id for e in t.elts]  # type: ignore[attr-defined]
+            self._unpacked(value, names)
         elif (
             isinstance(t, (ast.Tuple, ast.List))
             and isinstance(value, (ast.Tuple, ast.List))
@@ -398,6 +410,18 @@ class _Metrics:
             for sub_t, sub_v in zip(t.elts, value.elts, strict=True):
                 if isinstance(sub_t, ast.Name):
                     self._bound(sub_t.id, sub_v)
+
+    def _unpacked(self, value: ast.Call, names: list[str]) -> None:
+        """``loss, acc = model.evaluate(X, y)``: each name gets its element."""
+        if id(value) in self.plan.sites:
+            return
+        kept = [n for n in names if not n.startswith("_")]
+        line = getattr(value, "lineno", 0)
+        self.plan.sites[id(value)] = Site(",".join(names), UNPACK, line)
+        for sub in ast.walk(value):
+            self.covered.add(id(sub))
+        for n in kept:
+            self.plan.add(n, METRIC, f"unpacked from a scoring call: {_short(value)}", line)
 
     def _bound(self, name: str, value: ast.expr) -> None:
         if name.startswith("_"):

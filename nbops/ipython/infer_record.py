@@ -8,7 +8,7 @@ import ast
 import re
 from typing import Any
 
-from nbops.ipython.infer import METRIC, Plan, as_metric, as_param
+from nbops.ipython.infer import METRIC, PARAM, UNPACK, Plan, as_metric, as_param
 
 NAME = "__nbops_record__"  # the recorder's name in the user's namespace (hidden from %who)
 MAX_VALUES = 10_000  # values kept per metric and cell; more are counted, not kept
@@ -54,6 +54,20 @@ class Recorder:
                 self.dropped.setdefault(key, "could not be read")
         return value
 
+    def unpack(self, keys: str, value: Any) -> Any:
+        """``loss, acc = model.evaluate(...)``: element i is metric i of ``keys`` (a,b)."""
+        if self.active:
+            try:
+                names = keys.split(",")
+                items = list(value)
+                if len(items) == len(names):
+                    for name, item in zip(names, items, strict=True):
+                        if not name.startswith("_"):
+                            self._metric(name, item)
+            except Exception:  # noqa: BLE001
+                self.dropped.setdefault(keys, "could not be read")
+        return value
+
     def _metric(self, key: str, value: Any) -> None:
         for k, v in metric_values(key, value):
             values = self.metrics.setdefault(k, [])
@@ -72,6 +86,8 @@ def metric_values(key: str, value: Any) -> list[tuple[str, float]]:
     f = as_metric(value)
     if f is not None:
         return [(key, f)]
+    if isinstance(value, str):
+        return _text_report(key, value)
     if isinstance(value, dict):
         out: list[tuple[str, float]] = []
         if "macro avg" in value:  # classification_report: its accuracy and averages
@@ -91,6 +107,31 @@ def metric_values(key: str, value: Any) -> list[tuple[str, float]]:
                 break
         return out[:MAX_FLAT]
     return _sequence(key, value)
+
+
+def _text_report(key: str, text: str) -> list[tuple[str, float]]:
+    """The accuracy and averages of a printed ``classification_report`` (its text form)."""
+    if "macro avg" not in text or len(text) > 100_000:
+        return []
+    out: list[tuple[str, float]] = []
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["accuracy"] and len(words) >= 3:
+            out.extend((f"{key}.accuracy", f) for f in [_number(words[-2])] if f is not None)
+        elif words[:2] in (["macro", "avg"], ["weighted", "avg"]) and len(words) >= 6:
+            row = f"{key}.{words[0]}_avg"
+            for name, word in zip(("precision", "recall", "f1-score"), words[2:5], strict=True):
+                f = _number(word)
+                if f is not None:
+                    out.append((f"{row}.{name}", f))
+    return out
+
+
+def _number(word: str) -> float | None:
+    try:
+        return as_metric(float(word))
+    except ValueError:
+        return None
 
 
 def _sequence(key: str, value: Any) -> list[tuple[str, float]]:
@@ -123,8 +164,12 @@ class _Wrap(ast.NodeTransformer):
         if site is None:
             return node
         func: ast.expr = ast.Name(NAME, ast.Load())
-        if site.kind != METRIC:
+        if site.kind == PARAM:
             func = ast.Attribute(func, "param", ast.Load())
+        elif site.kind == UNPACK:
+            func = ast.Attribute(func, "unpack", ast.Load())
+        elif site.kind != METRIC:
+            return node
         value: ast.expr = node  # type: ignore[assignment] # a site is always an expression
         call = ast.Call(func, [ast.Constant(site.key), value], [])
         return ast.copy_location(call, node)

@@ -55,7 +55,7 @@ NOT_MODELS = frozenset(
 # scoring and evaluation: a callee named like this returns a score
 _SCORE_CALL = re.compile(
     r"^(score|evaluate|(\w+_)?(score|error|loss|deviance|corrcoef)|"
-    r"classification_report|accuracy|auc)$"
+    r"classification_report|cross_validate|precision_recall_fscore_support|accuracy|auc)$"
 )
 SCORE_ATTRIBUTES = frozenset({"best_score_", "oob_score_"})
 BEST_PARAMS = "best_params_"
