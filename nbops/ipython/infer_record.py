@@ -14,6 +14,7 @@ NAME = "__nbops_record__"  # the recorder's name in the user's namespace (hidden
 MAX_VALUES = 10_000  # values kept per metric and cell; more are counted, not kept
 MAX_SEQUENCE = 1_000  # a score that is a sequence (per-fold scores) is a history up to this long
 MAX_FLAT = 50  # keys kept from a dict-valued score (cross_validate, a dict of scores)
+MAX_KEYS = 1_000  # distinct metrics one cell records (dicts with changing keys in a loop)
 REPORT_ROWS = ("accuracy", "macro avg", "weighted avg")
 
 
@@ -70,6 +71,9 @@ class Recorder:
 
     def _metric(self, key: str, value: Any) -> None:
         for k, v in metric_values(key, value):
+            if k not in self.metrics and len(self.metrics) >= MAX_KEYS:
+                self.dropped.setdefault(k, f"more than {MAX_KEYS} metrics in one cell")
+                continue
             values = self.metrics.setdefault(k, [])
             if len(values) < MAX_VALUES:
                 values.append(v)
@@ -151,7 +155,8 @@ def _sequence(key: str, value: Any) -> list[tuple[str, float]]:
 
 
 def _slug(k: Any) -> str:
-    return re.sub(r"[^0-9A-Za-z_.\-]+", "_", str(k)).strip("_") or "_"
+    """A dict key as part of a metric or param name: MLflow's characters, at most 100."""
+    return re.sub(r"[^0-9A-Za-z_.\-]+", "_", str(k)[:100]).strip("_.") or "_"
 
 
 class _Wrap(ast.NodeTransformer):

@@ -405,8 +405,11 @@ class TrackMagics(Magics):
         for m, values in metrics.items():
             at = self.metric_steps.get((run.local_id, m), 0)
             self.metric_steps[(run.local_id, m)] = at + len(values)
-            for i, v in enumerate(values):
-                run.log_metric(m, v, step=at + i)
+            try:
+                for i, v in enumerate(values):
+                    run.log_metric(m, v, step=at + i)
+            except InvalidInput as exc:
+                notes.append(f"metric {m} not logged: {exc.message}")
         key = (run.local_id, step)
         n = self.step_counts.get(key, 0)
         self.step_counts[key] = n + 1

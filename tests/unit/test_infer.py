@@ -303,3 +303,20 @@ def test_instrumenting_a_cell_never_changes_what_it_computes(lines):
     tree = ast.parse(src)
     recorded = _run(compile(instrument(tree, plan(tree)), "<cell>", "exec"), rec)
     assert recorded == plain
+
+
+def test_the_recorder_bounds_what_a_hostile_or_huge_loop_can_record():
+    rec = Recorder()
+    rec.start()
+    for i in range(3000):
+        rec("cv", {f"test_{i}": 0.5})  # a dict whose keys change every step
+    for _ in range(20_000):
+        rec("loss", 0.1)
+    rec.param("best_params", {"k" * 500: 1, "ok": object()})
+    rec.stop()
+    assert len(rec.metrics) == 1000 and len(rec.metrics["cv.test_0"]) == 1
+    assert "more than 1000 metrics" in rec.dropped["cv.test_2999"]
+    assert "loss" not in rec.metrics  # the key budget was spent: said in dropped
+    (key,) = rec.params
+    assert key == "best_params." + "k" * 100 and rec.params[key] == "1"
+    assert rec("after", 1.0) == 1.0 and "after" not in rec.metrics  # inert once stopped
