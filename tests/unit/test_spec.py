@@ -22,7 +22,7 @@ stages:
     notebook: notebooks/train.ipynb
     params: {C: 1.0}
     deps: [data/train.csv]
-    outs: [models/model.pkl]
+    outs: ["models/model-C${C}.pkl"]  # each sweep point its own file
     sweep: {C: [0.1, 1.0, 10.0]}
     checks: {accuracy: ">= 0.8"}
 schedules:
