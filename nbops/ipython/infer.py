@@ -28,6 +28,7 @@ from nbops.ipython import infer_rules as rules
 
 PARAM, METRIC, SKIP = "param", "metric", "skip"
 UNPACK = "unpack"  # a site whose value is split over several metric names
+SCALAR = "scalar"  # a metric site that records numbers only (a name like a score, no scoring call)
 MAX_PARAM_TEXT = 250  # a param's text (str(value)) longer than this is never inferred
 MUTATORS = frozenset(
     {"append", "extend", "insert", "update", "add", "pop", "remove", "clear", "setdefault"}
@@ -349,8 +350,8 @@ class _Metrics:
 
     def _named_score(self, name: str, value: ast.AST) -> bool:
         """A computed number named like a score (``accuracy = correct / total``)."""
-        if not rules.is_score_name(name) or is_literal(value):
-            return False
+        if not rules.is_score_name(name) or rules.is_data_name(name) or is_literal(value):
+            return False  # y_score, y_scores: predictions, not a score
         if isinstance(value, (ast.ListComp, ast.GeneratorExp, ast.List, ast.Dict, ast.Tuple)):
             return False
         names = {
@@ -360,7 +361,10 @@ class _Metrics:
         if names & _NOT_SCORES or (isinstance(value, ast.Call) and rules.callee(value) == "len"):
             return False
         calls = [n for n in ast.walk(value) if isinstance(n, ast.Call)]
-        return not any(rules.is_model_call(c) or rules.is_plot_call(c) for c in calls)
+        return not any(
+            rules.is_model_call(c) or rules.is_plot_call(c) or rules.callee(c) in rules.PREDICTIONS
+            for c in calls
+        )
 
     # where to record
     def _statement(self, stmt: ast.AST) -> None:
@@ -382,7 +386,8 @@ class _Metrics:
         for sub in ast.walk(node):
             self.covered.add(id(sub))
         shown = f"{key}.*" if kind == PARAM else key
-        self.plan.add(shown, kind, rule, getattr(node, "lineno", 0), recorded=True)
+        choice = METRIC if kind == SCALAR else kind
+        self.plan.add(shown, choice, rule, getattr(node, "lineno", 0), recorded=True)
 
     def _assignment(self, stmt: ast.Assign | ast.AnnAssign) -> None:
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
@@ -431,7 +436,8 @@ class _Metrics:
         elif self.scorish(value):
             self._site(value, name, f"result of a scoring call: {_short(value)}")
         elif self._named_score(name, value):
-            self._site(value, name, f"a computed number named like a score: {_short(value)}")
+            rule = f"a computed number named like a score: {_short(value)}"
+            self._site(value, name, rule, SCALAR)
 
     def _expressions(self, node: ast.AST) -> None:
         """Scoring calls that are not assigned to a name (printed, appended, displayed)."""
@@ -564,7 +570,7 @@ def _skipped_top_level(stmt: ast.stmt, out: Plan, facts: _Facts) -> None:
             if rules.is_data_name(n):
                 rule = "data: named like a data set (X, y_train, df ...)"
             elif isinstance(value, ast.Call) and rules.is_model_call(value):
-                rule = f"an object ({_short(value.func)}(...)): log a model with nbops.log_model"
+                rule = f"an object built by {_short(value.func)}(...), not a value"
             elif isinstance(value, ast.Call) and rules.is_plot_call(value):
                 rule = "a figure or plot object"
             elif isinstance(stmt, ast.AugAssign):

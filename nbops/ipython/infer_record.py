@@ -8,7 +8,7 @@ import ast
 import re
 from typing import Any
 
-from nbops.ipython.infer import METRIC, PARAM, UNPACK, Plan, as_metric, as_param
+from nbops.ipython.infer import METRIC, PARAM, SCALAR, UNPACK, Plan, as_metric, as_param
 
 NAME = "__nbops_record__"  # the recorder's name in the user's namespace (hidden from %who)
 MAX_VALUES = 10_000  # values kept per metric and cell; more are counted, not kept
@@ -53,6 +53,16 @@ class Recorder:
                         self.params[f"{key}.{_slug(k)}"] = text
             except Exception:  # noqa: BLE001
                 self.dropped.setdefault(key, "could not be read")
+        return value
+
+    def scalar(self, key: str, value: Any) -> Any:
+        """A value named like a score but computed by no scoring call: kept only if a number."""
+        if self.active:
+            f = as_metric(value)
+            if f is None:
+                self.dropped.setdefault(key, f"not a number ({type(value).__name__})")
+            else:
+                self._metric(key, f)
         return value
 
     def unpack(self, keys: str, value: Any) -> Any:
@@ -173,6 +183,8 @@ class _Wrap(ast.NodeTransformer):
             func = ast.Attribute(func, "param", ast.Load())
         elif site.kind == UNPACK:
             func = ast.Attribute(func, "unpack", ast.Load())
+        elif site.kind == SCALAR:
+            func = ast.Attribute(func, "scalar", ast.Load())
         elif site.kind != METRIC:
             return node
         value: ast.expr = node  # type: ignore[assignment] # a site is always an expression

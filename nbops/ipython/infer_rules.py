@@ -58,6 +58,19 @@ _SCORE_CALL = re.compile(
     r"classification_report|cross_validate|precision_recall_fscore_support|accuracy|auc)$"
 )
 SCORE_ATTRIBUTES = frozenset({"best_score_", "oob_score_"})
+# what a model returns for data: never a score, whatever the name it is given
+PREDICTIONS = frozenset(
+    {
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+        "decision_function",
+        "transform",
+        "score_samples",
+        "forward",
+        "inverse_transform",
+    }
+)
 BEST_PARAMS = "best_params_"
 # a name made of these words (split on '_') is a score when it holds a computed number
 SCORE_WORDS = frozenset(

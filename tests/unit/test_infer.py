@@ -28,7 +28,10 @@ def test_the_readme_example_logs_its_settings_and_its_score():
     assert p.params == ["C", "kind"] and p.metrics == ["accuracy"]
     assert "feeds LogisticRegression" in _rule(p, "C")[1]
     assert "does not read" in _rule(p, "kind")[1]
-    assert _rule(p, "model")[0] == "skip" and "nbops.log_model" in _rule(p, "model")[1]
+    assert _rule(p, "model") == (
+        "skip",
+        "an object built by LogisticRegression(C=C).fit(...), not a value",
+    )
 
 
 def test_loop_counters_built_up_lists_styling_data_and_timestamps_are_left_out():
@@ -320,3 +323,23 @@ def test_the_recorder_bounds_what_a_hostile_or_huge_loop_can_record():
     (key,) = rec.params
     assert key == "best_params." + "k" * 100 and rec.params[key] == "1"
     assert rec("after", 1.0) == 1.0 and "after" not in rec.metrics  # inert once stopped
+
+
+def test_predictions_named_like_scores_are_data_and_named_scores_must_be_numbers():
+    src = (
+        "y_score = clf.decision_function(X_test)\nscore_proba = clf.predict_proba(X_test)\n"
+        "val_loss = losses[-3:]\nf1 = 2 * p * r / (p + r)\n"
+    )
+    tree = ast.parse(src)
+    p = plan(tree)
+    assert p.metrics == ["val_loss", "f1"]
+    assert _rule(p, "y_score")[0] == "skip" and _rule(p, "score_proba")[0] == "skip"
+    rec = Recorder()
+    ns = {"__nbops_record__": rec, "losses": [0.3, 0.2, 0.1], "p": 0.5, "r": 1.0}
+    ns["clf"] = SimpleNamespace(decision_function=list, predict_proba=list)
+    ns["X_test"] = [1.0, 2.0]
+    rec.start()
+    exec(compile(instrument(tree, p), "<cell>", "exec"), ns)  # noqa: S102
+    rec.stop()
+    assert rec.metrics == {"f1": [2 * 0.5 / 1.5]}  # a list named val_loss is not a history
+    assert rec.dropped["val_loss"] == "not a number (list)"
