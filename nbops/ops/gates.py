@@ -89,7 +89,7 @@ def stage_detail(
     run_id: str, stage: str | None, wanted: str, run_tags: Mapping[str, str] | None = None
 ) -> str:
     """Why run ``run_id`` is or is not a run of stage ``wanted``, naming what it is."""
-    from nbops.ops.lineage import KINDS, kind_of
+    from nbops.ops.runkinds import KINDS, kind_of
 
     t = dict(run_tags or {})
     point = t.get(tags.SWEEP_POINT)

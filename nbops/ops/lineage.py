@@ -26,23 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from nbops import project, tags
 from nbops.errors import InvalidInput, NotFound
+from nbops.ops.runkinds import KINDS, kind_of
 
 if TYPE_CHECKING:
     from nbops.mlflow.store import TrackingStore
 
 MAX_DEPTH = 20
 MAX_CANDIDATES = 1000  # the newest stage runs of an experiment that may have written an input
-
-KINDS = {
-    "pipeline": "the pipeline run of an `nbops run` (its stage runs are its children)",
-    "sweep": "the run of a sweep stage, parent of one run per sweep point",
-    "point": "the run of one sweep point",
-    "stage": "the run of a pipeline stage",
-    "verify": "a re-execution by `nbops verify`",
-    "drift": "a check by `nbops drift`",
-    "run": "a run that `nbops run` did not make (the tracking API, %track, mlflow)",
-}
-"""What :func:`kind_of` answers, and what each kind is (the messages that name a kind use it)."""
 
 
 def _store() -> TrackingStore:
@@ -92,35 +82,6 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
             "lineage follows versions registered from runs (nbops promote)",
         )
     return info, str(mv.run_id)
-
-
-def kind_of(run_tags: dict[str, str], has_points: bool = False) -> str:
-    """The kind of a run (a key of :data:`KINDS`) from its tags; ``has_points``: it has child
-    runs tagged ``nbops.sweep_point`` (a sweep's parent and a plain stage run carry the same
-    tags otherwise: :meth:`Walker.kind` asks the store)."""
-    if tags.PIPELINE in run_tags:
-        return "pipeline"
-    if tags.SWEEP_POINT in run_tags:
-        return "point"
-    if tags.STAGE in run_tags:
-        return "sweep" if has_points else "stage"
-    if tags.VERIFY_OF in run_tags:
-        return "verify"
-    if run_tags.get(tags.KIND) == "drift":
-        return "drift"
-    return "run"
-
-
-def label_of(run: Any) -> str:
-    """How a run is named in a message: its sweep point, its stage, or its run name."""
-    t = run.data.tags
-    return str(t.get(tags.SWEEP_POINT) or t.get(tags.STAGE) or run.info.run_name or "-")
-
-
-def listed(runs: list[Any], limit: int = 10) -> str:
-    """``<id> (<label>), ...`` of at most ``limit`` runs, and how many more."""
-    shown = ", ".join(f"{r.info.run_id} ({label_of(r)})" for r in runs[:limit])
-    return shown + (f" and {len(runs) - limit} more" if len(runs) > limit else "")
 
 
 def tree_digest(files: dict[str, str]) -> str:

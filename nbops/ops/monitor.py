@@ -222,8 +222,8 @@ def tagged_runs(store: Any, drift_run: str) -> dict[str, list[str]]:
     """The runs of every experiment tagged ``nbops.drift_run=<drift_run>``, by kind
     (``pipeline``, ``stage``, ``sweep``, ``point``; anything else under its own kind), oldest
     first: what the store holds, the one count the line, ``--json`` and the audit record use."""
-    from nbops.ops.lineage import kind_of
     from nbops.ops.names import filter_value
+    from nbops.ops.runkinds import kind_of
 
     quoted = filter_value(drift_run)
     ids = [str(e.experiment_id) for e in store.experiments()]

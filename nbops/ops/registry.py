@@ -21,6 +21,7 @@ from nbops import project, tags
 from nbops.errors import InvalidInput, NbopsError, NotFound
 from nbops.ops import names
 from nbops.ops.gates import GateOutcome, check, refusal
+from nbops.ops.runkinds import listed
 from nbops.tracking import audit
 
 if TYPE_CHECKING:
@@ -141,11 +142,16 @@ def model_artifact(store: TrackingStore, run: Run) -> str:
         pass
     points = _sweep_points(store, run)
     if points:
-        shown = ", ".join(points[:5]) + (f" and {len(points) - 5} more" if len(points) > 5 else "")
         raise NotFound(
             f"run {rid} is the parent of a sweep ({len(points)} points): its points logged the "
             "models, not it",
-            f"promote one of its point runs: {shown} (nbops runs shows their metrics)",
+            f"promote one of its point runs: {listed(points, 5)} (nbops runs shows their metrics)",
+        )
+    if tags.PIPELINE in run.data.tags:
+        raise NotFound(
+            f"run {rid} is the pipeline run of an `nbops run`: it logged no model; its stage runs "
+            "did",
+            "promote a stage run or sweep point (nbops runs shows them)",
         )
     raise NotFound(
         f"run {rid} logged no model",
@@ -154,8 +160,8 @@ def model_artifact(store: TrackingStore, run: Run) -> str:
     )
 
 
-def _sweep_points(store: TrackingStore, run: Run) -> list[str]:
-    """The run ids of a sweep parent's points (newest first), or [] for any other run."""
+def _sweep_points(store: TrackingStore, run: Run) -> list[Run]:
+    """A sweep parent's point runs (newest first), or [] for any other run."""
     rid = run.info.run_id
     if len(rid) != 32 or not all(c in "0123456789abcdef" for c in rid):
         return []
@@ -167,7 +173,7 @@ def _sweep_points(store: TrackingStore, run: Run) -> list[str]:
         )
     except Exception:  # noqa: BLE001 - the hint is a courtesy: plain "no model" then
         return []
-    return [c.info.run_id for c in children if tags.SWEEP_POINT in c.data.tags]
+    return [c for c in children if tags.SWEEP_POINT in c.data.tags]
 
 
 # --- promote -------------------------------------------------------------------------------------
@@ -210,7 +216,13 @@ def promote(
         outcomes: list[GateOutcome] = []
         if gate is not None:
             outcomes = check(
-                gate, model, run_id, run.data.tags.get(tags.STAGE), run.data.metrics, current
+                gate,
+                model,
+                run_id,
+                run.data.tags.get(tags.STAGE),
+                run.data.metrics,
+                current,
+                run_tags=run.data.tags,
             )
             refused = refusal(model, run_id, outcomes)
             if refused is not None:

@@ -146,7 +146,8 @@ def compare_metrics(
 def verifiable(store: TrackingStore, run: StoredRun, root: Path) -> None:
     """Refuse a sweep's parent and a pipeline run (they executed no notebook themselves),
     naming the runs that did: InvalidInput with the exact ``nbops verify`` to run instead."""
-    from nbops.ops.lineage import Walker, listed
+    from nbops.ops.lineage import Walker
+    from nbops.ops.runkinds import listed
 
     walker = Walker(root, store)
     rid = run.info.run_id
@@ -190,7 +191,7 @@ def _executed_notebook(store: TrackingStore, run: StoredRun, root: Path, into: P
                 return Path(store.download_artifacts(rid, a.path, str(into)))
     except Exception:  # noqa: BLE001 - no artifact store: handled below
         pass
-    from nbops.ops.lineage import KINDS, kind_of
+    from nbops.ops.runkinds import KINDS, kind_of
 
     kind = kind_of(run.data.tags)
     raise NotFound(

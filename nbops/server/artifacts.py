@@ -263,7 +263,7 @@ def no_notebook(info: RunInfo, children: Sequence[Any], purpose: str = "show") -
     executed none themselves and name the child runs that did (``children``: the run summaries
     whose parent it is, oldest first); any other run says what it is. ``purpose``: ``show`` or
     ``diff`` (the hint says what to do instead)."""
-    from nbops.ops.lineage import KINDS, kind_of
+    from nbops.ops.runkinds import KINDS, kind_of
 
     rid = info.summary.run_id
     points = [c for c in children if c.stage is not None]

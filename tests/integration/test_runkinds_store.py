@@ -15,7 +15,8 @@ import pytest
 from nbops import tags
 from nbops.errors import InvalidInput, NotFound
 from nbops.ops import gates, monitor
-from nbops.ops.lineage import kind_of, lineage, render
+from nbops.ops.lineage import lineage, render
+from nbops.ops.runkinds import kind_of
 from nbops.ops.verify import verify
 from nbops.pipeline.hashing import HashCache
 from nbops.pipeline.spec import Gate
