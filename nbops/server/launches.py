@@ -108,6 +108,11 @@ def rerun(
         argv += ["--tag", f"{tags.RERUN_OF}={run_id}", "--summary", str(summary)]
         limits.argv(argv)
         return Launch("rerun", argv, root, _env(root, uri), run_id, stage, summary)
+    if tags.PIPELINE in info.tags:
+        raise Conflict(
+            f"run {run_id} is the pipeline run of an `nbops run`: it executed no notebook itself",
+            "re-run the pipeline with `nbops run`, or re-run one of its stage runs",
+        )
     source = info.tags.get(tags.NOTEBOOK) or info.tags.get(tags.MLFLOW_SOURCE_NAME) or ""
     if not source.endswith(".ipynb"):
         raise Conflict(

@@ -404,8 +404,11 @@ class Run:
     ) -> str:
         """Save ``model`` in MLflow's format under the artifact path ``name``; returns the model
         URI ``runs:/<run_id>/<name>`` once the run exists (``name`` is known at once).
-        ``input_example`` (a few rows of real input) also gives the model a signature;
-        ``pip_requirements`` replaces the requirements nbops writes for the flavor."""
+        ``input_example`` (a few rows of real input; the first 10 are kept) is saved with the
+        model and, with the model's predictions on it, gives it a signature; without one the
+        model has no signature and nothing is predicted. ``pip_requirements`` replaces the
+        pinned requirements nbops writes for the flavor. The flavor is read from the model's
+        class (nbops.mlflow.flavors); ``flavor=`` overrides it."""
         self._check_open()
         from nbops.mlflow import models
 

@@ -174,3 +174,20 @@ def test_rerun_of_a_sweep_point_asks_for_that_point_only(project: Path) -> None:
     assert argv[argv.index("--sweep") : argv.index("--sweep") + 2] == ["--sweep", "C=5.0"]
     assert "train.seed=0" in argv and not any("train.C" in a or "logged_only" in a for a in argv)
     assert f"nbops.rerun_of={rid}" in argv and launch.cwd == project
+
+
+def test_rerun_of_a_pipeline_run_says_it_executed_no_notebook(project: Path) -> None:
+    """A pipeline run is not 'a run no notebook made': the refusal says what it is and what to
+    re-run instead."""
+    from nbops.errors import Conflict
+    from nbops.mlflow.readers.base import RunInfo
+    from nbops.server import models as m
+    from nbops.server.launches import rerun
+
+    rid = "b" * 32
+    summary = m.RunSummary(run_id=rid, experiment_id="1", status="FINISHED", params={})
+    info = RunInfo(summary, {"nbops.pipeline": str(project / "nbops.yaml")}, None)
+    with pytest.raises(Conflict) as err:
+        rerun(project, "sqlite:///x.db", info, {}, "job1", project / "jobs")
+    assert "is the pipeline run of an `nbops run`" in err.value.message
+    assert "nbops run" in (err.value.hint or "")
