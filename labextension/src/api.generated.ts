@@ -76,6 +76,15 @@ export interface Lineage {
   verified_by: string | null;
 }
 
+/** A run named in a lineage without its own lineage (a sweep's points, a pipeline's stages). */
+export interface LineageBrief {
+  run_id: string;
+  stage: string | null;
+  sweep_point: string | null;
+  name: string | null;
+  status: string | null;
+}
+
 /** Content hashes (xxh3) by path: what the run read, tracked and wrote. */
 export interface LineageData {
   deps: { [key: string]: string };
@@ -94,6 +103,11 @@ export interface LineageRun {
   name: string | null;
   status: string;
   experiment_id: string;
+  kind: string | null;
+  note: string | null;
+  sweep: { [key: string]: string | null } | null;
+  points: LineageBrief[];
+  stages: LineageBrief[];
   stage: string | null;
   sweep_point: string | null;
   pipeline_run: string | null;
@@ -113,6 +127,9 @@ export interface LineageUpstream {
   dep: string;
   digest: string;
   run: LineageRun | null;
+  files: string[] | null;
+  via: string | null;
+  note: string | null;
 }
 
 export interface MetricHistory {

@@ -96,12 +96,27 @@ class LineageData(_Response):
     outs: dict[str, str] = Field(default_factory=dict)
 
 
+class LineageBrief(_Response):
+    """A run named in a lineage without its own lineage (a sweep's points, a pipeline's stages)."""
+
+    run_id: str
+    stage: str | None = None
+    sweep_point: str | None = None
+    name: str | None = None
+    status: str | None = None
+
+
 class LineageUpstream(_Response):
     """A dep of the run and the stage run that wrote that content (null: source data)."""
 
     dep: str
     digest: str
     run: LineageRun | None = None
+    # a dep on a directory: the files of it this run wrote (one edge per writer)
+    files: list[str] | None = None
+    # how the writer was found ("tracked" file, directory contents, ...)
+    via: str | None = None
+    note: str | None = None
 
 
 class LineageRun(_Response):
@@ -109,6 +124,13 @@ class LineageRun(_Response):
     name: str | None = None
     status: str
     experiment_id: str
+    # pipeline | sweep | point | stage | verify | drift | run (nbops.ops.runkinds.KINDS)
+    kind: str | None = None
+    # what cannot be known about this run's lineage, said exactly
+    note: str | None = None
+    sweep: dict[str, str | None] | None = None  # a point's sweep run
+    points: list[LineageBrief] = Field(default_factory=list)  # a sweep's point runs
+    stages: list[LineageBrief] = Field(default_factory=list)  # a pipeline run's stage runs
     stage: str | None = None
     sweep_point: str | None = None
     pipeline_run: str | None = None

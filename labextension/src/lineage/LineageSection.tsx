@@ -121,6 +121,12 @@ function RunNode(props: { model: NbopsModel; run: LineageRun; depth: number }): 
             <span className="nbops-Lineage-dim"> · pipeline run {shortId(run.pipeline_run)}</span>
           ) : null}
         </dd>
+        {run.kind ? (
+          <>
+            <dt>kind</dt>
+            <dd className="nbops-Lineage-kind">{run.kind}</dd>
+          </>
+        ) : null}
         <dt>notebook</dt>
         <dd title={run.executed_notebook ?? ''}>
           <code>{run.notebook ?? '—'}</code>
@@ -176,9 +182,12 @@ function RunNode(props: { model: NbopsModel; run: LineageRun; depth: number }): 
       {run.upstream.length ? (
         <ul className="nbops-Lineage-upstream">
           {run.upstream.map(up => (
-            <li key={up.dep}>
+            <li key={`${up.dep}\u0000${up.run?.run_id ?? ''}`}>
               <div className="nbops-Lineage-edge">
                 ← <code>{up.dep}</code>{' '}
+                {up.files?.length ? (
+                  <span className="nbops-Lineage-dim">({up.files.length} files) </span>
+                ) : null}
                 {up.run ? 'made by' : <span className="nbops-Lineage-dim">source data</span>}
               </div>
               {up.run ? <RunNode model={model} run={up.run} depth={props.depth + 1} /> : null}
@@ -186,6 +195,7 @@ function RunNode(props: { model: NbopsModel; run: LineageRun; depth: number }): 
           ))}
         </ul>
       ) : null}
+      {run.note ? <div className="nbops-Lineage-note nbops-Lineage-dim">{run.note}</div> : null}
       {run.upstream_cut ? <div className="nbops-Lineage-dim">(shown above)</div> : null}
     </div>
   );
