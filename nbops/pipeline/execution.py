@@ -36,7 +36,9 @@ class Execution:
         self.plans = {p.name: p for p in plans}
         self.order = [p.name for p in plans]
         self.status: dict[str, str] = dict.fromkeys(self.order, "queued")
-        self.runs = RunBook(runner.root, runner.state_dir, runner.pipeline, runner.tags)
+        self.runs = RunBook(
+            runner.root, runner.state_dir, runner.pipeline, runner.tags, runner.progress
+        )
         self.executor: Executor | None = runner.executor
         self.failures: list[StageFailed] = []
         self.pending: dict[str, int] = {}  # points of a running stage not finished yet
@@ -196,7 +198,7 @@ class Execution:
             self.stop.mark(run)
             run.end(self.stop.end_status(err is not None))
             if err is None:
-                self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", run.id_if_ready())
+                self.r.progress.line(pt.label, "done", "", run.id_if_ready())
         self.pending[plan.name] -= 1
         if self.pending[plan.name] == 0:
             self._complete(plan)
@@ -284,7 +286,7 @@ class Execution:
                 self.r.state.failed.pop(pt.label, None)
                 self.r.state.failed.pop(plan.name, None)  # a sweep stage killed as a whole
                 if not sweep:
-                    self.r.progress.line(pt.label, "done", f"{res.seconds:.1f} s", rid)
+                    self.r.progress.line(pt.label, "done", "", rid)
             for pt in plan.points:  # the points that were up to date see the shared outs now
                 kept = self.r.state.get(plan.name, pt.key)
                 if pt.key not in ran and kept is not None:
