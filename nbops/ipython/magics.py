@@ -13,7 +13,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from nbops.errors import InvalidInput, NbopsError
 from nbops.ipython import infer_record
-from nbops.ipython.infer import METRIC, PARAM, Plan, as_param, plan
+from nbops.ipython.infer import Plan, as_param, plan
+from nbops.ipython.infer_report import explain_text, names_of, summary_line
 from nbops.tracking import context, fluent, validate
 from nbops.tracking.run import STATUSES, Run
 
@@ -356,12 +357,12 @@ class TrackMagics(Magics):
         ns = self.shell.user_ns
         rec = self.recorder
         notes: list[str] = []
-        skip = _names(args.skip)
+        skip = names_of(args.skip)
         inferred = cell_plan or Plan()
         # params: inferred (literal values at the end of the cell) or exactly --params
         params: dict[str, Any] = {}
         if args.params is not None:
-            for p in _names(args.params):
+            for p in names_of(args.params):
                 if p in ns:
                     params[p] = ns[p]
                 else:
@@ -375,7 +376,7 @@ class TrackMagics(Magics):
         # metrics: recorded as computed (histories) or exactly --metrics
         metrics: dict[str, list[float]] = {}
         if args.metrics is not None:
-            for m in _names(args.metrics):
+            for m in names_of(args.metrics):
                 got = {k: v for k, v in rec.metrics.items() if k == m or k.startswith(m + ".")}
                 if not got and m in ns:
                     got = {k: [v] for k, v in infer_record.metric_values(m, ns[m])}
@@ -429,10 +430,6 @@ class TrackMagics(Magics):
             print(summary_line(step, params, metrics, figures))
 
 
-def _names(option: str | None) -> list[str]:
-    return [s.strip() for s in (option or "").split(",") if s.strip()]
-
-
 def _cell_options(args: Any) -> dict[str, bool]:
     return {
         "--params": args.params is not None,
@@ -448,55 +445,6 @@ def default_run_name(notebook: Any) -> str:
     """A run's name when none is given: the notebook's name (or ``ipython``) and the time."""
     stem = getattr(notebook, "stem", None) or "ipython"
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _listing(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def summary_line(
-    step: str, params: dict[str, Any], metrics: dict[str, list[float]], figures: int
-) -> str:
-    """One line after a tracked cell: what it logged."""
-    parts = []
-    if params:
-        parts.append("params " + _listing(list(params)))
-    if metrics:
-        shown = [f"{k} ({len(v)} steps)" if len(v) > 1 else k for k, v in metrics.items()]
-        parts.append("metrics " + _listing(shown))
-    if figures:
-        parts.append(f"{figures} figure{'s' if figures > 1 else ''}")
-    what = "; ".join(parts) if parts else "no params or metrics"
-    return f"nbops: cell {step} logged {what} (`%%track --explain` says why)"
-
-
-def explain_text(cell_plan: Plan, args: Any, step: str) -> str:
-    """The plan of a cell, one name a line: what is logged, by which rule, what is left out."""
-    lines = [f"%%track -n {step}: what this cell logs (--explain: the cell did not run)"]
-    label = {PARAM: "param ", METRIC: "metric", "skip": "skip  "}
-    width = max([len(c.name) for c in cell_plan.choices] + [4])
-    explicit = {PARAM: args.params is not None, METRIC: args.metrics is not None}
-    order = {PARAM: 0, METRIC: 1}
-    for c in sorted(cell_plan.choices, key=lambda c: (order.get(c.kind, 2), c.line)):
-        rule = c.rule
-        if explicit.get(c.kind):
-            rule += f"  [replaced: --{c.kind}s names exactly what is logged]"
-        lines.append(f"  {label.get(c.kind, c.kind)}  {c.name:<{width}}  line {c.line}: {rule}")
-    if not cell_plan.choices:
-        lines.append("  nothing: the cell binds no literal setting and calls no scoring function")
-    for kind, option in ((PARAM, args.params), (METRIC, args.metrics)):
-        if option is not None:
-            lines.append(f"  --{kind}s: exactly {', '.join(_names(option)) or 'none'}")
-    if args.skip:
-        lines.append(f"  --skip: {', '.join(_names(args.skip))} left out")
-    lines.append(
-        "  params are read at the end of the cell (text of at most 250 characters); metrics "
-        "as they are computed (a loop gives a history)"
-    )
-    if not args.no_figures:
-        lines.append(f"  figures the cell shows -> cells/{step}/figure-N.png")
-    return "\n".join(lines)
 
 
 def status_text(run: Run, no_notebook: str | None = None) -> str:
