@@ -51,6 +51,12 @@ class TrackMagics(Magics):
         self.failed_start: str | None = None  # why the last %track start failed
 
     # --- helpers ------------------------------------------------------------------------------
+    @property
+    def ns(self) -> dict[str, Any]:
+        """The user's namespace (the shell is set once the extension is loaded)."""
+        shell: Any = self.shell
+        return shell.user_ns  # type: ignore[no-any-return]
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self.warned:
             self.warned.add(key)
@@ -63,7 +69,7 @@ class TrackMagics(Magics):
         tags: dict[str, str] | None = None,
     ) -> tuple[Run, str]:
         """Start a run; (the run, what its experiment and name came from, for the user)."""
-        ns = self.shell.user_ns
+        ns = self.ns
         found = context.origin(ns)
         if name is None:
             name = default_run_name(found.notebook)
@@ -91,12 +97,12 @@ class TrackMagics(Magics):
         return run
 
     def _value(self, name: str) -> Any:
-        if name not in self.shell.user_ns:
+        if name not in self.ns:
             raise InvalidInput(
                 f"variable {name!r} is not defined in the notebook",
                 "run the cell that defines it first, or check the spelling",
             )
-        return self.shell.user_ns[name]
+        return self.ns[name]
 
     # --- the magic ----------------------------------------------------------------------------
     @magic_arguments()
@@ -232,7 +238,7 @@ class TrackMagics(Magics):
         if run is None:
             print("nbops: no active run (`%track start`, or any %track / %%track starts one)")
             return
-        why = None if run.notebook else context.origin(self.shell.user_ns).how
+        why = None if run.notebook else context.origin(self.ns).how
         print(status_text(run, why))
 
     def _cmd_param(self, args: Any, rest: list[str]) -> None:
@@ -311,7 +317,7 @@ class TrackMagics(Magics):
         return result
 
     def _parse(self, cell: str) -> tuple[ast.Module, str]:
-        shell = self.shell
+        shell: Any = self.shell
         source = shell.transform_cell(cell)
         filename = shell.compile.cache(source, shell.execution_count)
         return shell.compile.ast_parse(source, filename=filename), filename
@@ -320,7 +326,7 @@ class TrackMagics(Magics):
         """(what the cell logs, its code, the code of a trailing expression or None), compiled
         the way IPython compiles cells (magics inside, AST transformers, tracebacks); the
         expressions the plan records pass through the recorder."""
-        shell = self.shell
+        shell: Any = self.shell
         tree, filename = self._parse(cell)
         cell_plan = None
         if record:
@@ -354,7 +360,7 @@ class TrackMagics(Magics):
         duration: float,
         catcher: Any,
     ) -> None:
-        ns = self.shell.user_ns
+        ns = self.ns
         rec = self.recorder
         notes: list[str] = []
         skip = names_of(args.skip)
