@@ -346,9 +346,14 @@ class TrackMagics(Magics):
     def _explain(self, args: Any, step: str, cell: str) -> None:
         try:
             tree, _ = self._parse(cell)
+            cell_plan = plan(tree)
         except SyntaxError as exc:
             raise _usage_error(f"the cell does not parse: {exc}", "cell") from None
-        print(explain_text(plan(tree), args, step))
+        except (RecursionError, MemoryError, ValueError) as exc:
+            raise _usage_error(
+                f"the cell is too deeply nested to explain ({type(exc).__name__})", "cell"
+            ) from None
+        print(explain_text(cell_plan, args, step))
 
     def _log_cell(
         self,
