@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def start_run(
         nb_params = context.parameters(nb, user_ns)
         nb_params.update(params or {})
         attach = os.environ.get(envvars.RUN_ID) or None
+        if name is None and attach is None:  # a name that says what ran, not MLflow's random one
+            name = f"{nb.stem if nb else 'python'}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = Run(
             experiment, name, tags, params=nb_params, notebook=nb, run_id=attach, snapshot=snapshot
         )

@@ -183,3 +183,14 @@ def test_the_writer_beats_a_heartbeat_while_the_run_lives(project, client, monke
         time.sleep(0.1)
     assert beat > first
     nbops.end_run()
+
+
+def test_a_run_started_without_a_name_is_named_after_what_ran_not_at_random(project, client):
+    """No notebook path (a script, plain Python): ``python-<date>-<time>``, never MLflow's
+    random adjective-animal name."""
+    import re
+
+    with nbops.start_run("api-unnamed") as run:
+        nbops.log_metric("x", 1.0)
+    got = client.get_run(run.id)
+    assert re.fullmatch(r"python-\d{8}-\d{6}", got.info.run_name), got.info.run_name
