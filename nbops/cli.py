@@ -247,6 +247,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # mlflow ui would create or upgrade the schema itself, without nbops' lock, racing any
     # kernel that starts now; a store nbops refuses is a StoreUnavailable error like any other
     ensure_schema(uri)
+    _check_port_free(args.host, args.port)
     print(
         f"nbops ui: MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)",
         flush=True,
@@ -259,17 +260,44 @@ def cmd_ui(args: argparse.Namespace) -> int:
     env.setdefault(envvars.PYTHONWARNINGS, "ignore")
     drop = _UI_NOTICES if args.host in _LOOPBACK else ()
     code = _serve_filtered(cmd, env, drop)
-    if code != 0:
-        _say(f"nbops ui: MLflow's server exited with code {code} (its messages are above)")
+    if code is not None:  # it ended by itself: it is not serving (MLflow exits 0 even so)
+        _say(f"nbops ui: MLflow's server stopped with code {code} (its messages are above)")
         return Exit.FAILED
     return Exit.OK
 
 
-def _serve_filtered(cmd: list[str], env: dict[str, str], drop: tuple[str, ...]) -> int:
+def _check_port_free(host: str, port: int) -> None:
+    """A port another program listens on is named before MLflow starts (MLflow then logs an
+    error and exits 0)."""
+    import socket
+
+    from nbops.errors import InvalidInput
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InvalidInput(
+            f"--host {host[:100]!r} cannot be resolved ({exc.strerror or exc})",
+            "give an address of this machine, e.g. --host 127.0.0.1",
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise InvalidInput(
+                f"--port {port}: {host}:{port} cannot be listened on "
+                f"({exc.strerror or exc}; another program may be using it)",
+                "pick another port with --port, or stop the program that uses it",
+            ) from None
+
+
+def _serve_filtered(cmd: list[str], env: dict[str, str], drop: tuple[str, ...]) -> int | None:
     """Run a server in the foreground, its output to stderr except the lines starting with one
     of ``drop``. It runs in its own process group, so Ctrl-C and SIGTERM reach it and every
-    process it started (MLflow's job runners too), and none outlives it. The server's exit
-    code is returned (0 when it stopped because it was told to)."""
+    process it started (MLflow's job runners too), and none outlives it. None when it stopped
+    because it was told to (SIGTERM, Ctrl-C), else the exit code it ended with by itself."""
     import signal
     import subprocess
     import threading
@@ -322,7 +350,7 @@ def _serve_filtered(cmd: list[str], env: dict[str, str], drop: tuple[str, ...]) 
             reader.join(timeout=5)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0 if stopped else code
+    return None if stopped else code
 
 
 def _end_group(pgid: int, grace: float = 10.0) -> None:

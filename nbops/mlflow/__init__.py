@@ -33,8 +33,9 @@ from typing import Any
 
 from nbops import envvars
 
-# the loggers MLflow's store creation and upgrade write INFO lines to
-QUIET_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.db", "alembic")
+# the loggers MLflow's store creation and upgrade write INFO lines to (alembic's MLflow keeps at
+# WARNING itself)
+QUIET_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.db")
 _WARNING = 30  # logging.WARNING, without importing logging for the constant
 
 _quiet_lock = threading.Lock()
@@ -77,8 +78,9 @@ def _silence() -> None:
     for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         _quiet_saved[name] = logger.level
-        if logger.getEffectiveLevel() < _WARNING:
-            logger.setLevel(_WARNING)
+        # set even when it is quiet now: importing mlflow inside (a first store) sets its
+        # parent "mlflow" to INFO
+        logger.setLevel(max(logger.level, _WARNING))
     bar = envvars.MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
     if bar not in os.environ:
         os.environ[bar] = "false"

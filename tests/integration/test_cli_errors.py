@@ -171,12 +171,29 @@ def test_good_since_values_work(root_project):
         ("drift", "a.csv", "b.csv", "--threshold", "1.5"),
         ("verify", "0" * 32, "--tolerance", "-1"),
         ("verify", "0" * 32, "--tolerance", "nan"),
+        ("ui", "--workers", "0"),
     ],
 )
 def test_bad_numbers_are_usage_errors(root_project, argv):
     code, _, err = run_main(*argv)
     assert code == 2 and "Traceback" not in err
     assert f"argument {argv[-2]}" in err
+
+
+def test_ui_on_a_busy_port_or_an_unknown_host_is_named_before_mlflow_starts(root_project):
+    """MLflow's server logs 'address already in use' and exits 0: nbops names the port first."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run_main("ui", "--port", str(port))
+    assert_one_line_error(code, err, f"--port {port}", "another program")
+    assert "hint: pick another port with --port" in err
+    assert out == ""  # not the "MLflow UI on ..." line: nothing was started
+    code, _, err = run_main("ui", "--host", "no-such-host.invalid")
+    assert_one_line_error(code, err, "--host 'no-such-host.invalid' cannot be resolved")
 
 
 def test_drift_html_that_cannot_be_written_is_named(project):

@@ -88,3 +88,28 @@ def test_creating_a_real_store_prints_no_mlflow_line_unless_verbose(
     monkeypatch.setenv(envvars.VERBOSE, "1")
     ensure_schema(f"sqlite:///{tmp_path / 'loud.db'}")
     assert "Creating initial MLflow database tables" in "".join(capfd.readouterr())
+
+
+def test_a_first_store_in_a_fresh_process_is_quiet_though_mlflow_is_imported_inside(
+    tmp_path: Path,
+) -> None:
+    """`nbops ui` calls ensure_schema before anything imported MLflow: the import happens
+    inside quiet() and sets MLflow's own logger to INFO."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from nbops.mlflow.schema import ensure_schema; "
+        "assert 'mlflow' not in sys.modules; ensure_schema(sys.argv[1])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != envvars.VERBOSE}
+    out = subprocess.run(
+        [sys.executable, "-c", code, f"sqlite:///{tmp_path / 'first.db'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0 and (tmp_path / "first.db").is_file(), out.stderr
+    assert out.stderr == "" and out.stdout == ""
