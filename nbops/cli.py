@@ -514,8 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (``nbops.errors.exit_code_of``): NbopsError -> its message and hint on stderr, its
     ``exit_code``; Ctrl-C -> ``Exit.INTERRUPTED``; a reader that closed the pipe ->
     ``Exit.BROKEN_PIPE``, silently; anything unexpected -> one line naming it and
-    ``Exit.FAILED`` (``NBOPS_DEBUG=1`` shows the traceback)."""
+    ``Exit.FAILED`` (``NBOPS_DEBUG=1`` shows the traceback). ``--verbose`` sets
+    ``NBOPS_VERBOSE`` for the command only: a caller in the same process gets it back as it was."""
     command = "?"
+    verbose_before = os.environ.get(envvars.VERBOSE)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -553,6 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"nbops {command}: internal error: {type(exc).__name__}: {text}{where}")
         _say(f"  hint: this is a bug in nbops; rerun with {envvars.DEBUG}=1 for the traceback")
         return exit_code_of(exc)
+    finally:
+        if verbose_before is None:
+            os.environ.pop(envvars.VERBOSE, None)
+        else:
+            os.environ[envvars.VERBOSE] = verbose_before
 
 
 __all__ = ["main"]

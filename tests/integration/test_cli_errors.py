@@ -367,3 +367,25 @@ def test_runs_search_is_bounded_like_the_servers(seeded):
         assert_one_line_error(code, err, words)
     code, out, err = run_main("runs", "--filter", "metrics.accuracy > 0.5", "--json")
     assert code == 0 and seeded["run"] in out, err
+
+
+def test_verbose_before_or_after_the_command_reaches_the_command_and_no_further(root_project):
+    """`nbops -v CMD` and `nbops CMD -v` set NBOPS_VERBOSE while the command runs (for the
+    processes it starts); main() gives an in-process caller its environment back."""
+    import os
+
+    seen = []
+    real = cli.cmd_sync
+
+    def spy(args):
+        seen.append(os.environ.get(envvars.VERBOSE))
+        return real(args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(envvars.VERBOSE, raising=False)
+        mp.setattr(cli, "cmd_sync", spy)
+        for argv in (["-v", "sync"], ["sync", "--verbose"], ["sync"]):
+            code, _, err = run_main(*argv)
+            assert code == 0, err
+            assert envvars.VERBOSE not in os.environ
+    assert seen == ["1", "1", None]
