@@ -62,7 +62,7 @@ def _process_kind() -> str:
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
         return f"a Python process: {sys.argv[0] or 'python'}" if sys.argv else "a Python process"
-    if "ipykernel" not in sys.modules:
+    if not type(shell).__module__.startswith("ipykernel"):  # a kernel's shell is ipykernel's
         return "plain IPython"
     return "a kernel without a Jupyter session: nbconvert, nbclient or a console"
 

@@ -87,7 +87,7 @@ def _executed_cells(root: Path, run_id: str, stage: str) -> list[dict[str, Any]]
 
 
 @pytest.mark.parametrize("stage", list(FITS))
-def test_a_logged_model_is_promoted_and_served_from_the_registry(stages, stage):
+def test_a_logged_model_is_promoted_and_served_from_the_registry(stages, stage, monkeypatch):
     root, client, rid = stages["root"], stages["client"], stages["ids"][stage]
     run = client.get_run(rid)
     assert run.data.tags["nbops.model.model"] == FLAVOR[stage]
@@ -127,7 +127,9 @@ def test_a_logged_model_is_promoted_and_served_from_the_registry(stages, stage):
     assert f"{pinned}=={version(pinned)}" in reqs
     assert all("==" in r for r in reqs), reqs
 
-    mlflow.set_tracking_uri(f"sqlite:///{root / '.nbops' / 'mlflow.db'}")
+    # the environment, not mlflow.set_tracking_uri(): that is process-wide state every later
+    # test would read (and the variable is restored when this test ends)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / '.nbops' / 'mlflow.db'}")
     served = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     rng = np.random.default_rng(0)
     x = pd.DataFrame(rng.random((200, 4)), columns=list("abcd")).iloc[:50]

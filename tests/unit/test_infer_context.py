@@ -15,6 +15,8 @@ def test_without_a_notebook_the_origin_says_what_runs_this_code(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     for var in ("NBOPS_NOTEBOOK", "JPY_SESSION_NAME"):
         monkeypatch.delenv(var, raising=False)
+    # a plain Python process: no IPython shell (earlier tests in this process may have made one)
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
     found = context.origin({})
     assert found.notebook is None
     assert found.how.startswith("no notebook path: a Python process")
