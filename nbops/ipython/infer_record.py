@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from nbops.ipython.infer import METRIC, PARAM, SCALAR, UNPACK, Plan, as_metric, as_param
@@ -70,6 +71,9 @@ class Recorder:
         if self.active:
             try:
                 names = keys.split(",")
+                if isinstance(value, Iterator):  # list() would consume what the cell unpacks
+                    self.dropped.setdefault(keys, "an iterator (read once, by the cell)")
+                    return value
                 items = list(value)
                 if len(items) == len(names):
                     for name, item in zip(names, items, strict=True):
@@ -152,8 +156,8 @@ def _sequence(key: str, value: Any) -> list[tuple[str, float]]:
     f = as_metric(value)
     if f is not None:
         return [(key, f)]
-    if isinstance(value, (str, bytes, dict)) or getattr(value, "ndim", 1) != 1:
-        return []
+    if isinstance(value, (str, bytes, dict, Iterator)) or getattr(value, "ndim", 1) != 1:
+        return []  # an iterator is the cell's to read once, not nbops
     try:
         items = list(value)
     except TypeError:

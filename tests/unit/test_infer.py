@@ -343,3 +343,20 @@ def test_predictions_named_like_scores_are_data_and_named_scores_must_be_numbers
     rec.stop()
     assert rec.metrics == {"f1": [2 * 0.5 / 1.5]}  # a list named val_loss is not a history
     assert rec.dropped["val_loss"] == "not a number (list)"
+
+
+def test_the_recorder_never_consumes_an_iterator_the_cell_reads():
+    """A score-named value or an unpacked evaluation that is an iterator (a generator) passes
+    through the recorder untouched: reading it would leave the cell nothing to read."""
+    from nbops.ipython.infer_record import Recorder
+
+    rec = Recorder()
+    rec.start()
+    gen = (x / 10 for x in range(3))
+    assert list(rec("val_scores", gen)) == [0.0, 0.1, 0.2]
+    pair = iter([0.5, 0.9])
+    assert list(rec.unpack("loss,acc", pair)) == [0.5, 0.9]
+    assert rec.metrics == {} and set(rec.dropped) == {"val_scores", "loss,acc"}
+    # a list is read (and still returned whole)
+    assert rec("fold_scores", [0.8, 0.9]) == [0.8, 0.9]
+    assert rec.metrics == {"fold_scores": [0.8, 0.9]}
