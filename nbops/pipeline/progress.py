@@ -175,8 +175,7 @@ class Progress:
             status = self._span(row).status
             if status in WAITING or (row.members is not None and not row.shown):
                 return  # its next line says it
-            # not its state again (a row that says `done` twice reads as two ends): where it is
-            self._emit([self._stamp(), f"{label:<28}", self._paint("in store"), f"run {run_id}"])
+            self._emit([self._stamp(), f"{label:<28}", self._paint(status), f"run {run_id}"])
             row.said_id = True
 
     def tick(self) -> None:
