@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -166,3 +167,13 @@ def kernel_processes(where: Path, forked_only: bool = False) -> list[int]:
         if ours and state != "Z" and cwd.startswith(str(where)):
             found.append(int(d.name))
     return found
+
+
+def states(out: str) -> dict[str, str]:
+    """{label: last state} from nbops run's progress lines."""
+    got = {}
+    for line in out.splitlines():
+        m = re.match(r"^\[\s*[\d.]+s\]\s+(\S+)\s+(up to date|\S+)", line)
+        if m:
+            got[m.group(1)] = m.group(2)
+    return got

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import kernel_processes, nbops_cli, notebook
+from tests.conftest import kernel_processes, nbops_cli, notebook, states
 
 YAML = """\
 experiment: tiny
@@ -54,16 +54,6 @@ def tiny(project: Path) -> Path:
 
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return nbops_cli("run", *args, cwd=project, timeout=300)
-
-
-def states(out: str) -> dict[str, str]:
-    """{label: last state} from nbops run's progress lines."""
-    got = {}
-    for line in out.splitlines():
-        m = re.match(r"^\[\s*[\d.]+s\]\s+(\S+)\s+(up to date|\S+)", line)
-        if m:
-            got[m.group(1)] = m.group(2)
-    return got
 
 
 def stage_runs(client, stage: str) -> list:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import xxhash
 
-from tests.conftest import nbops_cli, notebook
+from tests.conftest import nbops_cli, notebook, states
 
 YAML = """\
 experiment: sweepy
@@ -34,15 +34,6 @@ stages:
 
 def nbops(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return nbops_cli(*args, cwd=root, timeout=300)
-
-
-def states(out: str) -> dict[str, str]:
-    got = {}
-    for line in out.splitlines():
-        m = re.match(r"^\[\s*[\d.]+s\]\s+(\S+)\s+(up to date|\S+)", line)
-        if m:
-            got[m.group(1)] = m.group(2)
-    return got
 
 
 def digest(path: Path) -> str:
