@@ -411,12 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nbops.ops.arguments import count, number
     from nbops.ops.commands import add_parsers as add_ops_parsers
+    from nbops.ops.migrate import add_parsers as add_migrate_parsers
     from nbops.pipeline.commands import add_parsers
+    from nbops.pipeline.sharing import add_parsers as add_sharing_parsers
     from nbops.scheduler.commands import add_parsers as add_scheduler_parsers
 
     add_parsers(sub)
+    add_sharing_parsers(sub)
     add_scheduler_parsers(sub)
     add_ops_parsers(sub)
+    add_migrate_parsers(sub)
 
     sp = add("runs", cmd_runs, "list runs (newest first)")
     sp.add_argument(

@@ -21,7 +21,8 @@ The tree (exit code, HTTP status)::
     ├── GateFailed                  1  400  a promotion gate refused; the registry is unchanged
     ├── IncompatibleDependency      1  503  jupyter_client/papermill/nbclient lack what nbops uses
     └── StoreUnavailable            1  503  the tracking store cannot be reached; data stays spooled
-        └── SchemaRefused           1  503  the store's schema cannot be used or upgraded safely
+        ├── SchemaRefused           1  503  the store's schema cannot be used or upgraded safely
+        └── AccessDenied            2  403  the tracking server refused the credentials or a permission
 
 Exit codes that are not errors are named in :class:`Exit`.
 """
@@ -172,6 +173,17 @@ class SchemaRefused(StoreUnavailable):
     Logged data stays in the spool; ``nbops sync`` delivers it once the store is fixed."""
 
 
+class AccessDenied(StoreUnavailable):
+    """A tracking server refused who we are (HTTP 401: no or wrong ``MLFLOW_TRACKING_USERNAME`` /
+    ``MLFLOW_TRACKING_PASSWORD``) or what we asked (403: no permission on the experiment or
+    model). The message names the server, the user and the experiment or model; the hint says
+    what to set or whom to ask. Logged data stays in the spool; ``nbops sync`` delivers it once
+    the credentials or permissions are fixed."""
+
+    exit_code = Exit.USAGE
+    http_status = 403
+
+
 def exit_code_of(exc: BaseException) -> int:
     """The exit code for anything a command can end with."""
     if isinstance(exc, NbopsError):
@@ -189,6 +201,7 @@ def http_status_of(exc: BaseException) -> int:
 
 
 __all__ = [
+    "AccessDenied",
     "AlreadyRunning",
     "ConfigError",
     "Conflict",
