@@ -22,7 +22,7 @@ The tree (exit code, HTTP status)::
     ├── IncompatibleDependency      1  503  jupyter_client/papermill/nbclient lack what nbops uses
     └── StoreUnavailable            1  503  the tracking store cannot be reached; data stays spooled
         ├── SchemaRefused           1  503  the store's schema cannot be used or upgraded safely
-        └── AccessDenied            2  403  the tracking server refused the credentials or a permission
+        └── AccessDenied            2  403  a tracking server refused the login or a permission
 
 Exit codes that are not errors are named in :class:`Exit`.
 """

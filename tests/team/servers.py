@@ -80,8 +80,18 @@ class Postgres:
         self.port = free_port()
         subprocess.run(
             _as_pg_user(
-                [_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E",
-                 "UTF8", "--no-sync"]
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -90,8 +100,19 @@ class Postgres:
         opts = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
             _as_pg_user(
-                [_pg_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
-                 str(self.base / "postgres.log"), "-w", "-t", "60", "start"]
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.base / "postgres.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -105,8 +126,21 @@ class Postgres:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         out = subprocess.run(
-            [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d",
-             database, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+            [
+                _pg_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qAtc",
+                sql,
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -188,7 +222,11 @@ class MlflowServer:
             cmd += ["--app-name", "basic-auth"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cmd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 cwd=self.base,
             )
         deadline = time.monotonic() + timeout
