@@ -66,5 +66,10 @@ MLFLOW_GIT_REPO_URL = "mlflow.source.git.repoURL"
 MLFLOW_USER = "mlflow.user"
 MLFLOW_DATA_CONTEXT = "mlflow.data.context"  # on a dataset input: its role
 
+# --- team mode: shared outs and staleness (pipeline/sharing.py, mlflow/blobs.py) -----------
+INPUTS = "nbops.inputs"  # on a stage point's run: xxh3 of its notebook code, params and deps
+ENV = "nbops.env"  # on a stage point's run: the environment digest it ran in
+BLOB_STORE = "nbops.blob_store"  # on the run of experiment nbops-blobs holding shared outs
+
 # tags of a run that are bookkeeping, not something a person compares
 INTERNAL = frozenset({SPOOL, PID})
