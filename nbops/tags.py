@@ -54,6 +54,7 @@ GATES = "nbops.gates"  # on a model version: the gate checks it passed, as text
 ALIAS_HISTORY_PREFIX = "nbops.alias_history."  # nbops.alias_history.<alias>: JSON list of versions
 # experiment tags
 AUDIT_HEAD_PREFIX = "nbops.audit.head."  # nbops.audit.head.<project key>: the audit log's head
+MIGRATED_FROM = "nbops.migrated_from"  # on what `nbops migrate` copied: the source's id of it
 
 # --- MLflow's own tags that nbops sets or reads --------------------------------------------
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
