@@ -71,6 +71,7 @@ MLFLOW_DATA_CONTEXT = "mlflow.data.context"  # on a dataset input: its role
 INPUTS = "nbops.inputs"  # on a stage point's run: xxh3 of its notebook code, params and deps
 ENV = "nbops.env"  # on a stage point's run: the environment digest it ran in
 BLOB_STORE = "nbops.blob_store"  # on the run of experiment nbops-blobs holding shared outs
+HIDDEN = "nbops.hidden"  # "true" on nbops' own experiments (nbops-audit): listings skip them
 
 # tags of a run that are bookkeeping, not something a person compares
 INTERNAL = frozenset({SPOOL, PID})
