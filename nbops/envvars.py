@@ -51,6 +51,8 @@ VERBOSE = "NBOPS_VERBOSE"  # 1: show what MLflow and the servers nbops starts pr
 MLFLOW_LOGGING_LEVEL = "MLFLOW_LOGGING_LEVEL"  # MLflow's log level (nbops ui: WARNING)
 MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # tqdm bars
 PYTHONWARNINGS = "PYTHONWARNINGS"  # Python's warning filters (nbops ui's child: ignore)
+# a read-only login to the tracking server's PostgreSQL: the sidebar reads it directly
+READ_DATABASE_URI = "NBOPS_READ_DATABASE_URI"
 # MLflow's "View run ... at:" lines when a run ends on a server (quiet(): hidden)
 MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
