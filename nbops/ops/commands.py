@@ -87,23 +87,48 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 # --- audit ---------------------------------------------------------------------------------------
 _SHOWN = ("seq", "ts", "who", "action")
-_HIDDEN = ("seq", "ts", "who", "host", "action", "prev", "hash")
+_HIDDEN = ("seq", "ts", "who", "host", "action", "prev", "hash", "id")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from nbops.tracking import audit
+    from nbops import project
+    from nbops.tracking import audit, audit_shared
 
+    shared = audit_shared.is_shared(project.tracking_uri())
+    if shared:  # records the server could not take before go first (in their order)
+        sent = audit_shared.flush()
+        if sent.sent:
+            print(f"nbops audit: delivered {len(sent.sent)} pending record(s)", file=sys.stderr)
+        if sent.left:
+            print(
+                f"nbops audit: note: {sent.left} record(s) still wait in "
+                f".nbops/{audit_shared.PENDING_NAME}: {sent.error}",
+                file=sys.stderr,
+            )
     if args.verify:
         v = audit.check()
         for note in v.notes:
             print(f"nbops audit: note: {note}", file=sys.stderr)
         if v.problem is not None:
+            if v.shared:
+                print(
+                    f"nbops audit: the shared audit trail ({v.shared}) was tampered with: "
+                    f"{v.problem}",
+                    file=sys.stderr,
+                )
+                return Exit.FAILED
             print(
                 f"nbops audit: the audit log was tampered with: {v.problem} "
                 f"({v.records} records before it are intact)",
                 file=sys.stderr,
             )
             return Exit.FAILED
+        if v.shared:
+            print(
+                f"shared audit trail intact: {v.records} records by {v.writers} user@host(s) in "
+                f"{v.shared}; checked " + ", ".join(v.checked)
+            )
+            return Exit.OK
         if v.records == 0:
             print("audit log intact: no records yet (compared with " + ", ".join(v.checked) + ")")
             return Exit.OK
@@ -124,12 +149,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
             str(r.get("seq")),
             str(r.get("ts", ""))[:19].replace("T", " "),
             str(r.get("who", "")),
+            *([str(r.get("host", ""))] if shared else []),
             str(r.get("action", "")),
             " ".join(f"{k}={v}" for k, v in r.items() if k not in _HIDDEN and v is not None),
         ]
         for r in recs
     ]
-    print(table(rows, ["SEQ", "WHEN (UTC)", "WHO", "ACTION", "WHAT"]))
+    head = ["SEQ", "WHEN (UTC)", "WHO", *(["HOST"] if shared else []), "ACTION", "WHAT"]
+    print(table(rows, head))
     return Exit.OK
 
 
@@ -235,7 +262,10 @@ def add_parsers(sub: Any) -> None:
         help="the hash-chained audit log: list, filter, verify",
         description="List the audit log of .nbops/audit.jsonl (runs, promotions, rollbacks, "
         "schedule changes, drift checks), or check its hash chain with --verify (exit 1 and "
-        "the first bad record if it was edited, cut or reordered).",
+        "the first bad record if it was edited, cut or reordered). With a server store "
+        "(MLFLOW_TRACKING_URI=http://...): the team's shared trail on the server (experiment "
+        "nbops-audit), with the user and host of each record; --verify exits 1 naming the run "
+        "of the first record edited, deleted or removed.",
     )
     sp.add_argument("--action", help="only this action (e.g. promote, run.end, or run)")
     sp.add_argument("--since", help="only records newer than 30m, 2h, 7d or a date")

@@ -28,6 +28,10 @@ store, all three are files under ``.nbops/``) rewrites history undetected; recor
 the store's tag was last set are guarded by ``audit.head`` alone; and with no store tag ever set,
 deleting both local files leaves nothing to compare with.
 
+With a server store (``MLFLOW_TRACKING_URI`` a tracking server or a database server), none of
+this file is used: :func:`record`, :func:`select` and :func:`check` go to the team's shared trail
+on the server (:mod:`nbops.tracking.audit_shared`, which says how it is kept and checked).
+
 Standard library only at import; MLflow is touched only through an already opened store.
 """
 
@@ -64,7 +68,8 @@ def log_path(root: Path | None = None) -> Path:
     return project.state_dir(root) / LOG_NAME
 
 
-def _who() -> str:
+def user() -> str:
+    """The OS user (a shared record names the basic-auth user instead: ``audit_shared.who``)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -210,7 +215,7 @@ def _set_store_head(store: Any, root: Path | None, rec: dict[str, Any]) -> None:
 
 
 # --- appending ----------------------------------------------------------------------------------
-def _stamp() -> str:
+def stamp() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
@@ -264,8 +269,8 @@ def _sealed(base: Head, action: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The record after ``base``: who, when, ``action`` and ``fields``, chained and hashed."""
     rec: dict[str, Any] = {
         "seq": base.seq + 1,
-        "ts": _stamp(),
-        "who": _who(),
+        "ts": stamp(),
+        "who": user(),
         "host": socket.gethostname(),
         "action": action,
         **fields,
@@ -289,6 +294,11 @@ def record(
         raise InvalidInput(
             f"audit field {clash[0]!r} is reserved", f"rename it; reserved: {', '.join(_RESERVED)}"
         )
+    from nbops.tracking import audit_shared
+
+    uri = getattr(store, "uri", None) or project.tracking_uri(root)
+    if audit_shared.is_shared(uri):
+        return audit_shared.record(action, fields, root=root, uri=uri)
     path = log_path(root)
     if store is None:
         try:
@@ -394,19 +404,26 @@ def parse_since(text: str, now: float | None = None) -> str:
 def select(
     root: Path | None = None, action: str | None = None, since: str | None = None
 ) -> list[dict[str, Any]]:
-    """Records whose action is ``action`` (or starts with ``action.``) and newer than ``since``."""
+    """Records whose action is ``action`` (or starts with ``action.``) and newer than ``since``:
+    of the shared trail with a server store, else of the local log."""
+    from nbops.tracking import audit_shared
+
     after = parse_since(since) if since is not None else None
-    out = []
-    for _, rec, _ in read(root):
-        if rec is None:
-            continue
-        act = str(rec.get("action", ""))
-        if action and act != action and not act.startswith(action + "."):
-            continue
-        if after and str(rec.get("ts", "")) < after:
-            continue
-        out.append(rec)
-    return out
+    uri = project.tracking_uri(root)
+    if audit_shared.is_shared(uri):
+        found = audit_shared.records(uri)
+    else:
+        found = [rec for _, rec, _ in read(root) if rec is not None]
+    return [rec for rec in found if matches(rec, action, after)]
+
+
+def matches(rec: dict[str, Any], action: str | None, after: str | None) -> bool:
+    """Whether ``rec``'s action is ``action`` (or starts with ``action.``) and it is not older
+    than ``after`` (an ISO UTC timestamp, :func:`parse_since`)."""
+    act = str(rec.get("action", ""))
+    if action and act != action and not act.startswith(action + "."):
+        return False
+    return not (after and str(rec.get("ts", "")) < after)
 
 
 from nbops.tracking.audit_verify import Problem, Verdict, check, verify  # noqa: E402  (re-exported)
@@ -423,6 +440,8 @@ __all__ = [
     "record",
     "safe_record",
     "select",
+    "stamp",
     "store_head",
+    "user",
     "verify",
 ]

@@ -4,10 +4,15 @@ see :mod:`nbops.tracking.audit` for what they are and what they cannot catch).
 
 Every problem names the first record that is wrong or missing (its ``seq``) and the line of the
 file where that shows.
+
+With a server store, :func:`check` checks the team's shared trail instead (:func:`check_shared`;
+what it checks and cannot catch is in :mod:`nbops.tracking.audit_shared`): a problem names the
+record's run on the server instead of a line.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +39,11 @@ class Problem:
     seq: Any  # the first record that is wrong or missing
     message: str
     weak: bool = field(default=False, compare=False)  # a missing witness, not a seen loss
+    where: str = ""  # on the shared trail: the run (or tag) that shows it, instead of a line
 
     def __str__(self) -> str:
+        if self.where:
+            return f"{self.where} (record {self.seq}): {self.message}"
         return f"line {self.line} (record {self.seq}): {self.message}"
 
 
@@ -45,6 +53,8 @@ class Verdict:
     problem: Problem | None
     checked: list[str] = field(default_factory=list)  # the witnesses compared
     notes: list[str] = field(default_factory=list)  # witnesses that could not be read
+    shared: str = ""  # the shared trail checked (its experiment and server), "" for the local log
+    writers: int = 0  # on the shared trail: the users and hosts whose records were checked
 
 
 def _walk(
@@ -156,7 +166,13 @@ def _project_store(root: Path | None) -> tuple[Any, str | None]:
 
 def check(root: Path | None = None, *, store: Any = None, use_store: bool = True) -> Verdict:
     """Walk the chain and compare its end with ``audit.head`` and the store's head (``store``,
-    else the project's store if it exists; ``use_store=False`` compares the local head only)."""
+    else the project's store if it exists; ``use_store=False`` compares the local head only).
+    With a server store: :func:`check_shared`."""
+    from nbops.tracking.audit_shared import is_shared
+
+    uri = getattr(store, "uri", None) or project.tracking_uri(root)
+    if is_shared(uri):
+        return check_shared(root, uri=uri)
     lines = list(read(root))
     n, end, chain, last_line, problem = _walk(lines)
     found = [problem] if problem is not None else []
@@ -220,4 +236,162 @@ def verify(
     return v.records, v.problem
 
 
-__all__ = ["LOG_NAME", "Problem", "Verdict", "check", "verify"]
+# --- the shared trail ---------------------------------------------------------------------------
+def _seq(value: Any, fallback: Any = None) -> Any:
+    return value if type(value) is int else fallback
+
+
+def _rank(p: Problem) -> tuple[int, bool]:
+    return (p.seq if type(p.seq) is int else 0, p.weak)
+
+
+def _what(rec: dict[str, Any]) -> str:
+    return f"{rec.get('action')} by {rec.get('who')}@{rec.get('host')} at {rec.get('ts')}"
+
+
+def check_shared(root: Path | None = None, *, uri: str | None = None) -> Verdict:
+    """Check the team's shared trail on the server at ``uri`` (default: the project's): every
+    record's hash, every ``prev`` link, no run of it marked deleted, ``seq`` after its ``prev``,
+    and the writers' last appends (the experiment's tags and this project's
+    ``audit.shared.json``) still there. Opening the store fails as every store does
+    (StoreUnavailable, AccessDenied)."""
+    from nbops.mlflow.audit_store import EXPERIMENT, audit_store
+    from nbops.tracking import audit_shared as sh
+
+    uri = uri or project.tracking_uri(root)
+    verdict = Verdict(0, None, shared=f"experiment {EXPERIMENT} on {sh.server_key(uri)}")
+    st = audit_store(uri)
+    trail = st.trail(create=False)
+    found: list[Problem] = []
+    witnesses: list[tuple[str, str, dict[str, Any]]] = []  # (where, what it is, {seq, hash})
+    mine = sh.local_witness(uri, root)
+    if mine is not None:
+        witnesses.append((sh.WITNESS_NAME, "the last record this project appended", mine))
+    good: dict[str, dict[str, Any]] = {}  # hash -> intact record
+    run_of: dict[str, str] = {}
+    deleted: set[str] = set()
+    claimed: set[str] = set()  # the hashes edited records claim (named by their problem)
+    if trail is not None and trail.deleted:
+        found.append(
+            Problem(
+                0,
+                0,
+                f"the trail's experiment {EXPERIMENT} is deleted: an admin restores it with "
+                f"`mlflow experiments restore --experiment-id {trail.experiment_id}`",
+                where=f"experiment {trail.experiment_id}",
+            )
+        )
+    if trail is not None:
+        for key, raw in sorted(st.writer_heads(trail).items()):
+            try:
+                w = json.loads(raw)
+            except (ValueError, RecursionError):
+                w = None
+            if isinstance(w, dict) and isinstance(w.get("hash"), str):
+                what = f"the last record {w.get('who')}@{w.get('host')} appended"
+                witnesses.append((f"tag {key}", what, w))
+        for s in st.records(trail):
+            run = f"run {s.run_id}"
+            rec = sh.parse(s.text)
+            if s.text is None and s.hash is None:
+                verdict.notes.append(f"{run} of the trail holds no record (an interrupted append)")
+                continue
+            if rec is None:
+                what = "its record param is gone" if s.text is None else "its record is not JSON"
+                found.append(Problem(0, _seq(s.seq, "?"), f"{what} (edited)", where=run))
+                continue
+            seq = _seq(rec.get("seq"), _seq(s.seq, "?"))
+            if not sh.intact(rec, s.hash) or (s.seq is not None and s.seq != rec.get("seq")):
+                claimed.update(str(x) for x in (rec.get("hash"), s.hash) if x)
+                what = f"record {seq}'s content does not match its hash (edited)"
+                found.append(Problem(0, seq, what, where=run))
+                continue
+            h = str(rec["hash"])
+            if h in good:
+                verdict.notes.append(
+                    f"record {seq} is stored twice (runs {run_of[h]} and {s.run_id}): a retried "
+                    "delivery; it counts once"
+                )
+                continue
+            good[h], run_of[h] = rec, s.run_id
+            if s.deleted:
+                deleted.add(h)
+                found.append(
+                    Problem(
+                        0,
+                        seq,
+                        f"record {seq} ({_what(rec)}) was deleted (its run is marked deleted): "
+                        f"an admin restores it with `mlflow runs restore --run-id {s.run_id}`",
+                        where=run,
+                    )
+                )
+    for h, rec in good.items():
+        seq, run = rec.get("seq"), f"run {run_of[h]}"
+        prev = rec.get("prev")
+        if type(seq) is not int or not isinstance(prev, list):
+            found.append(
+                Problem(0, _seq(seq, "?"), "it has no seq or prev list (forged)", where=run)
+            )
+            continue
+        missing = [p for p in prev if p not in good]
+        for p in missing:
+            if p in claimed:
+                continue  # the edited record it names is reported itself
+            found.append(
+                Problem(
+                    0,
+                    seq - 1,
+                    f"record {seq} ({_what(rec)}) names the record {str(p)[:12]} before it, "
+                    "which is not on the trail (removed from the server's database)",
+                    where=run,
+                )
+            )
+        parents = [int(good[p]["seq"]) for p in prev if p in good]
+        if not missing and seq != 1 + max(parents, default=0):
+            found.append(
+                Problem(
+                    0,
+                    seq,
+                    f"record {seq} does not follow the records it names (the highest is record "
+                    f"{max(parents, default=0)}): forged",
+                    where=run,
+                )
+            )
+    for where, what, w in witnesses:
+        h = str(w["hash"])
+        if h in good or h in claimed:
+            continue
+        seq = _seq(w.get("seq"), "?")
+        found.append(
+            Problem(
+                0,
+                seq,
+                f"record {seq} ({h[:12]}), {what}, is not on the trail (removed)",
+                where=where,
+            )
+        )
+    live = [rec for h, rec in good.items() if h not in deleted]
+    verdict.records = len(live)
+    verdict.writers = len({(rec.get("who"), rec.get("host")) for rec in live})
+    verdict.checked += [
+        "every record's hash",
+        "every link to the records before it",
+        f"the last appends of {len(witnesses)} writer(s)",
+    ]
+    waiting = len(sh.pending(root))
+    if waiting:
+        verdict.notes.append(
+            f"{waiting} record(s) of this project wait in .nbops/{sh.PENDING_NAME}, not on the "
+            "trail yet: `nbops sync` or the next record delivers them"
+        )
+    if any(True for _ in read(root)):
+        verdict.notes.append(
+            f".nbops/{LOG_NAME} (the log of the embedded store) is not part of the shared trail: "
+            "unset MLFLOW_TRACKING_URI to check it"
+        )
+    if found:
+        verdict.problem = min(found, key=_rank)
+    return verdict
+
+
+__all__ = ["LOG_NAME", "Problem", "Verdict", "check", "check_shared", "verify"]
