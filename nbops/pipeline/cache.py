@@ -7,13 +7,15 @@ An ``outs.json`` comes from the store, so it is checked whole before anything is
 name must be a path nbops may write (:func:`nbops.pipeline.paths.refusal`: inside the project
 root, not through a symlink out of it, not in ``.nbops/``, not ``nbops.yaml`` or ``.git/``), every
 digest must look like one (it becomes a file name in the cache), and every content must be in the
-cache. One bad entry and nothing is restored."""
+cache (or, on a tracking server, fetched from its shared outs first: ``fetch``, see
+:mod:`nbops.pipeline.sharing`). One bad entry and nothing is restored."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,27 @@ DIGEST_RE = re.compile(r"^[0-9a-f]{32}$")
 TREE_RE = re.compile(r"^tree:[0-9a-f]{32}$")
 Pair = tuple[Path, str]
 """A file to restore and the digest of its content."""
+Fetch = Callable[[dict[str, str]], None]
+"""Fills the cache with the blobs of {digest: the out it is (for messages)}, or raises."""
 RECORD_HINT = (
     "this outs.json was not written by nbops (or was altered): pick another stage run, or re-run "
     "the stage to record its outs again"
 )
+
+
+def record_digests(record: dict[str, Any]) -> dict[str, str]:
+    """{digest: the out (or out/file) it is} of every file an ``outs.json`` record holds (as
+    :meth:`OutCache.store` returns it: no hashing again)."""
+    found: dict[str, str] = {}
+    for rel, entry in record.items():
+        if not isinstance(entry, dict):
+            continue
+        files = entry.get("files")
+        if isinstance(files, dict):
+            found.update({d: f"{rel}/{n}" for n, d in files.items() if isinstance(d, str)})
+        elif isinstance(entry.get("digest"), str):
+            found[entry["digest"]] = rel
+    return {d: n for d, n in found.items() if DIGEST_RE.match(d)}
 
 
 def load_record(path: Path | str, run: str | None = None) -> Any:
@@ -53,7 +72,9 @@ class OutCache:
         self.dir = state / "cache"
         self.hashes = hashes
 
-    def _blob(self, digest: str) -> Path:
+    def blob(self, digest: str) -> Path:
+        """Where the cache keeps the content of ``digest`` (an InvalidInput for a name that is
+        not a digest: it becomes a file name)."""
         if not DIGEST_RE.match(digest):  # a name in the cache: never a path of any other shape
             raise InvalidInput(f"{digest!r} is not a content digest", RECORD_HINT)
         return self.dir / digest[:2] / digest
@@ -62,13 +83,45 @@ class OutCache:
         digest = self.hashes.file_digest(path)
         if digest is None:
             return None
-        blob = self._blob(digest)
+        blob = self.blob(digest)
         if not blob.exists():
             blob.parent.mkdir(parents=True, exist_ok=True)
             tmp = blob.with_name(f".{digest}.{os.getpid()}.tmp")
             shutil.copyfile(path, tmp)
             os.replace(tmp, blob)
         return digest
+
+    def blobs(self) -> Iterator[tuple[str, Path]]:
+        """Every (digest, file) the cache holds (half-copied temporary files left out)."""
+        if not self.dir.is_dir():
+            return
+        for sub in sorted(self.dir.iterdir()):
+            if not (sub.is_dir() and len(sub.name) == 2):
+                continue
+            for f in sorted(sub.iterdir()):
+                if DIGEST_RE.match(f.name) and f.name[:2] == sub.name and f.is_file():
+                    yield f.name, f
+
+    def adopt(self, src: Path, digest: str, what: str) -> None:
+        """Move the downloaded file ``src`` into the cache as the content of ``digest``, after
+        hashing every byte: an InvalidInput naming ``what`` (the out) when it is not that
+        content (a blob cut short or altered on the server); ``src`` is removed either way."""
+        from nbops.pipeline.hashing import content_digest
+
+        try:
+            got = content_digest(src)
+            if got != digest:
+                raise InvalidInput(
+                    f"{what}: the server's copy of its content {digest} is damaged (its "
+                    f"{src.stat().st_size} bytes hash to {got}); nothing was restored",
+                    "run `nbops push --verify` on a machine whose .nbops/cache/ holds it (it "
+                    "replaces damaged copies), or re-run the stage",
+                )
+            blob = self.blob(digest)
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, blob)
+        finally:
+            src.unlink(missing_ok=True)
 
     def store(self, outs: list[str]) -> dict[str, Any]:
         """Copy the outs into the cache; return the ``outs.json`` record."""
@@ -86,9 +139,12 @@ class OutCache:
                 record[rel] = {"digest": self._store_file(path)}
         return record
 
-    def plan(self, record: Any, *, run: str | None = None) -> list[tuple[str, list[Pair]]]:
+    def plan(
+        self, record: Any, *, run: str | None = None, fetch: Fetch | None = None
+    ) -> list[tuple[str, list[Pair]]]:
         """Each out of an ``outs.json`` record with the (file, digest) pairs to put back, after
-        checking all of it: an InvalidInput (or NotFound) naming the run, the entry and why."""
+        checking all of it: an InvalidInput (or NotFound) naming the run, the entry and why.
+        Contents missing from the cache are handed to ``fetch`` (all at once) when given."""
         who = f"run {run}: " if run else ""
 
         def refuse(entry: str, why: str, hint: str = RECORD_HINT) -> InvalidInput:
@@ -138,9 +194,12 @@ class OutCache:
                     raise refuse(f"{rel}: {name}", f"has the digest {d!r}, which is not one")
                 pairs.append((self.root / paths.normalise(inner), d))
             todo.append((rel, pairs))
+        missing = {d: rel for rel, pairs in todo for _, d in pairs if not self.blob(d).is_file()}
+        if missing and fetch is not None:
+            fetch(missing)
         for rel, pairs in todo:
             for _, digest in pairs:
-                if not self._blob(digest).is_file():
+                if not self.blob(digest).is_file():
                     raise NotFound(
                         f"{who}{rel}: content {digest[:12]}… is not in {self.dir}; nothing was "
                         "restored",
@@ -149,11 +208,13 @@ class OutCache:
                     )
         return todo
 
-    def restore(self, record: Any, *, run: str | None = None) -> list[str]:
-        """Put back the outs of an ``outs.json`` record (all checked first: see :meth:`plan`);
-        returns the paths restored."""
+    def restore(
+        self, record: Any, *, run: str | None = None, fetch: Fetch | None = None
+    ) -> list[str]:
+        """Put back the outs of an ``outs.json`` record (all checked, and missing contents
+        fetched, first: see :meth:`plan`); returns the paths restored."""
         done = []
-        for rel, pairs in self.plan(record, run=run):
+        for rel, pairs in self.plan(record, run=run, fetch=fetch):
             for dst, digest in pairs:
                 found = paths.refusal(self.root, str(dst.relative_to(self.root)), "out")
                 if found is not None:  # changed since the check (another out made a symlink?)
@@ -163,7 +224,7 @@ class OutCache:
                         continue
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     tmp = dst.with_name(f".{dst.name}.nbops-tmp")
-                    shutil.copyfile(self._blob(digest), tmp)
+                    shutil.copyfile(self.blob(digest), tmp)
                     os.replace(tmp, dst)
                 except OSError as exc:
                     raise NbopsError(

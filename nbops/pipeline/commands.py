@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from typing import Any
 
 from nbops import project
@@ -109,12 +110,17 @@ def _resume_targets(runner: Any) -> list[str]:
 def cmd_status(args: argparse.Namespace) -> int:
     """Each stage point: up to date, stale (and why) or broken. With ``--check`` the exit code
     says it too: 1 when anything is not up to date (for a CI step), 0 when all is. Read-only:
-    it reads nbops' own state, never MLflow."""
+    it reads nbops' own state, never MLflow on the embedded store (on a tracking server, the
+    points without an up-to-date record here are looked up there: nbops.pipeline.sharing)."""
     from nbops.errors import Exit
     from nbops.pipeline.runner import Runner
 
     runner = Runner(_root())
     rows = runner.status(list(args.stages) or None)
+    note = runner.server_note()
+    if note:
+        print(note, file=sys.stderr)
+    to_fetch = {pt.label: missing for items in runner.to_fetch.values() for pt, _, missing in items}
     not_ok: list[str] = []
     for label, why in rows:
         if label.split("[", 1)[0] in runner.broken:  # its notebook cannot be read
@@ -123,6 +129,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         elif why:
             not_ok.append(label)
             print(f"{label:<28} stale       {'; '.join(why)}")
+        elif label in to_fetch:  # team mode: up to date on the server, its outs are there
+            missing = to_fetch[label]
+            print(
+                f"{label:<28} up to date  outs on the tracking server, not here: "
+                f"{', '.join(missing)} (`nbops run` or `nbops pull` fetches them)"
+            )
         else:
             print(f"{label:<28} up to date")
     if not not_ok:
@@ -262,9 +274,13 @@ def cmd_checkout(args: argparse.Namespace) -> int:
             + '"'
         )
         raise NotFound(f"run {rid} is {what}: it recorded no outs.json ({why})", hint)
+    from nbops.pipeline.sharing import fetcher
+
     state = project.state_dir(root)
     hashes = HashCache(root, state)
-    restored = OutCache(root, state, hashes).restore(record, run=rid)
+    cache = OutCache(root, state, hashes)
+    # on a tracking server, what the local cache lacks is fetched (and checked) first
+    restored = cache.restore(record, run=rid, fetch=fetcher(store.uri, cache))
     hashes.save()
     for rel in restored:
         print(f"restored {rel}")
@@ -397,7 +413,8 @@ def add_parsers(sub: Any) -> None:
         "status",
         help="each stage: up to date, or why it would run",
         description="Each stage (each sweep point): up to date, or why `nbops run` would run "
-        "it. Reads nbops' own state only (no MLflow).",
+        "it. Reads nbops' own state (no MLflow); on a tracking server, also the runs there for "
+        "what is not up to date here.",
     )
     sp.add_argument("stages", nargs="*", metavar="STAGE")
     sp.add_argument(

@@ -16,6 +16,7 @@ from nbops.errors import ConfigError, Exit, StageFailed
 from nbops.executors.base import Executor, StageResult
 from nbops.pipeline import attempt, summary
 from nbops.pipeline import spec as specmod
+from nbops.pipeline.cache import record_digests
 from nbops.pipeline.outcome import PipelineOutcome
 from nbops.pipeline.planning import Point, StagePlan, to_json
 from nbops.pipeline.runs import RunBook
@@ -46,6 +47,7 @@ class Execution:
         self.stop = attempt.Stop(runner.timeout)
         self.exit_code: int | None = None
         self.undelivered: list[str] = []  # what did not reach the store (exit 1)
+        self.stored: dict[str, str] = {}  # digest -> out of what this execution cached (shared)
         self.t_start = time.perf_counter()
 
     # --- the loop -----------------------------------------------------------------------------
@@ -118,12 +120,19 @@ class Execution:
                 self._fail_unreadable(plan, plan.problem)
                 continue
             todo = self.r.assess(plan)
+            refetch, fetched = self.r.fetch(plan)  # team mode: outs that are on the server
+            note = self.r.server_note()
+            if note:
+                self.r.progress.note(note)
+            todo += refetch
             if not todo:
                 self.status[name] = "up to date"
-                self.r.progress.line(name, "up to date")
+                self.r.progress.line(name, "fetched" if fetched else "up to date", fetched)
                 self._forget_failure(plan)
                 self.runs.ended(name)
                 continue
+            if fetched:
+                self.r.progress.note(f"nbops run: {name}: fetched {fetched}")
             self._ensure_tracking()
             self.status[name] = "running"
             parent = self.runs.stage_run(plan) if plan.is_sweep else self.runs.pipeline_run
@@ -219,7 +228,9 @@ class Execution:
         )
 
     def _record(self, run: Run, record: dict[str, Any]) -> None:
-        """``outs.json`` and the ``nbops.out.<path>`` tags of a run."""
+        """``outs.json`` and the ``nbops.out.<path>`` tags of a run (and its contents are among
+        those this execution shares)."""
+        self.stored.update(record_digests(record))
         run.log_text(to_json(record), "outs.json")
         run.set_tags(
             {
@@ -329,12 +340,38 @@ class Execution:
         rid = self.runs.pipeline_run.id_if_ready() if self.runs.pipeline_run else None
         progress.summary(self.status, seconds, rid)
         self.undelivered = summary.report_delivery(progress, sink, delivered)
+        self._share(delivered)
         if self.stop.timed_out:
             progress.note(
                 f"nbops run: timed out after {self.r.timeout:g} s: kernels stopped, runs FAILED"
             )
         for f in self.failures:
             progress.note(str(f))
+
+    def _share(self, delivered: bool) -> None:
+        """Team mode: upload the out contents this execution cached that the tracking server
+        lacks (once per content). Never fails the run: what is not sent stays in
+        ``.nbops/cache/`` and ``nbops push`` sends it."""
+        from nbops.errors import NbopsError
+        from nbops.pipeline.cache import OutCache
+        from nbops.pipeline.sharing import is_server, share
+
+        uri = project.tracking_uri(self.r.root)
+        if not self.stored or not is_server(uri):
+            return
+        later = "they stay in .nbops/cache/ and `nbops push` sends them"
+        if not delivered:
+            self.r.progress.note(
+                f"nbops run: {len(self.stored)} out files not shared: the tracking server "
+                f"is unreachable; {later}"
+            )
+            return
+        try:
+            done = share(uri, OutCache(self.r.root, self.r.state_dir, self.r.hashes), self.stored)
+        except NbopsError as err:
+            self.r.progress.note(f"nbops run: outs not shared: {err.message}; {later}")
+            return
+        self.r.progress.note(f"nbops run: shared outs: {done.line('uploaded')}")
 
     def outcome(self) -> PipelineOutcome:
         return summary.outcome(

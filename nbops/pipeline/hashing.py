@@ -88,6 +88,9 @@ class HashCache:
         self.file = state / CACHE_FILE
         self.dirty = False
         self.entries: dict[str, list[Any]] = {}
+        # project-relative files that do not exist here yet but will be fetched with this
+        # content (team mode: ``nbops status`` on a fresh clone, :meth:`expect`); never saved
+        self.expected: dict[str, str] = {}
         raw = statefile.read(self.file, means=REHASH)
         if raw is statefile.MISSING:
             return
@@ -121,9 +124,23 @@ class HashCache:
         self.dirty = True
         return digest
 
+    def expect(self, files: dict[str, str]) -> None:
+        """Answer for these project-relative files, while they do not exist, as if they held
+        these contents (they are on the tracking server and will be fetched): a folder that
+        holds them digests as it will once they are here. :meth:`forget` stops it."""
+        self.expected.update({paths.normalise(k): v for k, v in files.items()})
+
+    def forget(self, files: list[str]) -> None:
+        for k in files:
+            self.expected.pop(paths.normalise(k), None)
+
     def digest(self, rel: str) -> str | None:
         """Digest of a project-relative file or directory (a tree of names and contents)."""
         path = self.root / rel
+        if self.expected:
+            virtual = self._expected_digest(rel, path)
+            if virtual is not None:
+                return virtual
         if path.is_dir():
             import xxhash
 
@@ -148,6 +165,46 @@ class HashCache:
                     h.update(f"{p.relative_to(path).as_posix()}\0{d}\n".encode())
             return "tree:" + h.hexdigest()
         return self.file_digest(path)
+
+    def _expected_digest(self, rel: str, path: Path) -> str | None:
+        """The digest of ``rel`` counting :attr:`expected` files that are missing (None when
+        none of them is under it): a tree walked as :meth:`digest` walks one (each folder's
+        files by name, then its folders by name)."""
+        base = paths.normalise(rel)
+        under = {
+            k[len(base) + 1 :]: v
+            for k, v in self.expected.items()
+            if k.startswith(base + "/") and not (self.root / k).exists()
+        }
+        if base in self.expected and not path.exists():
+            return self.expected[base]
+        if not under or (path.exists() and not path.is_dir()):
+            return None
+        tree: dict[str, Any] = {}
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                for name in filenames:
+                    p = Path(dirpath) / name
+                    under.setdefault(p.relative_to(path).as_posix(), self.file_digest(p) or "")
+        for name, d in under.items():
+            node = tree
+            *dirs, leaf = name.split("/")
+            for part in dirs:
+                node = node.setdefault(part, {})
+            node[leaf] = d
+        import xxhash
+
+        h = xxhash.xxh3_128()
+
+        def walk(node: dict[str, Any], prefix: str) -> None:
+            for name in sorted(k for k, v in node.items() if isinstance(v, str)):
+                h.update(f"{prefix}{name}\0{node[name] or None}\n".encode())
+            for name in sorted(k for k, v in node.items() if isinstance(v, dict)):
+                walk(node[name], f"{prefix}{name}/")
+
+        walk(tree, "")
+        return "tree:" + h.hexdigest()
 
     def save(self) -> None:
         if not self.dirty:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import project
 from nbops.errors import ConfigError, ParameterError
@@ -34,7 +34,10 @@ from nbops.pipeline.planning import (
     split_list,
 )
 from nbops.pipeline.progress import Progress
-from nbops.pipeline.state import State, record_failed
+from nbops.pipeline.state import Record, State, record_failed
+
+if TYPE_CHECKING:
+    from nbops.pipeline.sharing import ServerRecords
 
 __all__ = ["MAX_JOBS", "MAX_TIMEOUT", "Point", "Runner", "StagePlan", "parse_assignments"]
 
@@ -95,6 +98,16 @@ class Runner(Planner):
         self.broken: dict[str, ConfigError] = {}  # stage -> why its notebook cannot be read
         self.recovered = self._recover_dead_executions()
         self.state = State(self.state_dir)
+        # team mode (a tracking server): records found on the server, outs to fetch
+        self.uri = project.tracking_uri(root)
+        self.server: ServerRecords | None = None
+        self.to_fetch: dict[str, list[tuple[Point, Record, list[str]]]] = {}
+        self.adopted = False  # a server record became a local one: the state is saved
+        self._said_server = False
+        from nbops.pipeline.sharing import ServerRecords, is_server
+
+        if is_server(self.uri):
+            self.server = ServerRecords(self.uri, self.pipeline.experiment or root.name)
 
     def _recover_dead_executions(self) -> list[Any]:
         """An ``nbops run`` of this project that was killed (SIGKILL, a crash, a power cut)
@@ -119,6 +132,81 @@ class Runner(Planner):
                 )
         return found
 
+    # --- team mode: the server's records and outs --------------------------------------------
+    def assess(self, plan: StagePlan) -> list[Point]:
+        """As :meth:`Planner.assess`; on a tracking server, a point that is stale here (or has
+        no record here) takes the server's record of the same inputs (see
+        :mod:`nbops.pipeline.sharing`), and a point whose only lack is outs that exist there
+        is up to date: its outs are to be fetched (:meth:`fetch`; ``nbops status`` says so)."""
+        from nbops.pipeline.staleness import fetchable, reasons
+
+        todo = super().assess(plan)
+        self.to_fetch.pop(plan.name, None)
+        if self.server is None or plan.problem is not None or plan.name in self.forced:
+            return todo
+        must: list[Point] = []
+        for pt in todo:
+            assert pt.fp is not None
+            outs = plan.outs_of(pt)
+            rec = self.state.get(plan.name, pt.key)
+            missing = fetchable(pt.fp, rec, outs, self.hashes)
+            if not missing:
+                found = self.server.find(plan.name, pt.fp, pt.outs, plan.shared)
+                if found is not None and not reasons(pt.fp, found, outs, self.hashes):
+                    self.state.put(plan.name, pt.key, found)  # the outs here are its outs
+                    self.adopted = True
+                    pt.why = []
+                    continue
+                rec = found
+                missing = fetchable(pt.fp, found, outs, self.hashes)
+            if missing and rec is not None and rec.run_id:
+                self.to_fetch.setdefault(plan.name, []).append((pt, rec, missing))
+                self.hashes.expect({o: str(rec.outs[o]) for o in missing})
+                pt.why = []
+                continue
+            must.append(pt)
+        return must
+
+    def fetch(self, plan: StagePlan) -> tuple[list[Point], str]:
+        """Restore the outs :meth:`assess` found on the server for ``plan``'s points; the
+        points that must run after all (fetching failed: why is in their reasons) and what was
+        fetched, said in one line ('' when nothing was to be fetched)."""
+        from nbops.errors import NbopsError
+        from nbops.pipeline.sharing import Transfer, restore_outs, size_text
+
+        items = self.to_fetch.pop(plan.name, [])
+        failed: list[Point] = []
+        moved, restored, runs = Transfer(), 0, []
+        for pt, rec, missing in items:
+            self.hashes.forget(missing)
+            try:
+                done, got = restore_outs(self.uri, self.root, self.hashes, rec, missing)
+            except NbopsError as err:
+                pt.why = [*(f"out missing: {o}" for o in missing), f"not fetched: {err.message}"]
+                failed.append(pt)
+                continue
+            self.state.put(plan.name, pt.key, rec)
+            restored += len(done)
+            moved.files += got.files
+            moved.bytes += got.bytes
+            runs.append(str(rec.run_id))
+        if not runs:
+            return failed, ""
+        self.state.save()
+        src = f"run {runs[0]}" if len(set(runs)) == 1 else f"{len(set(runs))} runs"
+        files = f"{moved.files} files downloaded ({size_text(moved.bytes)})"
+        return failed, f"{restored} outs of {src} from the server, {files}"
+
+    def server_note(self) -> str | None:
+        """Once: why the tracking server could not be asked for the records this clone lacks."""
+        if self.server is None or self.server.error is None or self._said_server:
+            return None
+        self._said_server = True
+        return (
+            f"nbops: the tracking server {self.uri} could not be asked which stages are up to "
+            f"date there ({self.server.error}): the stages without a record here look stale"
+        )
+
     # --- running -------------------------------------------------------------------------------
     def run(self, names: list[str] | None = None, dry_run: bool = False) -> int:
         plans = self.plan(names)
@@ -136,3 +224,5 @@ class Runner(Planner):
             return execution.go()
         finally:
             self.outcome = execution.outcome()
+            if self.adopted:  # the next status answers from the state, not the server
+                self.state.save()

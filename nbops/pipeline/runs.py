@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from nbops import tags as tag_names
 from nbops.pipeline.planning import Point, StagePlan, param_str
 from nbops.pipeline.spec import Pipeline
+from nbops.pipeline.staleness import inputs_digest
 from nbops.pipeline.state import Record, State
 
 if TYPE_CHECKING:  # imported when the first run starts: a no-op `nbops run` needs neither
@@ -120,6 +121,9 @@ class RunBook:
                     if len(d) < 200
                 }
             )
+            # what a fresh clone looks up on a tracking server (pipeline/sharing.py)
+            tags[tag_names.INPUTS] = inputs_digest(pt.fp)
+            tags[tag_names.ENV] = pt.fp.env
         from nbops.tracking.run import Run
 
         run = Run(

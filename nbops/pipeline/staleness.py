@@ -94,5 +94,33 @@ def reasons(fp: Fingerprint, rec: Record | None, outs: list[str], cache: HashCac
     return why
 
 
+def inputs_digest(fp: Fingerprint) -> str:
+    """One digest of what a stage point read (its notebook's code, its params, its deps' contents),
+    recorded on its run (``nbops.inputs``) so that a fresh clone finds, on a tracking server, the
+    run that is its up-to-date record (:mod:`nbops.pipeline.sharing`). The environment is not in
+    it: it is recorded beside it (``nbops.env``) and compared as :func:`reasons` compares it."""
+    canon = json.dumps(
+        {"code": fp.code, "params": fp.params, "deps": fp.deps},
+        sort_keys=True,
+        default=str,
+        separators=(",", ":"),
+    )
+    return xxhash.xxh3_128(canon.encode()).hexdigest()
+
+
+def fetchable(fp: Fingerprint, rec: Record | None, outs: list[str], cache: HashCache) -> list[str]:
+    """The outs a stage point lacks here when that is the only reason it would run (its inputs
+    and environment are those of ``rec``, which recorded a digest for each of them): they can be
+    fetched instead of made again. [] otherwise."""
+    if rec is None:
+        return []
+    missing = [o for o in outs if cache.digest(o) is None]
+    if not missing or any(rec.outs.get(o) is None for o in missing):
+        return []
+    if reasons(fp, rec, [o for o in outs if o not in missing], cache):
+        return []
+    return missing
+
+
 def _norm(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=str)
