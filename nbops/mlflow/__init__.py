@@ -16,8 +16,9 @@ Importing this package imports nothing heavy: ``import nbops.mlflow`` does not i
 
 **Quiet by default.** What nbops does through MLflow prints nothing of MLflow's: :func:`quiet`
 wraps nbops' own calls (creating or upgrading a store, opening it, logging and downloading
-artifacts) so that MLflow's INFO lines (``Creating initial MLflow database tables...``) and its
-``Downloading artifacts`` bars stay out of nbops' output, in any process (the CLI, the pipeline's
+artifacts; on a tracking server every call of the store facade) so that MLflow's INFO lines
+(``Creating initial MLflow database tables...``), its ``Downloading artifacts`` bars and its
+``🏃 View run ... at:`` lines stay out of nbops' output, in any process (the CLI, the pipeline's
 sink, the writers, the Jupyter server, a user's kernel), while the user's own MLflow calls are
 left as MLflow makes them. ``NBOPS_VERBOSE=1`` (``nbops --verbose``) turns it off.
 """
@@ -37,6 +38,12 @@ from nbops import envvars
 # WARNING itself)
 QUIET_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.db")
 _WARNING = 30  # logging.WARNING, without importing logging for the constant
+# MLflow's switches, read when it prints: no artifact progress bars, and no "🏃 View run ... at:"
+# / "🧪 View experiment at:" lines when a run ends on a tracking server (a value set is kept)
+_QUIET_ENV = (
+    (envvars.MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, "false"),
+    (envvars.MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT, "true"),
+)
 
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
@@ -51,8 +58,9 @@ def verbose() -> bool:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Inside: MLflow's store loggers (:data:`QUIET_LOGGERS`) log WARNING and above only, and
-    its artifact progress bars are off (unless ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` is set).
+    """Inside: MLflow's store loggers (:data:`QUIET_LOGGERS`) log WARNING and above only, its
+    artifact progress bars are off (unless ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` is set) and
+    so are its "View run ... at:" lines (unless ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` is).
     Reentrant and thread-safe: the first entry sets, the last exit restores. A no-op under
     :func:`verbose`."""
     global _quiet_depth
@@ -81,10 +89,10 @@ def _silence() -> None:
         # set even when it is quiet now: importing mlflow inside (a first store) sets its
         # parent "mlflow" to INFO
         logger.setLevel(max(logger.level, _WARNING))
-    bar = envvars.MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
-    if bar not in os.environ:
-        os.environ[bar] = "false"
-        _quiet_saved[bar] = None
+    for var, value in _QUIET_ENV:
+        if var not in os.environ:
+            os.environ[var] = value
+            _quiet_saved[var] = None
 
 
 def _restore() -> None:
@@ -93,8 +101,9 @@ def _restore() -> None:
     for name in QUIET_LOGGERS:
         if name in _quiet_saved:
             logging.getLogger(name).setLevel(_quiet_saved.pop(name))
-    if _quiet_saved.pop(envvars.MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, 0) is None:
-        os.environ.pop(envvars.MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, None)
+    for var, _ in _QUIET_ENV:
+        if _quiet_saved.pop(var, 0) is None:
+            os.environ.pop(var, None)
 
 
 def store_loaded() -> bool:

@@ -5,11 +5,19 @@ the path of ``import nbops`` or ``%load_ext nbops``. It hands out no ``MlflowCli
 operation a caller needs is a method here, with MLflow's "does not exist" translated into
 ``None`` or :class:`~nbops.errors.NotFound` as each method documents. Other MLflow errors pass
 through; :func:`nbops.mlflow.failures.error_code` reads their code.
+
+Every call to MLflow goes through one guard (:class:`_Guarded`): it runs inside
+:func:`nbops.mlflow.quiet` (no MLflow lines, no "View run ... at:" on a server) and turns a
+tracking server's refusal (HTTP 401: the login; 403: a permission) into
+:class:`~nbops.errors.AccessDenied` naming the server, the user and the experiment or model
+(:func:`nbops.mlflow.credentials.refused`), from any method and from opening the store. No message
+shows a password written into the URI (:func:`nbops.mlflow.credentials.server`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -22,10 +30,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from nbops import envvars, project, tags
-from nbops.errors import NotFound, SchemaRefused, StoreUnavailable
+from nbops.errors import AccessDenied, NotFound, SchemaRefused, StoreUnavailable
+from nbops.mlflow import credentials, quiet
 from nbops.mlflow import entities as e
-from nbops.mlflow import quiet
-from nbops.mlflow.failures import DOES_NOT_EXIST, INVALID_PARAMETER_VALUE, is_permanent
+from nbops.mlflow.failures import (
+    DOES_NOT_EXIST,
+    INVALID_PARAMETER_VALUE,
+    access_status,
+    is_permanent,
+)
 from nbops.mlflow.schema import enable_wal, ensure_schema
 
 # MLflow's request limits for log_batch
@@ -61,12 +74,99 @@ def _code(exc: MlflowException) -> str:
     return str(exc.error_code)
 
 
+# MlflowClient methods whose first argument (or ``run_id``) is a run, an experiment, a model
+_ON_EXPERIMENT = {"create_run", "get_experiment", "set_experiment_tag", "delete_experiment"}
+_ON_MODEL_PREFIXES = ("create_model_version", "set_registered_model", "delete_registered_model")
+_ON_MODEL = {
+    "get_registered_model",
+    "get_model_version",
+    "set_model_version_tag",
+    "delete_model_version",
+    "create_registered_model",
+    "transition_model_version_stage",
+}
+
+
+class _Guarded(MlflowClient):
+    """An ``MlflowClient`` whose every public method runs inside :func:`quiet` and raises a
+    tracking server's 401/403 as :class:`AccessDenied` (the one place that translates them)."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(tracking_uri=uri)
+        self._uri = uri
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                with quiet():
+                    return attr(*args, **kwargs)
+            except Exception as exc:
+                status = access_status(exc)
+                if status is None:
+                    raise
+                target = self._target(name, args, kwargs)
+                raise credentials.refused(self._uri, status, name, target) from exc
+
+        return call
+
+    def _target(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """What the refused call was about, as the message names it."""
+        first = args[0] if args else None
+        if name in _ON_MODEL or name.startswith(_ON_MODEL_PREFIXES):
+            model = kwargs.get("name", first)
+            return f"model {model!r}" if model is not None else None
+        if name == "search_runs":
+            ids = kwargs.get("experiment_ids", first) or []
+            return ", ".join(self._experiment(str(i)) for i in ids) or None
+        if name in _ON_EXPERIMENT:
+            eid = kwargs.get("experiment_id", first)
+            return self._experiment(str(eid)) if eid is not None else None
+        if name == "create_experiment":
+            return f"experiment {kwargs.get('name', first)!r}"
+        run_id = kwargs.get("run_id", first)
+        if isinstance(run_id, str) and run_id and name not in ("search_experiments",):
+            return self._run(run_id)
+        return None
+
+    def _experiment(self, experiment_id: str) -> str:
+        try:  # READ is MLflow's default permission: the name can usually be read
+            with quiet():
+                exp = MlflowClient.get_experiment(self, experiment_id)
+            return f"experiment {exp.name!r} (id {experiment_id})"
+        except Exception:  # noqa: BLE001 - the id alone still names it
+            return f"experiment {experiment_id}"
+
+    def _run(self, run_id: str) -> str:
+        try:
+            with quiet():
+                eid = str(MlflowClient.get_run(self, run_id).info.experiment_id)
+        except Exception:  # noqa: BLE001 - the run id alone still names it
+            return f"run {run_id}"
+        return f"run {run_id} of {self._experiment(eid)}"
+
+
+def _as_login(uri: str, run_tags: dict[str, str], add: bool) -> dict[str, str]:
+    """``run_tags`` with ``mlflow.user`` set to the server login when there is one (MLflow does
+    not set it from the login, and the OS user nbops captures may be ``root`` in a container):
+    replaced where it is set, added too when ``add``."""
+    name = credentials.login(uri) if credentials.is_http(uri) else None
+    if name is None or not (add or tags.MLFLOW_USER in run_tags):
+        return run_tags
+    return {**run_tags, tags.MLFLOW_USER: name}
+
+
 class TrackingStore:
     """An MLflow tracking store (and its model registry), opened once per process per URI
     (:func:`open_store`)."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        self.shown = credentials.server(uri)  # the URI as messages show it: no password
         art = project.artifact_root_for(uri)
         self.artifact_root = art
         db = project.sqlite_path(uri)
@@ -75,14 +175,15 @@ class TrackingStore:
             with quiet():
                 # one process at a time creates, upgrades or repairs an SQLite store's schema
                 ensure_schema(uri, art)
-                self._client = MlflowClient(tracking_uri=uri)
+                self._client: MlflowClient = _Guarded(uri)
                 # opening the store is lazy in MLflow: touch it so an unreachable store fails
+                # (and a server that refuses the login says so: AccessDenied)
                 self._client.search_experiments(max_results=1)
-        except SchemaRefused:
-            raise  # names the file and the fix already; retrying does not help
+        except (SchemaRefused, AccessDenied):
+            raise  # names the file or the login and the fix already
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unavailable"
             raise StoreUnavailable(
-                f"tracking store {uri} cannot be opened: {_first_line(exc)}",
+                f"tracking store {self.shown} cannot be opened: {_first_line(exc, uri)}",
                 "start the tracking server or fix MLFLOW_TRACKING_URI; logged data stays in "
                 "the spool and `nbops sync` delivers it later",
             ) from exc
@@ -128,7 +229,7 @@ class TrackingStore:
 
     def _no_experiment(self, experiment_id: str) -> NotFound:
         return NotFound(
-            f"experiment {experiment_id!r} does not exist in {self.uri}",
+            f"experiment {experiment_id!r} does not exist in {self.shown}",
             "list experiments with `nbops runs` or in the Runs panel",
         )
 
@@ -137,7 +238,10 @@ class TrackingStore:
         self, experiment_id: str, start_ms: int, name: str | None, tags: dict[str, str]
     ) -> str:
         run = self._client.create_run(
-            experiment_id, start_time=start_ms, tags=tags, run_name=name or None
+            experiment_id,
+            start_time=start_ms,
+            tags=_as_login(self.uri, tags, add=True),
+            run_name=name or None,
         )
         return str(run.info.run_id)
 
@@ -151,7 +255,7 @@ class TrackingStore:
 
     def _no_run(self, run_id: str) -> NotFound:
         return NotFound(
-            f"run {run_id!r} does not exist in {self.uri}",
+            f"run {run_id!r} does not exist in {self.shown}",
             "list runs with `nbops runs` (ids are MLflow run ids)",
         )
 
@@ -162,11 +266,12 @@ class TrackingStore:
         params: Iterable[tuple[str, str]] = (),
         tags: Iterable[tuple[str, str]] = (),
     ) -> None:
+        run_tags = _as_login(self.uri, dict(tags), add=False)
         self._client.log_batch(
             run_id,
             metrics=[Metric(k, v, ts, step) for k, v, step, ts in metrics],
             params=[Param(k, v) for k, v in params],
-            tags=[RunTag(k, v) for k, v in tags],
+            tags=[RunTag(k, v) for k, v in run_tags.items()],
             synchronous=True,
         )
 
@@ -340,13 +445,13 @@ class TrackingStore:
 
     def _no_model(self, name: str) -> NotFound:
         return NotFound(
-            f"model {name!r} is not registered in {self.uri}",
+            f"model {name!r} is not registered in {self.shown}",
             "list registered models with `nbops models`",
         )
 
     def _no_version(self, name: str, version: str) -> NotFound:
         return NotFound(
-            f"model {name!r} has no version {version!r} in {self.uri}",
+            f"model {name!r} has no version {version!r} in {self.shown}",
             f"list its versions with `nbops models {name}`",
         )
 
@@ -378,9 +483,10 @@ def _slug(name: str) -> str:
     return out or "experiment"
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, uri: str | None = None) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    line = text[0][:300] if text else type(exc).__name__
+    return line.replace(uri, credentials.server(uri)) if uri else line
 
 
 __all__ = [
