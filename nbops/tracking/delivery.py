@@ -42,14 +42,26 @@ class Delivery:
             eid = self.store.run_experiment(run_id)
         else:
             eid = self.store.experiment_id(st.get("experiment") or "Default")
-            run_id = self.store.create_run(
-                eid, self.start_ms(), st.get("name"), dict(st.get("tags") or {})
-            )
+            run_tags = dict(st.get("tags") or {})
+            tried = self.spool.mark_creating()
+            local_id = run_tags.get(tags.SPOOL) or self.spool.dir.name
+            found = self._created_before(eid, local_id) if tried else None
+            run_id = found or self.store.create_run(eid, self.start_ms(), st.get("name"), run_tags)
         self.spool.set_run_info(run_id, eid)
         self.run_id, self.experiment_id = run_id, eid
         if not st.get("run_id"):
             self._audit("run.start", experiment=st.get("experiment"), name=st.get("name"))
         return run_id
+
+    def _created_before(self, experiment_id: str, local_id: str | None) -> str | None:
+        """The run an earlier attempt created although its answer was lost (a server killed
+        mid-request): found by the spool's ``nbops.spool`` tag, so it is not created twice."""
+        if not local_id:
+            return None
+        found = self.store.search_runs(
+            [experiment_id], f"tags.`{tags.SPOOL}` = '{local_id}'", None, 1
+        )
+        return str(found[0].info.run_id) if found else None
 
     def start_ms(self) -> int:
         """When the run began: its Began record (a pipeline point queued before its kernel was

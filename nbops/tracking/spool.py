@@ -7,6 +7,9 @@ One directory per run under ``.nbops/spool/<local_id>/``:
 ``ack``        byte offset up to which the records reached the store
 ``run.json``   the MLflow run id and experiment id, once the store created the run
 ``state.json`` the writer's view: connecting / ok / unreachable (with the error)
+``creating``   present while the store is asked to create the run: if the answer was lost (the
+               server went down mid-request), the next attempt looks the run up by its
+               ``nbops.spool`` tag instead of creating a second one
 ``files/``     copies of artifacts taken at call time
 
 Records are JSON arrays whose first item says what they are::
@@ -48,6 +51,7 @@ LOG = "log.jsonl"
 ACK = "ack"
 RUN = "run.json"
 STATE = "state.json"
+CREATING = "creating"
 FILES = "files"
 COPY_LIMIT = 64 * 1024 * 1024  # larger artifacts are uploaded from where they are
 
@@ -337,6 +341,17 @@ class Spool:
 
     def set_run_info(self, run_id: str, experiment_id: str) -> None:
         write_atomic(self.dir / RUN, json.dumps({"run_id": run_id, "experiment_id": experiment_id}))
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / CREATING).unlink()
+
+    def mark_creating(self) -> bool:
+        """Note that the store is being asked to create the run; True if an earlier attempt was
+        noted already (its answer never came: the run may exist)."""
+        marker = self.dir / CREATING
+        if marker.exists():
+            return True
+        write_atomic(marker, str(time.time()))
+        return False
 
     def set_state(self, state: str, **extra: Any) -> None:
         write_atomic(self.dir / STATE, json.dumps({"state": state, "time": time.time(), **extra}))

@@ -4,12 +4,17 @@
 The logging process never imports MLflow and never waits for it; this process imports MLflow,
 creates the run, captures git and environment, tails the spool and delivers it in batches. When
 the pipe reaches EOF without an end record (the kernel was killed), it delivers what is left and
-marks the run KILLED. If the store is unreachable it retries with back-off while the logging
-process lives, then leaves the spool for ``nbops sync`` or the next writer.
+marks the run KILLED. If the store is unreachable it retries with back-off (at most MAX_BACKOFF s
+apart) for as long as the logging process lives. After the logging process is gone it goes on
+retrying for LINGER_S more if it had reached the store before (a server restarting: the run's end
+is delivered when it is back), releasing the spool's lock between attempts so that ``nbops sync``
+or another writer may take the spool over; a store it never reached (a wrong URI, no network) is
+given up at once. What is left stays in the spool for ``nbops sync`` or the next writer.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import sys
@@ -29,6 +34,7 @@ FSYNC_S = 2.0
 IDLE_POLL = 0.1
 BUSY_POLL = 0.01
 MAX_BACKOFF = 15.0
+LINGER_S = 300.0  # retrying after the logging process is gone, once the store was reached
 
 
 def _capture(spool: Spool, start: dict[str, object]) -> None:
@@ -52,6 +58,8 @@ def serve(spool: Spool, owner_fd: int) -> int:
     recovered = False
     last_state = ""
     retries_after_owner = 0
+    reached = False  # delivered to the store at least once (so it is there, only away now)
+    gone_at = 0.0
     last_beat = last_sync = time.monotonic()
     # capture once, right after the run exists (not again if the writer is restarted)
     needs_capture = bool(start.get("capture")) and spool.run_info() is None
@@ -70,6 +78,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
                 _capture(spool, start)
                 needs_capture = False
             moved = delivery.pump()
+            reached = True
             if moved and spool.fd is not None and time.monotonic() - last_sync > FSYNC_S:
                 # undelivered lines survive a power cut too; not more often, as fsync holds
                 # the file's lock and would slow the logging process' appends
@@ -107,9 +116,14 @@ def serve(spool: Spool, owner_fd: int) -> int:
         if owner_gone:
             if failing:
                 retries_after_owner += 1
-                if unreachable or retries_after_owner > 30:
+                lingering = reached and time.monotonic() - gone_at < LINGER_S
+                if (unreachable and not lingering) or (
+                    not unreachable and retries_after_owner > 30
+                ):
                     return 3  # the spool stays; nbops sync or the next writer delivers it
-                time.sleep(backoff)
+                if not pause_unlocked(spool, backoff):
+                    return 3  # nbops sync or another writer took the spool over meanwhile
+                delivery = None  # re-read what was acknowledged while the lock was free
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             if delivery is not None and delivery.caught_up() and moved == 0:
@@ -122,6 +136,24 @@ def serve(spool: Spool, owner_fd: int) -> int:
         ready, _, _ = select.select([owner_fd], [], [], timeout)
         if ready and not os.read(owner_fd, 65536):
             owner_gone = True
+            gone_at = time.monotonic()
+
+
+def pause_unlocked(spool: Spool, seconds: float) -> bool:
+    """Wait ``seconds`` without the spool's lock (its logging process is gone: nothing appends),
+    so that ``nbops sync`` or another writer may deliver it meanwhile; then take the lock back.
+    False when someone else holds it now, or has delivered and removed the spool."""
+    fd = spool.fd
+    if fd is None:
+        time.sleep(seconds)
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    time.sleep(seconds)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return os.fstat(fd).st_nlink > 0 and not spool.is_done()
 
 
 def _recover_others(spool: Spool, uri: str, store: TrackingStore) -> None:

@@ -1,0 +1,286 @@
+"""Many machines at once on one MLflow server (issue 14, item 5): eight processes logging into the
+same server lose nothing, and a server killed and restarted mid-run loses nothing either.
+
+"Machines" are project directories of their own (each its own ``.nbops/``: spools, writers,
+state), all pointed at the same server. Counts are read back from the server itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import _reap_writers, execute, nbops_cli, notebook, outputs_text, writer_pids
+from tests.team.conftest import own_server, unique
+from tests.team.servers import MlflowServer, Postgres
+
+# One logging process: start_run, wait for the gate (so that all of them log at the same time),
+# N steps of two metrics, a param and a tag at the end, an artifact, end_run; prints its result.
+LOGGER = r"""
+import json, os, pathlib, sys, time
+import nbops
+
+exp, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+gate = pathlib.Path(os.environ["GATE"])
+run = nbops.start_run(exp, name=name, params={"who": name}, tags={"machine": os.environ["MACHINE"]})
+while not gate.exists():
+    time.sleep(0.01)
+for i in range(n):
+    nbops.log_metric("loss", 1.0 / (i + 1), step=i)
+    nbops.log_metric("acc", i / n, step=i)
+nbops.log_param("steps", n)
+nbops.set_tag("finished_by", name)
+out = pathlib.Path(name + ".txt")
+out.write_text(name)
+nbops.log_artifact(out, "outputs")
+ok = nbops.end_run()
+print(json.dumps({"ok": ok, "run_id": run.id_if_ready()}))
+"""
+
+
+def _client(server: MlflowServer) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(server.url)
+
+
+def _machine(base: Path, name: str, server: MlflowServer) -> tuple[Path, dict[str, str]]:
+    root = base / name
+    (root / ".nbops").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NBOPS_"))}
+    env.update(server.env_for())
+    env.update(NBOPS_PROJECT_ROOT=str(root), MACHINE=name, PYTHONWARNINGS="ignore", CI="1")
+    return root, env
+
+
+def _runs(client: Any, experiment: str) -> list[Any]:
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else list(client.search_runs([exp.experiment_id], max_results=1000))
+
+
+def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_eight_processes_on_two_machines_logging_at_once_lose_nothing(
+    team_server: MlflowServer, tmp_path: Path, monkeypatch: Any
+) -> None:
+    experiment = unique("eight")
+    n = 1500
+    gate = tmp_path / "go"
+    machines = [_machine(tmp_path, m, team_server) for m in ("machine-a", "machine-b")]
+    procs: list[tuple[str, subprocess.Popen[str]]] = []
+    try:
+        for root, env in machines:
+            for i in range(4 if root.name == "machine-a" else 3):
+                name = f"{root.name}-p{i}"
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", LOGGER, experiment, name, str(n)],
+                    cwd=root,
+                    env={**env, "GATE": str(gate)},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                procs.append((name, proc))
+        # the eighth: a real kernel on machine B with %track, logging while the others do
+        root_b, env_b = machines[1]
+        for k, v in env_b.items():
+            monkeypatch.setenv(k, v)
+        nb = notebook(
+            root_b / "kernel.ipynb",
+            "%load_ext nbops",
+            f"%track start -e {experiment} -n machine-b-kernel -t machine=machine-b",
+            f"import pathlib\npathlib.Path({str(gate)!r}).touch()",  # and everyone starts
+            "%%track -n fit\nlr = 0.05\nscore = 0.5 + 0.25\nprint('fitted')",
+            f"import nbops\nfor i in range({n}):\n    nbops.log_metric('loss', 1.0 / (i + 1), "
+            f"step=i)\n    nbops.log_metric('acc', i / {n}, step=i)\n"
+            "nbops.set_tag('finished_by', 'machine-b-kernel')",
+            "%track stop",
+        )
+        ran = execute(nb)
+        assert "fitted" in outputs_text(ran.cells[3])
+        results = {}
+        for name, proc in procs:
+            out, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0, f"{name}: {err[-2000:]}"
+            results[name] = json.loads(out.strip().splitlines()[-1])
+            assert results[name]["ok"] is True, f"{name} did not deliver everything: {err}"
+
+        client = _client(team_server)
+        runs = {r.info.run_name: r for r in _runs(client, experiment)}
+        assert sorted(runs) == sorted([*results, "machine-b-kernel"])  # eight, none twice
+        expected = {"loss": [(i, 1.0 / (i + 1)) for i in range(n)]}
+        expected["acc"] = [(i, i / n) for i in range(n)]
+        for name, run in runs.items():
+            assert run.info.status == "FINISHED", name
+            assert run.data.tags["machine"] == name.rsplit("-", 1)[0], name
+            assert run.data.tags["finished_by"] == name
+            for key, values in expected.items():
+                assert _history(client, run.info.run_id, key) == values, (name, key)
+            if name == "machine-b-kernel":
+                assert run.data.params["lr"] == "0.05" and run.data.metrics["score"] == 0.75
+                continue
+            assert results[name]["run_id"] == run.info.run_id
+            assert run.data.params == {"who": name, "steps": str(n)}
+            arts = [a.path for a in client.list_artifacts(run.info.run_id, "outputs")]
+            assert arts == [f"outputs/{name}.txt"]
+        assert not any(r.info.status == "RUNNING" for r in runs.values())
+        for root, _ in machines:  # every spool delivered and removed: nothing left for sync
+            spools = root / ".nbops" / "spool"
+            assert not any(d / "log.jsonl" for d in spools.iterdir() if (d / "log.jsonl").exists())
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for root, _ in machines:
+            _reap_writers(root)
+
+
+# A steady logger for the restart test: one metric every few ms until its stop file exists
+# (then 20 more steps), so that it logs before, during and after the server is down.
+STEADY = r"""
+import json, os, pathlib, sys, time
+import nbops
+
+exp, name, stop = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+run = nbops.start_run(exp, name=name, params={"who": name})
+i, extra = 0, None
+while extra is None or extra > 0:
+    nbops.log_metric("value", i * 0.5, step=i)
+    i += 1
+    if extra is None and stop.exists():
+        extra = 20
+    elif extra is not None:
+        extra -= 1
+    time.sleep(0.004)
+nbops.set_tag("steps", str(i))
+ok = nbops.end_run(timeout=5)
+print(json.dumps({"steps": i, "ok": ok}))
+"""
+
+
+def _steady(
+    root: Path, env: dict[str, str], experiment: str, name: str, stop: Path
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", STEADY, experiment, name, str(stop)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait(what: str, cond: Any, timeout: float) -> float:
+    """Poll ``cond`` until true; the seconds it took."""
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def _complete(client: Any, experiment: str, steps: dict[str, int]) -> bool:
+    """Every run named in ``steps`` is FINISHED in the server with each of its values."""
+    try:
+        runs = {r.info.run_name: r for r in _runs(client, experiment)}
+    except Exception:  # noqa: BLE001 - the server may still be starting
+        return False
+    for name, n in steps.items():
+        run = runs.get(name)
+        if run is None or run.info.status != "FINISHED":
+            return False
+        if len(client.get_metric_history(run.info.run_id, "value")) != n:
+            return False
+    return True
+
+
+def test_a_server_killed_and_restarted_mid_run_loses_nothing(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    server = own_server(postgres, tmp_path / "server", workers=2)
+    experiment = unique("restart")
+    root, env = _machine(tmp_path, "machine-a", server)
+    killed, finish = tmp_path / "killed", tmp_path / "finish"
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        client = _client(server)
+        # steady loggers through the outage; one that ends while the server is down
+        for name in ("through-1", "through-2"):
+            procs[name] = _steady(root, env, experiment, name, finish)
+        procs["ends-while-down"] = _steady(root, env, experiment, "ends-while-down", killed)
+        _wait(
+            "three runs logging into the server",
+            lambda: len([r for r in _runs(client, experiment) if r.data.metrics]) == 3,
+            120,
+        )
+        server.kill()  # SIGKILL, as a crash, in the middle of everything
+        killed.touch()
+        # one that starts while the server is down (its run is created once it is back), and
+        # one whose whole life is inside the outage (nbops sync delivers it)
+        procs["starts-while-down"] = _steady(root, env, experiment, "starts-while-down", finish)
+        whole = subprocess.run(
+            [sys.executable, "-c", LOGGER, experiment, "whole-outage", "50"],
+            cwd=root,
+            env={**env, "GATE": str(killed), "PYTHONWARNINGS": "default"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert whole.returncode == 0, whole.stderr
+        # said once, as a warning naming the spool; nothing else (no traceback)
+        assert "is unreachable" in whole.stderr and "nbops sync" in whole.stderr, whole.stderr
+        assert "Traceback" not in whole.stderr
+        assert json.loads(whole.stdout.strip().splitlines()[-1])["ok"] is False
+        out, err = procs["ends-while-down"].communicate(timeout=120)
+        assert procs["ends-while-down"].returncode == 0, err
+        ended_down = json.loads(out.strip().splitlines()[-1])
+        assert ended_down["ok"] is False  # it could not wait for the store: handed to its writer
+        server.start()  # the same port, the same database
+        back = time.monotonic()
+        finish.touch()
+        steps = {"ends-while-down": ended_down["steps"]}
+        for name in ("through-1", "through-2", "starts-while-down"):
+            out, err = procs[name].communicate(timeout=180)
+            assert procs[name].returncode == 0, err
+            steps[name] = json.loads(out.strip().splitlines()[-1])["steps"]
+        # the writers deliver by themselves (within their back-off), even for the run whose
+        # process ended while the server was down
+        _wait("every run complete in the server", lambda: _complete(client, experiment, steps), 60)
+        resumed = time.monotonic() - back
+        assert resumed < 45, f"delivery resumed {resumed:.0f} s after the server was back"
+        # the run that lived only inside the outage: nbops sync (or another writer) delivers it
+        synced = nbops_cli("sync", cwd=root, env=env)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        steps_all = {**steps, "whole-outage": 0}
+        runs = {r.info.run_name: r for r in _runs(client, experiment)}
+        assert sorted(runs) == sorted(steps_all)  # no run created twice
+        assert not [r for r in runs.values() if r.info.status != "FINISHED"]
+        for name, n in steps.items():
+            run = runs[name]
+            hist = _history(client, run.info.run_id, "value")
+            assert hist == [(i, i * 0.5) for i in range(n)], name
+            assert run.data.tags["steps"] == str(n) and run.data.params == {"who": name}
+        whole_run = runs["whole-outage"]
+        assert len(client.get_metric_history(whole_run.info.run_id, "loss")) == 50
+        assert whole_run.data.params == {"who": "whole-outage", "steps": "50"}
+        assert [a.path for a in client.list_artifacts(whole_run.info.run_id, "outputs")] == [
+            "outputs/whole-outage.txt"
+        ]
+        _wait("the writers to exit", lambda: not writer_pids(root), 30)
+        assert not [d for d in (root / ".nbops" / "spool").iterdir() if (d / "log.jsonl").exists()]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        _reap_writers(root)
+        server.stop()
