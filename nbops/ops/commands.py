@@ -111,6 +111,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"nbops audit: note: {note}", file=sys.stderr)
         if v.problem is not None:
             if v.shared:
+                for other in v.problems[1:]:
+                    print(f"nbops audit: also: {other}", file=sys.stderr)
                 print(
                     f"nbops audit: the shared audit trail ({v.shared}) was tampered with: "
                     f"{v.problem}",

@@ -55,6 +55,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)  # witnesses that could not be read
     shared: str = ""  # the shared trail checked (its experiment and server), "" for the local log
     writers: int = 0  # on the shared trail: the users and hosts whose records were checked
+    problems: list[Problem] = field(default_factory=list)  # on the shared trail: all, first first
 
 
 def _walk(
@@ -357,6 +358,7 @@ def check_shared(root: Path | None = None, *, uri: str | None = None) -> Verdict
                     where=run,
                 )
             )
+    top = max((int(rec["seq"]) for rec in good.values() if type(rec.get("seq")) is int), default=0)
     for where, what, w in witnesses:
         h = str(w["hash"])
         if h in good or h in claimed:
@@ -366,7 +368,8 @@ def check_shared(root: Path | None = None, *, uri: str | None = None) -> Verdict
             Problem(
                 0,
                 seq,
-                f"record {seq} ({h[:12]}), {what}, is not on the trail (removed)",
+                f"record {seq} ({h[:12]}), {what}, is not on the trail (removed; the newest "
+                f"record on it is record {top})",
                 where=where,
             )
         )
@@ -389,8 +392,8 @@ def check_shared(root: Path | None = None, *, uri: str | None = None) -> Verdict
             f".nbops/{LOG_NAME} (the log of the embedded store) is not part of the shared trail: "
             "unset MLFLOW_TRACKING_URI to check it"
         )
-    if found:
-        verdict.problem = min(found, key=_rank)
+    verdict.problems = sorted(found, key=_rank)
+    verdict.problem = verdict.problems[0] if found else None
     return verdict
 
 
