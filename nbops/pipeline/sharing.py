@@ -356,8 +356,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             run_ids.append(run.info.run_id)
     wanted: dict[str, str] = {}
     for rid in run_ids:
-        store.get_run(rid)  # NotFound naming the run
-        wanted.update(record_digests(outs_record(store, rid, root)))
+        wanted.update(record_digests(_pulled_outs(store, rid, root)))
     hashes = HashCache(root, project.state_dir(root))
     done = fetch(uri, OutCache(root, project.state_dir(root), hashes), wanted)
     if args.json:
@@ -365,6 +364,29 @@ def cmd_pull(args: argparse.Namespace) -> int:
     else:
         print(done.line("pulled"))
     return 0
+
+
+def _pulled_outs(store: Any, run_id: str, root: Path) -> dict[str, Any]:
+    """What ``nbops pull RUN`` fetches: a stage run's ``outs.json`` (a sweep point's with the
+    outs its sweep shares); a run of no stage is refused, naming what to pull instead."""
+    run = store.get_run(run_id)  # NotFound naming the run
+    t = run.data.tags
+    if tag_names.STAGE not in t:
+        what = "a pipeline run" if tag_names.PIPELINE in t else "not a pipeline stage run"
+        raise InvalidInput(
+            f"nbops pull {run_id}: the run is {what} (no {tag_names.STAGE} tag): it has no outs",
+            "name a stage run, or a stage (nbops pull STAGE), or nothing for every stage",
+        )
+    record = outs_record(store, run_id, root)
+    parent = t.get(tag_names.MLFLOW_PARENT_RUN_ID)
+    if tag_names.SWEEP_POINT in t and parent:
+        try:
+            names = json.loads(store.get_run(parent).data.tags.get(tag_names.SHARED_OUTS, "[]"))
+        except (NotFound, ValueError):
+            names = []
+        shared = outs_record(store, parent, root) if names else {}
+        record.update({n: shared[n] for n in names if isinstance(n, str) and n in shared})
+    return record
 
 
 def _looks_like_run_id(text: str) -> bool:
