@@ -10,9 +10,15 @@ that leave it, dangling links and anything that is not a regular file, and stops
 ``limits.MAX_ARTIFACTS`` files (the answer says so), so a 120k-file directory costs one bounded
 scan.
 
-Remote artifacts (``s3://``, ``mlflow-artifacts:``, ``http(s)://`` ...) are listed through
-the tracking store facade (``TrackingStore.list_artifacts``), bounded the same way; this
-server does not proxy their contents (404 naming the command that downloads them).
+Remote artifacts (``mlflow-artifacts:`` on a tracking server, ``s3://``, ``http(s)://`` ...)
+are listed through the tracking store facade (``TrackingStore.list_artifacts``), bounded the
+same way, and served by downloading one file through the facade (``download_artifacts``) into a
+temporary directory the handler removes (:func:`fetch_remote`): the path is checked by the same
+rules as a local one (relative, no ``..``, bounded names), it must be a file of the run's
+listing (a directory is never downloaded whole), and its size must be known and at most
+``limits.MAX_FETCHED_ARTIFACT_BYTES`` (the executed notebook of a diff at most
+``limits.MAX_DIFF_NOTEBOOK_BYTES``), checked before the download from the listing and again on
+the downloaded file.
 """
 
 from __future__ import annotations
@@ -91,8 +97,10 @@ def run_dir(info: RunInfo, roots: list[Path]) -> Path | None:
     )
 
 
-def inside(base: Path, rel: str) -> Path:
-    """``base/rel`` resolved, or InvalidInput when rel is absolute, too long or leaves base."""
+def relative(rel: str) -> PurePosixPath:
+    """``rel`` as a path inside a run's artifacts, or InvalidInput when it is empty, absolute,
+    too long, has a too long name, or climbs (``..``, ``~``). The one check of an artifact path,
+    for local and remote artifacts."""
     limits.text("artifact path", rel, limits.MAX_PATH_CHARS)
     p = PurePosixPath(rel.replace("\\", "/"))
     if not rel or p.is_absolute() or ".." in p.parts or rel.startswith("~"):
@@ -105,6 +113,12 @@ def inside(base: Path, rel: str) -> Path:
             f"artifact path {rel[:200]!r} has a name longer than {limits.MAX_PATH_PART_CHARS}",
             "use a path from the run's `artifacts` list",
         )
+    return p
+
+
+def inside(base: Path, rel: str) -> Path:
+    """``base/rel`` resolved, or InvalidInput when rel is absolute, too long or leaves base."""
+    p = relative(rel)
     root = _resolved(base)
     target = _resolved(base / p)
     if root is None or target is None or not target.is_relative_to(root):
@@ -188,6 +202,12 @@ class ArtifactLister(Protocol):
     def list_artifacts(self, run_id: str, path: str | None = None) -> Sequence[Any]: ...
 
 
+class ArtifactFetcher(ArtifactLister, Protocol):
+    """What serving a remote artifact needs of the store facade (``TrackingStore``)."""
+
+    def download_artifacts(self, run_id: str, path: str, dst_dir: str) -> str: ...
+
+
 def _walk_remote(run_id: str, store: ArtifactLister) -> Listing:
     out: list[str] = []
     todo: list[str | None] = [None]
@@ -227,6 +247,21 @@ def list_artifacts(
         )
 
 
+def _notebooks(artifacts: list[str]) -> list[str]:
+    """The .ipynb artifacts, the ``notebook/`` ones first (where nbops logs executed ones)."""
+    nbs = [a for a in artifacts if a.endswith(".ipynb")]
+    return sorted(nbs, key=lambda a: (not a.startswith("notebook/"), a))
+
+
+def remote_notebook(info: RunInfo, artifacts: list[str]) -> str | None:
+    """The artifact path of the run's executed notebook when its artifacts are remote (a
+    tracking server's ``mlflow-artifacts:``): served by :func:`fetch_remote`; None otherwise."""
+    if location(info.artifact_uri)[0] != "remote":
+        return None
+    found = _notebooks(artifacts)
+    return found[0] if found else None
+
+
 def executed_notebook(
     info: RunInfo, state_dir: Path, artifacts: list[str], roots: list[Path]
 ) -> Path | None:
@@ -246,9 +281,7 @@ def executed_notebook(
         return None
     if base is None:
         return None
-    nbs = [a for a in artifacts if a.endswith(".ipynb")]
-    nbs.sort(key=lambda a: (not a.startswith("notebook/"), a))
-    for a in nbs:
+    for a in _notebooks(artifacts):
         try:
             p = inside(base, a)
         except InvalidInput:
@@ -293,10 +326,66 @@ def no_notebook(info: RunInfo, children: Sequence[Any], purpose: str = "show") -
     )
 
 
-def artifact_file(info: RunInfo, rel: str, roots: list[Path]) -> Path:
-    """The artifact ``rel`` of the run: a regular file inside its directory, or a 4xx error."""
+def fetch_remote(
+    info: RunInfo, rel: str, store: ArtifactFetcher, into: Path, max_bytes: int
+) -> Path:
+    """The remote artifact ``rel`` of the run, downloaded through the store facade into the
+    directory ``into`` (the caller removes it). Refused before any byte moves when ``rel`` is
+    not a relative path inside the run's artifacts (InvalidInput), is not a file of the run's
+    listing (NotFound: a directory is never downloaded whole) or its listed size is unknown or
+    over ``max_bytes`` (InvalidInput naming the size and the command that downloads it); the
+    downloaded file is checked again (a regular file inside ``into``, at most ``max_bytes``)."""
+    rid = info.summary.run_id
+    p = relative(rel)
+    name = p.as_posix()
+    parent = p.parent.as_posix()
+    entry: Any = None
+    for fi in store.list_artifacts(rid, None if parent == "." else parent):
+        if fi.path == name:
+            entry = fi
+            break
+    if entry is None or entry.is_dir:
+        raise NotFound(
+            f"run {rid} has no artifact file {rel[:200]!r}",
+            "see the run's `artifacts` list (GET /nbops/api/runs/<run_id>)",
+        )
+    download = f"`mlflow artifacts download -r {rid} -a {name[:200]}`"
+    size = entry.file_size
+    if size is None or size > max_bytes:
+        said = "of unknown size" if size is None else f"{size} bytes"
+        raise InvalidInput(
+            f"artifact {rel[:200]!r} of run {rid} is {said}: this server serves at most "
+            f"{max_bytes} bytes of a remote artifact",
+            f"download it with {download}",
+        )
+    local = _resolved(Path(store.download_artifacts(rid, name, str(into))))
+    base = _resolved(into)
+    if local is None or base is None or not local.is_relative_to(base) or not regular_file(local):
+        raise NotFound(f"artifact {rel[:200]!r} of run {rid} is not a file", download)
+    got = local.stat().st_size
+    if got > max_bytes:  # changed on the server since it was listed
+        raise InvalidInput(
+            f"artifact {rel[:200]!r} of run {rid} is {got} bytes: this server serves at most "
+            f"{max_bytes} bytes of a remote artifact",
+            f"download it with {download}",
+        )
+    return local
+
+
+def artifact_file(
+    info: RunInfo,
+    rel: str,
+    roots: list[Path],
+    store: Callable[[], ArtifactFetcher] | None = None,
+    into: Path | None = None,
+) -> Path:
+    """The artifact ``rel`` of the run: a regular file inside its directory, or a 4xx error.
+    Remote artifacts are fetched into ``into`` through ``store()`` (:func:`fetch_remote`) when
+    both are given."""
     limits.text("artifact path", rel, limits.MAX_PATH_CHARS)
     base = run_dir(info, roots)
+    if base is None and location(info.artifact_uri)[0] == "remote" and store and into:
+        return fetch_remote(info, rel, store(), into, limits.MAX_FETCHED_ARTIFACT_BYTES)
     if base is None:
         raise NotFound(
             f"run {info.summary.run_id} keeps its artifacts in {str(info.artifact_uri)[:300]}, "

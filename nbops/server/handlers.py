@@ -169,14 +169,44 @@ class RunsHandler(NbopsHandler):
         self.reply(await self.blocking(search))
 
 
-def _detail(ctx: ServerContext, run_id: str) -> tuple[Any, Any, Path | None]:
-    """A run's info, its artifact listing and its executed notebook (None: none readable)."""
-    from nbops.server.artifacts import executed_notebook, list_artifacts
+def _detail(ctx: ServerContext, run_id: str) -> tuple[Any, Any, Path | None, str | None]:
+    """A run's info, its artifact listing, its executed notebook here (None: none readable) and
+    else the artifact path of one in a remote artifact store (None: none)."""
+    from nbops.server.artifacts import executed_notebook, list_artifacts, remote_notebook
 
     info = ctx.reader().run_info(run_id)
     roots = ctx.artifact_roots
     listing = list_artifacts(info, roots, ctx.store)
-    return info, listing, executed_notebook(info, ctx.state_dir, listing.files, roots)
+    local = executed_notebook(info, ctx.state_dir, listing.files, roots)
+    return info, listing, local, None if local else remote_notebook(info, listing.files)
+
+
+def _notebook_file(ctx: ServerContext, run_id: str, into: Path, max_bytes: int) -> Path:
+    """The run's executed notebook as a local file: kept here, or fetched from the remote
+    artifact store into ``into`` (at most ``max_bytes``); the exact 404 (:func:`_no_notebook`)
+    when it has none."""
+    from nbops.server.artifacts import fetch_remote
+
+    info, _, local, remote = _detail(ctx, run_id)
+    if local is not None:
+        return local
+    if remote is not None:
+        return fetch_remote(info, remote, ctx.store(), into, max_bytes)
+    raise _no_notebook(ctx, info, "show")
+
+
+def _scratch() -> Path:
+    """A private temporary directory for artifacts fetched from a remote store (removed by
+    :func:`_drop`)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="nbops-artifact-"))
+
+
+def _drop(d: Path) -> None:
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _no_notebook(ctx: ServerContext, info: Any, purpose: str) -> NbopsError:
@@ -205,14 +235,14 @@ class RunHandler(NbopsHandler):
     @api
     async def get(self, run_id: str) -> None:
         check_run_id(run_id)
-        info, listing, nb = await self.blocking(_detail, self.ctx, run_id)
+        info, listing, nb, remote = await self.blocking(_detail, self.ctx, run_id)
         self.reply(
             m.RunDetail(
                 **info.summary.model_dump(),
                 tags=info.tags,
                 artifacts=listing.files,
                 artifacts_note=listing.note,
-                has_notebook=nb is not None,
+                has_notebook=nb is not None or remote is not None,
             )
         )
 
@@ -234,10 +264,14 @@ class NotebookHandler(NbopsHandler):
     @api
     async def get(self, run_id: str) -> None:
         check_run_id(run_id)
-        info, _, nb = await self.blocking(_detail, self.ctx, run_id)
-        if nb is None:
-            raise await self.blocking(_no_notebook, self.ctx, info, "show")
-        await self.send_file(nb, f"the executed notebook of run {run_id}", "application/json")
+        tmp = _scratch()
+        try:
+            nb = await self.blocking(
+                _notebook_file, self.ctx, run_id, tmp, limits.MAX_FETCHED_ARTIFACT_BYTES
+            )
+            await self.send_file(nb, f"the executed notebook of run {run_id}", "application/json")
+        finally:
+            await self.blocking(_drop, tmp)
 
 
 class ArtifactHandler(NbopsHandler):
@@ -249,17 +283,22 @@ class ArtifactHandler(NbopsHandler):
         check_run_id(run_id)
         limits.text("artifact path", path, limits.MAX_PATH_CHARS)
 
+        tmp = _scratch()
+
         def find() -> Path:
             info = self.ctx.reader().run_info(run_id)
-            return artifact_file(info, path, self.ctx.artifact_roots)
+            return artifact_file(info, path, self.ctx.artifact_roots, self.ctx.store, tmp)
 
-        p = await self.blocking(find)
-        kind = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
-        self.set_header("X-Content-Type-Options", "nosniff")
-        if kind in ("text/html", "image/svg+xml"):  # never run a run's HTML in the Lab origin
-            name = json.dumps(p.name.encode("ascii", "replace").decode())
-            self.set_header("Content-Disposition", f"attachment; filename={name}")
-        await self.send_file(p, f"artifact {path[:200]!r} of run {run_id}", kind)
+        try:
+            p = await self.blocking(find)
+            kind = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+            self.set_header("X-Content-Type-Options", "nosniff")
+            if kind in ("text/html", "image/svg+xml"):  # never run a run's HTML in the Lab origin
+                name = json.dumps(p.name.encode("ascii", "replace").decode())
+                self.set_header("Content-Disposition", f"attachment; filename={name}")
+            await self.send_file(p, f"artifact {path[:200]!r} of run {run_id}", kind)
+        finally:
+            await self.blocking(_drop, tmp)
 
 
 def _run_ids(raw: str, lo: int, hi: int) -> list[str]:
@@ -291,10 +330,18 @@ class DiffHandler(NbopsHandler):
         a = check_run_id(self.get_query_argument("a", ""))
         b = check_run_id(self.get_query_argument("b", ""))
 
-        def diff() -> m.NotebookDiff:
+        def diff(tmp: Path) -> m.NotebookDiff:
+            from nbops.server.artifacts import fetch_remote
+
             nbs = []
             for rid in (a, b):
-                info, _, nb = _detail(self.ctx, rid)
+                info, _, nb, remote = _detail(self.ctx, rid)
+                if nb is None and remote is not None:
+                    into = tmp / rid
+                    into.mkdir()
+                    nb = fetch_remote(
+                        info, remote, self.ctx.store(), into, limits.MAX_DIFF_NOTEBOOK_BYTES
+                    )
                 if nb is None:
                     raise _no_notebook(self.ctx, info, "diff")
                 size = nb.stat().st_size
@@ -314,7 +361,11 @@ class DiffHandler(NbopsHandler):
                 ) from exc
             return m.NotebookDiff(a=a, b=b, cells=cells)
 
-        self.reply(await self.blocking(diff))
+        tmp = _scratch()
+        try:
+            self.reply(await self.blocking(diff, tmp))
+        finally:
+            await self.blocking(_drop, tmp)
 
 
 async def _find_rerun(ctx: ServerContext, job: Any) -> list[str]:

@@ -53,6 +53,9 @@ MAX_ARTIFACTS = 2000  # entries one run detail lists; the answer says when there
 MAX_SCANNED = 20_000  # directory entries one listing looks at, listed or not
 MAX_ARTIFACT_DEPTH = 32
 MAX_DIFF_NOTEBOOK_BYTES = 50 * 2**20
+# a remote artifact (a tracking server's) downloaded to be served: its listed size, and again
+# the downloaded file's (larger ones are refused with the command that downloads them)
+MAX_FETCHED_ARTIFACT_BYTES = 200 * 2**20
 
 # --- request bodies and launches ---------------------------------------------------------------
 MAX_BODY_BYTES = 2**20
