@@ -27,8 +27,10 @@ from nbops.mlflow import quiet
 from nbops.mlflow.failures import ALREADY_EXISTS, error_code, is_mlflow_error
 
 BLOB_EXPERIMENT = "nbops-blobs"
-"""The experiment of the shared outs: not a project's; ``nbops runs``, ``nbops.runs()`` and the
-sidebar leave it out."""
+"""The experiment of the shared outs: not a project's; tagged ``nbops.hidden``, so ``nbops
+runs``, ``nbops.runs()`` and the sidebar leave it out."""
+HIDDEN = {tags.HIDDEN: "true"}
+"""The blob experiment's tag: listings of experiments skip it (``nbops.hidden``)."""
 BLOB_DIR = "blobs"
 PERMISSION_HINT = (
     "every teammate needs EDIT on the experiment " + BLOB_EXPERIMENT + " to push (READ to pull): "
@@ -107,13 +109,15 @@ class BlobStore:
                 if not self._create:
                     return None
                 try:
-                    exp_id = self._client.create_experiment(BLOB_EXPERIMENT)
+                    exp_id = self._client.create_experiment(BLOB_EXPERIMENT, tags=HIDDEN)
                 except Exception as exc:
                     if error_code(exc) != ALREADY_EXISTS:
                         raise
                     exp_id = self._client.get_experiment_by_name(BLOB_EXPERIMENT).experiment_id
             else:
                 exp_id = exp.experiment_id
+                if self._create and exp.tags.get(tags.HIDDEN) != HIDDEN[tags.HIDDEN]:
+                    self._client.set_experiment_tag(exp_id, tags.HIDDEN, HIDDEN[tags.HIDDEN])
             found = self._oldest(exp_id)
             if found is None and self._create:
                 run = self._client.create_run(

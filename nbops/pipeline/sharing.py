@@ -215,7 +215,7 @@ class ServerRecords:
                     env,
                     mine,
                     run.info.run_id,
-                    run.info.end_time / 1000,
+                    (run.info.end_time or 0) / 1000,
                 )
         except NbopsError as err:
             self.error = err.message

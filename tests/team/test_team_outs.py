@@ -106,6 +106,10 @@ def test_a_second_machine_reruns_nothing_and_gets_the_same_bytes(
     # and now B's own state knows: the next run is a no-op without asking the server
     again = _cli(b, team_server, "run")
     assert set(states(again.stdout).values()) == {"up to date"}, again.stdout
+    # the blob store is nbops' own: listings of runs leave it out
+    listed = _cli(b, team_server, "runs", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "nbops-blobs" not in listed.stdout and "shared outs" not in listed.stdout
 
 
 def test_an_unchanged_out_is_uploaded_once(machines: Any, team_server: MlflowServer) -> None:
