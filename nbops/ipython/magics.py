@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import sys
 import time
+import warnings
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -15,6 +16,7 @@ from nbops.errors import InvalidInput, NbopsError
 from nbops.ipython import infer_record
 from nbops.ipython.infer import Plan, as_param, plan
 from nbops.ipython.infer_report import explain_text, names_of, summary_line
+from nbops.mlflow import credentials
 from nbops.tracking import context, fluent, validate
 from nbops.tracking.run import STATUSES, Run
 
@@ -30,6 +32,20 @@ USAGE = {
     "[--explain] [-q]",
 }
 ALL_USAGE = "".join(f"\n  {u}" for u in USAGE.values())
+
+
+def _not_delivered(run: Run, rid: str, status: str) -> str:
+    """``%track stop``'s one line when the run is not all in the store: why (the server refused
+    the login or a permission, or cannot be reached), what to do, and that nothing is lost."""
+    state = run.store_state()
+    error = str(state.get("error") or "").strip()
+    kept = f"the data stays spooled in {run.spool.dir} and `nbops sync` delivers it"
+    if not error:
+        return f"nbops: run {rid} ended ({status}); the store is unreachable, {kept}"
+    hint = str(state.get("hint") or "").strip()
+    return f"nbops: run {rid} ended ({status}) but is not in the store: {error}" + (
+        f"; {hint}" if hint else f"; {kept}"
+    )
 
 
 def _usage_error(message: str, command: str | None = None) -> UsageError:
@@ -208,7 +224,7 @@ class TrackMagics(Magics):
         self.failed_start = None
         print(
             f"nbops: run {run.name!r} started in experiment {run.experiment!r} ({why}; store "
-            f"{run.uri}); its id appears with `%track status`"
+            f"{credentials.server(run.uri)}); its id appears with `%track status`"
         )
 
     def _cmd_stop(self, args: Any, rest: list[str]) -> None:
@@ -221,16 +237,17 @@ class TrackMagics(Magics):
         run = fluent.active_run()
         if run is None:
             raise _usage_error("no run is active", "stop")
-        ok = fluent.end_run(status)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            ok = fluent.end_run(status)
         rid = run.id_if_ready() or run.local_id
         if ok:
             print(f"nbops: run {rid} ended ({status}); everything logged is in the store")
         else:
-            print(
-                f"nbops: run {rid} ended ({status}); the store is unreachable, the data is "
-                "spooled and `nbops sync` delivers it",
-                file=sys.stderr,
-            )
+            print(_not_delivered(run, rid, status), file=sys.stderr)
+        for w in said:  # end_run's own "nbops: ..." warning is said above, in one line
+            if not str(w.message).startswith("nbops:"):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     def _cmd_status(self, args: Any, rest: list[str]) -> None:
         self._no_words("status", rest)
@@ -466,7 +483,7 @@ def status_text(run: Run, no_notebook: str | None = None) -> str:
     lines = [
         f"run          {rid or 'pending (the store is opening)'}",
         f"experiment   {run.experiment}" + (f" (id {run.experiment_id})" if rid else ""),
-        f"store        {run.uri}",
+        f"store        {credentials.server(run.uri)}",
     ]
     if rid and run.experiment_id:
         lines.append(
