@@ -25,7 +25,7 @@ TREES = st.dictionaries(
 
 def _write(root: Path, tree: dict[str, bytes]) -> dict[str, bytes]:
     """Write the files of ``tree`` under ``root`` (a name that is a folder of another wins)."""
-    kept = {}
+    kept: dict[str, bytes] = {}
     for name in sorted(tree, key=len, reverse=True):
         if any(k.startswith(name + "/") for k in kept) or any(
             name.startswith(k + "/") for k in kept
