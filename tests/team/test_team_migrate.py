@@ -5,7 +5,9 @@ missing and the half-made copies are copied); and the usage errors, each one lin
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
+import io
 import json
 import os
 import re
@@ -107,7 +109,9 @@ def test_migrate_copies_a_project_onto_the_server_field_by_field_and_only_once(
     dry = _migrate(root, team_server, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "dry run: nothing was written" in dry.stdout
-    assert re.search(rf"experiment {project['experiment']}\s+new\s+{len(project['runs'])}\s+0", dry.stdout), dry.stdout
+    assert re.search(
+        rf"experiment {project['experiment']}\s+new\s+{len(project['runs'])}\s+0", dry.stdout
+    ), dry.stdout
     assert re.search(rf"model {project['model']}\s+new\s+2\s", dry.stdout), dry.stdout
     assert remote.get_experiment_by_name(project["experiment"]) is None
     assert remote.search_registered_models(f"name = '{project['model']}'") == []
@@ -152,8 +156,12 @@ def test_migrate_copies_a_project_onto_the_server_field_by_field_and_only_once(
             assert getattr(dst.info, attr) == getattr(src.info, attr), attr
         assert _all_points(remote, dst) == _all_points(local, src)
         assert len(dst.inputs.dataset_inputs) == len(src.inputs.dataset_inputs)
-        a = Path(local.download_artifacts(src.info.run_id, "", str(tmp_path / "a" / src.info.run_id)))
-        b = Path(remote.download_artifacts(dst.info.run_id, "", str(tmp_path / "b" / src.info.run_id)))
+        a = Path(
+            local.download_artifacts(src.info.run_id, "", str(tmp_path / "a" / src.info.run_id))
+        )
+        b = Path(
+            remote.download_artifacts(dst.info.run_id, "", str(tmp_path / "b" / src.info.run_id))
+        )
         cmp = filecmp.dircmp(a, b)
         assert not cmp.left_only and not cmp.right_only and not cmp.diff_files
         files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
@@ -223,10 +231,29 @@ def test_migrate_copies_a_project_onto_the_server_field_by_field_and_only_once(
 
 
 def test_migrate_refuses_bad_usage_in_one_line_with_exit_2(
-    project: dict[str, Any], team_server: MlflowServer
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    team_server: MlflowServer,
+    auth_server: MlflowServer,
 ) -> None:
-    root = project["root"]
-    env = _local_env(root)
+    from mlflow.tracking import MlflowClient
+
+    from nbops import cli
+
+    root = tmp_path / "proj"
+    (root / ".nbops").mkdir(parents=True)
+    MlflowClient(f"sqlite:///{root / '.nbops' / 'mlflow.db'}").create_experiment("e")
+    monkeypatch.setenv("NBOPS_PROJECT_ROOT", str(root))
+    monkeypatch.chdir(root)
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+
+    def run(*argv: str) -> tuple[int, str]:
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            code = cli.main(["migrate", *argv])
+        return code, err.getvalue()
+
     nowhere = f"http://127.0.0.1:{free_port()}"
     cases = [
         ((), "nbops migrate needs --to URI"),
@@ -238,8 +265,16 @@ def test_migrate_refuses_bad_usage_in_one_line_with_exit_2(
         (("--to", team_server.url, "--from", "sqlite:////nonexistent/mlflow.db"), "no store"),
     ]
     for args, says in cases:
-        out = nbops_cli("migrate", *args, cwd=root, env=env)
-        assert out.returncode == 2, (args, out.stdout, out.stderr)
-        lines = out.stderr.strip().splitlines()
-        assert says in lines[0] and len(lines) <= 2, (args, out.stderr)
-        assert "Traceback" not in out.stderr
+        code, err = run(*args)
+        lines = err.strip().splitlines()
+        assert code == 2 and says in lines[0], (args, err)
+        assert len(lines) == 2 and lines[1].startswith("  hint: "), (args, err)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server.url)  # already pointed at the server:
+    code, err = run("--to", team_server.url, "--dry-run")  # the embedded store is the source
+    assert code == 0, err
+    for key, value in auth_server.env_for("admin", "not-the-password").items():
+        monkeypatch.setenv(key, value)
+    code, err = run("--to", auth_server.url)
+    assert code == 2, err
+    assert f"the target {auth_server.url} refused the login (HTTP 401)" in err.splitlines()[0]
+    assert "MLFLOW_TRACKING_PASSWORD" in err and "Traceback" not in err
