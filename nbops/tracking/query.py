@@ -46,8 +46,12 @@ def run_rows(
     from nbops.mlflow.readers.base import find_experiments
 
     store = open_store(uri)
-    exps = [(str(e.experiment_id), e.name) for e in store.experiments()]
-    ids = find_experiments(exps, experiment, store.uri)
+    every = store.experiments()
+    exps = [(str(e.experiment_id), e.name) for e in every]
+    if experiment is None or experiment == "":  # nbops' own experiments only when named
+        ids = [str(e.experiment_id) for e in every if not _hidden(e)]
+    else:
+        ids = find_experiments(exps, experiment, store.uri)
     names = dict(exps)
     if not ids:
         return []
@@ -75,6 +79,13 @@ def run_rows(
 
 
 _NBOPS = tags.NOTEBOOK.partition(".")[0] + "."  # "nbops.": the tags nbops writes
+
+
+def _hidden(experiment: Any) -> bool:
+    """nbops' own experiments (tagged ``nbops.hidden``: the shared audit trail, the shared
+    outs), which a listing of every experiment leaves out."""
+    value = (getattr(experiment, "tags", None) or {}).get(tags.HIDDEN, "")
+    return str(value).strip().lower() == "true"
 
 
 def _row(r: Any, names: dict[str, str]) -> dict[str, Any]:

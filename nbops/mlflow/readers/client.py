@@ -1,16 +1,25 @@
 """The general read path: MlflowClient (through the store facade, :mod:`nbops.mlflow.store`), for
-any tracking store (MLflow server, files, databases)."""
+any tracking store (MLflow server, files, databases).
+
+On a tracking server every call is an HTTP round trip, so the per-run reads are batched: the
+runs of a compare come from one search per :data:`BATCH` ids (``attributes.run_id IN (...)``), not
+one ``get_run`` each, and metric histories are fetched :data:`HISTORY_THREADS` at a time.
+Experiments tagged ``nbops.hidden`` (nbops' own: the shared audit trail, the shared outs) are not
+listed."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from nbops import tags as tag_names
 from nbops.errors import InvalidInput, NotFound
 from nbops.mlflow import search
 from nbops.mlflow.failures import BAD_REQUEST, INVALID_PARAMETER_VALUE, error_code
 from nbops.mlflow.readers import bounds as limits
 from nbops.mlflow.readers import models as m
 from nbops.mlflow.readers.base import (
+    RUN_ID,
     Page,
     Reader,
     RunInfo,
@@ -66,6 +75,18 @@ def _check_inner_token(inner: str) -> None:
             ) from None
 
 
+BATCH = 100
+"""Run ids one search asks for (``attributes.run_id IN (...)``)."""
+HISTORY_THREADS = 8
+"""Metric histories read at once (each is one request on a tracking server)."""
+
+
+def hidden(experiment: Any) -> bool:
+    """True for nbops' own experiments (tagged ``nbops.hidden``): listings skip them."""
+    value = (getattr(experiment, "tags", None) or {}).get(tag_names.HIDDEN, "")
+    return str(value).strip().lower() == "true"
+
+
 class MlflowReader(Reader):
     source = "mlflow"
 
@@ -74,9 +95,12 @@ class MlflowReader(Reader):
 
         self.store = open_store(uri)
 
+    def _experiments(self) -> list[Any]:
+        return [e for e in self.store.experiments() if not hidden(e)]
+
     def experiments(self) -> list[m.Experiment]:
         out = []
-        for e in self.store.experiments():
+        for e in self._experiments():
             count, last, token = 0, None, None
             while True:  # no count API in MLflow: page through the runs, newest first
                 page, token = self.store.search_runs_page(
@@ -98,7 +122,7 @@ class MlflowReader(Reader):
         return sorted(out, key=lambda x: int(x.experiment_id) if x.experiment_id.isdigit() else 0)
 
     def experiment_names(self) -> list[tuple[str, str]]:
-        exps = [(str(e.experiment_id), e.name) for e in self.store.experiments()]
+        exps = [(str(e.experiment_id), e.name) for e in self._experiments()]
         return sorted(exps, key=lambda x: int(x[0]) if x[0].isdigit() else 0)
 
     def _summary(self, run: Any) -> m.RunSummary:
@@ -164,7 +188,21 @@ class MlflowReader(Reader):
         return RunInfo(self._summary(run), tags, run.info.artifact_uri)
 
     def summaries(self, run_ids: list[str]) -> list[m.RunSummary]:
-        return [self._summary(self._get(rid)) for rid in run_ids]
+        """One search per :data:`BATCH` ids over every experiment (hidden ones too: a run id
+        names its run wherever it is); an id the search did not find (unknown, deleted) is
+        asked for alone, for the exact NotFound."""
+        found: dict[str, Any] = {}
+        wanted = [rid for rid in dict.fromkeys(run_ids) if RUN_ID.fullmatch(rid)]
+        if wanted:
+            exp_ids = [str(e.experiment_id) for e in self.store.experiments()]
+            for i in range(0, len(wanted), BATCH):
+                chunk = wanted[i : i + BATCH]
+                quoted = ", ".join(f"'{rid}'" for rid in chunk)  # 32 hex digits each
+                for run in self.store.search_runs(
+                    exp_ids, f"attributes.run_id IN ({quoted})", None, len(chunk)
+                ):
+                    found[run.info.run_id] = run
+        return [self._summary(found[rid] if rid in found else self._get(rid)) for rid in run_ids]
 
     def metric_history(self, run_id: str, key: str) -> list[m.MetricPoint]:
         self._get(run_id)
@@ -175,11 +213,21 @@ class MlflowReader(Reader):
         ]
 
     def histories(self, run_ids: list[str]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
+        ids = list(dict.fromkeys(run_ids))
+        keys = {s.run_id: list(s.metrics) for s in self.summaries(ids)}
+        pairs = [(rid, key) for rid in ids for key in keys[rid]]
+
+        def one(pair: tuple[str, str]) -> list[tuple[int, float | None]]:
+            hist = self.store.metric_history(*pair)
+            pts = sorted(hist, key=lambda x: (x.step, x.timestamp, x.value))
+            return [(p.step, finite(p.value)) for p in pts]
+
+        if len(pairs) > 1:
+            with ThreadPoolExecutor(min(HISTORY_THREADS, len(pairs))) as pool:
+                series = list(pool.map(one, pairs))
+        else:
+            series = [one(p) for p in pairs]
         out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
-        for rid in dict.fromkeys(run_ids):
-            run = self._get(rid)
-            for key in run.data.metrics:
-                hist = self.store.metric_history(rid, key)
-                pts = sorted(hist, key=lambda x: (x.step, x.timestamp, x.value))
-                out.setdefault(key, {})[rid] = [(p.step, finite(p.value)) for p in pts]
+        for (rid, key), points in zip(pairs, series, strict=True):
+            out.setdefault(key, {})[rid] = points
         return {k: out[k] for k in sorted(out)}
