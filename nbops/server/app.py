@@ -3,7 +3,9 @@ tracking store and pipeline (enabled on install by jupyter-config/server-config/
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Int, Unicode
 
-from nbops import project
+from nbops import envvars, project
 from nbops.mlflow.readers.base import Reader
 from nbops.server.jobs import Jobs
 
@@ -19,12 +21,39 @@ if TYPE_CHECKING:
     from nbops.mlflow.store import TrackingStore
 
 
+def is_server(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
+
+
+def direct_reader(uri: str, client: Callable[[], Reader]) -> Reader | None:
+    """The read-only SQL path for tracking store ``uri``, or None (MlflowClient only):
+
+    - a SQLite store: its file;
+    - a tracking server (``http(s)://``) and ``NBOPS_READ_DATABASE_URI`` set: that PostgreSQL
+      login, answering only for the experiments the server lets this user read;
+    - a ``postgresql://`` store: that database (or ``NBOPS_READ_DATABASE_URI``, a read-only
+      login to it, when set).
+
+    Each falls back to ``client`` by itself (unknown schema, refused login, no psycopg)."""
+    db = project.sqlite_path(uri)
+    if db is not None:
+        from nbops.mlflow.readers.sqlite import SqliteReader
+
+        return SqliteReader(db, client)
+    from nbops.mlflow.readers.postgres import PostgresReader, is_postgres_uri
+
+    read_uri = os.environ.get(envvars.READ_DATABASE_URI, "").strip()
+    if is_server(uri) and read_uri:
+        return PostgresReader(read_uri, client, restrict=True)
+    if is_postgres_uri(uri):
+        return PostgresReader(read_uri or uri, client, restrict=False)
+    return None
+
+
 class ServerContext:
     """What every handler shares: the project, the read path, the worker threads, the jobs."""
 
     def __init__(self, root: Path, uri: str, workers: int = 4, fast_path: bool = True) -> None:
-        from nbops.mlflow.readers.sqlite import SqliteReader
-
         self.root = root
         self.uri = uri
         self.state_dir = project.state_dir(root)
@@ -36,9 +65,17 @@ class ServerContext:
         self._mlflow: Reader | None = None
         self._lock = threading.Lock()
         self._warm: Future[None] = self.pool.submit(lambda: None)
-        db = project.sqlite_path(uri)
-        use_sql = db is not None and fast_path
-        self.sqlite = SqliteReader(db, self.mlflow) if use_sql and db is not None else None
+        self.direct = direct_reader(uri, self.mlflow) if fast_path else None
+        """The direct SQL path (its answers' ``source``: "sqlite" or "postgres"), or None."""
+
+    @property
+    def sqlite(self) -> Reader | None:
+        """The direct SQL path's former name (set None: every read through MlflowClient)."""
+        return self.direct
+
+    @sqlite.setter
+    def sqlite(self, reader: Reader | None) -> None:
+        self.direct = reader
 
     def mlflow(self) -> Reader:
         """The MlflowClient path (imports mlflow on first use: call it in a worker thread)."""
@@ -60,7 +97,7 @@ class ServerContext:
     def reader(self) -> Reader:
         """The read path; blocks until MLflow is imported (call it in a worker thread)."""
         self._warm.result()
-        return self.sqlite if self.sqlite is not None else self.mlflow()
+        return self.direct if self.direct is not None else self.mlflow()
 
     def warm_up(self) -> None:
         """Import MLflow in the background so the first request does not wait for it. Every
@@ -88,7 +125,8 @@ class NbopsApp(ExtensionApp):
     fast_path = Bool(
         True,
         config=True,
-        help="Read a SQLite tracking store with read-only SQL (False: always MlflowClient)",
+        help="Read a SQLite store, or a server's PostgreSQL (NBOPS_READ_DATABASE_URI), with "
+        "read-only SQL (False: always MlflowClient)",
     )
 
     def initialize_settings(self) -> None:
@@ -116,3 +154,6 @@ class NbopsApp(ExtensionApp):
         if ctx is not None:
             await ctx.jobs.stop_all()
             ctx.pool.shutdown(wait=False, cancel_futures=True)
+            close = getattr(ctx.direct, "close", None)
+            if close is not None:  # the PostgreSQL reader's connections
+                close()

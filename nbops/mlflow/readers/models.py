@@ -18,7 +18,7 @@ class ReadModel(BaseModel):
 
 
 RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED", "SCHEDULED"]
-ReadSource = Literal["sqlite", "mlflow"]
+ReadSource = Literal["sqlite", "postgres", "mlflow"]
 
 
 class Experiment(ReadModel):
@@ -50,7 +50,8 @@ class RunList(ReadModel):
     total: int | None = None
     param_keys: list[str] = Field(default_factory=list)
     metric_keys: list[str] = Field(default_factory=list)
-    # which read path answered: "sqlite" (read-only SQL on the store) or "mlflow" (MlflowClient)
+    # which read path answered: "sqlite" or "postgres" (read-only SQL on the store's database)
+    # or "mlflow" (MlflowClient)
     source: ReadSource = "mlflow"
 
 

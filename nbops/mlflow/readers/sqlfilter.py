@@ -1,10 +1,16 @@
-"""MLflow search syntax -> SQL over MLflow's own SQLite schema, for the fast read path.
+"""MLflow search syntax -> SQL over MLflow's own schema (SQLite or PostgreSQL), for the fast
+read paths.
 
 The filter and order_by strings are parsed by MLflow's own parser (:mod:`nbops.mlflow.search`:
 same syntax, same errors);
 the parsed comparisons are translated clause by clause into the SQL that MLflow's
 SqlAlchemyStore would run (same NaN and NULL rules, same tie-breaks). Anything outside the common
 subset raises :class:`Untranslatable` and the caller asks MlflowClient instead.
+
+The SQL is written once, with ``?`` placeholders (the PostgreSQL reader turns them into
+psycopg's ``%s``) and ``TRUE``/``FALSE`` for MLflow's boolean ``is_nan`` (SQLite reads them as
+1/0); what differs between the two databases is a :class:`Dialect`: how ``ILIKE`` is written,
+as SQLAlchemy renders ``ilike()`` for MLflow on that database.
 """
 
 from __future__ import annotations
@@ -38,6 +44,16 @@ _STR_OPS = {"=", "!=", "LIKE", "ILIKE"}
 _ENTITY = {"metric": "latest_metrics", "parameter": "params", "tag": "tags"}
 
 
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    ilike: str  # a case-insensitive LIKE of ``{col}`` against one bound pattern
+
+
+SQLITE = Dialect("sqlite", "lower({col}) LIKE lower(?)")
+POSTGRES = Dialect("postgresql", "{col} ILIKE ?")
+
+
 @dataclass
 class Query:
     """WHERE terms (ANDed) and ORDER BY terms with their LEFT JOINs, plus bound arguments."""
@@ -57,7 +73,7 @@ def _mlflow_error(exc: Exception, what: str, text: str) -> InvalidInput:
     )
 
 
-def translate(filter_string: str, order_by: list[str]) -> Query:
+def translate(filter_string: str, order_by: list[str], dialect: Dialect = SQLITE) -> Query:
     try:
         parsed = search.parse_filter(filter_string)
     except search.SearchSyntaxError as exc:
@@ -66,7 +82,7 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
     q = Query()
     for comp in parsed:
         try:
-            _where(q, comp)
+            _where(q, comp, dialect)
         except (ValueError, TypeError, OverflowError) as exc:  # MLflow words the error
             raise Untranslatable(str(exc)) from exc
     seen: set[tuple[str, str]] = set()
@@ -85,7 +101,7 @@ def translate(filter_string: str, order_by: list[str]) -> Query:
     return q
 
 
-def _where(q: Query, comp: dict[str, Any]) -> None:
+def _where(q: Query, comp: dict[str, Any], dialect: Dialect) -> None:
 
     kind, key = comp.get("type"), search.key_alias(comp.get("key"))
     value: Any = comp.get("value")
@@ -95,7 +111,7 @@ def _where(q: Query, comp: dict[str, Any]) -> None:
             q.where.append(f"r.{_NUMERIC_ATTRS[key]} {op} ?")
             q.where_args.append(float(value))
         elif key in _STRING_ATTRS and op in _STR_OPS:
-            q.where.append(_str_cmp(f"r.{_STRING_ATTRS[key]}", op))
+            q.where.append(_str_cmp(f"r.{_STRING_ATTRS[key]}", op, dialect))
             q.where_args.append(value)
         elif key == "run_id" and op in ("IN", "NOT IN"):
             values = list(value)
@@ -107,7 +123,7 @@ def _where(q: Query, comp: dict[str, Any]) -> None:
         elif key == "run_name" and op in _STR_OPS:
             q.where.append(
                 "EXISTS (SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid"
-                f" AND t.key = ? AND {_str_cmp('t.value', op)})"
+                f" AND t.key = ? AND {_str_cmp('t.value', op, dialect)})"
             )
             q.where_args.extend([tags.MLFLOW_RUN_NAME, value])
         else:
@@ -128,22 +144,24 @@ def _where(q: Query, comp: dict[str, Any]) -> None:
             raise Untranslatable(f"metric {op}")
         # NaN is stored as value 0 with is_nan: only != may match it (as in MLflow's store)
         cond = (
-            "(e.value != ? OR e.is_nan = 1)" if op == "!=" else f"e.value {op} ? AND e.is_nan = 0"
+            "(e.value != ? OR e.is_nan = TRUE)"
+            if op == "!="
+            else f"e.value {op} ? AND e.is_nan = FALSE"
         )
         arg: Any = float(value)
     else:
         if op not in _STR_OPS:
             raise Untranslatable(f"{kind} {op}")
-        cond, arg = _str_cmp("e.value", op), value
+        cond, arg = _str_cmp("e.value", op, dialect), value
     q.where.append(
         f"EXISTS (SELECT 1 FROM {table} e WHERE e.run_uuid = r.run_uuid AND e.key = ? AND {cond})"
     )
     q.where_args.extend([key, arg])
 
 
-def _str_cmp(col: str, op: str) -> str:
-    if op == "ILIKE":  # what SQLAlchemy renders for ilike() on SQLite
-        return f"lower({col}) LIKE lower(?)"
+def _str_cmp(col: str, op: str, dialect: Dialect) -> str:
+    if op == "ILIKE":  # what SQLAlchemy renders for ilike() on this database
+        return dialect.ilike.format(col=col)
     return f"{col} {op} ?"
 
 
@@ -167,7 +185,7 @@ def _order(q: Query, n: int, kind: str, key: str, ascending: bool) -> None:
         value = f"{alias}.value"
         if kind == "metric":  # present values first, then NaN, then runs without the metric
             q.order.append(
-                f"CASE WHEN {alias}.is_nan = 1 THEN 1 WHEN {value} IS NULL THEN 2 ELSE 0 END"
+                f"CASE WHEN {alias}.is_nan = TRUE THEN 1 WHEN {value} IS NULL THEN 2 ELSE 0 END"
             )
         else:
             q.order.append(f"CASE WHEN {value} IS NULL THEN 1 ELSE 0 END")
