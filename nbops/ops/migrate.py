@@ -169,6 +169,12 @@ class Migration:
         self.versions: dict[str, dict[str, str]] = {}  # model -> {source version: target}
         self.source_runs: dict[str, list[Run]] = {}  # source experiment id -> runs
         self.target_tags: dict[str, dict[str, str]] = {}  # target run id -> tags it has
+        # where the source store's local artifacts may be (beside an SQLite store's database)
+        beside = project.artifact_root_for(src.uri)
+        self.artifact_roots = [beside] if beside is not None else []
+        parsed = urlparse(src.uri)
+        if beside is None and parsed.scheme in ("", "file"):  # a file store keeps them inside
+            self.artifact_roots.append(Path(parsed.path))
         self.partial: dict[str, str] = {}  # source run id -> a half-made copy to replace
         self.notes: list[str] = []
         self.plan = Plan()
@@ -243,11 +249,48 @@ class Migration:
         self.dst.log_inputs(new, r.inputs)
         if self.src.artifact_files(r.id):
             with _scratch_dir(scratch, r.id) as where:
-                self.dst.upload_artifacts(new, self.src.fetch_artifacts(r, where))
+                tree = self._safe_tree(r, self.src.fetch_artifacts(r, where), where)
+                if tree is not None:
+                    self.dst.upload_artifacts(new, tree)
         if r.status in _TERMINAL:  # last: a copy with the source's status is a whole one
             self.dst.terminate(new, r.status, r.end)
         self.target_tags[new] = body
         return new
+
+    def _safe_tree(self, r: Run, tree: Path, scratch: Path) -> Path | None:
+        """The directory to upload for run ``r``: its artifacts, but nothing outside them. A local
+        tree outside the source store's artifact root is not uploaded; a symbolic link is
+        followed only to a regular file inside the run's own tree (others are left out). Each
+        omission is a note, and the verification then names the run."""
+        base = tree.resolve()
+        allowed = [p.resolve() for p in self.artifact_roots] + [scratch.resolve()]
+        if not any(base.is_relative_to(a) for a in allowed):
+            self.notes.append(
+                f"run {r.id} keeps its artifacts in {tree}, outside the store's artifact root "
+                f"{self.artifact_roots[0] if self.artifact_roots else '?'}: not copied"
+            )
+            return None
+        links = [p for p in base.rglob("*") if p.is_symlink()]
+        if not links:
+            return base
+        safe = scratch / "safe"
+        for p in sorted(base.rglob("*")):
+            rel = p.relative_to(base)
+            if p.is_symlink():
+                target = p.resolve()
+                if not (target.is_relative_to(base) and target.is_file()):
+                    self.notes.append(
+                        f"run {r.id}: artifact {rel} links outside the run: not copied"
+                    )
+                    continue
+                (safe / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(target, safe / rel)
+            elif p.is_dir():
+                (safe / rel).mkdir(parents=True, exist_ok=True)
+            elif p.is_file():
+                (safe / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, safe / rel)
+        return safe
 
     def link(self) -> None:
         """Every tag that names a copied run, now that every run has its new id."""

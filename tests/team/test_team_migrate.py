@@ -278,3 +278,54 @@ def test_migrate_refuses_bad_usage_in_one_line_with_exit_2(
     assert code == 2, err
     assert f"the target {auth_server.url} refused the login (HTTP 401)" in err.splitlines()[0]
     assert "MLFLOW_TRACKING_PASSWORD" in err and "Traceback" not in err
+
+
+def test_migrate_uploads_nothing_from_outside_the_stores_artifacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, team_server: MlflowServer
+) -> None:
+    """A symbolic link in a run's artifacts to a file elsewhere, and a run whose artifact
+    location is outside the store's artifact root, are not uploaded: notes name them, the
+    verification names the runs, exit 1. A link to a file of the run itself is copied."""
+    from mlflow.tracking import MlflowClient
+
+    from nbops import cli
+
+    root = tmp_path / "proj"
+    (root / ".nbops").mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the server\n")
+    elsewhere = tmp_path / "elsewhere"
+    local = MlflowClient(f"sqlite:///{root / '.nbops' / 'mlflow.db'}")
+    inside = local.create_experiment(
+        unique("inside"), artifact_location=(root / ".nbops" / "artifacts" / "in").as_uri()
+    )
+    outside = local.create_experiment(unique("outside"), artifact_location=elsewhere.as_uri())
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "own.txt").write_text("mine\n")
+    linked = local.create_run(inside, run_name="linked").info.run_id
+    local.log_artifacts(linked, str(files))
+    run_dir = root / ".nbops" / "artifacts" / "in" / linked / "artifacts"
+    (run_dir / "leak.txt").symlink_to(secret)
+    (run_dir / "alias.txt").symlink_to(run_dir / "own.txt")
+    far = local.create_run(outside, run_name="far").info.run_id
+    local.log_artifacts(far, str(files))
+    for rid in (linked, far):
+        local.set_terminated(rid)
+    monkeypatch.setenv("NBOPS_PROJECT_ROOT", str(root))
+    monkeypatch.chdir(root)
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["migrate", "--to", team_server.url])
+    assert code == 1, out.getvalue() + err.getvalue()
+    ids = dict(COPIED.findall(out.getvalue()))
+    assert f"note: run {linked}: artifact leak.txt links outside the run: not copied" in (
+        out.getvalue()
+    )
+    assert f"note: run {far} keeps its artifacts in {elsewhere}" in out.getvalue()
+    assert f"differs: run {linked} " in err.getvalue() and f"differs: run {far} " in err.getvalue()
+    remote = MlflowClient(tracking_uri=team_server.url)
+    assert sorted(a.path for a in remote.list_artifacts(ids[linked])) == ["alias.txt", "own.txt"]
+    assert remote.list_artifacts(ids[far]) == []
