@@ -109,6 +109,12 @@ class OutCache:
         from nbops.pipeline.hashing import content_digest
 
         try:
+            if src.is_symlink() or not src.is_file():
+                raise InvalidInput(
+                    f"{what}: the server's copy of its content {digest} is not a file; nothing "
+                    "was restored",
+                    "run `nbops push --verify` on a machine whose .nbops/cache/ holds it",
+                )
             got = content_digest(src)
             if got != digest:
                 raise InvalidInput(
@@ -121,7 +127,8 @@ class OutCache:
             blob.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, blob)
         finally:
-            src.unlink(missing_ok=True)
+            if src.is_symlink() or src.is_file():
+                src.unlink(missing_ok=True)
 
     def store(self, outs: list[str]) -> dict[str, Any]:
         """Copy the outs into the cache; return the ``outs.json`` record."""

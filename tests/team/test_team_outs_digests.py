@@ -134,6 +134,11 @@ def test_the_cache_keeps_a_download_only_if_it_is_the_content_its_name_says(
     assert "models/m.pkl" in err.value.message and digest in err.value.message
     assert "damaged" in err.value.message and "push --verify" in (err.value.hint or "")
     assert not cache.blob(digest).exists() and not damaged.exists()
+    folder = tmp_path / "dir" / digest  # a server that answers a folder for the name
+    (folder / "x").mkdir(parents=True)
+    with pytest.raises(InvalidInput, match="is not a file"):
+        cache.adopt(folder, digest, "models/m.pkl")
+    assert not cache.blob(digest).exists()
     good = tmp_path / "dl" / digest
     good.write_bytes(b"model bytes")
     cache.adopt(good, digest, "models/m.pkl")
