@@ -362,8 +362,8 @@ class Execution:
         later = "they stay in .nbops/cache/ and `nbops push` sends them"
         if not delivered:
             self.r.progress.note(
-                f"nbops run: {len(self.stored)} out files not shared: the tracking server "
-                f"is unreachable; {later}"
+                f"nbops run: {len(self.stored)} out file{'s' if len(self.stored) != 1 else ''} "
+                f"not shared: the tracking server is unreachable; {later}"
             )
             return
         try:

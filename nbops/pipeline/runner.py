@@ -194,8 +194,9 @@ class Runner(Planner):
             return failed, ""
         self.state.save()
         src = f"run {runs[0]}" if len(set(runs)) == 1 else f"{len(set(runs))} runs"
-        files = f"{moved.files} files downloaded ({size_text(moved.bytes)})"
-        return failed, f"{restored} outs of {src} from the server, {files}"
+        outs = f"{restored} out{'s' if restored != 1 else ''}"
+        files = f"{moved.files} file{'s' if moved.files != 1 else ''} downloaded"
+        return failed, f"{outs} of {src} from the server, {files} ({size_text(moved.bytes)})"
 
     def server_note(self) -> str | None:
         """Once: why the tracking server could not be asked for the records this clone lacks."""

@@ -63,7 +63,8 @@ class Transfer:
 
     def line(self, verb: str) -> str:
         files = "file" if self.files == 1 else "files"
-        tail = f", {len(self.replaced)} damaged copies replaced" if self.replaced else ""
+        n = len(self.replaced)
+        tail = f", {n} damaged {'copy' if n == 1 else 'copies'} replaced" if n else ""
         return (
             f"{verb} {self.files} {files} ({size_text(self.bytes)}), {self.already} already "
             f"there{tail}"

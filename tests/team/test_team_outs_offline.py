@@ -44,7 +44,7 @@ def test_outs_made_while_the_server_is_down_are_pushed_later(
         server.kill()
         down = _cli(a, server, "run")
         assert down.returncode == 1, down.stdout + down.stderr  # the runs stay spooled
-        assert "1 out files not shared: the tracking server is unreachable" in down.stderr
+        assert "1 out file not shared: the tracking server is unreachable" in down.stderr
         assert "`nbops push` sends them" in down.stderr
         assert "Traceback" not in down.stderr
         assert (a / "out.txt").read_text().startswith("made with n=7")
