@@ -10,12 +10,16 @@ that leave it, dangling links and anything that is not a regular file, and stops
 ``limits.MAX_ARTIFACTS`` files (the answer says so), so a 120k-file directory costs one bounded
 scan.
 
-Remote artifacts (``mlflow-artifacts:`` on a tracking server, ``s3://``, ``http(s)://`` ...)
-are listed through the tracking store facade (``TrackingStore.list_artifacts``), bounded the
-same way, and served by downloading one file through the facade (``download_artifacts``) into a
-temporary directory the handler removes (:func:`fetch_remote`): the path is checked by the same
-rules as a local one (relative, no ``..``, bounded names), it must be a file of the run's
-listing (a directory is never downloaded whole), and its size must be known and at most
+Remote artifacts (``mlflow-artifacts:`` on a tracking server, ``s3://`` ...) are listed through
+the tracking store facade (``TrackingStore.list_artifacts``), bounded the same way, except where
+the URI names a host of its own (``http(s)://``, ``mlflow-artifacts://host``): an experiment's
+artifact location is its creator's choice, and MLflow sends the tracking credentials to that
+host. A tracking server's own proxied artifacts (``mlflow-artifacts:/...`` without a host,
+:func:`proxied`) are also served, by downloading one file through the facade
+(``download_artifacts``) into a temporary directory the handler removes (:func:`fetch_remote`):
+the path is checked by the same rules as a local one (relative, no ``..``, bounded names), it
+must be a file of the run's listing (a directory is never downloaded whole), and its size must
+be known and at most
 ``limits.MAX_FETCHED_ARTIFACT_BYTES`` (the executed notebook of a diff at most
 ``limits.MAX_DIFF_NOTEBOOK_BYTES``), checked before the download from the listing and again on
 the downloaded file.
@@ -56,6 +60,29 @@ def location(uri: str | None) -> tuple[str, Path | None]:
     if parsed.scheme and len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive
         return "remote", None
     return "local", Path(uri)
+
+
+def proxied(uri: str | None) -> bool:
+    """True for a tracking server's own proxied artifacts (``mlflow-artifacts:/<path>``, no
+    host: resolved against the tracking server itself), the only remote artifacts whose
+    contents this server fetches. Another scheme or a host in the URI (an experiment's
+    ``artifact_location`` is the creator's choice) could point the download, and the tracking
+    credentials MLflow sends with it, at any host."""
+    if not uri:
+        return False
+    parsed = urlparse(uri)
+    return parsed.scheme == "mlflow-artifacts" and parsed.netloc == ""
+
+
+def own_host(uri: str | None) -> bool:
+    """True for an artifact URI that names a host of its own (``http(s)://host``,
+    ``mlflow-artifacts://host``): nbops does not read it (MLflow would send that host the
+    tracking server's credentials)."""
+    if not uri:
+        return False
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    return scheme in ("http", "https") or (scheme == "mlflow-artifacts" and parsed.netloc != "")
 
 
 def artifact_roots(root: Path, uri: str) -> list[Path]:
@@ -238,6 +265,13 @@ def list_artifacts(
         return _walk_local(base) if base.is_dir() else Listing([])
     if location(info.artifact_uri)[0] != "remote" or store is None:
         return Listing([])
+    if own_host(info.artifact_uri):
+        return Listing(
+            [],
+            f"run {info.summary.run_id} keeps its artifacts on a host of their own "
+            f"({str(info.artifact_uri)[:300]}): not listed here (the tracking credentials would "
+            f"go there); download them with `mlflow artifacts download -r {info.summary.run_id}`",
+        )
     try:
         return _walk_remote(info.summary.run_id, store())
     except Exception as exc:  # noqa: BLE001 - an unreachable artifact store is not a bad request
@@ -256,7 +290,7 @@ def _notebooks(artifacts: list[str]) -> list[str]:
 def remote_notebook(info: RunInfo, artifacts: list[str]) -> str | None:
     """The artifact path of the run's executed notebook when its artifacts are remote (a
     tracking server's ``mlflow-artifacts:``): served by :func:`fetch_remote`; None otherwise."""
-    if location(info.artifact_uri)[0] != "remote":
+    if not proxied(info.artifact_uri):
         return None
     found = _notebooks(artifacts)
     return found[0] if found else None
@@ -334,8 +368,15 @@ def fetch_remote(
     not a relative path inside the run's artifacts (InvalidInput), is not a file of the run's
     listing (NotFound: a directory is never downloaded whole) or its listed size is unknown or
     over ``max_bytes`` (InvalidInput naming the size and the command that downloads it); the
-    downloaded file is checked again (a regular file inside ``into``, at most ``max_bytes``)."""
+    downloaded file is checked again (a regular file inside ``into``, at most ``max_bytes``).
+    Only a :func:`proxied` artifact URI is fetched (NotFound otherwise)."""
     rid = info.summary.run_id
+    if not proxied(info.artifact_uri):
+        raise NotFound(
+            f"run {rid} keeps its artifacts in {str(info.artifact_uri)[:300]}, which this "
+            "server does not read (it fetches a tracking server's mlflow-artifacts:/ only)",
+            f"download it with `mlflow artifacts download -r {rid}`",
+        )
     p = relative(rel)
     name = p.as_posix()
     parent = p.parent.as_posix()
@@ -384,7 +425,7 @@ def artifact_file(
     both are given."""
     limits.text("artifact path", rel, limits.MAX_PATH_CHARS)
     base = run_dir(info, roots)
-    if base is None and location(info.artifact_uri)[0] == "remote" and store and into:
+    if base is None and proxied(info.artifact_uri) and store and into:
         return fetch_remote(info, rel, store(), into, limits.MAX_FETCHED_ARTIFACT_BYTES)
     if base is None:
         raise NotFound(

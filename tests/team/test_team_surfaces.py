@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO, execute, nbops_cli, notebook, outputs_text
 from tests.integration.conftest import error_of
 from tests.team.conftest import unique
-from tests.team.servers import MlflowServer
+from tests.team.servers import MlflowServer, Postgres
 
 
 @dataclass
@@ -326,3 +326,57 @@ def test_runs_compare_and_the_runs_widget_on_the_server(
     assert set(shared.runs.values()) <= set(browser.run_ids)
     browser.filter.value = "params.C = '0.1'"
     assert browser.run_ids == [shared.runs["train[C=0.1]"]]
+
+
+async def test_artifacts_on_a_host_of_their_own_are_neither_listed_nor_fetched(
+    jp_fetch: Any, shared: Shared, team_server: MlflowServer, postgres: Postgres
+) -> None:
+    """A run row whose artifact URI names another host (MLflow 3.17's server refuses such an
+    artifact_location, older ones and MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES allow it;
+    here it is written into the row in PostgreSQL) is not read: MLflow would send that host the
+    tracking credentials. Nothing connects to it."""
+    import socket
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.settimeout(0.2)
+    port = trap.getsockname()[1]
+    knocks: list[Any] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                knocks.append(trap.accept()[0])
+            except OSError:
+                continue
+
+    waiter = threading.Thread(target=accept, daemon=True)
+    waiter.start()
+    client = MlflowClient(team_server.url)
+    try:
+        exp = client.create_experiment(unique("elsewhere"))
+        for where in (f"mlflow-artifacts://127.0.0.1:{port}/x", f"http://127.0.0.1:{port}/x"):
+            run = client.create_run(exp).info.run_id
+            client.set_terminated(run)
+            postgres.psql(
+                f"UPDATE runs SET artifact_uri = '{where}' WHERE run_uuid = '{run}'",
+                database="mlflow",
+            )
+            resp = await jp_fetch("nbops", "api", "runs", run)
+            detail = json.loads(resp.body)
+            assert detail["artifacts"] == [] and detail["has_notebook"] is False
+            assert "host of their own" in detail["artifacts_note"], detail
+            code, err = await error_of(jp_fetch, "runs", run, "artifacts", "notebook/a.ipynb")
+            assert code == 404 and "mlflow artifacts download" in err["message"], err
+            code, _ = await error_of(jp_fetch, "runs", run, "notebook")
+            assert code == 404
+    finally:
+        stop.set()
+        waiter.join()
+        trap.close()
+    assert knocks == []
