@@ -286,14 +286,13 @@ def restore_outs(
 
 
 # --- nbops push / nbops pull --------------------------------------------------------------------
-def _server(verb: str, root: Path) -> str:
+def _server(root: Path) -> str:
     uri = project.tracking_uri(root)
     if not is_server(uri):
         where = project.sqlite_path(uri)
         shown = where.relative_to(root) if where and where.is_relative_to(root) else uri
         raise InvalidInput(
-            f"nbops {verb}: nothing to share: the store is {shown}; set MLFLOW_TRACKING_URI "
-            "to a server"
+            f"nothing to share: the store is {shown}; set MLFLOW_TRACKING_URI to a server"
         )
     return uri
 
@@ -301,7 +300,7 @@ def _server(verb: str, root: Path) -> str:
 def cmd_push(args: argparse.Namespace) -> int:
     """Upload every blob the local cache holds that the server lacks."""
     root = project.find_root()
-    uri = _server("push", root)
+    uri = _server(root)
     hashes = HashCache(root, project.state_dir(root))
     done = share(uri, OutCache(root, project.state_dir(root), hashes), verify=args.verify)
     if args.json:
@@ -329,7 +328,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from nbops.pipeline import spec as specmod
 
     root = project.find_root()
-    uri = _server("pull", root)
+    uri = _server(root)
     store = open_store(uri)
     targets: list[str] = list(args.targets)
     stages = [t for t in targets if not _looks_like_run_id(t)]
@@ -339,7 +338,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         unknown = [s for s in stages if s not in pipeline.stages]
         if unknown:
             raise InvalidInput(
-                f"nbops pull {unknown[0]}: no stage of that name in {project.CONFIG_FILE} (nor a "
+                f"{unknown[0]!r}: no stage of that name in {project.CONFIG_FILE} (nor a "
                 "run id: 32 hex digits)",
                 "stages: " + ", ".join(pipeline.stages),
             )
@@ -349,8 +348,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             if run is None:
                 if stages:
                     raise NotFound(
-                        f"nbops pull {stage}: the server {uri} has no finished run of stage "
-                        f"{stage!r}",
+                        f"the server {uri} has no finished run of stage {stage!r}",
                         "run it (nbops run " + stage + ") on a machine, or name a run id",
                     )
                 continue
@@ -375,7 +373,7 @@ def _pulled_outs(store: Any, run_id: str, root: Path) -> dict[str, Any]:
     if tag_names.STAGE not in t:
         what = "a pipeline run" if tag_names.PIPELINE in t else "not a pipeline stage run"
         raise InvalidInput(
-            f"nbops pull {run_id}: the run is {what} (no {tag_names.STAGE} tag): it has no outs",
+            f"run {run_id} is {what} (no {tag_names.STAGE} tag): it has no outs",
             "name a stage run, or a stage (nbops pull STAGE), or nothing for every stage",
         )
     record = outs_record(store, run_id, root)

@@ -182,6 +182,7 @@ def test_push_and_pull_say_what_they_moved(
     assert pushed.stdout.startswith("pushed 0 files (0 B), ")
     bad = _cli(b, team_server, "pull", "nosuchstage")
     assert bad.returncode == 2 and "nosuchstage" in bad.stderr and "Traceback" not in bad.stderr
+    assert "nbops pull: 'nosuchstage': no stage of that name" in bad.stderr  # said once
     # the embedded store shares nothing: one line, exit 2
     env = _env(a, team_server)
     env.pop("MLFLOW_TRACKING_URI")
