@@ -513,7 +513,9 @@ class Run:
             with contextlib.suppress(OSError, ValueError):
                 w.stdin.close()
         self.spool.close()
-        if w is not None and wait > 0:
+        if w is not None and wait > 0 and not self.spool.is_done():
+            # the writer is still finishing the run: give it a moment, so that its spool can
+            # be tidied here; once the run is done, its exit (MLflow's teardown) is not waited
             with contextlib.suppress(subprocess.TimeoutExpired):
                 w.wait(timeout=wait)
         if self.spool.dir.exists() and self.spool.state().get("state") == "done":

@@ -18,6 +18,7 @@ import fcntl
 import os
 import select
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -37,19 +38,45 @@ MAX_BACKOFF = 15.0
 LINGER_S = 300.0  # retrying after the logging process is gone, once the store was reached
 
 
-def _capture(spool: Spool, start: dict[str, object]) -> None:
-    """Append the run's context (git, environment, host) as ordinary records."""
-    from nbops.tracking import capture
+class RunContextProbe:
+    """The run's context (git, environment, host), probed in a thread from the writer's start:
+    git and the scan of installed packages overlap MLflow's import and the run's creation
+    instead of holding back the first values."""
 
-    capture.append_to(spool, capture.run_context(Path(str(start.get("cwd") or os.getcwd()))))
+    def __init__(self, cwd: Path) -> None:
+        from nbops.tracking import capture
+
+        self.cwd = cwd
+        self.context: capture.RunContext | None = None
+        self._thread = threading.Thread(target=self._probe, name="nbops-capture", daemon=True)
+        self._thread.start()
+
+    def _probe(self) -> None:
+        from nbops.tracking import capture
+
+        try:
+            self.context = capture.run_context(self.cwd)
+        except Exception:  # noqa: BLE001 - probed again, in the open, by append_to
+            self.context = None
+
+    def append_to(self, spool: Spool) -> None:
+        """Append the context as ordinary records of the spool."""
+        from nbops.tracking import capture
+
+        self._thread.join()
+        capture.append_to(spool, self.context or capture.run_context(self.cwd))
 
 
 def serve(spool: Spool, owner_fd: int) -> int:
+    start = spool.start_record()
+    # capture once, right after the run exists (not again if the writer is restarted)
+    needs_capture = bool(start.get("capture")) and spool.run_info() is None
+    probe = RunContextProbe(Path(str(start.get("cwd") or os.getcwd()))) if needs_capture else None
+
     from nbops.errors import StoreUnavailable
     from nbops.mlflow.store import TrackingStore
     from nbops.tracking.delivery import Delivery
 
-    start = spool.start_record()
     uri = str(start["uri"])
     store: TrackingStore | None = None
     delivery: Delivery | None = None
@@ -61,8 +88,6 @@ def serve(spool: Spool, owner_fd: int) -> int:
     reached = False  # delivered to the store at least once (so it is there, only away now)
     gone_at = 0.0
     last_beat = last_sync = time.monotonic()
-    # capture once, right after the run exists (not again if the writer is restarted)
-    needs_capture = bool(start.get("capture")) and spool.run_info() is None
     while True:
         failing = False
         unreachable = False
@@ -73,10 +98,10 @@ def serve(spool: Spool, owner_fd: int) -> int:
                 store = TrackingStore(uri)
             if delivery is None:
                 delivery = Delivery(spool, store)
-            if needs_capture:
+            if probe is not None:
                 delivery.ensure_run()
-                _capture(spool, start)
-                needs_capture = False
+                probe.append_to(spool)
+                probe = None
             moved = delivery.pump()
             reached = True
             if moved and spool.fd is not None and time.monotonic() - last_sync > FSYNC_S:

@@ -209,6 +209,9 @@ def test_a_server_killed_and_restarted_mid_run_loses_nothing(
     server = own_server(postgres, tmp_path / "server", workers=2)
     experiment = unique("restart")
     root, env = _machine(tmp_path, "machine-a", server)
+    # alone on its machine, so that no other writer's recovery delivers its spool for it: its
+    # own writer must, after its process is gone
+    root_c, env_c = _machine(tmp_path, "machine-c", server)
     killed, finish = tmp_path / "killed", tmp_path / "finish"
     procs: dict[str, subprocess.Popen[str]] = {}
     try:
@@ -216,7 +219,7 @@ def test_a_server_killed_and_restarted_mid_run_loses_nothing(
         # steady loggers through the outage; one that ends while the server is down
         for name in ("through-1", "through-2"):
             procs[name] = _steady(root, env, experiment, name, finish)
-        procs["ends-while-down"] = _steady(root, env, experiment, "ends-while-down", killed)
+        procs["ends-while-down"] = _steady(root_c, env_c, experiment, "ends-while-down", killed)
         _wait(
             "three runs logging into the server",
             lambda: len([r for r in _runs(client, experiment) if r.data.metrics]) == 3,
@@ -275,12 +278,208 @@ def test_a_server_killed_and_restarted_mid_run_loses_nothing(
         assert [a.path for a in client.list_artifacts(whole_run.info.run_id, "outputs")] == [
             "outputs/whole-outage.txt"
         ]
-        _wait("the writers to exit", lambda: not writer_pids(root), 30)
-        assert not [d for d in (root / ".nbops" / "spool").iterdir() if (d / "log.jsonl").exists()]
+        for r in (root, root_c):
+            _wait("the writers to exit", lambda r=r: not writer_pids(r), 30)
+            assert not [d for d in (r / ".nbops" / "spool").iterdir() if (d / "log.jsonl").exists()]
     finally:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
         _reap_writers(root)
+        _reap_writers(root_c)
         server.stop()
+
+
+# --- a pipeline on machine A, the same pipeline's schedule on machine B -------------------------
+GATED = (
+    "import os, pathlib, time\n"
+    "gate = os.environ.get('H7_GATE')  # only machine A's run waits here: a long stage\n"
+    "while gate and not pathlib.Path(gate).exists():\n"
+    "    time.sleep(0.05)"
+)
+
+
+def _pipeline_project(root: Path, experiment: str) -> None:
+    """The same small project on each machine: prep -> train (a 2-point sweep)."""
+    (root / ".nbops").mkdir(parents=True)
+    (root / "nbops.yaml").write_text(
+        f"experiment: {experiment}\n"
+        "stages:\n"
+        "  prep:\n"
+        "    notebook: prep.ipynb\n"
+        "    params: {n: 5}\n"
+        "    outs: [data.txt]\n"
+        "  train:\n"
+        "    notebook: train.ipynb\n"
+        "    deps: [data.txt]\n"
+        "    sweep: {lr: [0.1, 0.2]}\n"
+        '    outs: ["model-${lr}.txt"]\n'
+    )
+    notebook(
+        root / "prep.ipynb",
+        ("n = 5", ["parameters"]),
+        "import pathlib, nbops\npathlib.Path('data.txt').write_text(str(list(range(n))))\n"
+        "nbops.log_metric('rows', n)",
+    )
+    notebook(
+        root / "train.ipynb",
+        ("lr = 0.1", ["parameters"]),
+        GATED,
+        "import pathlib, nbops\nrows = len(eval(pathlib.Path('data.txt').read_text()))\n"
+        "pathlib.Path(f'model-{lr}.txt').write_text(str(lr * rows))\n"
+        "nbops.log_metric('score', lr * rows)",
+    )
+
+
+def _state_run_ids(root: Path) -> set[str]:
+    found: set[str] = set()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k == "run_id" and isinstance(v, str):
+                    found.add(v)
+                else:
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(json.loads((root / ".nbops" / "pipeline" / "state.json").read_text()))
+    return found
+
+
+def _tree(runs: dict[str, Any], top: str) -> set[str]:
+    """The run ids under ``top`` (itself included), by mlflow.parentRunId."""
+    from nbops import tags
+
+    out = {top}
+    grew = True
+    while grew:
+        more = {
+            rid
+            for rid, r in runs.items()
+            if r.data.tags.get(tags.MLFLOW_PARENT_RUN_ID) in out and rid not in out
+        }
+        out |= more
+        grew = bool(more)
+    return out
+
+
+def test_a_pipeline_on_one_machine_and_its_schedule_on_another_keep_apart(
+    team_server: MlflowServer, tmp_path: Path
+) -> None:
+    from nbops import tags
+
+    experiment = unique("two-machines")
+    gate = tmp_path / "release-a"
+    (root_a, env_a), (root_b, env_b) = (
+        _machine(tmp_path, m, team_server) for m in ("machine-a", "machine-b")
+    )
+    for root in (root_a, root_b):
+        (root / ".nbops").rmdir()
+        _pipeline_project(root, experiment)
+    env_a.update(H7_GATE=str(gate), NBOPS_HEARTBEAT="1")  # A beats every second
+    client = _client(team_server)
+    run_a = subprocess.Popen(
+        [sys.executable, "-m", "nbops", "run"],
+        cwd=root_a,
+        env=env_a,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def a_training() -> bool:
+            return (
+                len(
+                    [
+                        r
+                        for r in _runs(client, experiment)
+                        if r.data.tags.get(tags.PID) == str(run_a.pid)
+                        and r.data.tags.get(tags.SWEEP_POINT)
+                        and r.info.status == "RUNNING"
+                    ]
+                )
+                >= 1
+            )
+
+        _wait("machine A's train stage to be running", a_training, 240)
+        # machine B: the same pipeline, from a schedule, while A's train stage is running
+        added = nbops_cli(
+            "schedule", "add", "nightly", "--cron", "0 3 * * *", cwd=root_b, env=env_b
+        )
+        assert added.returncode == 0, added.stdout + added.stderr
+        ran_b = nbops_cli("schedule", "run", "nightly", "--foreground", cwd=root_b, env=env_b)
+        assert ran_b.returncode == 0, ran_b.stdout + ran_b.stderr
+        # ... and B's nbops sync, as another host, with a short staleness window: A's live runs
+        # stay RUNNING (their heartbeats are fresh), nothing of A's is touched
+        sync_env = {**env_b, "NBOPS_STALE_AFTER": "4"}
+        assert (
+            time.time() * 1000 - min(r.info.start_time for r in _runs(client, experiment)) > 4000
+        )  # A's runs are older than the window: only their heartbeats keep them alive
+        synced = subprocess.run(
+            [
+                "unshare",
+                "--uts",
+                "sh",
+                "-c",
+                f"hostname machine-b && exec {sys.executable} -m nbops sync",
+            ],
+            cwd=root_b,
+            env=sync_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        assert "KILLED" not in synced.stdout, synced.stdout
+        live_a = [
+            r
+            for r in _runs(client, experiment)
+            if r.data.tags.get(tags.PID) == str(run_a.pid) and r.info.status == "RUNNING"
+        ]
+        assert live_a, "machine A's runs were ended by machine B's sync"
+        gate.touch()
+        out_a, err_a = run_a.communicate(timeout=240)
+        assert run_a.returncode == 0, out_a + err_a
+
+        runs = {r.info.run_id: r for r in _runs(client, experiment)}
+        assert all(r.info.status == "FINISHED" for r in runs.values()), {
+            r.data.tags.get(tags.STAGE): r.info.status for r in runs.values()
+        }
+        assert not [r for r in runs.values() if tags.END_REASON in r.data.tags]
+        tops = [r for r in runs.values() if tags.PIPELINE in r.data.tags]
+        assert len(tops) == 2
+        by_pid = {r.data.tags[tags.PID]: r for r in tops}
+        top_a = by_pid.pop(str(run_a.pid))
+        (top_b,) = by_pid.values()
+        assert top_b.data.tags.get(tags.SCHEDULE) == "nightly"
+        assert tags.SCHEDULE not in top_a.data.tags
+        tree_a, tree_b = _tree(runs, top_a.info.run_id), _tree(runs, top_b.info.run_id)
+        assert not tree_a & tree_b and tree_a | tree_b == set(runs)
+        for tree, top in ((tree_a, top_a), (tree_b, top_b)):
+            # pipeline run -> prep, train -> 2 points: 5 runs, each from that machine's runner
+            assert len(tree) == 5
+            assert {runs[r].data.tags[tags.PID] for r in tree} == {top.data.tags[tags.PID]}
+            points = [runs[r] for r in tree if tags.SWEEP_POINT in runs[r].data.tags]
+            assert sorted(p.data.metrics["score"] for p in points) == [0.5, 1.0]
+        # each machine's state names only its own runs, and each is up to date by itself
+        assert _state_run_ids(root_a) and _state_run_ids(root_a) <= tree_a
+        assert _state_run_ids(root_b) and _state_run_ids(root_b) <= tree_b
+        for root, env in ((root_a, env_a), (root_b, env_b)):
+            status = nbops_cli("status", "--check", cwd=root, env=env)
+            assert status.returncode == 0, status.stdout + status.stderr
+            assert not (root / ".nbops" / "pipeline" / "executions").exists() or not list(
+                (root / ".nbops" / "pipeline" / "executions").iterdir()
+            )
+        assert not (root_a / ".nbops" / "scheduler").exists()  # B's schedule wrote nothing on A
+    finally:
+        if run_a.poll() is None:
+            gate.touch()
+            run_a.kill()
+            run_a.communicate()
+        for root in (root_a, root_b):
+            _reap_writers(root)
