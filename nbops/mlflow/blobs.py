@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from nbops import tags
-from nbops.errors import AccessDenied, NotFound, StoreUnavailable
-from nbops.mlflow import quiet
-from nbops.mlflow.failures import ALREADY_EXISTS, error_code, is_mlflow_error
+from nbops.errors import NotFound, StoreUnavailable
+from nbops.mlflow import credentials, quiet
+from nbops.mlflow.failures import ALREADY_EXISTS, access_status, error_code, is_mlflow_error
 
 BLOB_EXPERIMENT = "nbops-blobs"
 """The experiment of the shared outs: not a project's; tagged ``nbops.hidden``, so ``nbops
@@ -32,10 +32,6 @@ runs``, ``nbops.runs()`` and the sidebar leave it out."""
 HIDDEN = {tags.HIDDEN: "true"}
 """The blob experiment's tag: listings of experiments skip it (``nbops.hidden``)."""
 BLOB_DIR = "blobs"
-PERMISSION_HINT = (
-    "every teammate needs EDIT on the experiment " + BLOB_EXPERIMENT + " to push (READ to pull): "
-    "ask the server's admin to grant it"
-)
 
 
 def is_server(uri: str) -> bool:
@@ -50,32 +46,24 @@ def blob_path(digest: str) -> str:
 
 
 @contextlib.contextmanager
-def _translated(uri: str, what: str) -> Iterator[None]:
-    """MLflow's and the network's errors as nbops' (AccessDenied, StoreUnavailable), naming the
-    server and what was being done."""
+def _translated(uri: str, call: str, what: str) -> Iterator[None]:
+    """MLflow's and the network's errors as nbops' in one line naming the server (never its
+    password), ``what`` was being done and the fix: a 401/403 to the MlflowClient method ``call``
+    is AccessDenied (:func:`nbops.mlflow.credentials.refused`), anything else StoreUnavailable."""
     try:
         with quiet():
             yield
     except (NotFound, StoreUnavailable):
         raise
     except Exception as exc:  # noqa: BLE001 - every failure of the server, said in one line
-        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        code = error_code(exc) if is_mlflow_error(exc) else None
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if (
-            code in ("PERMISSION_DENIED", "UNAUTHENTICATED")
-            or status in (401, 403)
-            or any(s in text for s in (" 401", " 403", "PERMISSION_DENIED", "Permission denied"))
-        ):
-            login = "401" in text or code == "UNAUTHENTICATED"
-            raise AccessDenied(
-                f"tracking server {uri} refused {what}: {text}",
-                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to your login"
-                if login
-                else PERMISSION_HINT,
+        status = access_status(exc)
+        if status is not None:
+            raise credentials.refused(
+                uri, status, call, f"experiment {BLOB_EXPERIMENT!r} (the shared outs)"
             ) from None
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise StoreUnavailable(
-            f"tracking server {uri}: {what} failed: {text}",
+            f"tracking server {credentials.server(uri)}: {what} failed: {text}",
             "start the server or check MLFLOW_TRACKING_URI; the outs stay in .nbops/cache/ and "
             "`nbops push` sends them later",
         ) from None
@@ -90,7 +78,7 @@ class BlobStore:
         self._create = create
         self._run_id: str | None = None
         self._listed: dict[str, dict[str, int]] = {}  # prefix -> {digest: size}
-        with _translated(uri, "opening its artifact store"):
+        with _translated(uri, "search_experiments", "opening its artifact store"):
             from mlflow.tracking import MlflowClient
 
             from nbops.mlflow.store import open_store
@@ -103,7 +91,7 @@ class BlobStore:
         """The run that holds the blobs (made when ``create`` and missing), None if none."""
         if self._run_id is not None:
             return self._run_id
-        with _translated(self.uri, f"reading the experiment {BLOB_EXPERIMENT}"):
+        with _translated(self.uri, "create_run", f"finding the experiment {BLOB_EXPERIMENT}"):
             exp = self._client.get_experiment_by_name(BLOB_EXPERIMENT)
             if exp is None:
                 if not self._create:
@@ -151,7 +139,7 @@ class BlobStore:
         found: dict[str, int] = {}
         for prefix in sorted({d[:2] for d in wanted}):
             if prefix not in self._listed:
-                with _translated(self.uri, f"listing {BLOB_DIR}/{prefix}"):
+                with _translated(self.uri, "list_artifacts", f"listing {BLOB_DIR}/{prefix}"):
                     infos = self._client.list_artifacts(run, f"{BLOB_DIR}/{prefix}")
                 self._listed[prefix] = {
                     Path(i.path).name: int(i.file_size or 0) for i in infos if not i.is_dir
@@ -166,7 +154,7 @@ class BlobStore:
         assert run is not None  # create=True made it
         if src.name != digest:
             raise ValueError(f"{src} is not named after its digest {digest}")
-        with _translated(self.uri, f"uploading {blob_path(digest)}"):
+        with _translated(self.uri, "log_artifact", f"uploading {blob_path(digest)}"):
             self._client.log_artifact(run, str(src), f"{BLOB_DIR}/{digest[:2]}")
         self._listed.setdefault(digest[:2], {})[digest] = src.stat().st_size
 
@@ -176,11 +164,11 @@ class BlobStore:
         run = self.run_id()
         if run is None:
             raise NotFound(
-                f"tracking server {self.uri} holds no shared outs (no experiment "
-                f"{BLOB_EXPERIMENT})",
+                f"tracking server {credentials.server(self.uri)} holds no shared outs (no "
+                f"experiment {BLOB_EXPERIMENT})",
                 "`nbops push` on the machine that made the outs sends them",
             )
-        with _translated(self.uri, f"downloading {blob_path(digest)}"):
+        with _translated(self.uri, "download_artifacts", f"downloading {blob_path(digest)}"):
             try:
                 got = self._client.download_artifacts(run, blob_path(digest), str(dst_dir))
             except Exception as exc:
@@ -188,7 +176,7 @@ class BlobStore:
                     raise
                 if isinstance(exc, OSError) or error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                     raise NotFound(
-                        f"tracking server {self.uri} has no blob {digest}",
+                        f"tracking server {credentials.server(self.uri)} has no blob {digest}",
                         "`nbops push` on the machine that made the out sends it",
                     ) from None
                 raise

@@ -202,10 +202,13 @@ class Runner(Planner):
         """Once: why the tracking server could not be asked for the records this clone lacks."""
         if self.server is None or self.server.error is None or self._said_server:
             return None
+        from nbops.mlflow import credentials
+
         self._said_server = True
         return (
-            f"nbops: the tracking server {self.uri} could not be asked which stages are up to "
-            f"date there ({self.server.error}): the stages without a record here look stale"
+            f"nbops: the tracking server {credentials.server(self.uri)} could not be asked "
+            f"which stages are up to date there ({self.server.error}): the stages without a "
+            "record here look stale"
         )
 
     # --- running -------------------------------------------------------------------------------

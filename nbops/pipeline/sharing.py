@@ -30,6 +30,7 @@ from typing import Any
 from nbops import project
 from nbops import tags as tag_names
 from nbops.errors import InvalidInput, NbopsError, NotFound
+from nbops.mlflow import credentials
 from nbops.mlflow.blobs import BLOB_EXPERIMENT, is_server
 from nbops.pipeline.cache import OutCache, load_record, record_digests
 from nbops.pipeline.hashing import HashCache
@@ -124,7 +125,7 @@ def fetch(uri: str, cache: OutCache, wanted: dict[str, str]) -> Transfer:
         more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
         raise NotFound(
             f"{todo[absent[0]]}: its content {absent[0]} is not on the tracking server "
-            f"{uri}{more}; nothing was restored",
+            f"{credentials.server(uri)}{more}; nothing was restored",
             "the run that made it could not upload it (the server was down): `nbops push` on "
             "that machine sends it; or re-run the stage",
         )
@@ -304,7 +305,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     hashes = HashCache(root, project.state_dir(root))
     done = share(uri, OutCache(root, project.state_dir(root), hashes), verify=args.verify)
     if args.json:
-        print(json.dumps({"server": uri, **asdict(done)}, indent=1))
+        print(json.dumps({"server": credentials.server(uri), **asdict(done)}, indent=1))
     else:
         print(done.line("pushed"))
     return 0
@@ -348,7 +349,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
             if run is None:
                 if stages:
                     raise NotFound(
-                        f"the server {uri} has no finished run of stage {stage!r}",
+                        f"the server {credentials.server(uri)} has no finished run of stage "
+                        f"{stage!r}",
                         "run it (nbops run " + stage + ") on a machine, or name a run id",
                     )
                 continue
@@ -359,7 +361,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
     hashes = HashCache(root, project.state_dir(root))
     done = fetch(uri, OutCache(root, project.state_dir(root), hashes), wanted)
     if args.json:
-        print(json.dumps({"server": uri, "runs": run_ids, **asdict(done)}, indent=1))
+        print(
+            json.dumps(
+                {"server": credentials.server(uri), "runs": run_ids, **asdict(done)}, indent=1
+            )
+        )
     else:
         print(done.line("pulled"))
     return 0
