@@ -183,7 +183,7 @@ class TrackingStore:
             raise  # names the file or the login and the fix already
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unavailable"
             raise StoreUnavailable(
-                f"tracking store {self.shown} cannot be opened: {_first_line(exc, uri)}",
+                f"tracking store {self.shown} cannot be opened: {_why_unreachable(exc, uri)}",
                 "start the tracking server or fix MLFLOW_TRACKING_URI; logged data stays in "
                 "the spool and `nbops sync` delivers it later",
             ) from exc
@@ -481,6 +481,30 @@ def _token(page: Any) -> str | None:
 def _slug(name: str) -> str:
     out = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
     return out or "experiment"
+
+
+def _why_unreachable(exc: BaseException, uri: str) -> str:
+    """Why a store could not be opened, in a few words: a tracking server's connection
+    failures as what they mean, not MLflow's "API request to ... failed with exception
+    HTTPConnectionPool(...)" text."""
+    text = str(exc)
+    if credentials.is_http(uri) and "API request to" in text:
+        if "ReadTimeout" in text or "timed out" in text:
+            wait = os.environ.get(envvars.MLFLOW_HTTP_REQUEST_TIMEOUT, "15")
+            return (
+                f"the server did not answer within {wait} s "
+                f"({envvars.MLFLOW_HTTP_REQUEST_TIMEOUT}; it may be overloaded)"
+            )
+        if "Connection refused" in text or "NewConnectionError" in text:
+            return "connection refused (is the server running at that address?)"
+        if "Name or service not known" in text or "nodename nor servname" in text:
+            return "unknown host"
+        if "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+            return "its TLS certificate is not trusted"
+        if "failed with error code" in text:
+            code = text.split("failed with error code", 1)[1].split("!=", 1)[0].strip()
+            return f"the server answered HTTP {code}"
+    return _first_line(exc, uri)
 
 
 def _first_line(exc: BaseException, uri: str | None = None) -> str:
