@@ -326,6 +326,8 @@ class Migration:
                 vtags[tags.MIGRATED_FROM] = key
                 run = self.ids.get(sv.run_id or "")
                 source = self._version_source(sv, run)
+                if source is None:
+                    continue
                 mapped[sv.version] = self.dst.create_version(
                     sm.name, source, run, vtags, sv.description
                 )
@@ -333,22 +335,29 @@ class Migration:
                 self.say(f"copied {sm.name} version {sv.version} -> {mapped[sv.version]}")
             self._aliases(sm, tm, mapped, created)
 
-    def _version_source(self, sv: Version, run: str | None) -> str:
-        if run is None or sv.run_id is None:
-            self.notes.append(
-                f"model {sv.name} version {sv.version}: its run is not in the source; its source "
-                f"{sv.source} is kept as it is"
+    def _version_source(self, sv: Version, run: str | None) -> str | None:
+        """Where the copy of version ``sv`` takes its files from: the copied run's artifacts;
+        a source elsewhere that every teammate can reach is kept; None (the version is not
+        copied, with a note) when its files are on this machine only, outside any copied run."""
+        if run is not None and sv.run_id is not None:
+            if sv.source.startswith(f"runs:/{sv.run_id}"):
+                return f"runs:/{run}" + sv.source[len(f"runs:/{sv.run_id}") :]
+            for runs in self.source_runs.values():
+                for r in runs:
+                    base = r.artifact_uri.rstrip("/")
+                    if r.id == sv.run_id and base and sv.source.startswith(base + "/"):
+                        return f"runs:/{run}/" + sv.source[len(base) + 1 :]
+        if urlparse(sv.source).scheme in ("", "file", "runs"):
+            why = (
+                f"its run {sv.run_id} is not an active run of the source (restore it with "
+                f"`mlflow runs restore --run-id {sv.run_id}`, or delete the version)"
+                if sv.run_id and run is None
+                else f"its files ({sv.source}) are on this machine, outside any copied run"
             )
-            return sv.source
-        if sv.source.startswith(f"runs:/{sv.run_id}"):
-            return f"runs:/{run}" + sv.source[len(f"runs:/{sv.run_id}") :]
-        for runs in self.source_runs.values():
-            for r in runs:
-                base = r.artifact_uri.rstrip("/")
-                if r.id == sv.run_id and base and sv.source.startswith(base + "/"):
-                    return f"runs:/{run}/" + sv.source[len(base) + 1 :]
+            self.notes.append(f"model {sv.name} version {sv.version} is not copied: {why}")
+            return None
         self.notes.append(
-            f"model {sv.name} version {sv.version}: source {sv.source} is not in its run's "
+            f"model {sv.name} version {sv.version}: source {sv.source} is not a copied run's "
             "artifacts; it is kept as it is"
         )
         return sv.source

@@ -283,9 +283,10 @@ def test_migrate_refuses_bad_usage_in_one_line_with_exit_2(
 def test_migrate_uploads_nothing_from_outside_the_stores_artifacts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, team_server: MlflowServer
 ) -> None:
-    """A symbolic link in a run's artifacts to a file elsewhere, and a run whose artifact
-    location is outside the store's artifact root, are not uploaded: notes name them, the
-    verification names the runs, exit 1. A link to a file of the run itself is copied."""
+    """A symbolic link in a run's artifacts to a file elsewhere, a run whose artifact location
+    is outside the store's artifact root, and a model version whose run is deleted (its files on
+    this machine only) are not uploaded: notes name them, the verification names the runs and
+    the version, exit 1. A link to a file of the run itself is copied."""
     from mlflow.tracking import MlflowClient
 
     from nbops import cli
@@ -310,8 +311,14 @@ def test_migrate_uploads_nothing_from_outside_the_stores_artifacts(
     (run_dir / "alias.txt").symlink_to(run_dir / "own.txt")
     far = local.create_run(outside, run_name="far").info.run_id
     local.log_artifacts(far, str(files))
-    for rid in (linked, far):
+    gone = local.create_run(inside, run_name="gone").info.run_id
+    local.log_artifacts(gone, str(files), "model")
+    model = unique("from-a-deleted-run")
+    local.create_registered_model(model)
+    local.create_model_version(model, f"runs:/{gone}/model", run_id=gone)
+    for rid in (linked, far, gone):
         local.set_terminated(rid)
+    local.delete_run(gone)
     monkeypatch.setenv("NBOPS_PROJECT_ROOT", str(root))
     monkeypatch.chdir(root)
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
@@ -326,6 +333,12 @@ def test_migrate_uploads_nothing_from_outside_the_stores_artifacts(
     )
     assert f"note: run {far} keeps its artifacts in {elsewhere}" in out.getvalue()
     assert f"differs: run {linked} " in err.getvalue() and f"differs: run {far} " in err.getvalue()
+    assert (
+        f"note: model {model} version 1 is not copied: its run {gone} is not an active run"
+        in out.getvalue()
+    )
+    assert f"differs: model {model}: version {gone}/v1 is not on the target" in err.getvalue()
+    assert gone not in ids
     remote = MlflowClient(tracking_uri=team_server.url)
     assert sorted(a.path for a in remote.list_artifacts(ids[linked])) == ["alias.txt", "own.txt"]
     assert remote.list_artifacts(ids[far]) == []
