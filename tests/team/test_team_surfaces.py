@@ -6,9 +6,11 @@ through the server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +265,20 @@ async def test_the_sidebar_reads_runs_notebooks_and_artifacts_through_the_server
 
     pipe = await get("pipeline")
     assert [s["status"] for s in pipe["stages"]] == ["up to date"] * 3, pipe
+
+    # a re-run from the sidebar runs on the server too, tagged with the run it re-runs
+    evaluate = shared.runs["evaluate"]
+    resp = await jp_fetch("nbops", "api", "runs", evaluate, "rerun", method="POST", body="{}")
+    assert resp.code == 202
+    job_id = json.loads(resp.body)["job_id"]
+    deadline = time.monotonic() + 300
+    while (job := await get("jobs", job_id))["state"] == "running":
+        assert time.monotonic() < deadline, job["log_tail"]
+        await asyncio.sleep(0.5)  # polling a job with a deadline, as the sidebar does
+    assert job["state"] == "done", job["log_tail"]
+    again = await get("runs", job["run_id"])
+    assert again["rerun_of"] == evaluate and again["stage"] == "evaluate"
+    assert again["status"] == "FINISHED" and again["metrics"]["accuracy"] > 0.85
 
 
 async def test_the_sidebar_refuses_a_remote_artifact_over_the_size_bound(
