@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from nbops import envvars, tags
 from nbops.errors import AccessDenied, NbopsError, StoreUnavailable
-from nbops.mlflow import quiet
+from nbops.mlflow import credentials, quiet
 from nbops.mlflow.failures import DOES_NOT_EXIST, INVALID_PARAMETER_VALUE, error_code
 
 # MLflow's request limits for one log_batch
@@ -79,6 +79,26 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+def why_unreachable(exc: BaseException) -> str:
+    """Why a server call failed, in a few words (not MLflow's "API request to ... failed with
+    exception HTTPConnectionPool(...)")."""
+    text = str(exc)
+    if "API request to" in text:
+        if "ReadTimeout" in text or "timed out" in text:
+            wait = os.environ.get(envvars.MLFLOW_HTTP_REQUEST_TIMEOUT, "15")
+            return f"no answer within {wait} s ({envvars.MLFLOW_HTTP_REQUEST_TIMEOUT})"
+        if "Connection refused" in text or "NewConnectionError" in text:
+            return "connection refused (is the server running at that address?)"
+        if "Name or service not known" in text or "nodename nor servname" in text:
+            return "unknown host"
+        if "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+            return "its TLS certificate is not trusted"
+        if "failed with error code" in text:
+            code = text.split("failed with error code", 1)[1].split("!=", 1)[0].strip()
+            return f"the server answered HTTP {code}"
+    return _first_line(exc)
+
+
 def _status_of(exc: BaseException) -> int | None:
     """The HTTP status a server refused with (401, 403), read from MLflow's error."""
     code = error_code(exc)
@@ -118,22 +138,27 @@ class Endpoint:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of the store is named below
             status = _status_of(exc)
+            where = credentials.server(self.uri)
+            name = credentials.login(self.uri)
+            who = f"user {name!r}" if name else "no login"
             if status == 401:
                 raise AccessDenied(
-                    f"the {self.role} {self.uri} refused the login (HTTP 401) to {what}",
+                    f"the {self.role} {where} refused the login (HTTP 401, {who}) to {what}",
                     f"set {envvars.MLFLOW_TRACKING_USERNAME} and "
-                    f"{envvars.MLFLOW_TRACKING_PASSWORD} to an account of that server",
+                    f"{envvars.MLFLOW_TRACKING_PASSWORD} to your account on that server (its "
+                    "admin creates accounts)",
                 ) from exc
             if status == 403:
                 raise AccessDenied(
-                    f"the {self.role} {self.uri} refused permission (HTTP 403) to {what}",
-                    "ask the server's admin for EDIT on the experiments and models, or migrate "
-                    "as a user who has it",
+                    f"the {self.role} {where} refused permission (HTTP 403, {who}) to {what}",
+                    "ask its admin for EDIT on the experiments and models being copied, or "
+                    "migrate as a user who has it; run `nbops migrate` again afterwards: it goes "
+                    "on where it stopped",
                 ) from exc
             if self._is_missing(exc):
                 raise
             raise StoreUnavailable(
-                f"the {self.role} {self.uri} cannot {what}: {_first_line(exc)}",
+                f"the {self.role} {where} cannot {what}: {why_unreachable(exc)}",
                 "check that the server is running and the URI is right, then run "
                 "`nbops migrate` again: it goes on where it stopped",
             ) from exc
@@ -247,8 +272,12 @@ class Endpoint:
             self._client.delete_run(run_id)
 
     # --- artifacts --------------------------------------------------------------------------
-    def artifact_files(self, run_id: str) -> dict[str, int]:
-        """{path: size} of every artifact file of a run (directories walked)."""
+    def artifact_files(self, run: Run) -> dict[str, int]:
+        """{path: size} of every artifact file of a run (directories walked); ForeignArtifacts
+        when they are kept on a host of their own (not even listed: the login would go there)."""
+        if foreign_host(run.artifact_uri):
+            raise ForeignArtifacts(run.artifact_uri)
+        run_id = run.id
         out: dict[str, int] = {}
         todo: list[str | None] = [None]
         with self._calling(f"list the artifacts of run {run_id}"):
@@ -274,6 +303,8 @@ class Endpoint:
         local = self.local_artifacts(run)
         if local is not None:
             return local
+        if foreign_host(run.artifact_uri):
+            raise ForeignArtifacts(run.artifact_uri)
         with self._calling(f"download the artifacts of run {run.id}"):
             from mlflow.artifacts import download_artifacts
 
@@ -345,6 +376,21 @@ class Endpoint:
     def set_alias(self, name: str, alias: str, version: str) -> None:
         with self._calling(f"point {name}@{alias} at version {version}"):
             self._client.set_registered_model_alias(name, alias, version)
+
+
+class ForeignArtifacts(Exception):
+    """A run's artifact location names a host of its own: not fetched."""
+
+
+def foreign_host(uri: str) -> bool:
+    """True when artifacts at ``uri`` would be fetched from a host the run's row names
+    (``http(s)://``, ``mlflow-artifacts://host/``): a run's artifact location is its creator's
+    choice, and MLflow would send that host the tracking login. ``mlflow-artifacts:/`` without a
+    host (the server's own proxy), local paths and cloud stores (their own credentials) are not."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        return True
+    return parsed.scheme == "mlflow-artifacts" and bool(parsed.netloc)
 
 
 def _order(p: Point) -> tuple[int, int, str]:

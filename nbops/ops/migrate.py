@@ -33,9 +33,11 @@ from urllib.parse import urlparse
 
 from nbops import envvars, project, tags
 from nbops.errors import AccessDenied, Exit, InvalidInput, StoreUnavailable
+from nbops.mlflow import credentials
+from nbops.mlflow.migration import ForeignArtifacts
 from nbops.table import table
 
-if TYPE_CHECKING:  # typing only: the adapter imports MLflow when a migrate starts
+if TYPE_CHECKING:  # typing only
     from nbops.mlflow.migration import Endpoint, Model, Point, Run, Version
 
 RUN_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
@@ -64,15 +66,6 @@ def add_parsers(sub: Any) -> None:
 
 
 # --- URIs ------------------------------------------------------------------------------------
-def shown_uri(uri: str) -> str:
-    """``uri`` without a password in it (``http://user:secret@host`` -> ``http://user@host``)."""
-    parsed = urlparse(uri)
-    if parsed.password is None:
-        return uri
-    netloc = f"{parsed.username}@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-    return parsed._replace(netloc=netloc).geturl()
-
-
 def server_uri(raw: str | None) -> str:
     """The ``--to`` URI, checked: an ``http(s)://host[:port]`` MLflow server."""
     if not raw or not raw.strip():
@@ -88,13 +81,13 @@ def server_uri(raw: str | None) -> str:
         port_ok = False
     if parsed.scheme in ("postgresql", "postgres", "mysql", "sqlite", "mssql"):
         raise InvalidInput(
-            f"--to {shown_uri(uri)!r} is a database: migrate copies onto an MLflow server, which "
-            "keeps the artifacts as well",
+            f"--to {credentials.server(uri)!r} is a database: migrate copies onto an MLflow "
+            "server, which keeps the artifacts as well",
             "give the server's address: --to http://HOST:5000 (README, 'Team mode')",
         )
     if parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok:
         raise InvalidInput(
-            f"--to {shown_uri(uri)[:200]!r} is not a tracking server URI",
+            f"--to {credentials.server(uri)[:200]!r} is not a tracking server URI",
             "give http://HOST:PORT or https://HOST, e.g. --to http://mlflow.example:5000",
         )
     return uri
@@ -132,8 +125,8 @@ def source_uri(raw: str | None, target: str, root: Path) -> str:
         )
     if _same_store(uri, target):
         raise InvalidInput(
-            f"--to {shown_uri(target)} is the store being copied: the source and the target are "
-            "the same",
+            f"--to {credentials.server(target)} is the store being copied: the source and the "
+            "target are the same",
             "name the embedded store as the source: --from " + project.default_tracking_uri(root),
         )
     return uri
@@ -187,8 +180,8 @@ class Migration:
             there = self.dst.experiment_named(exp.name)
             if there is not None and not there.active:
                 raise InvalidInput(
-                    f"experiment {exp.name!r} is deleted on {shown_uri(self.dst.uri)}: its runs "
-                    "cannot be copied into it",
+                    f"experiment {exp.name!r} is deleted on {credentials.server(self.dst.uri)}: "
+                    "its runs cannot be copied into it",
                     f"restore it there (mlflow experiments restore --experiment-id {there.id}) "
                     "or delete it for good, then migrate again",
                 )
@@ -247,9 +240,18 @@ class Migration:
             metrics += [(key, p) for p in self.src.history(r.id, key)]
         self.dst.log_batch(new, metrics, sorted(r.params.items()), sorted(body.items()))
         self.dst.log_inputs(new, r.inputs)
-        if self.src.artifact_files(r.id):
+        try:
+            has_files = bool(self.src.artifact_files(r))
+        except ForeignArtifacts:
+            self.notes.append(
+                f"run {r.id} keeps its artifacts at {credentials.server(r.artifact_uri)}, a host "
+                "of its own: not fetched (MLflow would send it the login)"
+            )
+            has_files = False
+        if has_files:
             with _scratch_dir(scratch, r.id) as where:
-                tree = self._safe_tree(r, self.src.fetch_artifacts(r, where), where)
+                fetched = self.src.fetch_artifacts(r, where)
+                tree = self._safe_tree(r, fetched, where)
                 if tree is not None:
                     self.dst.upload_artifacts(new, tree)
         if r.status in _TERMINAL:  # last: a copy with the source's status is a whole one
@@ -470,6 +472,14 @@ def _points(ep: Endpoint, run: Run) -> dict[str, list[Point]]:
     return {k: ep.history(run.id, k) for k in run.metric_keys}
 
 
+def _files(ep: Endpoint, run: Run) -> dict[str, int] | None:
+    """A run's artifact files, None when they are on a host of their own (never listed)."""
+    try:
+        return ep.artifact_files(run)
+    except ForeignArtifacts:
+        return None
+
+
 def _same_points(a: list[Point], b: list[Point]) -> bool:
     return [(repr(v), ts, s) for v, ts, s in a] == [(repr(v), ts, s) for v, ts, s in b]
 
@@ -487,19 +497,26 @@ def verify(m: Migration) -> tuple[list[list[object]], list[str]]:
         t = dict(n)
         for r in runs:
             c = copies.get(r.id)
-            sp, sf = _points(m.src, r), m.src.artifact_files(r.id)
+            sp, sf = _points(m.src, r), _files(m.src, r)
             n["params"] += len(r.params)
             n["tags"] += len(r.tags)
             n["values"] += sum(map(len, sp.values()))
+            if sf is None:
+                problems.append(
+                    f"run {r.id} ({name}/{r.name}): its artifacts are on a host of their own "
+                    f"({credentials.server(r.artifact_uri)}) and were not copied"
+                )
+            sf = sf or {}
             n["files"] += len(sf)
             if c is None:
                 problems.append(f"run {r.id} ({name}/{r.name}) is not on the target")
                 continue
-            tp, tf = _points(m.dst, c), m.dst.artifact_files(c.id)
+            tp, tf = _points(m.dst, c), _files(m.dst, c)
             theirs = {k: v for k, v in c.tags.items() if k != tags.MIGRATED_FROM}
             t["params"] += len(c.params)
             t["tags"] += len(theirs)
             t["values"] += sum(map(len, tp.values()))
+            tf = tf or {}
             t["files"] += len(tf)
             want = {k: rewrite(v, m.ids) for k, v in r.tags.items()}
             where = f"run {r.id} ({name}/{r.name}) -> {c.id}"
@@ -596,12 +613,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise
     except StoreUnavailable as exc:  # a usage error here: the address given does not answer
         raise InvalidInput(
-            f"--to {shown_uri(target)} does not answer: {exc.message.split(': ', 1)[-1]}",
+            f"--to {credentials.server(target)} does not answer: {exc.message.split(': ', 1)[-1]}",
             "start the server (README, 'Team mode') or fix the URI, then migrate again",
         ) from exc
     m = Migration(src, dst, root, say)
     m.survey()
-    print(f"migrate {shown_uri(source)} -> {shown_uri(target)}")
+    print(f"migrate {credentials.server(source)} -> {credentials.server(target)}")
     _pending(root, source)
     if args.dry_run:
         return _dry_run(m)
@@ -631,8 +648,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(line)
     print(
         f"verified: the target holds everything. Point the project at it:\n"
-        f"  export {envvars.MLFLOW_TRACKING_URI}={shown_uri(target)}\n"
-        f"The local store is kept ({shown_uri(source)}): delete it once you trust the copy."
+        f"  export {envvars.MLFLOW_TRACKING_URI}={credentials.server(target)}\n"
+        f"The local store is kept ({credentials.server(source)}): delete it once you trust "
+        "the copy."
     )
     return Exit.OK
 

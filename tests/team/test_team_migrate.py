@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +277,8 @@ def test_migrate_refuses_bad_usage_in_one_line_with_exit_2(
         monkeypatch.setenv(key, value)
     code, err = run("--to", auth_server.url)
     assert code == 2, err
-    assert f"the target {auth_server.url} refused the login (HTTP 401)" in err.splitlines()[0]
+    line = err.splitlines()[0]
+    assert f"the target {auth_server.url} refused the login (HTTP 401, user 'admin')" in line
     assert "MLFLOW_TRACKING_PASSWORD" in err and "Traceback" not in err
 
 
@@ -284,9 +286,10 @@ def test_migrate_uploads_nothing_from_outside_the_stores_artifacts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, team_server: MlflowServer
 ) -> None:
     """A symbolic link in a run's artifacts to a file elsewhere, a run whose artifact location
-    is outside the store's artifact root, and a model version whose run is deleted (its files on
-    this machine only) are not uploaded: notes name them, the verification names the runs and
-    the version, exit 1. A link to a file of the run itself is copied."""
+    is outside the store's artifact root or on a host of its own (never contacted), and a model
+    version whose run is deleted (its files on this machine only) are not uploaded: notes name
+    them, the verification names the runs and the version, exit 1. A link to a file of the run
+    itself is copied."""
     from mlflow.tracking import MlflowClient
 
     from nbops import cli
@@ -311,12 +314,20 @@ def test_migrate_uploads_nothing_from_outside_the_stores_artifacts(
     (run_dir / "alias.txt").symlink_to(run_dir / "own.txt")
     far = local.create_run(outside, run_name="far").info.run_id
     local.log_artifacts(far, str(files))
+    trap = socket.socket()  # a host a run's row names: migrate must never connect to it
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(8)
+    trap.setblocking(False)
+    hosted = local.create_experiment(
+        unique("hosted"), artifact_location=f"http://127.0.0.1:{trap.getsockname()[1]}/steal"
+    )
+    foreign = local.create_run(hosted, run_name="foreign").info.run_id
     gone = local.create_run(inside, run_name="gone").info.run_id
     local.log_artifacts(gone, str(files), "model")
     model = unique("from-a-deleted-run")
     local.create_registered_model(model)
     local.create_model_version(model, f"runs:/{gone}/model", run_id=gone)
-    for rid in (linked, far, gone):
+    for rid in (linked, far, gone, foreign):
         local.set_terminated(rid)
     local.delete_run(gone)
     monkeypatch.setenv("NBOPS_PROJECT_ROOT", str(root))
@@ -339,6 +350,11 @@ def test_migrate_uploads_nothing_from_outside_the_stores_artifacts(
     )
     assert f"differs: model {model}: version {gone}/v1 is not on the target" in err.getvalue()
     assert gone not in ids
+    assert f"note: run {foreign} keeps its artifacts at http://127.0.0.1:" in out.getvalue()
+    assert f"differs: run {foreign} " in err.getvalue()
+    with pytest.raises(BlockingIOError):
+        trap.accept()  # nothing connected
+    trap.close()
     remote = MlflowClient(tracking_uri=team_server.url)
     assert sorted(a.path for a in remote.list_artifacts(ids[linked])) == ["alias.txt", "own.txt"]
     assert remote.list_artifacts(ids[far]) == []
