@@ -216,7 +216,11 @@ class Migration:
                 continue
             target = self.experiment_ids.get(exp.id)
             if target is None:
-                kept = {k: v for k, v in exp.tags.items() if not k.startswith("mlflow.")}
+                kept = {  # MLflow's own experiment tags are the server's, but its description
+                    k: v
+                    for k, v in exp.tags.items()
+                    if not k.startswith("mlflow.") or k == "mlflow.note.content"
+                }
                 kept[tags.MIGRATED_FROM] = exp.id
                 target = self.dst.create_experiment(exp.name, kept)
                 self.experiment_ids[exp.id] = target
