@@ -67,6 +67,8 @@ def _env(
         env["MLFLOW_TRACKING_PASSWORD"] = password
     env["NBOPS_PROJECT_ROOT"] = str(root)
     env["NBOPS_FLUSH_TIMEOUT"] = "60"
+    # six test sessions share two cores: a slow answer is not what these tests are about
+    env["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "120"
     return env
 
 
@@ -316,3 +318,19 @@ async def test_the_sidebar_answers_a_refused_login_with_403_naming_the_server_an
         assert "MLFLOW_TRACKING_PASSWORD" in message, message
         for noise in MLFLOW_NOISE:
             assert noise not in message, message
+
+
+# --- MLflow's "View run ... at:" lines on a server ---------------------------------------------
+def test_nbops_run_on_a_server_prints_no_view_run_lines_unless_verbose(
+    tmp_path: Path, team_server: MlflowServer
+) -> None:
+    root = _project(tmp_path)
+    _one_stage(root, unique("quiet"))
+    env = _env(root, team_server, None, None)
+
+    res = nbops_cli("run", cwd=root, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "View run" not in res.stdout + res.stderr and "View experiment" not in res.stdout
+    loud = nbops_cli("--verbose", "run", "--force", cwd=root, env=env)
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    assert "🏃 View run train at: " + team_server.url in loud.stdout + loud.stderr
