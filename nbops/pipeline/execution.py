@@ -93,6 +93,8 @@ class Execution:
             from nbops.executors.local import LocalExecutor
 
             self.executor = LocalExecutor(self.r.root, warm=min(self.r.jobs + 1, 3))
+        if self.r.server is not None:  # team mode: later stages' lookups import no MLflow
+            self.r.server.load()
         self.executor.warm_up()  # kernels start and papermill loads while MLflow waits its turn
         ended = [name for name, st in self.status.items() if st in ENDED]
         uri = project.tracking_uri(self.r.root)

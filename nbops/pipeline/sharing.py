@@ -171,6 +171,13 @@ class ServerRecords:
         self._parents: dict[str, Any] = {}
         self.error: str | None = None  # why the server could not be asked (said once)
 
+    @staticmethod
+    def load() -> None:
+        """Import MLflow now, in the calling (the runner's) thread, if a lookup has not yet: the
+        lookups of later stages run while the sink's thread works, and two threads importing
+        MLflow at once fail."""
+        import nbops.mlflow.store  # noqa: F401
+
     def _open(self) -> str | None:
         if self._store is None:
             from nbops.mlflow.store import open_store
