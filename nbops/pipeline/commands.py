@@ -241,7 +241,9 @@ def _shared_outs(store: Any, point: Any) -> tuple[str | None, dict[str, str]]:
 def cmd_checkout(args: argparse.Namespace) -> int:
     """Restore the outs a run recorded: a stage run's, a sweep's stage run's (every point's
     and the shared ones), a sweep point's own (the shared ones are the sweep's: said, not
-    restored); a pipeline run or a run of no stage is refused, naming what to pick."""
+    restored); a pipeline run or a run of no stage is refused, naming what to pick. On a
+    tracking server, contents the local cache lacks are fetched from the shared outs first, each
+    hashed (nbops.pipeline.sharing); all of it or nothing is restored."""
     from nbops.pipeline.cache import OutCache
     from nbops.pipeline.hashing import HashCache
 
