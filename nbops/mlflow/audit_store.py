@@ -80,9 +80,11 @@ class AuditStore:
                 hidden = {tags.HIDDEN: HIDDEN_TAG_VALUE}
                 try:
                     self._client.create_experiment(EXPERIMENT, tags=hidden)
-                except Exception:  # noqa: BLE001 - another writer created it first
-                    pass
-                exp = self._client.get_experiment_by_name(EXPERIMENT)
+                except Exception:
+                    exp = self._client.get_experiment_by_name(EXPERIMENT)
+                    if exp is None:  # not another writer first: refused, unreachable, ...
+                        raise
+                exp = exp or self._client.get_experiment_by_name(EXPERIMENT)
         if exp is None:
             return None
         return Trail(str(exp.experiment_id), exp.lifecycle_stage == "deleted")

@@ -56,8 +56,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops import envvars, project
+from nbops import project
 from nbops.errors import InvalidInput
+from nbops.mlflow import credentials
+from nbops.mlflow.audit_store import EXPERIMENT  # importing it imports no MLflow
 from nbops.tracking.audit import digest, stamp, store_key, user
 
 PENDING_NAME = "audit.pending.jsonl"
@@ -74,9 +76,10 @@ def is_shared(uri: str) -> bool:
     return scheme.split("+", 1)[0] in _SHARED_SCHEMES
 
 
-def who() -> str:
-    """The user a shared record names: the basic-auth user, else the OS user."""
-    return os.environ.get(envvars.MLFLOW_TRACKING_USERNAME, "").strip() or user()
+def who(uri: str | None = None) -> str:
+    """The user a shared record names: the server login (``MLFLOW_TRACKING_USERNAME``, or the
+    user written into the URI), else the OS user."""
+    return credentials.login(uri) or user()
 
 
 def server_key(uri: str) -> str:
@@ -236,15 +239,13 @@ def _describe(exc: BaseException, uri: str) -> str:
     from nbops.mlflow.failures import access_status
 
     if isinstance(exc, NbopsError):
-        return exc.message
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
     status = access_status(exc)
     if status is not None:
-        return (
-            f"the server {server_key(uri)} refused it (HTTP {status}) for user {who()}: {first}; "
-            "an admin grants EDIT on the experiment nbops-audit"
-        )
-    return f"the server {server_key(uri)} did not take it: {first}"
+        err = credentials.refused(uri, status, "create_run", f"experiment '{EXPERIMENT}'")
+        return f"{err.message}; {err.hint}"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return f"the server {credentials.server(uri)} did not take it: {first}"
 
 
 def _deliver(uri: str, root: Path | None, todo: list[dict[str, Any]], retried: int) -> Delivery:
@@ -259,7 +260,8 @@ def _deliver(uri: str, root: Path | None, todo: list[dict[str, Any]], retried: i
         found = st.trail(create=True)
         if found is None or found.deleted:
             raise InvalidInput(
-                f"the audit trail's experiment nbops-audit on {server_key(uri)} is deleted",
+                f"the audit trail's experiment {EXPERIMENT} on {credentials.server(uri)} "
+                "is deleted",
                 "an admin restores it: mlflow experiments restore --experiment-id "
                 + (found.experiment_id if found else "ID"),
             )
@@ -310,7 +312,7 @@ def record(
     body: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "ts": stamp(),
-        "who": who(),
+        "who": who(uri or project.tracking_uri(root)),
         "host": socket.gethostname(),
         "action": action,
         **fields,

@@ -257,10 +257,11 @@ def check_shared(root: Path | None = None, *, uri: str | None = None) -> Verdict
     ``audit.shared.json``) still there. Opening the store fails as every store does
     (StoreUnavailable, AccessDenied)."""
     from nbops.mlflow.audit_store import EXPERIMENT, audit_store
+    from nbops.mlflow.credentials import server
     from nbops.tracking import audit_shared as sh
 
     uri = uri or project.tracking_uri(root)
-    verdict = Verdict(0, None, shared=f"experiment {EXPERIMENT} on {sh.server_key(uri)}")
+    verdict = Verdict(0, None, shared=f"experiment {EXPERIMENT} on {server(uri)}")
     st = audit_store(uri)
     trail = st.trail(create=False)
     found: list[Problem] = []
