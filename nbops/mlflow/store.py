@@ -11,7 +11,9 @@ Every call to MLflow goes through one guard (:class:`_Guarded`): it runs inside
 tracking server's refusal (HTTP 401: the login; 403: a permission) into
 :class:`~nbops.errors.AccessDenied` naming the server, the user and the experiment or model
 (:func:`nbops.mlflow.credentials.refused`), from any method and from opening the store. No message
-shows a password written into the URI (:func:`nbops.mlflow.credentials.server`).
+shows a password written into the URI (:func:`nbops.mlflow.credentials.server`). The other modules
+of ``nbops/mlflow/`` that need calls the facade lacks take the same guard with
+:func:`guarded_client` (never handed outside ``nbops/mlflow/``).
 """
 
 from __future__ import annotations
@@ -148,6 +150,13 @@ class _Guarded(MlflowClient):
         except Exception:  # noqa: BLE001 - the run id alone still names it
             return f"run {run_id}"
         return f"run {run_id} of {self._experiment(eid)}"
+
+
+def guarded_client(uri: str) -> MlflowClient:
+    """An ``MlflowClient`` for the modules of ``nbops/mlflow/`` that need calls the facade lacks
+    (the audit trail, shared outs, migration): every call quiet, a server's 401/403 raised as
+    :class:`AccessDenied` naming the server, user and target, as the facade's own calls are."""
+    return _Guarded(uri)
 
 
 def _as_login(uri: str, run_tags: dict[str, str], add: bool) -> dict[str, str]:
@@ -520,6 +529,7 @@ __all__ = [
     "SchemaRefused",
     "TrackingStore",
     "ensure_schema",
+    "guarded_client",
     "is_permanent",
     "mlflow",
     "open_store",
