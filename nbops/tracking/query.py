@@ -161,6 +161,24 @@ class Comparison:
         )
 
 
+def _runs_by_id(store: TrackingStore, run_ids: list[str]) -> list[Any]:
+    """The runs, in the order asked: one search per 100 ids over every experiment (on a
+    tracking server each ``get_run`` is a round trip); an id the search does not find (not a
+    run id, unknown, deleted) is asked for alone, for the exact NotFound."""
+    from nbops.mlflow.readers.base import RUN_ID
+
+    wanted = [rid for rid in dict.fromkeys(run_ids) if RUN_ID.fullmatch(rid)]
+    found: dict[str, Any] = {}
+    if len(wanted) > 1:
+        exp_ids = [str(e.experiment_id) for e in store.experiments()]
+        for i in range(0, len(wanted), 100):
+            chunk = wanted[i : i + 100]
+            quoted = ", ".join(f"'{rid}'" for rid in chunk)  # 32 hex digits each
+            for run in store.search_runs(exp_ids, f"attributes.run_id IN ({quoted})", None, 100):
+                found[run.info.run_id] = run
+    return [found[rid] if rid in found else store.get_run(rid) for rid in run_ids]
+
+
 def compare(run_ids: list[str], uri: str | None = None) -> Comparison:
     """Compare runs: a params table of only the params that differ, a metrics table (latest
     values) and the best run per metric (:func:`nbops.comparisons.compare_runs`, as the Compare
@@ -171,7 +189,7 @@ def compare(run_ids: list[str], uri: str | None = None) -> Comparison:
     if isinstance(run_ids, str):
         run_ids = [s for s in run_ids.replace(",", " ").split() if s]
     store = open_store(uri)
-    found = [store.get_run(rid) for rid in run_ids]
+    found = _runs_by_id(store, list(run_ids))
     cols = [r.info.run_name or r.info.run_id[:8] for r in found]
     cols = [
         f"{c} ({r.info.run_id[:8]})" if cols.count(c) > 1 else c
