@@ -36,6 +36,10 @@ STATEMENT_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_S = 5
 ALLOWED_TTL = 30.0
 """Seconds the list of experiments the server lets this user read is reused."""
+KEYS_TTL = 10.0
+"""Seconds an experiment's param and metric key lists (the column chooser's) are reused: on
+PostgreSQL listing them costs more than the page itself (no SQLite data_version to tell when
+they change). Pages, counts and runs are always read afresh."""
 
 TABLES = ("experiments", "experiment_tags", "runs", "params", "latest_metrics", "metrics", "tags")
 _DRIVER = re.compile(r"^(postgres(?:ql)?)\+[a-z0-9_]+://", re.IGNORECASE)
@@ -83,6 +87,7 @@ class PostgresReader(SqlReader):
         self._allowed_ids: frozenset[str] = frozenset()
         self._allowed_at = -1e9
         self._connections: list[Any] = []
+        self._key_memo: dict[tuple[str, tuple[Any, ...]], tuple[float, list[str]]] = {}
         try:
             import psycopg
 
@@ -135,6 +140,18 @@ class PostgresReader(SqlReader):
         text = sql.replace("%", "%%").replace("?", "%s")
         cur = self.con().execute(text, list(args))
         return list(cur.fetchall())
+
+    def _keys(self, table: str, exp_args: list[Any]) -> list[str]:
+        memo_key = (table, tuple(exp_args))
+        now = time.monotonic()
+        hit = self._key_memo.get(memo_key)
+        if hit is not None and now - hit[0] < KEYS_TTL:
+            return list(hit[1])
+        keys = super()._keys(table, exp_args)
+        if len(self._key_memo) > 256:
+            self._key_memo = {}
+        self._key_memo[memo_key] = (now, keys)
+        return list(keys)
 
     # --- the guard ------------------------------------------------------------------------------
     def _decide(self) -> bool:
