@@ -36,7 +36,11 @@ from nbops import envvars
 
 # the loggers MLflow's store creation and upgrade write INFO lines to (alembic's MLflow keeps at
 # WARNING itself)
-QUIET_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.db")
+QUIET_LOGGERS = (
+    "mlflow.store.db.utils",
+    "mlflow.store.db",
+    "mlflow.store.model_registry.abstract_store",  # "Waiting up to 300 seconds for model version"
+)
 _WARNING = 30  # logging.WARNING, without importing logging for the constant
 # MLflow's switches, read when it prints: no artifact progress bars, and no "🏃 View run ... at:"
 # / "🧪 View experiment at:" lines when a run ends on a tracking server (a value set is kept)
