@@ -81,7 +81,7 @@ def _one_refusal(res: Any, *named: str) -> str:
         assert noise not in res.stderr + res.stdout, res.stderr
     for name in named:
         assert name in lines[0], (name, lines[0])
-    return res.stderr
+    return str(res.stderr)
 
 
 def _spools(root: Path) -> list[Path]:

@@ -16,14 +16,16 @@ from nbops.errors import AccessDenied, Exit, StoreUnavailable, exit_code_of, htt
 from nbops.mlflow import credentials, failures, quiet
 
 _text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     min_size=1,
     max_size=30,
 )
 
 
 @given(user=_text, password=_text, port=st.integers(1, 65535), path=st.sampled_from(["", "/x"]))
-def test_a_password_in_the_uri_is_never_shown(user: str, password: str, port: int, path: str):
+def test_a_password_in_the_uri_is_never_shown(
+    user: str, password: str, port: int, path: str
+) -> None:
     q = urllib.parse.quote
     uri = f"https://{q(user, safe='')}:{q(password, safe='')}@mlflow.example:{port}{path}"
     # exactly the URI without its password: the user name stays, nothing of the password does
