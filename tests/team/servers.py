@@ -285,11 +285,17 @@ class MlflowServer:
         return password
 
     def grant(self, username: str, experiment_id: str, permission: str) -> None:
-        """``permission`` (READ, EDIT, MANAGE, NO_PERMISSIONS) on one experiment."""
+        """``permission`` (READ, EDIT, MANAGE, NO_PERMISSIONS) on one experiment (MLflow 3.17's
+        permission API: ``/api/3.0/mlflow/users/permissions/grant``; the 2.0 route is gone)."""
         self.admin_request(
             "POST",
-            "/api/2.0/mlflow/experiments/permissions/create",
-            {"experiment_id": experiment_id, "username": username, "permission": permission},
+            "/api/3.0/mlflow/users/permissions/grant",
+            {
+                "username": username,
+                "resource_type": "experiment",
+                "resource_id": experiment_id,
+                "permission": permission,
+            },
         )
 
     def env_for(self, username: str | None = None, password: str | None = None) -> dict[str, str]:
