@@ -40,8 +40,9 @@ def _not_delivered(run: Run, rid: str, status: str) -> str:
     state = run.store_state()
     error = str(state.get("error") or "").strip()
     kept = f"the data stays spooled in {run.spool.dir} and `nbops sync` delivers it"
-    if not error:
-        return f"nbops: run {rid} ended ({status}); the store is unreachable, {kept}"
+    if not credentials.is_refusal(error):
+        why = f" ({error})" if error else ""
+        return f"nbops: run {rid} ended ({status}); the store is unreachable{why}, {kept}"
     hint = str(state.get("hint") or "").strip()
     return f"nbops: run {rid} ended ({status}) but is not in the store: {error}" + (
         f"; {hint}" if hint else f"; {kept}"

@@ -126,6 +126,12 @@ CALLS: dict[str, tuple[str, str, bool]] = {
 SPOOLED = "anything logged meanwhile stays spooled and `nbops sync` delivers it once this is fixed"
 
 
+def is_refusal(message: str) -> bool:
+    """True when ``message`` is an :func:`refused` message (a writer keeps only the message of
+    its last error in the spool's state: this tells a refusal from an unreachable store)."""
+    return "(HTTP 401" in message or "(HTTP 403" in message
+
+
 def refused(uri: str, status: int, call: str, target: str | None) -> AccessDenied:
     """The :class:`~nbops.errors.AccessDenied` for a tracking server's 401 (bad login) or 403
     (missing permission) to ``call`` (an MlflowClient method name) on ``target`` ("experiment
@@ -190,6 +196,7 @@ __all__ = [
     "MANAGE",
     "READ",
     "is_http",
+    "is_refusal",
     "login",
     "password_set",
     "refused",
