@@ -49,7 +49,7 @@ class Problem:
 
 @dataclass
 class Verdict:
-    records: int  # records of the intact chain before the first problem
+    records: int  # records of the intact chain before the first problem (shared: intact ones)
     problem: Problem | None
     checked: list[str] = field(default_factory=list)  # the witnesses compared
     notes: list[str] = field(default_factory=list)  # witnesses that could not be read
