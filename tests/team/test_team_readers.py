@@ -97,6 +97,15 @@ def read_only_role(postgres: Postgres, database: str) -> str:
     return f"postgresql://{role}:secret-pw@127.0.0.1:{postgres.port}/{database}"
 
 
+def other_mlflow_db(postgres: Postgres) -> str:
+    """A second MLflow tracking database (its schema made by MLflow), served by no server."""
+    from mlflow.tracking import MlflowClient
+
+    uri = postgres.create_database(unique("other").replace("-", "_"))
+    MlflowClient(uri).search_experiments()  # MLflow creates its tables
+    return uri
+
+
 @pytest.fixture(scope="module")
 def seeded(team_server: MlflowServer) -> dict[str, Any]:
     return seed(team_server.backend_uri, unique("readers"))
@@ -286,6 +295,10 @@ def test_guards_send_every_read_to_mlflowclient_and_say_why_once(
         ),
         "not an MLflow tracking database": PostgresReader(
             f"postgresql://postgres@127.0.0.1:{port}/postgres", lambda: client
+        ),
+        # an MLflow database, but not the one this server serves (a wrong URI)
+        "not the tracking server's database": PostgresReader(
+            other_mlflow_db(postgres), lambda: client
         ),
     }
     for word, reader in cases.items():

@@ -192,6 +192,20 @@ class PostgresReader(SqlReader):
             except psycopg.Error as exc:
                 self._lost()
                 return f"the login may not read table {table} ({_first_line(exc)})"
+        if self.restrict:
+            # the tracking server's own database? every experiment it lists must be here
+            served = self.fallback().experiment_names()
+            here = {
+                (str(i), n) for i, n in self._rows("SELECT experiment_id, name FROM experiments")
+            }
+            other = [f"{i} {n!r}" for i, n in served if (i, n) not in here]
+            if other:
+                return (
+                    "it is not the tracking server's database (the server's experiment "
+                    f"{other[0]} is not in it): check NBOPS_READ_DATABASE_URI"
+                )
+            self._allowed_ids = frozenset(i for i, _ in served)
+            self._allowed_at = time.monotonic()
         return None
 
     def _allowed(self, experiment_ids: Iterable[str]) -> bool:
