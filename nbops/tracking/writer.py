@@ -85,7 +85,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
     recovered = False
     last_state = ""
     retries_after_owner = 0
-    reached = False  # delivered to the store at least once (so it is there, only away now)
+    reached = False  # the store answered for this run once: it is there, only away now
     gone_at = 0.0
     last_beat = last_sync = time.monotonic()
     while True:
@@ -141,13 +141,28 @@ def serve(spool: Spool, owner_fd: int) -> int:
         if owner_gone:
             if failing:
                 retries_after_owner += 1
+                # the run exists in the store (created by this writer or an earlier one, even
+                # if the pump that followed never finished): the store was reached
+                reached = reached or spool.run_info() is not None
                 lingering = reached and time.monotonic() - gone_at < LINGER_S
                 if (unreachable and not lingering) or (
                     not unreachable and retries_after_owner > 30
                 ):
-                    return 3  # the spool stays; nbops sync or the next writer delivers it
+                    print(
+                        "nbops writer: its process has exited; the rest stays in the spool for "
+                        "`nbops sync` or the next run's writer",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return 3
                 if not pause_unlocked(spool, backoff):
-                    return 3  # nbops sync or another writer took the spool over meanwhile
+                    print(
+                        "nbops writer: another process (nbops sync, another writer) took the "
+                        "spool over",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return 3
                 delivery = None  # re-read what was acknowledged while the lock was free
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
