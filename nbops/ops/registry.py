@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbops import project, tags
-from nbops.errors import InvalidInput, NbopsError, NotFound
+from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
 from nbops.ops import names
 from nbops.ops.gates import GateOutcome, check, refusal
 from nbops.ops.runkinds import listed
@@ -138,6 +138,8 @@ def model_artifact(store: TrackingStore, run: Run) -> str:
                 a.path.endswith("MLmodel") for a in store.list_artifacts(rid, item.path)
             ):
                 return str(item.path)
+    except StoreUnavailable:  # a refused login or permission, a server gone: said as such
+        raise
     except Exception:  # noqa: BLE001 - unreadable artifacts: treated as no model
         pass
     points = _sweep_points(store, run)
