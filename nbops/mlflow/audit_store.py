@@ -8,9 +8,10 @@ newest records are found by ordering on it) and ``id``. Tags, which can be rewri
 hints: the run's name, and on the experiment each writer's last append
 (``nbops.audit.head.<writer key>``).
 
-Only this module of the audit trail imports MLflow; it builds its own ``MlflowClient`` on the
+Only this module of the audit trail imports MLflow; it uses the store's guarded ``MlflowClient``
+(:func:`nbops.mlflow.store.guarded_client`: quiet, a 401/403 raised as ``AccessDenied``) on the
 URI of an opened :class:`~nbops.mlflow.store.TrackingStore` (so opening fails as every store
-does) and wraps every call in :func:`nbops.mlflow.quiet`.
+does), and wraps every call in :func:`nbops.mlflow.quiet`.
 """
 
 from __future__ import annotations
@@ -62,14 +63,12 @@ class AuditStore:
     """The trail on one tracking server (:func:`audit_store` opens one per URI per process)."""
 
     def __init__(self, uri: str) -> None:
-        from mlflow.tracking import MlflowClient
-
-        from nbops.mlflow.store import open_store
+        from nbops.mlflow.store import guarded_client, open_store
 
         store = open_store(uri)  # fails like every store (StoreUnavailable, AccessDenied, ...)
         self.uri = store.uri
-        with quiet():
-            self._client = MlflowClient(tracking_uri=store.uri)
+        with quiet():  # and every call says a 401/403 as the facade does (AccessDenied)
+            self._client = guarded_client(store.uri)
 
     # --- the experiment ---------------------------------------------------------------------
     def trail(self, create: bool) -> Trail | None:

@@ -195,7 +195,9 @@ def test_on_a_basic_auth_server_records_name_the_user_and_wait_for_a_missing_gra
             assert f"refused user '{ben}' permission to create a run in experiment " in (
                 waiting.stderr
             )
-            assert "'nbops-audit' (HTTP 403: it needs EDIT)" in waiting.stderr
+            assert "'nbops-audit'" in waiting.stderr and "(HTTP 403: it needs EDIT)" in (
+                waiting.stderr
+            )
             _grant(auth_server, ben, exp_id, "EDIT")
             sent = nbops_cli("audit", cwd=root, env=env)
             assert sent.returncode == 0 and "delivered 1 pending record(s)" in sent.stderr
