@@ -195,9 +195,12 @@ class PostgresReader(SqlReader):
         if self.restrict:
             # the tracking server's own database? every experiment it lists must be here
             served = self.fallback().experiment_names()
-            here = {
-                (str(i), n) for i, n in self._rows("SELECT experiment_id, name FROM experiments")
-            }
+            try:
+                rows = self._rows("SELECT experiment_id, name FROM experiments")
+            except psycopg.Error as exc:
+                self._lost()
+                return f"cannot read its experiments ({_first_line(exc)})"
+            here = {(str(i), n) for i, n in rows}
             other = [f"{i} {n!r}" for i, n in served if (i, n) not in here]
             if other:
                 return (
