@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from nbops import envvars, project, tags
@@ -158,6 +159,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _sync_audit(state: Path) -> int | None:
+    """Send the shared audit trail's pending records (team mode): None when there were none,
+    else how many still wait (said on stderr with why)."""
+    from nbops.tracking import audit_shared
+
+    if not state.is_dir() or not audit_shared.is_shared(project.tracking_uri()):
+        return None
+    if not audit_shared.pending():
+        return None
+    sent = audit_shared.flush()
+    if sent.sent:
+        print(f"delivered {len(sent.sent)} pending audit record(s)")
+    if sent.left:
+        print(
+            f"{sent.left} audit record(s) still wait in .nbops/{audit_shared.PENDING_NAME}: "
+            f"{sent.error}",
+            file=sys.stderr,
+        )
+    return sent.left
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from nbops.mlflow.store import open_store
     from nbops.tracking.recovery import reap_stale, recover, recover_executions, sweep_done
@@ -179,16 +201,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
         )
     outcomes = recover(state, wait=args.wait) if state.is_dir() else []
     sweep_done(state)
+    audit_left = _sync_audit(state)
     reap_error = None
     try:
         outcomes += reap_stale(state, open_store())
     except NbopsError as err:
         reap_error = err.message
     if not outcomes and reap_error is None:
-        if not dead:
+        if not dead and audit_left is None:
             print("nbops sync: nothing to deliver")
-        return Exit.OK
-    failed = 0
+        return Exit.FAILED if audit_left else Exit.OK
+    failed = 1 if audit_left else 0
     if reap_error is not None:
         failed += 1
         print(f"could not check for abandoned runs: {reap_error}", file=sys.stderr)
