@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -202,6 +203,7 @@ def main(argv: list[str]) -> int:
         if server is not None:
             server.stop()
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 
