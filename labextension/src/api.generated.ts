@@ -198,7 +198,7 @@ export interface RunList {
   total: number | null;
   param_keys: string[];
   metric_keys: string[];
-  source: "sqlite" | "mlflow";
+  source: "sqlite" | "postgres" | "mlflow";
 }
 
 export interface RunSummary {
