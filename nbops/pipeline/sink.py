@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbops import tags as tag_names
+from nbops.errors import AccessDenied, NbopsError
 from nbops.tracking import spool as records
 from nbops.tracking.run import Run
 from nbops.tracking.writer import HEARTBEAT_S
@@ -57,6 +58,7 @@ class Sink:
         self._closing = False
         self._store: Any = None
         self.error: str | None = None
+        self.denied: AccessDenied | None = None  # the last error was a refused login/permission
         self._context: capture.RunContext | None = None
         self._busy = False  # the last error was a busy store (waited for), not a missing one
         self._closed = False
@@ -149,12 +151,16 @@ class Sink:
                     if e.delivery is not None and not e.done and not e.delivery.ended:
                         e.delivery.heartbeat()
             self.error = None
+            self.denied = None
             self._busy = False
         except Exception as exc:  # noqa: BLE001 - retried on the next pump; data stays spooled
             self._busy = _is_busy(exc)
-            self.error = (
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            )
+            self.denied = exc if isinstance(exc, AccessDenied) else None
+            if isinstance(exc, NbopsError):  # nbops' own words: one line naming the server
+                self.error = exc.message
+            else:
+                first = str(exc).splitlines()[0][:300] if str(exc) else ""
+                self.error = f"{type(exc).__name__}: {first}"
 
     def _created(self, run: Run, run_id: str) -> None:
         if self._on_created is None:

@@ -28,6 +28,14 @@ def report_delivery(progress: Progress, sink: Sink, delivered: bool) -> list[str
     undelivered: list[str] = []
     if not delivered:
         left = sink.undelivered()
+        if sink.denied is not None:  # a refused login or permission: what to do, in one line
+            progress.note(
+                f"nbops run: {len(left)} run(s) stay spooled in .nbops/spool/: {sink.error}; "
+                f"{sink.denied.hint or 'fix the login, then `nbops sync` delivers them'}"
+            )
+            return [f"not delivered: {line}" for line in left] + [
+                f"refused by the store: {line}" for line in sink.dropped()
+            ]
         why = (
             f"the tracking store is unreachable ({sink.error})"
             if sink.error

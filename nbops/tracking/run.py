@@ -21,7 +21,8 @@ from typing import Any
 
 from nbops import envvars, project
 from nbops import tags as tag_names  # `tags` is a parameter name here
-from nbops.errors import InvalidInput, NbopsError, NotFound, StoreUnavailable
+from nbops.errors import AccessDenied, InvalidInput, NbopsError, NotFound, StoreUnavailable
+from nbops.mlflow.credentials import server
 from nbops.tracking import validate
 from nbops.tracking.spool import (
     Artifact,
@@ -542,9 +543,15 @@ class Run:
         delay = 0.002
         while not done():
             st = self.spool.state()
+            if st.get("state") == "unreachable" and st.get("hint"):  # a refused login/grant
+                raise AccessDenied(
+                    f"{st.get('error')}; run {self._run_id or self.local_id} keeps its data in "
+                    f"{self.spool.dir}",
+                    str(st["hint"]),
+                )
             if st.get("state") == "unreachable":
                 raise StoreUnavailable(
-                    f"tracking store {self.uri} is unreachable ({st.get('error')}); "
+                    f"tracking store {server(self.uri)} is unreachable ({st.get('error')}); "
                     f"run {self._run_id or self.local_id} keeps its data in "
                     f"{self.spool.dir}",
                     "it is delivered automatically when the store is back, or run `nbops sync`",
@@ -567,7 +574,7 @@ class Run:
             if time.monotonic() >= deadline:
                 raise StoreUnavailable(
                     f"timed out after {timeout:.0f} s waiting for the store to {what} "
-                    f"(run {self._run_id or self.local_id}, store {self.uri})",
+                    f"(run {self._run_id or self.local_id}, store {server(self.uri)})",
                     "the data stays spooled and is delivered in the background; "
                     "raise NBOPS_FLUSH_TIMEOUT for slow stores",
                 )

@@ -73,7 +73,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
     needs_capture = bool(start.get("capture")) and spool.run_info() is None
     probe = RunContextProbe(Path(str(start.get("cwd") or os.getcwd()))) if needs_capture else None
 
-    from nbops.errors import StoreUnavailable
+    from nbops.errors import AccessDenied, StoreUnavailable
     from nbops.mlflow.store import TrackingStore
     from nbops.tracking.delivery import Delivery
 
@@ -128,8 +128,13 @@ def serve(spool: Spool, owner_fd: int) -> int:
             unreachable = _is_unreachable(exc, uri)
             # "unreachable" tells the logging process to stop waiting; "retrying" (a locked
             # SQLite database, say) is expected to clear by itself
+            # a refused login or permission says what to set or whom to ask (its hint)
+            hint = exc.hint if isinstance(exc, AccessDenied) else None
             spool.set_state(
-                "unreachable" if unreachable else "retrying", error=msg, retry_in=backoff
+                "unreachable" if unreachable else "retrying",
+                error=msg,
+                retry_in=backoff,
+                hint=hint,
             )
             last_state = ""
             print(f"nbops writer: {msg}", file=sys.stderr, flush=True)

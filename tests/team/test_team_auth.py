@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,18 @@ def test_nbops_run_without_edit_says_why_the_runs_stay_spooled_and_sync_delivers
     eid = admin.create_experiment(experiment)
     _one_stage(root, experiment)
     env = _env(root, auth_server, user, password)
+    # the shared audit trail exists and is the admin's (as on a team's server), whichever test
+    # ran first: the user's records of the run need a grant of its own
+    seed = _project(tmp_path / "admin")
+    made = subprocess.run(
+        [sys.executable, "-c", "from nbops.tracking import audit; audit.record('test.seed')"],
+        env=_env(seed, auth_server, "admin", auth_server.admin_password),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert made.returncode == 0 and admin.get_experiment_by_name("nbops-audit"), made.stderr
 
     res = nbops_cli("run", cwd=root, env=env)
     out = res.stdout + res.stderr
@@ -220,11 +233,19 @@ def test_nbops_run_without_edit_says_why_the_runs_stay_spooled_and_sync_delivers
     assert "stays spooled" in out and "nbops sync" in out, out
     why = [line for line in out.splitlines() if "refused user" in line]
     assert why and repr(user) in why[0] and f"{experiment!r} (id {eid})" in why[0], out
+    assert len(why) == 1 and "2 run(s) stay spooled in .nbops/spool/" in why[0], out  # one line
     assert len(_spools(root)) == 2  # the pipeline run and the stage's run, every record kept
 
     _grant(auth_server, user, eid, "EDIT")
     done = nbops_cli("sync", cwd=root, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # the runs go; the audit records of their start and end wait for EDIT on the shared trail
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "audit record(s) still wait" in done.stderr and "'nbops-audit'" in done.stderr
+    trail = admin.get_experiment_by_name("nbops-audit")
+    _grant(auth_server, user, trail.experiment_id, "EDIT")
+    again = nbops_cli("sync", cwd=root, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "pending audit record(s)" in again.stdout
     runs = {r.info.run_name: r for r in admin.search_runs([eid])}
     assert set(runs) == {"pipeline", "train"}, runs
     assert runs["train"].data.metrics["score"] == 1.0
