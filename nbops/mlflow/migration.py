@@ -74,31 +74,6 @@ class Model:
 Point = tuple[float, int, int]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def why_unreachable(exc: BaseException) -> str:
-    """Why a server call failed, in a few words (not MLflow's "API request to ... failed with
-    exception HTTPConnectionPool(...)")."""
-    text = str(exc)
-    if "API request to" in text:
-        if "ReadTimeout" in text or "timed out" in text:
-            wait = os.environ.get(envvars.MLFLOW_HTTP_REQUEST_TIMEOUT, "15")
-            return f"no answer within {wait} s ({envvars.MLFLOW_HTTP_REQUEST_TIMEOUT})"
-        if "Connection refused" in text or "NewConnectionError" in text:
-            return "connection refused (is the server running at that address?)"
-        if "Name or service not known" in text or "nodename nor servname" in text:
-            return "unknown host"
-        if "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text:
-            return "its TLS certificate is not trusted"
-        if "failed with error code" in text:
-            code = text.split("failed with error code", 1)[1].split("!=", 1)[0].strip()
-            return f"the server answered HTTP {code}"
-    return _first_line(exc)
-
-
 def _status_of(exc: BaseException) -> int | None:
     """The HTTP status a server refused with (401, 403), read from MLflow's error."""
     code = error_code(exc)
@@ -157,8 +132,10 @@ class Endpoint:
                 ) from exc
             if self._is_missing(exc):
                 raise
+            from nbops.mlflow.store import why_unreachable  # MLflow is loaded by now
+
             raise StoreUnavailable(
-                f"the {self.role} {where} cannot {what}: {why_unreachable(exc)}",
+                f"the {self.role} {where} cannot {what}: {why_unreachable(exc, self.uri)}",
                 "check that the server is running and the URI is right, then run "
                 "`nbops migrate` again: it goes on where it stopped",
             ) from exc

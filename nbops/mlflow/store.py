@@ -192,7 +192,7 @@ class TrackingStore:
             raise  # names the file or the login and the fix already
         except Exception as exc:  # noqa: BLE001 - any failure to open is "unavailable"
             raise StoreUnavailable(
-                f"tracking store {self.shown} cannot be opened: {_why_unreachable(exc, uri)}",
+                f"tracking store {self.shown} cannot be opened: {why_unreachable(exc, uri)}",
                 "start the tracking server or fix MLFLOW_TRACKING_URI; logged data stays in "
                 "the spool and `nbops sync` delivers it later",
             ) from exc
@@ -492,7 +492,7 @@ def _slug(name: str) -> str:
     return out or "experiment"
 
 
-def _why_unreachable(exc: BaseException, uri: str) -> str:
+def why_unreachable(exc: BaseException, uri: str) -> str:
     """Why a store could not be opened, in a few words: a tracking server's connection
     failures as what they mean, not MLflow's "API request to ... failed with exception
     HTTPConnectionPool(...)" text."""
@@ -533,4 +533,5 @@ __all__ = [
     "is_permanent",
     "mlflow",
     "open_store",
+    "why_unreachable",
 ]
