@@ -195,12 +195,15 @@ def _notebook_file(ctx: ServerContext, run_id: str, into: Path, max_bytes: int) 
     raise _no_notebook(ctx, info, "show")
 
 
-def _scratch() -> Path:
-    """A private temporary directory for artifacts fetched from a remote store (removed by
+def _scratch(ctx: ServerContext) -> Path:
+    """A private temporary directory for artifacts fetched from a remote store, under the
+    project's ``.nbops/tmp/`` (nbops writes nothing outside the project; removed by
     :func:`_drop`)."""
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="nbops-artifact-"))
+    base = ctx.state_dir / "tmp"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="nbops-artifact-", dir=base))
 
 
 def _drop(d: Path) -> None:
@@ -264,7 +267,7 @@ class NotebookHandler(NbopsHandler):
     @api
     async def get(self, run_id: str) -> None:
         check_run_id(run_id)
-        tmp = _scratch()
+        tmp = _scratch(self.ctx)
         try:
             nb = await self.blocking(
                 _notebook_file, self.ctx, run_id, tmp, limits.MAX_FETCHED_ARTIFACT_BYTES
@@ -283,7 +286,7 @@ class ArtifactHandler(NbopsHandler):
         check_run_id(run_id)
         limits.text("artifact path", path, limits.MAX_PATH_CHARS)
 
-        tmp = _scratch()
+        tmp = _scratch(self.ctx)
 
         def find() -> Path:
             info = self.ctx.reader().run_info(run_id)
@@ -361,7 +364,7 @@ class DiffHandler(NbopsHandler):
                 ) from exc
             return m.NotebookDiff(a=a, b=b, cells=cells)
 
-        tmp = _scratch()
+        tmp = _scratch(self.ctx)
         try:
             self.reply(await self.blocking(diff, tmp))
         finally:

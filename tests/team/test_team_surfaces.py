@@ -204,8 +204,25 @@ def jp_server_config(shared: Shared, team_server: MlflowServer) -> dict[str, Any
 
 
 async def test_the_sidebar_reads_runs_notebooks_and_artifacts_through_the_server(
-    jp_fetch: Any, shared: Shared, team_server: MlflowServer
+    jp_fetch: Any,
+    shared: Shared,
+    team_server: MlflowServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # whatever the handlers fetch from the server is kept under the project's .nbops/tmp/, never
+    # in the system's temp dir (nbops writes nothing outside the project)
+    import tempfile
+
+    made: list[Path] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        path = real_mkdtemp(*args, **kwargs)
+        made.append(Path(path))
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+
     async def get(*parts: str, **params: str) -> Any:
         resp = await jp_fetch("nbops", "api", *parts, params=params)
         return json.loads(resp.body) if "json" in resp.headers["Content-Type"] else resp.body
@@ -230,6 +247,9 @@ async def test_the_sidebar_reads_runs_notebooks_and_artifacts_through_the_server
     body = await get("runs", point, "artifacts", "notebook/02_train.ipynb")
     nb = json.loads(body)
     assert nb["cells"] and "nbformat" in nb
+    fetched = [p for p in made if p.name.startswith("nbops-artifact-")]
+    assert fetched and all(p.is_relative_to(shared.root / ".nbops" / "tmp") for p in fetched)
+    assert not any(p.exists() for p in fetched)  # and removed after the answer
     # paths that leave the run's artifacts are refused before the store is asked
     for bad in ("../../etc/passwd", "/etc/passwd", "~/x", "notebook/../../other"):
         code, err = await error_of(jp_fetch, "runs", point, "artifacts", bad)
