@@ -51,6 +51,24 @@ def admin(auth_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> Any:
     return MlflowClient(tracking_uri=auth_server.url)
 
 
+def _admins_trail(tmp_path: Path, server: MlflowServer, admin: Any) -> str:
+    """The id of the shared audit trail's experiment, made by the admin if no test made it yet
+    (as on a team's server): whichever test runs first, a user's audit records need a grant of
+    their own on it."""
+    seed = _project(tmp_path / "admin")
+    made = subprocess.run(
+        [sys.executable, "-c", "from nbops.tracking import audit; audit.record('test.seed')"],
+        env=_env(seed, server, "admin", server.admin_password),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    trail = admin.get_experiment_by_name("nbops-audit")
+    assert made.returncode == 0 and trail is not None, made.stderr
+    return str(trail.experiment_id)
+
+
 def _project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     (root / ".nbops").mkdir(parents=True)
@@ -176,6 +194,7 @@ def test_a_read_only_user_keeps_every_record_spooled_and_sync_delivers_after_the
     assert _spools(root) == [kept]
 
     _grant(auth_server, user, eid, "EDIT")
+    _grant(auth_server, user, _admins_trail(tmp_path, auth_server, admin), "EDIT")
     done = nbops_cli("sync", cwd=root, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "View run" not in done.stdout + done.stderr  # MLflow's end-of-run lines: hidden
@@ -212,18 +231,7 @@ def test_nbops_run_without_edit_says_why_the_runs_stay_spooled_and_sync_delivers
     eid = admin.create_experiment(experiment)
     _one_stage(root, experiment)
     env = _env(root, auth_server, user, password)
-    # the shared audit trail exists and is the admin's (as on a team's server), whichever test
-    # ran first: the user's records of the run need a grant of its own
-    seed = _project(tmp_path / "admin")
-    made = subprocess.run(
-        [sys.executable, "-c", "from nbops.tracking import audit; audit.record('test.seed')"],
-        env=_env(seed, auth_server, "admin", auth_server.admin_password),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert made.returncode == 0 and admin.get_experiment_by_name("nbops-audit"), made.stderr
+    trail = _admins_trail(tmp_path, auth_server, admin)
 
     res = nbops_cli("run", cwd=root, env=env)
     out = res.stdout + res.stderr
@@ -241,8 +249,7 @@ def test_nbops_run_without_edit_says_why_the_runs_stay_spooled_and_sync_delivers
     # the runs go; the audit records of their start and end wait for EDIT on the shared trail
     assert done.returncode == 1, done.stdout + done.stderr
     assert "audit record(s) still wait" in done.stderr and "'nbops-audit'" in done.stderr
-    trail = admin.get_experiment_by_name("nbops-audit")
-    _grant(auth_server, user, trail.experiment_id, "EDIT")
+    _grant(auth_server, user, trail, "EDIT")
     again = nbops_cli("sync", cwd=root, env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "pending audit record(s)" in again.stdout
@@ -305,6 +312,7 @@ def test_track_magics_with_read_only_warn_in_one_line_and_sync_delivers_after_th
     assert len(_spools(root)) == 1
 
     _grant(auth_server, user, eid, "EDIT")
+    _grant(auth_server, user, _admins_trail(tmp_path, auth_server, admin), "EDIT")
     done = nbops_cli("sync", cwd=root, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = admin.search_runs([eid])
