@@ -235,6 +235,9 @@ def test_ctrl_c_is_130_without_a_traceback(root_project):
 
     code = (
         "import os, signal, sys, threading\n"
+        # a shell's background job (`cmd &`, as CI may start the suite) ignores SIGINT, and Python
+        # then installs no KeyboardInterrupt handler: give this process a terminal's Ctrl-C
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from nbops import cli\n"
         "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
         "import nbops.tracking.audit as a\n"
