@@ -342,7 +342,7 @@ class Execution:
         rid = self.runs.pipeline_run.id_if_ready() if self.runs.pipeline_run else None
         progress.summary(self.status, seconds, rid)
         self.undelivered = summary.report_delivery(progress, sink, delivered)
-        self._share(delivered)
+        self._share(delivered, refused=sink.denied is not None)
         if self.stop.timed_out:
             progress.note(
                 f"nbops run: timed out after {self.r.timeout:g} s: kernels stopped, runs FAILED"
@@ -350,7 +350,7 @@ class Execution:
         for f in self.failures:
             progress.note(str(f))
 
-    def _share(self, delivered: bool) -> None:
+    def _share(self, delivered: bool, refused: bool = False) -> None:
         """Team mode: upload the out contents this execution cached that the tracking server
         lacks (once per content). Never fails the run: what is not sent stays in
         ``.nbops/cache/`` and ``nbops push`` sends it."""
@@ -365,7 +365,8 @@ class Execution:
         if not delivered:
             self.r.progress.note(
                 f"nbops run: {len(self.stored)} out file{'s' if len(self.stored) != 1 else ''} "
-                f"not shared: the tracking server is unreachable; {later}"
+                f"not shared: the tracking server "
+                f"{'refused the login or a permission' if refused else 'is unreachable'}; {later}"
             )
             return
         try:
