@@ -74,6 +74,8 @@ def serve(spool: Spool, owner_fd: int) -> int:
     probe = RunContextProbe(Path(str(start.get("cwd") or os.getcwd()))) if needs_capture else None
 
     from nbops.errors import AccessDenied, StoreUnavailable
+    from nbops.mlflow.credentials import refused
+    from nbops.mlflow.failures import access_status
     from nbops.mlflow.store import TrackingStore
     from nbops.tracking.delivery import Delivery
 
@@ -124,11 +126,15 @@ def serve(spool: Spool, owner_fd: int) -> int:
             failing = True
             if isinstance(exc, StoreUnavailable):
                 store, delivery = None, None
+            # a refused login or permission says what to set or whom to ask (its hint), also
+            # when it came as a `requests` error of a proxied artifact upload
+            status = access_status(exc)
+            if not isinstance(exc, AccessDenied) and status is not None:
+                exc = refused(uri, status, "log_artifact", None)
             msg = exc.message if isinstance(exc, StoreUnavailable) else _describe(exc)
             unreachable = _is_unreachable(exc, uri)
             # "unreachable" tells the logging process to stop waiting; "retrying" (a locked
             # SQLite database, say) is expected to clear by itself
-            # a refused login or permission says what to set or whom to ask (its hint)
             hint = exc.hint if isinstance(exc, AccessDenied) else None
             spool.set_state(
                 "unreachable" if unreachable else "retrying",
