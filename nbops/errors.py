@@ -184,6 +184,15 @@ class AccessDenied(StoreUnavailable):
     http_status = 403
 
 
+class ClusterUnavailable(NbopsError):
+    """The dask scheduler named by ``--dask`` / ``NBOPS_DASK`` / nbops.yaml's ``dask:`` cannot be
+    reached (or a ``local:N`` cluster cannot start): the message names the address and why, the
+    hint how to start one (``dask scheduler``). Nothing ran."""
+
+    exit_code = Exit.USAGE
+    http_status = 503
+
+
 def exit_code_of(exc: BaseException) -> int:
     """The exit code for anything a command can end with."""
     if isinstance(exc, NbopsError):
@@ -203,6 +212,7 @@ def http_status_of(exc: BaseException) -> int:
 __all__ = [
     "AccessDenied",
     "AlreadyRunning",
+    "ClusterUnavailable",
     "ConfigError",
     "Conflict",
     "Exit",

@@ -24,6 +24,7 @@ DATA_PREFIX = "nbops.data."  # nbops.data.<role>.<file>: xxh3 of a data file the
 # --- pipeline stage runs (nbops run) -------------------------------------------------------
 PIPELINE = "nbops.pipeline"  # on the pipeline run: the nbops.yaml it executed
 STAGE = "nbops.stage"  # the stage of nbops.yaml the run executed
+WORKER = "nbops.worker"  # the dask worker a stage point ran on (its address); absent: it ran here
 PARENT_RUN = "nbops.parent_run"  # the pipeline run a stage run belongs to
 SWEEP_POINT = "nbops.sweep_point"  # the label of the sweep point (``C=0.1,seed=1``)
 DEP_PREFIX = "nbops.dep."  # nbops.dep.<path>: content hash of a dep when the stage ran

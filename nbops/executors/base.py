@@ -31,6 +31,24 @@ class StageJob:
     # called by the executor when a job it started is over (its notebook ran to the end, failed
     # or was stopped), in the executor's thread, before the next job can start
     on_end: Callable[[], None] | None = None
+    # --- what an executor that runs elsewhere (dask) needs; the local one ignores them ---------
+    root: Path | None = None  # the project root: every path below is relative to it
+    deps: list[str] = field(default_factory=list)  # the stage's declared deps (files/folders)
+    outs: list[str] = field(default_factory=list)  # what this job writes: its own + shared outs
+    resources: dict[str, float] = field(default_factory=dict)  # {"GPU": 1} (dask resources)
+    memory: float | None = None  # bytes of memory the stage needs (a worker restriction)
+    retries: int = 1  # times the job is run again when its worker dies under it
+    kernel_name: str = "python3"
+    # set by the executor before it calls started(): where the job runs ("tcp://10.0.0.5:4711"),
+    # None when it runs here
+    worker: str | None = None
+    # the executor says something about a started job (a retry on another worker): the live
+    # table shows it on the job's row
+    on_note: Callable[[str], None] | None = None
+
+    def note(self, text: str) -> None:
+        if self.on_note is not None:
+            self.on_note(text)
 
     def started(self) -> None:
         if self.on_start is not None:
@@ -49,6 +67,7 @@ class StageResult:
     ok: bool
     seconds: float
     error: StageFailed | None = None
+    worker: str | None = None  # where it ran last (None: here)
 
 
 class Executor(ABC):
@@ -74,3 +93,8 @@ class Executor(ABC):
 
     @abstractmethod
     def stop(self) -> None: ...
+
+    def report(self) -> str | None:
+        """One line said at the end of ``nbops run`` (dask: jobs per worker, bytes shipped);
+        None: nothing to say."""
+        return None

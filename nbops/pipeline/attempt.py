@@ -36,6 +36,9 @@ def job(
     ``.nbops/runs/<local id>/``, logging into ``run``'s spool. ``on_start`` is called when the
     executor really starts it; when it is over, the run's clock stops (its MLflow end time is
     then, not after the runner has versioned its outs: the next stage may have started)."""
+    from nbops.pipeline.config import stage_resources
+
+    resources, memory = stage_resources(plan.stage)
     return StageJob(
         plan.name,
         pt.label,
@@ -50,6 +53,12 @@ def job(
         },
         on_start=on_start,
         on_end=run.stop_clock,
+        root=root,
+        deps=list(plan.stage.deps),
+        outs=plan.outs_of(pt),
+        resources=resources,
+        memory=memory,
+        retries=plan.stage.retries,
     )
 
 

@@ -48,6 +48,40 @@ def parse_check(text: str) -> tuple[str, float]:
     return match.group(1), bound
 
 
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
+
+
+def parse_size(value: int | float | str) -> float:
+    """A memory size as bytes: ``8GB`` -> 8e9, ``512MiB`` -> 536870912, ``1e9`` -> 1e9."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{value!r} is not a positive size")
+        return float(value)
+    match = SIZE_RE.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a size like 8GB or 512MiB")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    base = 1024.0 if "i" in unit else 1000.0
+    scale = 1.0 if unit in ("", "b") else base ** ("kmgt".index(unit[0]) + 1)
+    if number <= 0:
+        raise ValueError(f"{value!r} is not a positive size")
+    return number * scale
+
+
+def stage_resources(stage: Stage) -> tuple[dict[str, float], float | None]:
+    """A stage's ``resources:`` as dask resources and the bytes of memory it needs."""
+    out: dict[str, float] = {}
+    memory: float | None = None
+    for name, value in stage.resources.items():
+        if name.lower() == "memory":
+            memory = parse_size(value)
+        else:
+            out[name] = float(value)
+    return out, memory
+
+
 def _invalid(message: str, hint: str) -> PydanticCustomError:
     """A validation error whose message and hint reach the ConfigError unchanged."""
     return PydanticCustomError("nbops", "{message}", {"message": message, "hint": hint})
@@ -106,6 +140,9 @@ class Stage(_Model):
     after: Names = []
     sweep: Sweep = {}
     checks: Checks = {}
+    # what a worker must have to run it (dask): {GPU: 1, memory: 8GB}; ignored when local
+    resources: Annotated[dict[Name, int | float | str], _empty_if_null(dict)] = {}
+    retries: int = Field(1, ge=0, le=100)  # reruns when its dask worker dies under it
 
 
 class Schedule(_Model):
@@ -139,6 +176,12 @@ class Drift(_Model):
     on_drift: Names = []
 
 
+class Dask(_Model):
+    """Where ``nbops run`` sends stages: a dask scheduler (``tcp://HOST:8786``) or ``local:N``."""
+
+    scheduler: Text
+
+
 class Pipeline(_Model):
     """The whole nbops.yaml, plus where it lives and where each of its keys and values sits."""
 
@@ -147,6 +190,7 @@ class Pipeline(_Model):
     schedules: Annotated[dict[Name, Schedule], _empty_if_null(dict)] = {}
     gates: Annotated[dict[Name, Gate], _empty_if_null(dict)] = {}
     drift: Drift | None = None
+    dask: Dask | None = None
 
     _path: Path = PrivateAttr(default=Path("nbops.yaml"))
     _keys: dict[Key, Position] = PrivateAttr(default_factory=dict)
@@ -195,5 +239,6 @@ ALLOWED: dict[str, list[str]] = {
     "schedule": list(Schedule.model_fields),
     "gate": list(Gate.model_fields),
     "drift": list(Drift.model_fields),
+    "dask": list(Dask.model_fields),
 }
 """The keys each mapping of nbops.yaml may have."""
