@@ -47,6 +47,10 @@ class JobSpec:
     timeout: float | None
     files: dict[str, str]  # project-relative file -> digest: the notebook and every dep's files
     outs: list[str]  # project-relative outs (files or folders) to send back
+    # project-relative folders made (empty) in the scratch folder before the notebook runs: every
+    # out's parent folder and the outs that are folders in the project, as the notebook finds
+    # them when it runs in the project
+    dirs: list[str]
     spool: str  # project-relative spool folder of the run (.nbops/spool/<local id>)
     kernel_name: str = "python3"
 
