@@ -220,8 +220,9 @@ KIND_WORDS = {
 
 def tagged_runs(store: Any, drift_run: str) -> dict[str, list[str]]:
     """The runs of every experiment tagged ``nbops.drift_run=<drift_run>``, by kind
-    (``pipeline``, ``stage``, ``sweep``, ``point``; anything else under its own kind), oldest
-    first: what the store holds, the one count the line, ``--json`` and the audit record use."""
+    (``pipeline``, ``stage``, ``sweep``, ``point`` in that order; anything else after, under its
+    own kind), each oldest first: what the store holds, the one count the line, ``--json`` and
+    the audit record use."""
     from nbops.ops.names import filter_value
     from nbops.ops.runkinds import kind_of
 
@@ -239,7 +240,15 @@ def tagged_runs(store: Any, drift_run: str) -> dict[str, list[str]]:
     for r in found:
         kind = kind_of(r.data.tags, r.info.run_id in parents)
         out.setdefault(kind, []).append(str(r.info.run_id))
-    return out
+    # the kinds in one order whatever the start times (a sweep's run and its first point start
+    # in the same millisecond): the line and the audit record say the same thing every time
+    order = list(KIND_WORDS)
+    return dict(
+        sorted(
+            out.items(),
+            key=lambda kv: (kv[0] not in order, order.index(kv[0]) if kv[0] in order else 0, kv[0]),
+        )
+    )
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -113,11 +113,18 @@ class NbopsHandler(APIHandler):
         """The request body as ``model``, parsed within limits.MAX_BODY_BYTES/MAX_JSON_DEPTH."""
         return model.model_validate(limits.json_body(self.request.body))
 
-    async def send_file(self, path: Path, what: str, kind: str) -> None:
-        """Stream a file in 1 MiB chunks (never all of it in memory), read in worker threads."""
+    async def send_file(
+        self, path: Path, what: str, kind: str, scratch: Path | None = None
+    ) -> None:
+        """Stream a file in 1 MiB chunks (never all of it in memory), read in worker threads.
+        ``scratch``: the temporary folder the file was fetched into, removed as soon as the file
+        is open (the open file keeps its content), so nothing of it is left once the answer
+        arrives."""
         from nbops.server.artifacts import open_regular
 
         f = await self.blocking(open_regular, path, what)
+        if scratch is not None:
+            await self.blocking(_drop, scratch)
         try:
             self.set_header("Content-Type", kind)
             while chunk := await self.blocking(f.read, 1 << 20):
@@ -272,7 +279,9 @@ class NotebookHandler(NbopsHandler):
             nb = await self.blocking(
                 _notebook_file, self.ctx, run_id, tmp, limits.MAX_FETCHED_ARTIFACT_BYTES
             )
-            await self.send_file(nb, f"the executed notebook of run {run_id}", "application/json")
+            await self.send_file(
+                nb, f"the executed notebook of run {run_id}", "application/json", tmp
+            )
         finally:
             await self.blocking(_drop, tmp)
 
@@ -299,7 +308,7 @@ class ArtifactHandler(NbopsHandler):
             if kind in ("text/html", "image/svg+xml"):  # never run a run's HTML in the Lab origin
                 name = json.dumps(p.name.encode("ascii", "replace").decode())
                 self.set_header("Content-Disposition", f"attachment; filename={name}")
-            await self.send_file(p, f"artifact {path[:200]!r} of run {run_id}", kind)
+            await self.send_file(p, f"artifact {path[:200]!r} of run {run_id}", kind, tmp)
         finally:
             await self.blocking(_drop, tmp)
 
