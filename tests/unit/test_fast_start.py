@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["mlflow", "pandas", "papermill", "nbformat", "jsonschema"]
+HEAVY = ["mlflow", "pandas", "papermill", "nbformat", "jsonschema", "dask", "distributed"]
 
 
 def _loaded_after(code: str) -> list[str]:

@@ -53,6 +53,8 @@ LAYER_MAP: dict[str, tuple[str, ...]] = {
 MLFLOW_BOUNDARY = "nbops.mlflow"
 #: packages whose private names nbops may use in one module only
 FENCED = ("jupyter_client", "papermill", "nbclient")
+#: the two modules that import dask (the runner's side and the worker's side of the executor)
+DASK_BOUNDARY = ("nbops.executors.dask_exec", "nbops.executors.dask_worker")
 FENCE = "nbops.executors.compat"
 #: names with a leading underscore that Jupyter's extension protocol makes public
 JUPYTER_HOOKS = frozenset(
@@ -270,6 +272,9 @@ def violations(root: Path) -> list[Violation]:
                 found.append(
                     Violation(rel, imp.line, name, f"only {MLFLOW_BOUNDARY} imports mlflow")
                 )
+            if top in ("dask", "distributed") and module not in DASK_BOUNDARY:
+                name = f"{imp.module}.{imp.name}" if imp.name else imp.module
+                found.append(Violation(rel, imp.line, name, "only the dask executor imports dask"))
             if top != "nbops":
                 continue
             target = _target(root, imp)
@@ -310,6 +315,26 @@ def _of_rule(prefix: str) -> list[Violation]:
 def test_no_module_outside_the_mlflow_package_imports_mlflow():
     found = _of_rule(f"only {MLFLOW_BOUNDARY}")
     assert not found, "\n" + _report(found)
+
+
+def test_only_the_dask_executor_imports_dask():
+    found = _of_rule("only the dask executor")
+    assert not found, "\n" + _report(found)
+
+
+def test_the_checker_finds_dask_imported_outside_the_executor(tmp_path):
+    tree = {
+        "nbops/executors/dask_exec.py": "import distributed\n",  # allowed: the boundary
+        "nbops/pipeline/leaky.py": "def f():\n    from dask.distributed import Client\n",
+    }
+    for rel, text in tree.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = [str(v) for v in violations(tmp_path) if v.rule.startswith("only the dask")]
+    assert found == [
+        "nbops/pipeline/leaky.py:2 imports dask.distributed.Client "
+        "(only the dask executor imports dask)"
+    ]
 
 
 def test_private_names_of_jupyter_client_papermill_nbclient_only_in_the_compat_module():
