@@ -48,26 +48,71 @@ def parse_check(text: str) -> tuple[str, float]:
     return match.group(1), bound
 
 
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$")
+SIZE_RE = re.compile(
+    r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$"
+)
 
 
 def parse_size(value: int | float | str) -> float:
-    """A memory size as bytes: ``8GB`` -> 8e9, ``512MiB`` -> 536870912, ``1e9`` -> 1e9."""
-    if isinstance(value, bool):
+    """A memory size as bytes: ``8GB`` -> 8e9, ``512MiB`` -> 536870912, ``1e9`` -> 1e9; a
+    ValueError for anything else (zero, negative, not finite, not a size)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value <= 0:
+        size = _finite(value)
+        if size is None or size <= 0:
             raise ValueError(f"{value!r} is not a positive size")
-        return float(value)
+        return size
     match = SIZE_RE.match(value)
     if match is None:
-        raise ValueError(f"{value!r} is not a size like 8GB or 512MiB")
+        raise ValueError(f"{value[:40]!r} is not a size like 8GB or 512MiB")
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
     base = 1024.0 if "i" in unit else 1000.0
     scale = 1.0 if unit in ("", "b") else base ** ("kmgt".index(unit[0]) + 1)
-    if number <= 0:
-        raise ValueError(f"{value!r} is not a positive size")
-    return number * scale
+    size = number * scale
+    if not math.isfinite(size) or size <= 0:
+        raise ValueError(f"{value[:40]!r} is not a positive size")
+    return size
+
+
+def _finite(value: int | float) -> float | None:
+    """``value`` as a finite float, None when it is not one (inf, nan, an int too large)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+MEMORY = "memory"
+"""The one key of ``resources:`` that is not a dask resource: the bytes a worker must have (a
+size like 8GB, checked against each worker's memory limit)."""
+RESOURCES_HINT = "write a positive number, like GPU: 1, or for memory: a size like 8GB or 512MiB"
+
+
+def is_memory(name: str) -> bool:
+    """Whether a key of ``resources:`` is ``memory`` (any case)."""
+    return name.lower() == MEMORY
+
+
+def resource_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the amount of resource ``name`` (words that follow the key), or
+    None: ``memory`` takes a size (``8GB``, ``512MiB``, a number of bytes), every other
+    resource a positive finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return "must be a positive number" + (" or a size like 8GB" if is_memory(name) else "")
+    if is_memory(name):
+        try:
+            parse_size(value)
+        except ValueError:
+            return f"must be a size like 8GB or 512MiB, got {str(value)[:40]!r}"
+        return None
+    if isinstance(value, str):
+        return f"must be a number (only memory: takes a size), got the text {value[:40]!r}"
+    number = _finite(value)
+    if number is None or number <= 0:
+        return f"must be a positive number, got {str(value)[:40]}"
+    return None
 
 
 def stage_resources(stage: Stage) -> tuple[dict[str, float], float | None]:
@@ -75,7 +120,7 @@ def stage_resources(stage: Stage) -> tuple[dict[str, float], float | None]:
     out: dict[str, float] = {}
     memory: float | None = None
     for name, value in stage.resources.items():
-        if name.lower() == "memory":
+        if is_memory(name):
             memory = parse_size(value)
         else:
             out[name] = float(value)
@@ -141,7 +186,9 @@ class Stage(_Model):
     sweep: Sweep = {}
     checks: Checks = {}
     # what a worker must have to run it (dask): {GPU: 1, memory: 8GB}; ignored when local
-    resources: Annotated[dict[Name, int | float | str], _empty_if_null(dict)] = {}
+    # what a worker must have to run it (dask): {GPU: 1, memory: 8GB}; ignored when local. Each
+    # amount is checked with its key (resource_problem) where its position is known (spec.py)
+    resources: Annotated[dict[Name, Any], _empty_if_null(dict)] = {}
     retries: int = Field(1, ge=0, le=100)  # reruns when its dask worker dies under it
 
 

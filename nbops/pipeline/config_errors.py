@@ -38,8 +38,8 @@ def _owner(loc: Key) -> tuple[str, str]:
     if len(loc) >= 2 and loc[0] in _OWNERS:
         kind = _OWNERS[str(loc[0])]
         return kind, f"{kind} {loc[1]!r}"
-    if loc and loc[0] == "drift":
-        return "drift", "drift"
+    if loc and loc[0] in ("drift", "dask"):
+        return str(loc[0]), str(loc[0])
     return "the top level", "the top level"
 
 
@@ -89,7 +89,9 @@ def _explain(p: Pipeline, err: Any) -> ConfigError:
     if typ == "missing":
         return _missing_key(p, loc)
     if typ == "nbops" and on_key:
-        kind, _ = _owner(loc)
+        kind, owner = _owner(loc)
+        if len(loc) > 2:  # a key inside a stage's mapping (resources:), not the stage's name
+            return p.error(f"{owner}: {loc[2]} name {ctx['message']}", ctx["hint"], *loc)
         return p.error(f"{kind} name {ctx['message']}", ctx["hint"], *loc)
     if typ == "nbops":
         return p.error(f"{dotted}: {ctx['message']}", ctx["hint"], *loc, value=True)
@@ -97,6 +99,8 @@ def _explain(p: Pipeline, err: Any) -> ConfigError:
         expected, hint = _EXPECTED[typ]
         if loc[-1] in ("checks", "require") or (len(loc) > 1 and loc[-2] in ("checks", "require")):
             hint = CHECK_HINT
+        if loc == ("dask",):
+            hint = "write dask: {scheduler: tcp://HOST:8786} (or scheduler: local:2)"
         message = f"{dotted} must be {expected}, got {describe_value(got)}"
         return p.error(message, hint, *loc, value=True)
     bounds = {

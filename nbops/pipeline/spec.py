@@ -23,6 +23,7 @@ from nbops.pipeline.config import (
     CHECK_RE,
     NAME_HINT,
     NAME_RE,
+    RESOURCES_HINT,
     Drift,
     Gate,
     Key,
@@ -30,7 +31,9 @@ from nbops.pipeline.config import (
     Position,
     Schedule,
     Stage,
+    is_memory,
     parse_check,
+    resource_problem,
 )
 from nbops.pipeline.config_errors import describe_value, first_error
 from nbops.pipeline.yaml_positions import PositionReader, compose
@@ -126,7 +129,30 @@ def _validate(path: Path, text: str) -> Pipeline:
     pipeline._path, pipeline._keys, pipeline._values = path, shell._keys, shell._values
     _check_paths(pipeline)
     _check_templates(pipeline)
+    _check_resources(pipeline)
     return pipeline
+
+
+def _check_resources(p: Pipeline) -> None:
+    """Each amount of a stage's ``resources:`` fits its key (``memory:`` a size, every other
+    resource a positive number), and ``memory`` is given once: an error at the value's line."""
+    for name, stage in p.stages.items():
+        memory: list[str] = []
+        for key, value in stage.resources.items():
+            at = ("stages", name, "resources", key)
+            problem = resource_problem(key, value)
+            if problem is not None:
+                raise p.error(
+                    f"stage {name!r}: resources.{key} {problem}", RESOURCES_HINT, *at, value=True
+                )
+            if is_memory(key):
+                memory.append(key)
+            if len(memory) > 1:
+                raise p.error(
+                    f"stage {name!r}: resources gives memory twice ({memory[0]}, {memory[1]})",
+                    "keep one memory: key",
+                    *at,
+                )
 
 
 def _named_files(p: Pipeline) -> list[tuple[Key, str, paths.Kind, str]]:

@@ -155,7 +155,9 @@ def test_unknown_key_suggests_the_closest_one(tmp_path):
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys(tmp_path):
     err = error(tmp_path, "stages:\n  a:\n    notebook: a.ipynb\n    colour: red\n")
     assert err.message.endswith("unknown key 'colour' in stage 'a'") and err.line == 4
-    assert err.hint == "allowed keys: notebook, params, deps, outs, after, sweep, checks"
+    assert err.hint == (
+        "allowed keys: notebook, params, deps, outs, after, sweep, checks, resources, retries"
+    )
 
 
 def test_unknown_keys_in_every_section_are_named(tmp_path):
