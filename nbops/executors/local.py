@@ -53,6 +53,9 @@ class LocalExecutor(Executor):
         self._stopped = False
         self.loaded = threading.Event()
         self._loading = False
+        # jobs being executed -> their kernel (None until they have one); jobs told to stop
+        self._jobs: dict[int, Any] = {}
+        self._stopping: set[int] = set()
         self._zygote: Any = None
         if os.environ.get(envvars.ZYGOTE, "1") != "0":  # NBOPS_ZYGOTE=0: launch each kernel
             from nbops.executors.zygote import Zygote
@@ -123,8 +126,15 @@ class LocalExecutor(Executor):
         t0 = time.perf_counter()
         km = None
         started = False
+        with self._lock:
+            self._jobs[id(job)] = None
         try:
             km = self._take()
+            with self._lock:
+                self._jobs[id(job)] = km
+                stopping = id(job) in self._stopping
+            if stopping:
+                raise StageFailed(f"stage {job.label} was stopped", stage=job.stage)
             job.started()
             started = True
             t0 = time.perf_counter()
@@ -169,10 +179,36 @@ class LocalExecutor(Executor):
             )
             return StageResult(job, False, time.perf_counter() - t0, err)
         finally:
+            with self._lock:
+                self._jobs.pop(id(job), None)
+                self._stopping.discard(id(job))
             if started:  # before the kernel goes: its pool slot frees the next job
                 job.ended()
             if km is not None:
                 self._release(km)
+
+    def stop_job(self, job: StageJob) -> bool:
+        """Stop one job now: its kernel is killed (its execute returns a failure at once); a
+        job still waiting for a kernel stops when it gets one. False: it is not running here."""
+        with self._lock:
+            if id(job) not in self._jobs:
+                return False
+            self._stopping.add(id(job))
+            km = self._jobs[id(job)]
+        if km is not None:
+            self._kill_process(km)
+        return True
+
+    @staticmethod
+    def _kill_process(km: Any) -> None:
+        import signal
+
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)  # the kernel leads its own process group
+            except OSError:
+                pass
 
     def _setup(self, km: Any, job: StageJob) -> None:
         """Give the fresh kernel the job's environment and working directory."""
@@ -197,14 +233,7 @@ class LocalExecutor(Executor):
 
     def _release(self, km: Any) -> None:
         """The job is over: the kernel dies now, its manager is cleaned up in the background."""
-        import signal
-
-        pid = getattr(getattr(km, "provisioner", None), "pid", None)
-        if pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)  # the kernel leads its own process group
-            except OSError:
-                pass
+        self._kill_process(km)
         try:
             self._reaper.submit(self._kill, km)
         except RuntimeError:  # stopping: the reaper is shut down
