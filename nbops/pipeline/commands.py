@@ -8,7 +8,7 @@ import contextlib
 import sys
 from typing import Any
 
-from nbops import project
+from nbops import envvars, project
 from nbops import tags as tag_names
 from nbops.errors import ConfigError, InvalidInput, NotFound
 
@@ -88,6 +88,7 @@ def _run(args: argparse.Namespace) -> tuple[int, Any]:
         jobs=args.jobs,
         tags=args.tag,
         timeout=args.timeout,
+        dask=args.dask,
     )
     names = list(args.stages)
     if args.resume:
@@ -384,7 +385,16 @@ def add_parsers(sub: Any) -> None:
         "-j",
         type=int,
         default=None,
-        help="stages/sweep points at once (default: CPU count)",
+        help="stages/sweep points at once (default: the CPU count; on a dask cluster, every "
+        "ready one: the cluster's workers take them as they are free)",
+    )
+    sp.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        default=None,
+        help="run the stages on a dask cluster: its scheduler (tcp://HOST:8786, HOST:8786), or "
+        "local[:N] for a local cluster of N worker processes started for this run (default: "
+        f"${envvars.DASK}, else nbops.yaml's dask: {{scheduler:}}, else here)",
     )
     sp.add_argument(
         "--tag",

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from nbops import project
 from nbops import tags as tag_names
-from nbops.errors import ConfigError, Exit, StageFailed
-from nbops.executors.base import Executor, StageResult
+from nbops.errors import ClusterUnavailable, ConfigError, Exit, StageFailed
+from nbops.executors.base import Executor, StageJob, StageResult
 from nbops.pipeline import attempt, summary
 from nbops.pipeline import spec as specmod
 from nbops.pipeline.cache import record_digests
@@ -48,6 +48,8 @@ class Execution:
         self.exit_code: int | None = None
         self.undelivered: list[str] = []  # what did not reach the store (exit 1)
         self.stored: dict[str, str] = {}  # digest -> out of what this execution cached (shared)
+        self.workers: dict[str, str] = {}  # local run id -> the worker its nbops.worker names
+        self.unreachable = False  # the cluster could not be reached: nothing started
         self.t_start = time.perf_counter()
 
     # --- the loop -----------------------------------------------------------------------------
@@ -72,12 +74,16 @@ class Execution:
                     self._finish(plan, pt, run, f.result())
                 if self.stop.is_set() and self.executor is not None:
                     self.executor.stop()
+        except ClusterUnavailable:
+            self.unreachable = True  # no run was made, no job sent: the error says it all
+            raise
         finally:
             pool.shutdown(wait=True)
             if self.executor is not None:
                 self.executor.stop()
             attempt.restore_signal_handlers(old)
-            self._close(time.perf_counter() - t0)
+            if not self.unreachable:
+                self._close(time.perf_counter() - t0)
         if self.stop.timed_out:
             self.exit_code = int(Exit.FAILED)
         elif self.stop.is_set():
@@ -89,6 +95,11 @@ class Execution:
     def _ensure_tracking(self) -> None:
         if self.runs.started:
             return
+        if self.executor is None and self.r.cluster is not None:
+            from nbops.executors.dask_exec import DaskExecutor
+
+            address, _ = self.r.cluster  # before any run exists: unreachable, nothing is made
+            self.executor = DaskExecutor.connect(address, self.r.root, jobs=self.r.cluster_jobs)
         if self.executor is None:
             from nbops.executors.local import LocalExecutor
 
@@ -142,22 +153,46 @@ class Execution:
             for pt in todo:
                 run = self.runs.new_run(plan, pt, parent)
                 why = "; ".join(pt.why)
-                job = attempt.job(
-                    plan, pt, run, self.r.root, self.r.state_dir, self._starter(pt, run, why)
-                )
+                job = attempt.job(plan, pt, run, self.r.root, self.r.state_dir)
+                job.on_start = self._starter(pt, run, why, job)
+                job.on_note = self._noter(pt)
                 self.r.progress.line(pt.label, "queued", why)
                 assert self.executor is not None
                 futures[pool.submit(self.executor.execute, job)] = (plan, pt, run)
 
-    def _starter(self, pt: Point, run: Run, why: str) -> Callable[[], None]:
-        """What happens when the executor really starts a point: its row says running, its
-        run's clock starts."""
+    def _starter(self, pt: Point, run: Run, why: str, job: StageJob) -> Callable[[], None]:
+        """What happens when the executor really starts a point: its row says running (and on
+        which worker, when it runs elsewhere), its run's clock starts and, on a cluster, the run
+        gets the tag ``nbops.worker``."""
 
         def started() -> None:
             self.runs.point_started(run)
+            if job.worker:
+                self._tag_worker(run, job.worker)
+                self.r.progress.place(pt.label, self._where(job.worker))
             self.r.progress.line(pt.label, "running", why)
 
         return started
+
+    def _noter(self, pt: Point) -> Callable[[str], None]:
+        """The executor's word on a point (a retry on another worker): said on its row."""
+
+        def note(text: str) -> None:
+            self.r.progress.remark(pt.label, text)
+
+        return note
+
+    def _tag_worker(self, run: Run, worker: str) -> None:
+        """``nbops.worker`` on a point's run: where it runs, set again if a retry moved it."""
+        if self.workers.get(run.local_id) != worker and run.status == "RUNNING":
+            self.workers[run.local_id] = worker
+            run.set_tags({tag_names.WORKER: worker})
+
+    def _where(self, worker: str) -> str:
+        """A worker as a row names it: ``w1 (tcp://10.0.0.5:4711)``, or its address."""
+        name_of = getattr(self.executor, "worker_name", None)
+        name = name_of(worker) if callable(name_of) else None
+        return f"{name} ({worker})" if name and name != worker else worker
 
     # --- a stage that does not run ------------------------------------------------------------
     def _forget_failure(self, plan: StagePlan) -> None:
@@ -189,6 +224,9 @@ class Execution:
     def _finish(self, plan: StagePlan, pt: Point, run: Run, res: StageResult) -> None:
         """A point is done: check it, keep its executed notebook; the stage completes when its
         last point does."""
+        if res.worker:  # a retry may have moved it to another worker than it started on
+            self._tag_worker(run, res.worker)
+            self.r.progress.place(pt.label, self._where(res.worker))
         err = res.error if not res.ok else attempt.check(plan, pt, run)
         if res.job.output.exists():
             run.log_artifact(res.job.output, "notebook")
@@ -341,6 +379,9 @@ class Execution:
         self.runs.name_late_runs(self.r.state)
         rid = self.runs.pipeline_run.id_if_ready() if self.runs.pipeline_run else None
         progress.summary(self.status, seconds, rid)
+        told = self.executor.report() if self.executor is not None else None
+        if told:  # a cluster's: jobs per worker, bytes shipped
+            progress.say(told)
         self.undelivered = summary.report_delivery(progress, sink, delivered)
         self._share(delivered, refused=sink.denied is not None)
         if self.stop.timed_out:

@@ -16,7 +16,10 @@ What a row says, in both forms:
   exactly once, on the row's next line or, when the row has already finished, on a line of its
   own, and never wait for the store;
 - a sweep stage has a row of its own above its points: ``running`` while any point runs, its
-  elapsed time the span of its points (first start to last end), its run id the sweep's run.
+  elapsed time the span of its points (first start to last end), its run id the sweep's run;
+- on a cluster, where a point runs (:meth:`Progress.place`): ``on w1 (tcp://10.0.0.5:4711)``
+  after its detail while it runs and once it is done, and what the executor says of it (a retry
+  on another worker: :meth:`Progress.remark`) as its detail.
 """
 
 from __future__ import annotations
@@ -62,6 +65,19 @@ class _Row:
     members: list[str] | None = None  # a sweep stage's row: the labels of its points
     shown: str = ""  # plain lines: the last state printed for a sweep stage's row
     clock: Clocked | None = None  # its run, whose times it shows (follow)
+    where: str = ""  # the worker it runs on (a cluster's), "" when here
+
+    def placed(self, status: str, detail: str) -> str:
+        """``detail`` with where the row runs, for the states where that is news."""
+        if not self.where or status not in (*ACTIVE, "done"):
+            return detail
+        if not detail:
+            return f"on {self.where}"
+        return (
+            f"{detail} on {self.where}"
+            if detail.startswith("in ")
+            else f"{detail}; on {self.where}"
+        )
 
     @property
     def final(self) -> bool:
@@ -139,6 +155,23 @@ class Progress:
             if stage is not None:
                 self._print_stage(stage)
 
+    def place(self, label: str, where: str) -> None:
+        """Row ``label`` runs on ``where`` (a worker: ``w1 (tcp://10.0.0.5:4711)``), said from
+        its next state on (called from the executor's threads)."""
+        with self._lock:
+            self._rows.setdefault(label, _Row()).where = where
+
+    def remark(self, label: str, text: str) -> None:
+        """The executor says ``text`` about row ``label`` (a retry on another worker): its
+        detail until its next state; a plain line says it now."""
+        with self._lock:
+            row = self._rows.setdefault(label, _Row())
+            row.detail = text
+            if self.live:
+                self._redraw()
+                return
+            self._emit([self._stamp(), f"{label:<28}", self._paint(row.state()), text])
+
     def stage(self, name: str) -> None:
         """A sweep stage's row, above its points (which :meth:`member` adds)."""
         with self._lock:
@@ -199,6 +232,8 @@ class Progress:
         started, ended = row.times()
         if not detail and row.final and started is not None and ended is not None:
             detail = f"in {ended - started:.1f} s"  # from its real start to its end
+        if row.members is None:
+            detail = row.placed(status, detail)
         parts = [self._stamp(), f"{label:<28}", self._paint(status), detail]
         if row.run_id and not row.said_id and status not in WAITING:
             parts.append(f"run {row.run_id}")
@@ -222,7 +257,7 @@ class Progress:
         """A row's state and times; a sweep stage's come from its points unless it was told a
         final state of its own (its outs missing, say)."""
         if row.members is None or not row.members:
-            return _Span(row.state(), *row.times(), row.detail)
+            return _Span(row.state(), *row.times(), row.placed(row.state(), row.detail))
         points = [self._rows[m] for m in row.members if m in self._rows]
         counts: dict[str, int] = {}
         for p in points:
@@ -284,6 +319,10 @@ class Progress:
         text = ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to do"
         tail = f"; pipeline run {run_id}" if run_id else ""
         print(f"nbops run: {text} in {seconds:.1f} s{tail}", file=self.out, flush=True)
+
+    def say(self, text: str) -> None:
+        """One line after the summary (the executor's report: jobs per worker, bytes shipped)."""
+        print(text, file=self.out, flush=True)
 
     def note(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)

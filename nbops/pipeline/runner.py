@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbops import project
+from nbops import envvars, project
 from nbops.errors import ConfigError, ParameterError
 from nbops.executors.base import Executor
 from nbops.pipeline import spec as specmod
@@ -39,7 +40,54 @@ from nbops.pipeline.state import Record, State, record_failed
 if TYPE_CHECKING:
     from nbops.pipeline.sharing import ServerRecords
 
-__all__ = ["MAX_JOBS", "MAX_TIMEOUT", "Point", "Runner", "StagePlan", "parse_assignments"]
+__all__ = [
+    "MAX_JOBS",
+    "MAX_TIMEOUT",
+    "Point",
+    "Runner",
+    "StagePlan",
+    "check_address",
+    "parse_assignments",
+]
+
+MAX_LOCAL_WORKERS = 64
+ADDRESS_RE = re.compile(
+    r"^(?:(?P<scheme>[a-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?$"
+)
+ADDRESS_HINT = (
+    "name a dask scheduler: tcp://HOST:8786 (or HOST:8786, tls://HOST:PORT), or local / local:N "
+    f"(N from 1 to {MAX_LOCAL_WORKERS}) for a cluster of N worker processes started for the run"
+)
+
+
+def check_address(address: str, where: str) -> str:
+    """``address`` if it is one of the forms ``nbops run`` takes (``tcp://HOST:PORT``,
+    ``tls://HOST:PORT``, ``HOST:PORT``, ``local``, ``local:N``); else a ParameterError naming
+    the value and ``where`` it came from (``--dask``, ``NBOPS_DASK``, ``nbops.yaml:12``)."""
+    text = address.strip()
+    bad = f"{where}: {text[:80]!r} is not a dask scheduler address"
+    if text == "local" or text.startswith("local:"):
+        n = text[len("local:") :] if ":" in text else "1"
+        if not (n.isdigit() and n.isascii() and 1 <= int(n) <= MAX_LOCAL_WORKERS):
+            raise ParameterError(
+                f"{where}: {text[:80]!r}: local:N takes a number of worker processes from 1 "
+                f"to {MAX_LOCAL_WORKERS}",
+                "e.g. local:2 (or local: one worker process per CPU)",
+            )
+        return text
+    match = ADDRESS_RE.match(text)
+    if match is None:
+        raise ParameterError(bad, ADDRESS_HINT)
+    scheme, port = match.group("scheme"), match.group("port")
+    if scheme is not None and scheme not in ("tcp", "tls"):
+        raise ParameterError(f"{bad}: scheme {scheme}:// is not tcp:// or tls://", ADDRESS_HINT)
+    if port is None:
+        raise ParameterError(
+            f"{bad}: it names no port", f"add the scheduler's port: {text}:8786 (dask's default)"
+        )
+    if not 1 <= int(port) <= 65535:
+        raise ParameterError(f"{bad}: port {port} is not from 1 to 65535", ADDRESS_HINT)
+    return text
 
 
 class Runner(Planner):
@@ -60,6 +108,7 @@ class Runner(Planner):
         progress: Progress | None = None,
         tags: list[str] | None = None,
         timeout: float | None = None,
+        dask: str | None = None,
     ) -> None:
         self.root = root
         self.state_dir = project.state_dir(root)
@@ -90,8 +139,12 @@ class Runner(Planner):
             )
         self.timeout = timeout
         self.outcome: PipelineOutcome | None = None  # what the last run() did (for --summary)
-        self.jobs = max(1, jobs or os.cpu_count() or 1)
-        self.executor = executor  # None: a LocalExecutor once a stage runs
+        self.executor = executor  # None: a LocalExecutor (or DaskExecutor) once a stage runs
+        self.dask = dask  # --dask as given; run() chooses the cluster (see choose_cluster)
+        # the dask cluster the stages go to and where its address was named; None: here
+        self.cluster: tuple[str, str] | None = None
+        self.cluster_jobs = jobs  # --jobs as given: the executor's bound on a cluster
+        self.jobs = max(1, jobs or os.cpu_count() or 1)  # the jobs in flight (see run())
         self.progress = progress or Progress()
         self.hashes = HashCache(root, self.state_dir)
         self._declared_cache: dict[str, dict[str, Any]] = {}
@@ -108,6 +161,37 @@ class Runner(Planner):
 
         if is_server(self.uri):
             self.server = ServerRecords(self.uri, self.pipeline.experiment or root.name)
+
+    def choose_cluster(self) -> tuple[str, str] | None:
+        """The dask scheduler ``run()`` sends the stages to and where it was named (``--dask``,
+        ``NBOPS_DASK`` or ``nbops.yaml:LINE``), in that order of precedence; None (nothing
+        named, or an executor was given): the local executor, and nothing of dask is imported.
+        A malformed address is a ParameterError naming its source. Asked by ``run()`` only:
+        ``nbops status`` and the planner never look at the cluster."""
+        if self.executor is not None:
+            return None
+        cli = self.dask
+        env = os.environ.get(envvars.DASK)
+        config = self.pipeline.dask.scheduler if self.pipeline.dask is not None else None
+        named = [
+            (value.strip(), where)
+            for value, where in ((cli, "--dask"), (env, envvars.DASK), (config, self._dask_line()))
+            if value is not None and value.strip()
+        ]
+        if not named:
+            return None
+        from nbops.executors import dask_exec
+
+        address = dask_exec.resolve(cli, env, config)
+        assert address is not None
+        where = next(w for v, w in named if v == address)
+        return check_address(address, where), where
+
+    def _dask_line(self) -> str:
+        """Where nbops.yaml names its scheduler: ``nbops.yaml:12``."""
+        at = self.pipeline.where("dask", "scheduler", value=True)
+        name = self.pipeline.path.name
+        return f"{name}:{at[0]}" if at else name
 
     def _recover_dead_executions(self) -> list[Any]:
         """An ``nbops run`` of this project that was killed (SIGKILL, a crash, a power cut)
@@ -213,6 +297,11 @@ class Runner(Planner):
 
     # --- running -------------------------------------------------------------------------------
     def run(self, names: list[str] | None = None, dry_run: bool = False) -> int:
+        self.cluster = self.choose_cluster()  # a malformed address stops it before anything
+        if self.cluster is not None and self.cluster_jobs is None:
+            # not capped at this machine's CPUs: every ready job goes, dask queues them (a row
+            # says queued until a worker starts it)
+            self.jobs = MAX_JOBS
         plans = self.plan(names)
         if dry_run:
             for label, why in self.status(names):
