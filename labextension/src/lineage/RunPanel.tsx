@@ -1,7 +1,8 @@
 /**
- * One run in the main area: its status, stage, times, params and metrics, the "reproducible"
- * badge (tag nbops.verified) and its Lineage section. Opened from schedule history rows and
- * lineage links (model.requestRun) or the `nbops:open-run` command.
+ * One run in the main area: its status, stage, times, the dask worker it ran on (tag
+ * nbops.worker), params and metrics, the "reproducible" badge (tag nbops.verified) and its
+ * Lineage section. Opened from schedule history rows and lineage links (model.requestRun) or
+ * the `nbops:open-run` command.
  */
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
@@ -80,6 +81,11 @@ function Run(props: { model: NbopsModel; runId: string }): JSX.Element {
         <span title={formatFullTime(run.start_time)}>started {formatFullTime(run.start_time)}</span>
         {run.duration_s !== null ? <span>took {formatDuration(run.duration_s)}</span> : null}
         {run.tags['nbops.schedule'] ? <span>schedule {run.tags['nbops.schedule']}</span> : null}
+        {run.tags['nbops.worker'] ? (
+          <span className="nbops-RunPanel-worker" title="the dask worker its notebook ran on">
+            on {run.tags['nbops.worker']}
+          </span>
+        ) : null}
         <code>{run.run_id}</code>
       </div>
       <div className="nbops-Compare-columns">
