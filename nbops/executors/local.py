@@ -35,6 +35,34 @@ def _shared_context() -> Any:
 
 _CONTEXT: Any = None
 
+START_ATTEMPTS = 4  # kernel starts per kernel when each dies at once (its port was taken)
+ANSWER_WAIT = 60.0  # seconds a new kernel has to answer before the job's own wait takes over
+
+
+def _address_in_use(exc: BaseException) -> bool:
+    import errno
+
+    return getattr(exc, "errno", None) == errno.EADDRINUSE or "Address already in use" in str(exc)
+
+
+def _taken_port(km: Any) -> int | None:
+    """One of the ports a dead kernel was given that another process holds now, if any."""
+    import socket
+
+    ip = getattr(km, "ip", "127.0.0.1") or "127.0.0.1"
+    for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+        port = getattr(km, name, 0)
+        if not isinstance(port, int) or port <= 0:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((ip, port))
+            except OSError as exc:
+                if _address_in_use(exc):
+                    return port
+    return None
+
 
 class LocalExecutor(Executor):
     loaded: threading.Event  # set once papermill is imported
@@ -64,10 +92,43 @@ class LocalExecutor(Executor):
 
     # --- the pool of fresh kernels -----------------------------------------------------------
     def _start_kernel(self) -> Any:
-        # an async manager: papermill's client then polls the kernel's liveness while it waits
-        # for output, so a kernel that dies (or is stopped) fails the job instead of hanging it
+        """A kernel that has answered, started with fresh ports. A kernel that dies at once
+        (another process took one of its ports between jupyter_client choosing it and the
+        kernel binding it: EADDRINUSE, seen under load) is replaced, up to
+        :data:`START_ATTEMPTS` times; then a StageFailed says what happened, in one line."""
+        taken: list[int] = []
+        for _attempt in range(START_ATTEMPTS):
+            km = self._manager()
+            try:
+                self._launch(km)
+            except Exception as exc:
+                self._discard(km)
+                if not _address_in_use(exc):
+                    raise
+                taken.append(-1)
+                continue
+            if self._answers(km):
+                return km
+            port = _taken_port(km)
+            self._discard(km)
+            with self._lock:
+                if self._stopped:
+                    raise StageFailed("the pipeline was stopped before the kernel started")
+            taken.append(port if port is not None else 0)
+        ports = sorted({p for p in taken if p > 0})
+        why = (
+            f"port {', '.join(map(str, ports))} was taken by another process"
+            if ports
+            else "it exited before it answered"
+        )
+        raise StageFailed(
+            f"the {self.kernel_name} kernel could not start: {len(taken)} attempts, {why}",
+            "another program is taking the ports kernels are given (the machine is very busy): "
+            "run again; if it goes on, see what listens with `ss -ltnp`",
+        )
+
+    def _manager(self) -> Any:
         from jupyter_client.manager import AsyncKernelManager
-        from jupyter_core.utils import run_sync
 
         compat.ensure_compatible()  # what nbops uses of jupyter_client's internals is still there
         # a shared context the manager does not own: shutting a kernel down must not destroy a
@@ -86,12 +147,52 @@ class LocalExecutor(Executor):
             prov = ZygoteProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
             prov.zygote = self._zygote
             km.provisioner = prov
+        return km
+
+    def _launch(self, km: Any) -> None:
+        # an async manager: papermill's client then polls the kernel's liveness while it waits
+        # for output, so a kernel that dies (or is stopped) fails the job instead of hanging it
+        from jupyter_core.utils import run_sync
+
         with self._lock:
             if self._stopped:
                 raise StageFailed("the pipeline was stopped before the kernel started")
             self._live.add(km)
         run_sync(km.start_kernel)(cwd=str(self.cwd), env=dict(os.environ))
-        return km
+
+    def _answers(self, km: Any) -> bool:
+        """Whether the new kernel answers a ``kernel_info`` request (False: it died first). A
+        kernel slow to answer counts as alive: the job's own wait decides about it."""
+        from queue import Empty
+
+        from jupyter_core.utils import run_sync
+
+        kc = km.client()
+        kc.start_channels(iopub=False, stdin=False, hb=False, control=False)
+
+        async def wait() -> bool:
+            msg_id = kc.kernel_info()
+            deadline = time.monotonic() + ANSWER_WAIT
+            while time.monotonic() < deadline:
+                try:
+                    msg = await kc.get_shell_msg(timeout=0.05)
+                except Empty:
+                    if not await km.is_alive():
+                        return False
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return True
+            return True
+
+        try:
+            return bool(run_sync(wait)())
+        finally:
+            kc.stop_channels()
+
+    def _discard(self, km: Any) -> None:
+        """A kernel that never served a job: gone now, with its connection file."""
+        self._kill_process(km)
+        self._kill(km)
 
     def warm_up(self) -> None:
         """Start kernels now so that the next jobs find them ready, and import papermill."""
@@ -129,7 +230,12 @@ class LocalExecutor(Executor):
         with self._lock:
             self._jobs[id(job)] = None
         try:
-            km = self._take()
+            try:
+                km = self._take()
+            except StageFailed as exc:
+                raise StageFailed(
+                    f"stage {job.label}: {exc.message}", exc.hint, stage=job.stage
+                ) from None
             with self._lock:
                 self._jobs[id(job)] = km
                 stopping = id(job) in self._stopping
