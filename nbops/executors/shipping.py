@@ -315,10 +315,18 @@ def apply(ret: JobReturn, job: StageJob) -> None:
         assert spool_dir is not None
         lines = _records(ret.spool_log, top, spool_dir, job)
 
-    for path, data in writes:
-        _write_atomic(path, data)
     if ret.notebook is not None:
-        _write_atomic(Path(job.output), ret.notebook)
+        writes.append((Path(job.output), ret.notebook))
+    for path, data in writes:
+        try:
+            _write_atomic(path, data)
+        except OSError as exc:
+            raise StageFailed(
+                f"stage {job.label}: {path} cannot be written with what the worker sent back: "
+                f"{exc.strerror or exc}",
+                "fix the folder's permissions or free some disk space, then run again",
+                stage=job.stage,
+            ) from None
     if lines:
         assert spool_dir is not None
         fd = os.open(spool_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
