@@ -13,6 +13,7 @@ the project, removed when the job is over). Jobs run in kernels of one
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -31,6 +32,7 @@ JOBS_RUN = 0
 
 BLOBS = "nbops-blobs"
 JOBS = "nbops-jobs"
+OWNER = ".owner"  # beside a job's scratch folder: the pid of the worker process running it
 DIGEST = re.compile(r"[0-9a-f]{32}")  # xxh3-128, hex
 LOG = "log.jsonl"  # the spool's log (nbops.tracking.spool.LOG)
 FILES = "files"  # the spool's artifact copies (nbops.tracking.spool.FILES)
@@ -84,7 +86,7 @@ def put_blob(digest: str, offset: int, data: bytes, final: bool, dask_worker: An
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise ValueError(f"offset {offset!r} of blob {digest} is not a byte offset")
     cache = cache_dir(dask_worker)
-    part = cache / f"{digest}.part"
+    part = cache / f"{digest}.{os.getpid()}.part"  # worker processes may share the cache
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         if data:
@@ -130,15 +132,57 @@ def cancel(keys: list[str], dask_worker: Any = None) -> int:
 
 
 def _executor(kernel_name: str, cwd: Path) -> Any:
-    """This worker's LocalExecutor for ``kernel_name`` (made once, warm)."""
+    """This worker's LocalExecutor for ``kernel_name`` (made once, warm; stopped when the
+    worker process exits)."""
     with _lock:
         ex = _executors.get(kernel_name)
         if ex is None:
             from nbops.executors.local import LocalExecutor
 
+            if not _executors:
+                atexit.register(_stop_executors)
+                _sweep(cwd / JOBS)
             ex = LocalExecutor(cwd, kernel_name=kernel_name, warm=1)
             _executors[kernel_name] = ex
     return ex
+
+
+def _stop_executors() -> None:
+    with _lock:
+        executors = list(_executors.values())
+        _executors.clear()
+    for ex in executors:
+        ex.stop()
+
+
+def _sweep(jobs: Path) -> None:
+    """Remove the scratch folders of jobs whose worker process is gone (killed mid-job)."""
+    try:
+        entries = list(jobs.iterdir())
+    except OSError:
+        return
+    for d in entries:
+        if not d.is_dir():
+            continue
+        owner = d.with_name(d.name + OWNER)
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _alive(pid):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        owner.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # --- one job -----------------------------------------------------------------------------------
@@ -209,15 +253,22 @@ def run_job(spec: JobSpec) -> JobReturn:
             _running.pop(spec.key, None)
             _cancelled.discard(spec.key)
         shutil.rmtree(scratch, ignore_errors=True)
+        scratch.with_name(scratch.name + OWNER).unlink(missing_ok=True)
 
 
 def _run(spec: JobSpec, ret: JobReturn, cache: Path, scratch: Path, worker: Any) -> JobReturn:
     shutil.rmtree(scratch, ignore_errors=True)  # an earlier try of this job, here
-    scratch.mkdir(parents=True)
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    scratch.with_name(scratch.name + OWNER).write_text(str(os.getpid()))
+    scratch.mkdir()
     spool = _at(scratch, spec.spool) if spec.spool else None
     spool_log = f"{_rel(spec.spool)}/{LOG}" if spec.spool else None
     outs = [_rel(o) for o in spec.outs]
     linked: list[tuple[Path, os.stat_result]] = []
+    gone = [d for d in dict.fromkeys(spec.files.values()) if not (cache / d).is_file()]
+    if gone:  # dropped since run_job looked (a job changed it): to be sent again
+        ret.missing = gone
+        return ret
     for rel, digest in spec.files.items():
         clean = _rel(rel)
         dest = _at(scratch, clean)
@@ -233,7 +284,7 @@ def _run(spec: JobSpec, ret: JobReturn, cache: Path, scratch: Path, worker: Any)
             except OSError:
                 pass
         shutil.copyfile(blob, dest)
-    for d in spec.dirs:
+    for d in [*spec.dirs, spec.cwd]:
         _at(scratch, d).mkdir(parents=True, exist_ok=True)
     output = _at(scratch, spec.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -270,9 +321,10 @@ def _run(spec: JobSpec, ret: JobReturn, cache: Path, scratch: Path, worker: Any)
     )
     executor = _executor(spec.kernel_name, cache.parent)
     with _lock:
+        if spec.key in _cancelled:  # stopped while its files were laid out
+            ret.error = _error(f"stage {spec.label} was stopped", None, None, "stopped")
+            return ret
         _running[spec.key] = (executor, job)
-        if spec.key in _cancelled:
-            executor.stop_job(job)
     result: StageResult = executor.execute(job)
     with _lock:
         stopped = spec.key in _cancelled

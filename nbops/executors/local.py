@@ -83,7 +83,8 @@ class LocalExecutor(Executor):
         self._loading = False
         # jobs being executed -> their kernel (None until they have one); jobs told to stop
         self._jobs: dict[int, Any] = {}
-        self._stopping: set[int] = set()
+        # jobs told to stop (the job itself is kept: its id cannot be reused meanwhile)
+        self._stopping: dict[int, StageJob] = {}
         self._zygote: Any = None
         if os.environ.get(envvars.ZYGOTE, "1") != "0":  # NBOPS_ZYGOTE=0: launch each kernel
             from nbops.executors.zygote import Zygote
@@ -177,6 +178,8 @@ class LocalExecutor(Executor):
                 try:
                     msg = await kc.get_shell_msg(timeout=0.05)
                 except Empty:
+                    if self._stopped:
+                        return True  # stop() kills it; nothing waits for it any more
                     if not await km.is_alive():
                         return False
                     continue
@@ -238,7 +241,7 @@ class LocalExecutor(Executor):
                 ) from None
             with self._lock:
                 self._jobs[id(job)] = km
-                stopping = id(job) in self._stopping
+                stopping = self._stopping.get(id(job)) is job
             if stopping:
                 raise StageFailed(f"stage {job.label} was stopped", stage=job.stage)
             job.started()
@@ -287,7 +290,7 @@ class LocalExecutor(Executor):
         finally:
             with self._lock:
                 self._jobs.pop(id(job), None)
-                self._stopping.discard(id(job))
+                self._stopping.pop(id(job), None)
             if started:  # before the kernel goes: its pool slot frees the next job
                 job.ended()
             if km is not None:
@@ -295,11 +298,12 @@ class LocalExecutor(Executor):
 
     def stop_job(self, job: StageJob) -> bool:
         """Stop one job now: its kernel is killed (its execute returns a failure at once); a
-        job still waiting for a kernel stops when it gets one. False: it is not running here."""
+        job still waiting for a kernel, or about to be executed, stops when it gets one.
+        Whether it was running (it had a kernel or was waiting for one)."""
         with self._lock:
+            self._stopping[id(job)] = job
             if id(job) not in self._jobs:
                 return False
-            self._stopping.add(id(job))
             km = self._jobs[id(job)]
         if km is not None:
             self._kill_process(km)
