@@ -33,6 +33,7 @@ from nbops.executors.dask_protocol import ROOT_MARK, JobReturn, JobSpec
 LOG = "log.jsonl"  # the spool's log (nbops.tracking.spool.LOG: executors may not import it)
 FILES = "files"  # the spool's folder of artifact copies (nbops.tracking.spool.FILES)
 START_SNAPSHOT = "shipped-start.jsonl"
+SPECIAL_ROOTS = ("/proc", "/sys", "/dev")  # nbops.pipeline.paths.SPECIAL_ROOTS
 RUNNER_RECORDS = frozenset({"start", "began", "end"})  # written by the runner only
 _READ = 1 << 20
 
@@ -162,6 +163,15 @@ def spec_of(job: StageJob, key: str) -> tuple[JobSpec, dict[str, Path]]:
         top = root / rel if rel != "." else root
         if not top.exists():  # the planner has said so already
             continue
+        real = os.path.realpath(top)
+        special = [r for r in SPECIAL_ROOTS if _within(real, r)]
+        if special:
+            raise StageFailed(
+                f"stage {label}: dep {dep} leads to {real}, on {special[0]}, a pseudo file "
+                "system whose files block or never end",
+                "copy the data into the project and name the copy",
+                stage=job.stage,
+            )
         for p in _walk_files(top):
             prel = _relative(root, os.path.join(top, os.path.relpath(p, top)), "dep", label)
             if prel.startswith(".nbops/") and not rel.startswith(".nbops"):
@@ -353,14 +363,17 @@ def _records(log: bytes, root: str, spool_dir: Path, job: StageJob) -> list[byte
             continue
         if rec[0] in RUNNER_RECORDS:
             continue
-        rec = localise(rec, root)
+        try:
+            rec = localise(rec, root)
+        except RecursionError:
+            continue
         if rec[0] == "a":
             src = rec[1] if len(rec) > 1 else None
             if not isinstance(src, str) or not _within(os.path.normpath(src), files):
                 raise _refused(job, "an artifact at", src, f"a file under the spool's {FILES}/")
         try:
             out.append((_dumps(rec) + "\n").encode())
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             continue
     return out
 

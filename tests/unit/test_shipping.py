@@ -134,6 +134,16 @@ def test_a_path_outside_the_project_is_a_stage_failure_naming_it(
         shipping.spec_of(job, "k")
 
 
+def test_a_dep_that_leads_to_a_pseudo_file_system_is_refused_before_anything_is_read(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "stats").symlink_to("/proc/self")
+    with pytest.raises(StageFailed, match=r"dep stats leads to /proc/\d+, on /proc"):
+        shipping.spec_of(_job(root, deps=["stats"]), "k")
+
+
 def test_a_notebook_outside_the_project_is_a_stage_failure(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     root.mkdir()
@@ -159,7 +169,9 @@ def test_apply_writes_outs_notebook_and_spool_as_if_the_job_ran_here(tmp_path: P
         ["end", "FINISHED", 9],
     ]
     raw = b"".join(json.dumps(r).encode() + b"\n" for r in log)
-    raw += b'"not an array"\n{"nor": "this"}\n' + b'["m", "acc", 0.95, 1, 6]\n["m", "torn'
+    raw += b'"not an array"\n{"nor": "this"}\n' + b"[" * 5000 + b"]" * 5000 + b"\n"
+    raw += b'["m", "nan", NaN, 0, 1]\n'  # not JSON the spool accepts
+    raw += b'["m", "acc", 0.95, 1, 6]\n["m", "torn'
     ret = _ret(
         outs={"models/m.pkl": b"model", "models/sub/w.bin": b"w", "reports/score.json": b"{}"},
         notebook=b'{"cells": [1]}',
