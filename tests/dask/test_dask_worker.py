@@ -112,6 +112,11 @@ def test_a_job_runs_on_a_worker_that_sees_nothing_of_the_project(
         "nbops.log_metric('x', x)\n"
         "nbops.log_param('where', os.getcwd())\n"
         "nbops.log_artifact('fig.txt')\n"
+        "os.makedirs('big/parts', exist_ok=True)\n"
+        "open('big/parts/p1.bin', 'wb').write(b'1' * 1000)\n"
+        "import json\n"  # as the spool records an artifact too big to copy: where it is
+        "with open(os.path.join(os.environ['NBOPS_ATTACH_SPOOL'], 'log.jsonl'), 'a') as f:\n"
+        "    f.write(json.dumps(['a', os.path.abspath('big'), 'big', False]) + '\\n')\n"
         "print('ran in', os.environ['NBOPS_PROJECT_ROOT'])",
     )
     spec, blobs = shipping.spec_of(job, f"k-{uuid.uuid4().hex[:6]}")
@@ -154,8 +159,11 @@ def test_a_job_runs_on_a_worker_that_sees_nothing_of_the_project(
     records = [json.loads(line) for line in (spool_dir / "log.jsonl").read_text().splitlines()]
     assert [r[0] for r in records].count("start") == 1
     assert ["p", "where", str(root)] in records  # the kernel's cwd was the project's root
-    (art,) = [r for r in records if r[0] == "a"]
+    art, big = [r for r in records if r[0] == "a"]
     assert art[1].startswith(str(spool_dir / "files")) and Path(art[1]).read_text() == "figure"
+    # the big one came back under files/remote/ and its record points there
+    assert big == ["a", str(spool_dir / "files" / "remote" / "big"), "big", True]
+    assert (Path(big[1]) / "parts" / "p1.bin").read_bytes() == b"1" * 1000
 
 
 def test_a_job_whose_blobs_the_worker_lacks_runs_nothing(
@@ -174,20 +182,36 @@ def test_a_job_whose_blobs_the_worker_lacks_runs_nothing(
     assert after == before and ret.notebook is None
 
 
-def test_a_package_the_worker_lacks_is_an_import_failure_naming_it(
+def test_failures_are_answered_by_kind_an_import_naming_the_package(
     dask_cluster: Cluster, dask_hidden: Path
 ) -> None:
-    job, _ = _project(dask_hidden, "x = 1", "import nbops_no_such_package_xyz", dep=False)
-    spec, blobs = shipping.spec_of(job, f"k-{uuid.uuid4().hex[:6]}")
+    cases = {
+        "import": ["x = 1", "import nbops_no_such_package_xyz"],
+        "execution": ["x = 1", "raise ValueError(f'bad data in {__import__(\"os\").getcwd()}')"],
+        "kernel": ["import time\ntime.sleep(60)"],  # the cell's timeout
+    }
+    specs = {}
+    for kind, cells in cases.items():
+        job, _ = _project(dask_hidden, *cells, dep=False)
+        job.timeout = 2 if kind == "kernel" else None
+        specs[kind] = shipping.spec_of(job, f"k-{kind}-{uuid.uuid4().hex[:6]}")
     with dask_cluster.client() as c:
-        _send(c, blobs)
-        ret = c.submit(dask_worker.run_job, spec, pure=False).result()
-    assert not ret.ok and ret.error is not None
-    assert ret.error["kind"] == "import"
-    assert "nbops_no_such_package_xyz" in ret.error["message"]
-    assert ret.error["cell"] is not None
-    assert "nbops-jobs" not in json.dumps(ret.error)  # no scratch path in what is said
-    assert ret.notebook is not None  # the executed notebook, with its error, comes back
+        for _, blobs in specs.values():
+            _send(c, blobs)
+        futs = {k: c.submit(dask_worker.run_job, s, pure=False) for k, (s, _) in specs.items()}
+        rets = {k: f.result() for k, f in futs.items()}
+    for kind, ret in rets.items():
+        assert not ret.ok and ret.error is not None, kind
+        assert ret.error["kind"] == kind, ret.error
+        assert "nbops-jobs" not in json.dumps(ret.error)  # no scratch path in what is said
+        assert ret.notebook is not None  # the executed notebook, with its error, comes back
+    imp, exe = rets["import"].error, rets["execution"].error
+    assert imp is not None and exe is not None
+    assert "ModuleNotFoundError" in imp["message"]
+    assert "nbops_no_such_package_xyz" in imp["message"]
+    assert imp["cell"] is not None and exe["cell"] is not None
+    assert f"ValueError: bad data in {ROOT_MARK}" in exe["message"]
+    assert f"{ROOT_MARK}/.nbops/runs/r1/stage.ipynb" in str(exe["hint"])
 
 
 def test_cancel_kills_a_running_jobs_kernel_at_once(
