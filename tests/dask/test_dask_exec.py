@@ -146,7 +146,7 @@ def test_the_example_pipeline_on_the_cluster_gives_the_outs_it_gives_here(
     info = dask_cluster.worker_info()
     addresses = {name: w["address"] for name, w in info.items()}
     executor = Watching(DaskExecutor.connect(dask_cluster.address, there))
-    assert executor.loaded.is_set() and executor.inner.slots == 2
+    assert executor.inner.loaded.is_set() and executor.inner.slots == 2
     code, out = run_on(executor, there)
     assert code == 0, out + dask_cluster.log_text()
 
