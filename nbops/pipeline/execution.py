@@ -98,8 +98,10 @@ class Execution:
         if self.executor is None and self.r.cluster is not None:
             from nbops.executors.dask_exec import DaskExecutor
 
-            address, _ = self.r.cluster  # before any run exists: unreachable, nothing is made
-            self.executor = DaskExecutor.connect(address, self.r.root, jobs=self.r.cluster_jobs)
+            address, where = self.r.cluster  # before any run exists: unreachable, none made
+            self.executor = DaskExecutor.connect(
+                address, self.r.root, jobs=self.r.cluster_jobs, where=where
+            )
         if self.executor is None:
             from nbops.executors.local import LocalExecutor
 

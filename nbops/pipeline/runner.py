@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,48 +45,8 @@ __all__ = [
     "Point",
     "Runner",
     "StagePlan",
-    "check_address",
     "parse_assignments",
 ]
-
-MAX_LOCAL_WORKERS = 64
-ADDRESS_RE = re.compile(
-    r"^(?:(?P<scheme>[a-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?$"
-)
-ADDRESS_HINT = (
-    "name a dask scheduler: tcp://HOST:8786 (or HOST:8786, tls://HOST:PORT), or local / local:N "
-    f"(N from 1 to {MAX_LOCAL_WORKERS}) for a cluster of N worker processes started for the run"
-)
-
-
-def check_address(address: str, where: str) -> str:
-    """``address`` if it is one of the forms ``nbops run`` takes (``tcp://HOST:PORT``,
-    ``tls://HOST:PORT``, ``HOST:PORT``, ``local``, ``local:N``); else a ParameterError naming
-    the value and ``where`` it came from (``--dask``, ``NBOPS_DASK``, ``nbops.yaml:12``)."""
-    text = address.strip()
-    bad = f"{where}: {text[:80]!r} is not a dask scheduler address"
-    if text == "local" or text.startswith("local:"):
-        n = text[len("local:") :] if ":" in text else "1"
-        if not (n.isdigit() and n.isascii() and 1 <= int(n) <= MAX_LOCAL_WORKERS):
-            raise ParameterError(
-                f"{where}: {text[:80]!r}: local:N takes a number of worker processes from 1 "
-                f"to {MAX_LOCAL_WORKERS}",
-                "e.g. local:2 (or local: one worker process per CPU)",
-            )
-        return text
-    match = ADDRESS_RE.match(text)
-    if match is None:
-        raise ParameterError(bad, ADDRESS_HINT)
-    scheme, port = match.group("scheme"), match.group("port")
-    if scheme is not None and scheme not in ("tcp", "tls"):
-        raise ParameterError(f"{bad}: scheme {scheme}:// is not tcp:// or tls://", ADDRESS_HINT)
-    if port is None:
-        raise ParameterError(
-            f"{bad}: it names no port", f"add the scheduler's port: {text}:8786 (dask's default)"
-        )
-    if not 1 <= int(port) <= 65535:
-        raise ParameterError(f"{bad}: port {port} is not from 1 to 65535", ADDRESS_HINT)
-    return text
 
 
 class Runner(Planner):
@@ -173,19 +132,14 @@ class Runner(Planner):
         cli = self.dask
         env = os.environ.get(envvars.DASK)
         config = self.pipeline.dask.scheduler if self.pipeline.dask is not None else None
-        named = [
-            (value.strip(), where)
-            for value, where in ((cli, "--dask"), (env, envvars.DASK), (config, self._dask_line()))
-            if value is not None and value.strip()
-        ]
-        if not named:
+        if not any(v is not None and v.strip() for v in (cli, env, config)):
             return None
-        from nbops.executors import dask_exec
+        from nbops.executors import dask_exec  # none of dask itself until it connects
 
-        address = dask_exec.resolve(cli, env, config)
-        assert address is not None
-        where = next(w for v, w in named if v == address)
-        return check_address(address, where), where
+        chosen = dask_exec.choose(cli, env, config, self._dask_line())
+        if chosen is not None:
+            dask_exec.parse_address(*chosen)  # before anything runs: a ParameterError
+        return chosen
 
     def _dask_line(self) -> str:
         """Where nbops.yaml names its scheduler: ``nbops.yaml:12``."""
