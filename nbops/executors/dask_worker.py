@@ -43,7 +43,9 @@ _CELL = re.compile(r" failed at In \[[^\]]*\]: ([A-Za-z_][\w.]*): ")
 
 _lock = threading.Lock()
 _executors: dict[str, Any] = {}  # kernel name -> LocalExecutor
-_running: dict[str, tuple[Any, StageJob]] = {}  # job key -> (its executor, its StageJob)
+# job key -> (executor, StageJob) of each attempt running here (a retry may land beside a slow
+# attempt the runner gave up on)
+_running: dict[str, list[tuple[Any, StageJob]]] = {}
 _cancelled: set[str] = set()
 
 
@@ -124,7 +126,7 @@ def cancel(keys: list[str], dask_worker: Any = None) -> int:
     stopped = 0
     with _lock:
         _cancelled.update(keys)
-        targets = [_running[k] for k in keys if k in _running]
+        targets = [t for k in keys for t in _running.get(k, [])]
     for executor, job in targets:
         executor.stop_job(job)
         stopped += 1
@@ -187,10 +189,11 @@ def _alive(pid: int) -> bool:
 
 # --- one job -----------------------------------------------------------------------------------
 def _scratch_name(key: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)[:80].lstrip(".") or "job"
-    import xxhash
+    """The key as a file name, made unique per attempt (two attempts of one job may meet)."""
+    import uuid
 
-    return f"{safe}-{xxhash.xxh3_64(key.encode()).hexdigest()[:8]}"
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)[:80].lstrip(".") or "job"
+    return f"{safe}-{uuid.uuid4().hex[:10]}"
 
 
 def _rel(rel: str) -> str:
@@ -230,14 +233,15 @@ def run_job(spec: JobSpec) -> JobReturn:
         ret.missing = missing
         return ret
     with _lock:
-        JOBS_RUN += 1
         if spec.key in _cancelled:
             _cancelled.discard(spec.key)
             ret.error = _error(f"stage {spec.label} was stopped", None, None, "stopped")
             return ret
+        JOBS_RUN += 1
     scratch = cache.parent / JOBS / _scratch_name(spec.key)
+    entry: list[tuple[Any, StageJob]] = []
     try:
-        return _run(spec, ret, cache, scratch, worker)
+        return _run(spec, ret, cache, scratch, worker, entry)
     except Exception as exc:  # noqa: BLE001 - nbops' own failure: answered, not raised
         ret.ok = False
         text = _unscratch(f"{type(exc).__name__}: {exc}", scratch)
@@ -250,14 +254,24 @@ def run_job(spec: JobSpec) -> JobReturn:
         return ret
     finally:
         with _lock:
-            _running.pop(spec.key, None)
-            _cancelled.discard(spec.key)
+            attempts = [a for a in _running.get(spec.key, []) if all(a is not e for e in entry)]
+            if attempts:
+                _running[spec.key] = attempts
+            else:
+                _running.pop(spec.key, None)
+                _cancelled.discard(spec.key)
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.with_name(scratch.name + OWNER).unlink(missing_ok=True)
 
 
-def _run(spec: JobSpec, ret: JobReturn, cache: Path, scratch: Path, worker: Any) -> JobReturn:
-    shutil.rmtree(scratch, ignore_errors=True)  # an earlier try of this job, here
+def _run(
+    spec: JobSpec,
+    ret: JobReturn,
+    cache: Path,
+    scratch: Path,
+    worker: Any,
+    entry: list[tuple[Any, StageJob]],
+) -> JobReturn:
     scratch.parent.mkdir(parents=True, exist_ok=True)
     scratch.with_name(scratch.name + OWNER).write_text(str(os.getpid()))
     scratch.mkdir()
@@ -324,7 +338,8 @@ def _run(spec: JobSpec, ret: JobReturn, cache: Path, scratch: Path, worker: Any)
         if spec.key in _cancelled:  # stopped while its files were laid out
             ret.error = _error(f"stage {spec.label} was stopped", None, None, "stopped")
             return ret
-        _running[spec.key] = (executor, job)
+        entry.append((executor, job))
+        _running.setdefault(spec.key, []).append(entry[0])
     result: StageResult = executor.execute(job)
     with _lock:
         stopped = spec.key in _cancelled
