@@ -50,6 +50,7 @@ class Execution:
         self.stored: dict[str, str] = {}  # digest -> out of what this execution cached (shared)
         self.workers: dict[str, str] = {}  # local run id -> the worker its nbops.worker names
         self.unreachable = False  # the cluster could not be reached: nothing started
+        self.signals_before: dict[int, Any] = {}  # the handlers go() replaced
         self.t_start = time.perf_counter()
 
     # --- the loop -----------------------------------------------------------------------------
@@ -58,6 +59,7 @@ class Execution:
         futures: dict[Future[StageResult], tuple[StagePlan, Point, Run]] = {}
         self.t_start = time.perf_counter()
         old = attempt.install_signal_handlers(self.stop.interrupt)
+        self.signals_before = old
         t0 = time.perf_counter()
         self.stop.arm()
         try:
@@ -74,8 +76,10 @@ class Execution:
                     self._finish(plan, pt, run, f.result())
                 if self.stop.is_set() and self.executor is not None:
                     self.executor.stop()
-        except ClusterUnavailable:
-            self.unreachable = True  # no run was made, no job sent: the error says it all
+        except (ClusterUnavailable, KeyboardInterrupt):
+            # the cluster unreachable, or Ctrl-C while connecting: no run was made, no job
+            # sent, and the error (or "interrupted", exit 130) says it all
+            self.unreachable = not self.runs.started
             raise
         finally:
             pool.shutdown(wait=True)
@@ -99,9 +103,15 @@ class Execution:
             from nbops.executors.dask_exec import DaskExecutor
 
             address, where = self.r.cluster  # before any run exists: unreachable, none made
-            self.executor = DaskExecutor.connect(
-                address, self.r.root, jobs=self.r.cluster_jobs, where=where
-            )
+            # it may wait (a scheduler without workers): Ctrl-C and SIGTERM stop it at once,
+            # as they would stop nbops before anything ran
+            attempt.restore_signal_handlers(self.signals_before)
+            try:
+                self.executor = DaskExecutor.connect(
+                    address, self.r.root, jobs=self.r.cluster_jobs, where=where
+                )
+            finally:
+                attempt.install_signal_handlers(self.stop.interrupt)
         if self.executor is None:
             from nbops.executors.local import LocalExecutor
 

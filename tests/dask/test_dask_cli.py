@@ -15,10 +15,11 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from nbops import envvars, tags
 from tests.conftest import free_port, nbops_cli, notebook, states, store_uri
-from tests.dask.cluster import Cluster
+from tests.dask.cluster import Cluster, WorkerSpec, own_cluster
 from tests.dask.conftest import dask_env
 
 YAML = """\
@@ -55,6 +56,11 @@ def small_project(hidden: Path, extra: str = "") -> Path:
         "pathlib.Path('report.txt').write_text(';'.join(seen))",
     )
     return root
+
+
+def _clients(dask_scheduler: Any) -> list[str]:
+    """The clients connected to a scheduler (run on it)."""
+    return [str(c) for c in dask_scheduler.clients if not str(c).startswith("fire-and-forget")]
 
 
 def made(root: Path) -> list[str]:
@@ -180,3 +186,55 @@ def test_nbops_run_without_a_cluster_imports_nothing_of_dask(dask_hidden: Path) 
     )
     assert named.returncode == 0, named
     assert named.stdout.splitlines()[-1] == "['nbops.executors.dask_exec']", named
+
+
+def test_ctrl_c_while_waiting_for_a_worker_stops_at_once_and_makes_nothing(
+    tmp_path: Path, dask_hidden: Path
+) -> None:
+    """A scheduler without workers makes the connection wait (for a worker to join): Ctrl-C
+    then stops nbops at once (exit 130), as before anything ran, leaving nothing behind."""
+    import os
+    import signal
+    import time
+
+    from nbops.errors import Exit
+
+    root = small_project(dask_hidden)
+    with own_cluster(tmp_path / "c", dask_hidden, [WorkerSpec("gone")]) as bare:
+        gone = bare.workers["gone"]  # its nanny and worker stop: the scheduler has none left
+        os.killpg(gone.pid, signal.SIGTERM)
+        gone.wait(30)
+        with bare.client() as watcher:
+            deadline = time.monotonic() + 60
+            while watcher.scheduler_info(n_workers=-1)["workers"]:
+                assert time.monotonic() < deadline, "the worker never left"
+                time.sleep(0.05)  # polling the scheduler until it has seen the worker go
+        code = (
+            "import signal, sys\n"
+            # a background job's SIGINT is ignored: give the process a terminal's Ctrl-C
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from nbops import cli\n"
+            f"sys.exit(cli.main(['run', '--dask', {bare.address!r}]))\n"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env=dask_env(root),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with bare.client() as watcher:  # until nbops is connected and waiting for a worker
+            deadline = time.monotonic() + 60
+            while len(watcher.run_on_scheduler(_clients)) < 2:  # the watcher and nbops
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "nbops never connected"
+                time.sleep(0.05)  # polling the scheduler for the second client
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+    assert proc.returncode == Exit.INTERRUPTED, (out, err)
+    assert err.strip().endswith("nbops run: interrupted") and "Traceback" not in err, err
+    assert took < 10, took  # not the 30 s a worker is waited for
+    assert made(root) == [], made(root)
