@@ -41,6 +41,7 @@ ZYGOTE = "NBOPS_ZYGOTE"  # "0": launch each stage kernel the usual way, not fork
 
 # --- nbops's: set by a person ---------------------------------------------------------------
 DASK = "NBOPS_DASK"  # the dask scheduler `nbops run` sends stages to (tcp://HOST:8786, local:N)
+WORKER_CACHE = "NBOPS_WORKER_CACHE"  # on a dask worker: the folder of its blob cache
 DEBUG = "NBOPS_DEBUG"  # 1: an unexpected CLI error shows its traceback
 EXIT_GRACE = "NBOPS_EXIT_GRACE"  # seconds a kernel's exit waits for its runs to end
 EXIT_FLUSH_TIMEOUT = "NBOPS_EXIT_FLUSH_TIMEOUT"  # seconds the exit waits for delivery
