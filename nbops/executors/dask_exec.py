@@ -25,6 +25,7 @@ command without ``--dask`` import none of it).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -35,6 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,6 +277,8 @@ class DaskExecutor(Executor):
         self._live: dict[str, _Flight] = {}  # spec key -> flight
         self._seq = itertools.count(1)
         self._watcher: threading.Thread | None = None
+        # --jobs: how many jobs may be on the cluster at once (None: as many as the runner sends)
+        self._in_flight = threading.BoundedSemaphore(jobs) if jobs else None
 
     # --- connecting ---------------------------------------------------------------------------
     @classmethod
@@ -340,6 +344,15 @@ class DaskExecutor(Executor):
 
         ex.loaded.set()
         return ex
+
+    def worker_name(self, address: str) -> str | None:
+        """The name of the worker at ``address`` (``dask worker --name``; a LocalCluster's are
+        numbers), None when no worker there was seen. No round trip."""
+        with self._lock:
+            w = self._workers.get(address)
+            if w is None:
+                w = next((x for x in self._seen.values() if x.address == address), None)
+        return w.name if w is not None and w.name != address else None
 
     @property
     def slots(self) -> int:
@@ -458,7 +471,8 @@ class DaskExecutor(Executor):
                     return self._stopped_result(job, t0)
                 self._live[spec.key] = fl
             self._ensure_watcher()
-            return self._run(fl, t0)
+            with self._slot():
+                return self._run(fl, t0)
         except _Stopped:
             return self._stopped_result(job, t0)
         except StageFailed as exc:
@@ -481,6 +495,21 @@ class DaskExecutor(Executor):
                 fl.future = None  # the worker may forget the answer
                 if fl.started:
                     job.ended()
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of the ``--jobs`` places on the cluster, held while the job is there."""
+        sem = self._in_flight
+        if sem is None:
+            yield
+            return
+        while not sem.acquire(timeout=0.2):
+            if self._stopped:
+                raise _Stopped
+        try:
+            yield
+        finally:
+            sem.release()
 
     def _stopped_result(self, job: StageJob, t0: float) -> StageResult:
         err = StageFailed(f"stage {job.label}: the pipeline was stopped", stage=job.stage)

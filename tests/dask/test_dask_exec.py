@@ -68,6 +68,9 @@ class Watching(Executor):
     def report(self) -> str | None:
         return self.inner.report()
 
+    def worker_name(self, address: str) -> str | None:
+        return self.inner.worker_name(address)
+
 
 def run_on(executor: Executor, root: Path) -> tuple[int, str]:
     out = io.StringIO()
@@ -168,6 +171,12 @@ def test_the_example_pipeline_on_the_cluster_gives_the_outs_it_gives_here(
     (evaluate,) = [r for r in executor.results if r.job.label == "evaluate"]
     assert evaluate.worker == addresses["w1"]
     assert executor.notes == []  # nothing died
+    # the rows name the workers; worker_name answers from what the executor knows
+    assert executor.inner.worker_name(addresses["w1"]) == "w1"
+    assert executor.inner.worker_name("tcp://192.0.2.1:1") is None
+    assert any(
+        " evaluate " in line and f"w1 ({addresses['w1']})" in line for line in out.splitlines()
+    )
     # the counters and the line at the end: 5 jobs; the notebooks and deps went once a worker
     inner = executor.inner
     assert sum(inner.jobs_per_worker.values()) == 5

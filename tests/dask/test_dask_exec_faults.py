@@ -182,3 +182,25 @@ def test_a_scheduler_without_a_worker_is_cluster_unavailable_after_a_bounded_wai
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_a_cluster_that_loses_every_worker_fails_the_stage_after_a_bounded_wait(
+    tmp_path: Path, dask_hidden: Path
+) -> None:
+    marker = tmp_path / "marker"
+    root = project(dask_hidden, marker)
+    with own_cluster(tmp_path / "c", dask_hidden, [WorkerSpec("east")]) as cluster, reaping(marker):
+        executor = Watching(DaskExecutor.connect(cluster.address, root))
+        executor.inner.lost_after = 3.0
+        run = Background(executor, root)
+        run.marker(marker)
+        (address,) = [w["address"] for w in cluster.worker_info().values()]
+        os.killpg(cluster.workers["east"].pid, signal.SIGKILL)  # the worker and its nanny
+        took = run.join(60)
+        assert run.code == 1, run.out
+        assert took < 20, f"it waited {took:.0f} s on a cluster with no worker"
+        (slow,) = executor.results
+        assert slow.error is not None
+        text = str(slow.error)
+        assert "has no worker left that can run it (none for 3 s)" in text, text
+        assert f"east ({address}) died" in text, text
