@@ -39,6 +39,7 @@ _READ = 1 << 20
 
 _digests: dict[tuple[str, int, int, int], str] = {}
 _digests_lock = threading.Lock()
+_hashing: dict[tuple[str, int, int, int], threading.Lock] = {}  # files being read now
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
@@ -46,15 +47,33 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 def file_digest(path: Path) -> str:
     """xxh3-128 of a regular file's bytes, as ``nbops.pipeline.hashing.content_digest`` gives
     it, remembered in this process by (path, size, mtime_ns, inode): 50 sweep points sharing a
-    2 GB dep read it once."""
-    import xxhash
-
+    2 GB dep read it once, also when they ask at the same time."""
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
     with _digests_lock:
         hit = _digests.get(key)
-    if hit is not None:
-        return hit
+        if hit is not None:
+            return hit
+        # sweep points submitted at once ask for the same file together: one reads it
+        lock = _hashing.setdefault(key, threading.Lock())
+    with lock:
+        with _digests_lock:
+            hit = _digests.get(key)
+        if hit is not None:
+            return hit
+        try:
+            digest = _read_digest(path)
+            with _digests_lock:
+                _digests[key] = digest
+        finally:
+            with _digests_lock:
+                _hashing.pop(key, None)
+    return digest
+
+
+def _read_digest(path: Path) -> str:
+    import xxhash
+
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -63,10 +82,7 @@ def file_digest(path: Path) -> str:
         h = xxhash.xxh3_128()
         while chunk := f.read(_READ):
             h.update(chunk)
-    digest = str(h.hexdigest())
-    with _digests_lock:
-        _digests[key] = digest
-    return digest
+    return str(h.hexdigest())
 
 
 def bytes_digest(data: bytes) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,36 @@ def test_a_digest_is_computed_once_per_unchanged_file(tmp_path: Path) -> None:
     assert shipping.file_digest(f) == first
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # touched: read again
     assert shipping.file_digest(f) == shipping.bytes_digest(b"B" * 4096) != first
+
+
+def test_sweep_points_asking_for_one_big_dep_at_once_read_it_once(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * 24)  # 24 MiB
+    threads = 8
+    barrier = threading.Barrier(threads)
+    got: list[str] = []
+
+    def ask() -> None:
+        barrier.wait()
+        got.append(shipping.file_digest(big))
+
+    before = _bytes_read()
+    pool = [threading.Thread(target=ask) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    read = _bytes_read() - before
+    assert len(got) == threads and len(set(got)) == 1
+    assert big.stat().st_size <= read < 2 * big.stat().st_size, read
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read with read() calls so far (/proc/self/io's rchar)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
 
 
 @pytest.mark.parametrize(
