@@ -317,9 +317,12 @@ def _run(
     address, name = ret.worker, ret.name
 
     def started() -> None:
-        worker.log_event(
-            TOPIC, {"event": "started", "key": spec.key, "worker": address, "name": name}
-        )
+        try:
+            worker.log_event(
+                TOPIC, {"event": "started", "key": spec.key, "worker": address, "name": name}
+            )
+        except Exception:  # noqa: BLE001 - the worker is closing: the answer still says where
+            pass
 
     job = StageJob(
         spec.stage,
@@ -414,6 +417,17 @@ def _files_under(top: Path, scratch: Path) -> list[Path]:
     return found
 
 
+def _read(path: Path) -> bytes:
+    """A regular file's bytes; opened without blocking, so a FIFO put in its place meanwhile
+    cannot hang the worker (OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        return f.read()
+
+
 def _posix(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
@@ -423,15 +437,15 @@ def _collect(
 ) -> None:
     output = _at(scratch, spec.output)
     if output.is_file():
-        ret.notebook = output.read_bytes()
+        ret.notebook = _read(output)
     for out in outs:
         for p in _files_under(_at(scratch, out), scratch):
-            ret.outs[_posix(p, scratch)] = p.read_bytes()
+            ret.outs[_posix(p, scratch)] = _read(p)
     if spool is None:
         return
     files = spool / FILES
     for p in _files_under(files, scratch) if files.is_dir() else []:
-        ret.spool_files[_posix(p, spool)] = p.read_bytes()
+        ret.spool_files[_posix(p, spool)] = _read(p)
     try:
         with open(spool / LOG, "rb") as f:
             f.seek(shipped)
@@ -479,9 +493,9 @@ def _ship_original(
     real_src = Path(real)
     if real_src.is_dir():
         for p in _files_under(real_src, real_src):
-            ret.spool_files[f"{base}/{_posix(p, real_src)}"] = p.read_bytes()
+            ret.spool_files[f"{base}/{_posix(p, real_src)}"] = _read(p)
     elif real_src.is_file():
-        ret.spool_files[base] = real_src.read_bytes()
+        ret.spool_files[base] = _read(real_src)
     else:
         return rec
     return ["a", f"{mark_spool}/{base}", *rec[2:3], True, *rec[4:]]
