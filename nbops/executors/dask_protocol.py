@@ -10,13 +10,15 @@ run it is asked which digests it lacks (``dask_worker.has_blobs``) and sent thos
 (``dask_worker.put_blob``, in chunks of :data:`CHUNK` bytes), into a cache that lives as long as
 the worker process. A dep used by 50 sweep points crosses the network once per worker.
 
-Standard library only: imported by the runner before dask is.
+Standard library and nbops' base only: imported by the runner before dask is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from nbops import envvars
 
 TOPIC = "nbops-jobs"
 """The dask event topic a worker's task logs to (``Worker.log_event``) when its kernel is ready:
@@ -26,7 +28,7 @@ subscribes to it (``Client.subscribe_topic``) to say *running* and start the run
 CHUNK = 32 * 1024 * 1024
 """Bytes per ``put_blob`` call."""
 
-CACHE_ENV = "NBOPS_WORKER_CACHE"
+CACHE_ENV = envvars.WORKER_CACHE
 """On a worker: the folder of its blob cache (default: ``nbops-blobs`` in the worker's
 ``local_directory``) and, beside it, its jobs' scratch folders."""
 

@@ -116,10 +116,15 @@ def _become_kernel(req: dict[str, Any]) -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001 - report it, then leave without running the zygote's code
-        import traceback
+    except BaseException as exc:  # noqa: BLE001 - report it, then leave without the zygote's code
+        import errno
 
-        traceback.print_exc()
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            code = 98  # a port taken meanwhile: the LocalExecutor starts another kernel, silently
+        else:
+            import traceback
+
+            traceback.print_exc()
     finally:
         os._exit(code)
 
