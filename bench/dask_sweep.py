@@ -57,6 +57,7 @@ class Cluster:
 
     def __init__(self, base: Path) -> None:
         self.base = base
+        base.mkdir(parents=True, exist_ok=True)
         self.address = f"tcp://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen[bytes]] = []
         env = {**clean_env(), "DASK_LOGGING__DISTRIBUTED": "warning"}
