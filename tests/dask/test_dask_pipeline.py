@@ -86,7 +86,10 @@ class Executed:
         return self.out.stdout + self.out.stderr
 
     def state(self) -> dict[str, Any]:
-        return json.loads((self.root / ".nbops" / "pipeline" / "state.json").read_text())
+        state: dict[str, Any] = json.loads(
+            (self.root / ".nbops" / "pipeline" / "state.json").read_text()
+        )
+        return state
 
     def names(self) -> dict[str, str]:
         return {r.info.run_id: name for name, r in self.runs.items()}
