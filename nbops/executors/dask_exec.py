@@ -52,6 +52,9 @@ MAX_LOCAL = 64
 CONNECT_TIMEOUT = 10.0
 """Seconds :meth:`DaskExecutor.connect` waits for the scheduler to answer."""
 
+SEND_UNASKED = 64 * 1024
+"""Bytes up to which a file never sent before is sent without asking the workers first."""
+
 FORMS = (
     "tcp://HOST:PORT, tls://HOST:PORT, HOST:PORT, local (one worker process per CPU) or "
     f"local:N (N from 1 to {MAX_LOCAL})"
@@ -277,6 +280,7 @@ class DaskExecutor(Executor):
         self._live: dict[str, _Flight] = {}  # spec key -> flight
         self._seq = itertools.count(1)
         self._watcher: threading.Thread | None = None
+        self._warmed = False
         # --jobs: how many jobs may be on the cluster at once (None: as many as the runner sends)
         self._in_flight = threading.BoundedSemaphore(jobs) if jobs else None
 
@@ -353,6 +357,21 @@ class DaskExecutor(Executor):
             if w is None:
                 w = next((x for x in self._seen.values() if x.address == address), None)
         return w.name if w is not None and w.name != address else None
+
+    def warm_up(self) -> None:
+        """Ask every worker to get a kernel ready (``dask_worker.warm``, when the workers'
+        nbops has it), without waiting: the first job on a fresh worker then finds one."""
+        from nbops.executors import dask_worker
+
+        warm = getattr(dask_worker, "warm", None)
+        with self._lock:
+            if warm is None or self._warmed or self._stopped:
+                return
+            self._warmed = True
+        try:
+            self.client.run(warm, "python3", wait=False)
+        except Exception:  # noqa: BLE001 - only a head start
+            pass
 
     @property
     def slots(self) -> int:
@@ -593,11 +612,20 @@ class DaskExecutor(Executor):
             }
         if not ask:
             return
-        union = sorted(set().union(*ask.values()))
-        answers = self.client.run(
-            dask_worker.has_blobs, union, workers=list(ask), on_error="return"
-        )
         lacking: dict[str, list[str]] = {}
+        # a small file this executor never sent (a point's spool start, a changed notebook)
+        # is sent without asking: asking costs the round trip sending it does
+        small = {d for d in set().union(*ask.values()) if self._small_and_new(d, fl.paths[d])}
+        for addr, ds in ask.items():
+            for d in ds & small:
+                lacking.setdefault(d, []).append(addr)
+        ask = {a: ds - small for a, ds in ask.items() if ds - small}
+        union = sorted(set().union(*ask.values())) if ask else []
+        answers = (
+            self.client.run(dask_worker.has_blobs, union, workers=list(ask), on_error="return")
+            if ask
+            else {}
+        )
         with self._lock:
             for addr, held in answers.items():
                 if isinstance(held, BaseException):
@@ -615,6 +643,15 @@ class DaskExecutor(Executor):
                     lacking.setdefault(d, []).append(addr)
         for digest in sorted(lacking):
             self._send(fl, digest, lacking[digest])
+
+    def _small_and_new(self, digest: str, path: Path) -> bool:
+        with self._lock:
+            if digest in self.blob_sizes or any(digest in h for h in self._has.values()):
+                return False
+        try:
+            return os.stat(path).st_size <= SEND_UNASKED
+        except OSError:
+            return False
 
     def _digest_lock(self, digest: str) -> threading.Lock:
         with self._lock:
@@ -948,8 +985,8 @@ class DaskExecutor(Executor):
                 watcher.join(timeout=5)
 
     def report(self) -> str | None:
-        """``dask: 16 jobs on 2 workers (w0: 8, w1: 8); shipped 1 file (2.0 GB), one copy to
-        each of 2 workers``; None when no job reached the cluster."""
+        """``dask: 16 jobs on 2 workers (w0: 8, w1: 8); shipped 4.0 GB: 1 file (2.0 GB), one
+        copy to each of 2 workers``; None when no job reached the cluster."""
         with self._lock:
             jobs = dict(self.jobs_per_worker)
             files = {w: dict(c) for w, c in self.shipped_files.items()}
@@ -964,18 +1001,22 @@ class DaskExecutor(Executor):
             parts.append(f"{_plural(retries, 'retry', 'retries')} after a worker died")
         if files:
             digests = set().union(*files.values())
-            total = sum(sizes.get(d, 0) for d in digests)
+            distinct = sum(sizes.get(d, 0) for d in digests)
+            sent = sum(sizes.get(d, 0) * c for got in files.values() for d, c in got.items())
             once = all(c == 1 for got in files.values() for c in got.values())
             same = all(set(got) == digests for got in files.values())
-            what = f"shipped {_plural(len(digests), 'file')} ({size_text(total)})"
+            what = (
+                f"shipped {size_text(sent)}: {_plural(len(digests), 'file')} "
+                f"({size_text(distinct)})"
+            )
             if once and same:
                 what += f", one copy to each of {_plural(len(files), 'worker')}"
             else:
-                sent = ", ".join(
+                each = ", ".join(
                     f"{_label(w)}: {size_text(sum(sizes.get(d, 0) * c for d, c in got.items()))}"
                     for w, got in sorted(files.items())
                 )
-                what += f": {sent}"
+                what += f" to {each}"
             parts.append(what)
         return "; ".join(parts)
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from nbops.errors import ClusterUnavailable, ParameterError, StageFailed
 from nbops.executors.base import Executor, StageJob, StageResult
-from nbops.executors.dask_exec import MAX_LOCAL, DaskExecutor, choose, parse_address
+from nbops.executors.dask_exec import MAX_LOCAL, DaskExecutor, choose, parse_address, size_text
 from nbops.pipeline.progress import Progress
 from nbops.pipeline.runner import Runner
 from tests.conftest import free_port, notebook
@@ -186,7 +186,7 @@ def test_the_example_pipeline_on_the_cluster_gives_the_outs_it_gives_here(
         assert inner.shipped_bytes[name] > 0
     report = executor.report()
     assert report is not None and report.startswith("dask: 5 jobs on 2 workers (w0: "), report
-    assert "shipped " in report, report
+    assert f"shipped {size_text(sum(inner.shipped_bytes.values()))}: " in report, report
     # stopped: the client is closed, and the workers hold nothing of ours
     assert inner.client.status == "closed"
     with dask_cluster.client() as c:
