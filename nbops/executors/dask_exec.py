@@ -628,6 +628,7 @@ class DaskExecutor(Executor):
         )
         with self._lock:
             for addr, held in answers.items():
+                self._check_nbops(fl, addr, held)
                 if isinstance(held, BaseException):
                     if isinstance(held, ValueError):  # the worker refused a digest: a bug
                         raise StageFailed(
@@ -643,6 +644,29 @@ class DaskExecutor(Executor):
                     lacking.setdefault(d, []).append(addr)
         for digest in sorted(lacking):
             self._send(fl, digest, lacking[digest])
+
+    def _check_nbops(self, fl: _Flight, addr: str, answer: object) -> None:
+        """A worker that cannot import nbops (it answers every call with the ImportError, and
+        would hold the job for ever): the job fails at once, saying what to install where."""
+        if not isinstance(answer, BaseException):
+            return
+        text = f"{type(answer).__name__}: {answer}"
+        if not any(m in text for m in ("No module named 'nbops", "'nbops' is not a package")):
+            return
+        name = self._name_of(addr)
+        who = f"{name} ({addr})" if name != addr else addr
+        try:
+            from importlib.metadata import version
+
+            here = f"nbops {version('nbops')}"
+        except Exception:  # noqa: BLE001 - not installed as a distribution
+            here = "nbops"
+        raise StageFailed(
+            f"stage {fl.job.label}: the dask worker {who} cannot import nbops: {_why(answer)}",
+            f"install {here} where the dask workers run (pip install in the Python environment "
+            "of `dask worker`) and restart them: a worker runs each stage with nbops",
+            stage=fl.job.stage,
+        )
 
     def _small_and_new(self, digest: str, path: Path) -> bool:
         with self._lock:
@@ -693,6 +717,7 @@ class DaskExecutor(Executor):
                     )
                     for addr in list(addrs):
                         err = answers.get(addr)
+                        self._check_nbops(fl, addr, err)
                         if isinstance(err, ValueError):
                             raise StageFailed(
                                 f"stage {fl.job.label}: {path} changed while it was sent to "

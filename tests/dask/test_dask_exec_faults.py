@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import pytest
 from nbops.errors import ClusterUnavailable
 from nbops.executors.dask_exec import DaskExecutor
 from tests.dask.cluster import SCHEDULER, Cluster, WorkerSpec, own_cluster
-from tests.dask.test_dask_exec import Watching, run_on
+from tests.dask.test_dask_exec import Watching, run_on, small_project
 from tests.dask.test_dask_faults import alive, project, reaping, wait_until, worker_of
 
 TWO = [WorkerSpec("east"), WorkerSpec("west")]
@@ -155,10 +156,10 @@ def test_stop_in_the_middle_of_a_stage_returns_at_once_and_leaves_no_kernel(
         assert executor.inner.execute(slow.job).error is not None
 
 
-def test_a_scheduler_without_a_worker_is_cluster_unavailable_after_a_bounded_wait(
-    tmp_path: Path,
-) -> None:
-    info = tmp_path / "scheduler.json"
+@contextmanager
+def scheduler_alone(base: Path) -> Iterator[str]:
+    """A ``dask scheduler`` process with no worker: its address."""
+    info = base / "scheduler.json"
     argv = [*SCHEDULER, "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
     proc = subprocess.Popen(
         [*argv, "--scheduler-file", str(info)],
@@ -171,7 +172,16 @@ def test_a_scheduler_without_a_worker_is_cluster_unavailable_after_a_bounded_wai
         while not (info.exists() and info.read_text().strip()):
             assert proc.poll() is None and time.monotonic() < deadline, "no scheduler"
             time.sleep(0.05)  # polling for the file the scheduler writes once it listens
-        address = json.loads(info.read_text())["address"]
+        yield str(json.loads(info.read_text())["address"])
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_scheduler_without_a_worker_is_cluster_unavailable_after_a_bounded_wait(
+    tmp_path: Path,
+) -> None:
+    with scheduler_alone(tmp_path) as address:
         t = time.monotonic()
         with pytest.raises(ClusterUnavailable) as err:
             DaskExecutor.connect(address, tmp_path, where="nbops.yaml:9", worker_wait=1)
@@ -179,9 +189,43 @@ def test_a_scheduler_without_a_worker_is_cluster_unavailable_after_a_bounded_wai
         text = str(err.value)
         assert f"nbops.yaml:9: the dask scheduler {address} has no worker" in text, text
         assert f"`dask worker {address}`" in text, text
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+
+
+# a real `dask worker` (no nanny: this very process) in a Python where nbops cannot be imported
+BARE_WORKER = (
+    "import sys\nsys.modules['nbops'] = None\nsys.argv[0] = 'dask worker'\n"
+    "from distributed.cli.dask_worker import main\nmain()\n"
+)
+
+
+def test_a_worker_without_nbops_fails_the_stage_at_once_saying_what_to_install_where(
+    tmp_path: Path, dask_hidden: Path
+) -> None:
+    root = small_project(dask_hidden)
+    with scheduler_alone(tmp_path) as address:
+        argv = [sys.executable, "-c", BARE_WORKER, address, "--no-nanny", "--nthreads", "1"]
+        worker = subprocess.Popen(
+            [*argv, "--name", "bare", "--no-dashboard"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            executor = Watching(DaskExecutor.connect(address, root))
+            t = time.monotonic()
+            code, out = run_on(executor, root)
+            assert code == 1, out
+            assert time.monotonic() - t < 30, "the job waited on a worker that cannot run it"
+            (res,) = executor.results
+            assert res.error is not None
+            text = str(res.error)
+            assert "the dask worker bare (tcp://127.0.0.1:" in text, text
+            assert "cannot import nbops" in text and "install nbops" in text, text
+            assert "`dask worker`" in text, text
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
 
 
 def test_a_cluster_that_loses_every_worker_fails_the_stage_after_a_bounded_wait(
