@@ -6,7 +6,7 @@ absolute ones: a worker may see nothing of the project directory.
 
 File contents travel apart from jobs, content-addressed by their xxh3 digest
 (:func:`nbops.pipeline.hashing.content_digest`): before a job is submitted, every worker that may
-run it is asked which digests it lacks (``dask_worker.has_blobs``) and sent those once
+run it is asked which digests it holds (``dask_worker.has_blobs``) and sent the others once
 (``dask_worker.put_blob``, in chunks of :data:`CHUNK` bytes), into a cache that lives as long as
 the worker process. A dep used by 50 sweep points crosses the network once per worker.
 

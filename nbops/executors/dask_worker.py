@@ -149,6 +149,15 @@ def _executor(kernel_name: str, cwd: Path) -> Any:
     return ex
 
 
+def warm(kernel_name: str = "python3", dask_worker: Any = None) -> None:
+    """Get a kernel ready on this worker without waiting (called by the runner with
+    ``Client.run`` when it connects): its first job then finds one instead of waiting seconds
+    for a cold start."""
+    if not isinstance(kernel_name, str) or not kernel_name or len(kernel_name) > 200:
+        return
+    _executor(kernel_name, cache_dir(dask_worker).parent).warm_up()
+
+
 def _stop_executors() -> None:
     with _lock:
         executors = list(_executors.values())

@@ -194,7 +194,8 @@ def start_cluster(base: Path, hidden: Path, workers: list[WorkerSpec]) -> Cluste
         cluster.address = json.loads(sched_file.read_text())["address"]
         for spec in workers:
             start_worker(cluster, spec)
-        cluster.wait_for_workers(len(workers))
+        if workers:
+            cluster.wait_for_workers(len(workers))
     except BaseException:
         cluster.stop()
         raise

@@ -264,3 +264,33 @@ def _zombie(pid: int) -> bool:
 def _jobs_dir(worker: Any) -> list[str]:
     d = dask_worker.cache_dir(worker).parent / dask_worker.JOBS
     return os.listdir(d) if d.exists() else []
+
+
+def _zygotes() -> int:
+    """This worker's kernel zygotes (children of this process running nbops.executors.zygote)."""
+    me, found = str(os.getpid()), 0
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, IndexError):
+            continue
+        found += ppid == me and b"nbops.executors.zygote" in cmd
+    return found
+
+
+def test_warm_readies_a_kernel_zygote_on_every_worker_and_ignores_a_bad_name(
+    dask_cluster: Cluster,
+) -> None:
+    with dask_cluster.client() as c:
+        c.run(dask_worker.warm, "")  # not a kernel name: nothing happens, nothing raises
+        c.run(dask_worker.warm, "python3")  # returns at once: the kernel starts meanwhile
+        deadline = time.monotonic() + 60
+        while True:
+            counts = c.run(_zygotes)
+            if all(n == 1 for n in counts.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # polling for the processes warm started
+    assert counts and all(n == 1 for n in counts.values()), counts
