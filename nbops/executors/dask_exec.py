@@ -201,7 +201,8 @@ def _workers_of(identity: dict[str, Any]) -> dict[str, WorkerInfo]:
         name = w.get("name")
         out[str(addr)] = WorkerInfo(
             str(addr),
-            str(name) if name is not None and str(name) != "" else str(addr),
+            # a LocalCluster's workers are named 0, 1, ...: rows say "on worker 0 (tcp://...)"
+            _label(str(name)) if name is not None and str(name) != "" else str(addr),
             {str(k): float(v) for k, v in (w.get("resources") or {}).items()},
             float(limit) if limit else None,
             int(w.get("nthreads") or 1),
@@ -1017,11 +1018,14 @@ class DaskExecutor(Executor):
             files = {w: dict(c) for w, c in self.shipped_files.items()}
             sizes = dict(self.blob_sizes)
             retries = self.retries
-        if not jobs and not files:
+        if not jobs and not files and not retries:
             return None
         n = sum(jobs.values())
         per = ", ".join(f"{_label(w)}: {c}" for w, c in sorted(jobs.items()))
-        parts = [f"dask: {_plural(n, 'job')} on {_plural(len(jobs), 'worker')} ({per})"]
+        if n:
+            parts = [f"dask: {_plural(n, 'job')} on {_plural(len(jobs), 'worker')} ({per})"]
+        else:  # every job it was given failed or was stopped before a worker answered
+            parts = ["dask: no job finished on the cluster"]
         if retries:
             parts.append(f"{_plural(retries, 'retry', 'retries')} after a worker died")
         if files:
