@@ -167,7 +167,7 @@ class Execution:
                 why = "; ".join(pt.why)
                 job = attempt.job(plan, pt, run, self.r.root, self.r.state_dir)
                 job.on_start = self._starter(pt, run, why, job)
-                job.on_note = self._noter(pt)
+                job.on_note = self._noter(pt, run, job)
                 self.r.progress.line(pt.label, "queued", why)
                 assert self.executor is not None
                 futures[pool.submit(self.executor.execute, job)] = (plan, pt, run)
@@ -186,10 +186,14 @@ class Execution:
 
         return started
 
-    def _noter(self, pt: Point) -> Callable[[str], None]:
-        """The executor's word on a point (a retry on another worker): said on its row."""
+    def _noter(self, pt: Point, run: Run, job: StageJob) -> Callable[[str], None]:
+        """The executor's word on a point (a retry on another worker): said on its row; a
+        retry that moved it to another worker moves its row's worker and its tag there now."""
 
         def note(text: str) -> None:
+            if job.worker and self.workers.get(run.local_id) not in (None, job.worker):
+                self._tag_worker(run, job.worker)
+                self.r.progress.place(pt.label, self._where(job.worker))
             self.r.progress.remark(pt.label, text)
 
         return note

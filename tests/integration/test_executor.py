@@ -4,7 +4,6 @@ environment, and nothing left behind when the runner dies."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -110,38 +109,61 @@ def test_a_runner_killed_with_sigkill_leaves_no_kernel_behind(tmp_path):
         time.sleep(0.05)
 
 
-def test_parallel_jobs_leave_the_runners_working_directory_alone(tmp_path, monkeypatch):
-    import threading
+WATCH_CWD = """
+import json, os, sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from nbops.executors.local import LocalExecutor
+from tests.integration.test_executor import _jobs
 
-    monkeypatch.chdir(tmp_path)
-    jobs = _jobs(tmp_path, 4)
-    for i, job in enumerate(jobs):  # each job in a folder of its own
-        job.cwd = tmp_path / f"w{i}"
-        job.cwd.mkdir()
-        (job.cwd / "helper.py").write_text("X = 42\n")
-    seen: set[str] = set()
-    stop = threading.Event()
+tmp = Path(sys.argv[1])
+os.chdir(tmp)
+jobs = _jobs(tmp, 4)
+for i, job in enumerate(jobs):  # each job in a folder of its own
+    job.cwd = tmp / f"w{i}"
+    job.cwd.mkdir()
+    (job.cwd / "helper.py").write_text("X = 42\\n")
+seen = set()
+stop = threading.Event()
 
-    def watch() -> None:
-        while not stop.is_set():
-            seen.add(os.getcwd())
+def watch():
+    while not stop.is_set():
+        seen.add(os.getcwd())
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    ex = LocalExecutor(tmp_path, warm=2)
-    try:
-        threads = [threading.Thread(target=lambda j=j: ex.execute(j)) for j in jobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        stop.set()
-        watcher.join()
-        ex.stop()
-    for i, job in enumerate(jobs):
-        assert json.loads((job.cwd / f"probe-{i}.json").read_text())["cwd"] == str(job.cwd)
-    assert seen == {str(tmp_path)}  # the runner process itself never changed directory
+watcher = threading.Thread(target=watch)
+watcher.start()
+ex = LocalExecutor(tmp, warm=2)
+try:
+    threads = [threading.Thread(target=lambda j=j: ex.execute(j)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+finally:
+    stop.set()
+    watcher.join()
+    ex.stop()
+print(json.dumps(sorted(seen)))
+"""
+
+
+def test_parallel_jobs_leave_the_runners_working_directory_alone(tmp_path):
+    """In a process of its own (a thread left by another test of this session could move the
+    pytest process' directory and blame the executor): 4 jobs in 2 kernels at once, each job in
+    its own folder, and the runner's directory never moves."""
+    repo = Path(__file__).resolve().parents[2]
+    p = subprocess.run(
+        [sys.executable, "-c", WATCH_CWD, str(tmp_path), str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    seen = json.loads(p.stdout.strip().splitlines()[-1])
+    for i in range(4):
+        probe = json.loads((tmp_path / f"w{i}" / f"probe-{i}.json").read_text())
+        assert probe["cwd"] == str(tmp_path / f"w{i}")
+    assert seen == [str(tmp_path)]  # the runner process itself never changed directory
 
 
 def test_a_job_is_told_when_it_really_starts_and_ends_around_its_cells_and_never_if_it_cannot(
