@@ -35,6 +35,7 @@ from nbops import envvars, project, tags
 from nbops.errors import AccessDenied, NotFound, SchemaRefused, StoreUnavailable
 from nbops.mlflow import credentials, quiet
 from nbops.mlflow import entities as e
+from nbops.mlflow.bulk import BulkWriter
 from nbops.mlflow.failures import (
     DOES_NOT_EXIST,
     INVALID_PARAMETER_VALUE,
@@ -47,6 +48,9 @@ from nbops.mlflow.schema import enable_wal, ensure_schema
 MAX_METRICS = 1000
 MAX_PARAMS_TAGS = 100
 MAX_ENTITIES = 1000
+# metrics per log_batch call when the store takes direct bulk writes (nbops.mlflow.bulk): one
+# SQLite transaction each; larger batches gain little and hold the write lock longer
+BULK_MAX_METRICS = 20_000
 
 _MISSING = (DOES_NOT_EXIST, INVALID_PARAMETER_VALUE)  # an id MLflow does not know or cannot parse
 
@@ -198,6 +202,16 @@ class TrackingStore:
             ) from exc
         if db is not None and db.parent.name == project.STATE_DIR:
             enable_wal(db)
+        # an SQLite store takes metrics, params and tags by direct bulk writes (same rows as
+        # MlflowClient.log_batch; another schema revision goes through MLflow)
+        self._bulk = BulkWriter(db) if db is not None else None
+
+    @property
+    def max_batch_metrics(self) -> int:
+        """How many metrics one :meth:`log_batch` call should carry: MLflow's request limit,
+        or :data:`BULK_MAX_METRICS` while direct bulk writes are on."""
+        bulk = self._bulk
+        return BULK_MAX_METRICS if bulk is not None and bulk.disabled is None else MAX_METRICS
 
     # --- experiments ------------------------------------------------------------------------
     def experiments(self) -> list[e.Experiment]:
@@ -275,6 +289,15 @@ class TrackingStore:
         params: Iterable[tuple[str, str]] = (),
         tags: Iterable[tuple[str, str]] = (),
     ) -> None:
+        """Log metrics (key, value, step, timestamp ms), params and tags, as
+        ``MlflowClient.log_batch`` does (any number: split into MLflow's requests); on an SQLite
+        store by direct bulk writes (:mod:`nbops.mlflow.bulk`), one transaction, same rows and
+        same errors (a changed param: MLflow's INVALID_PARAMETER_VALUE naming the key)."""
+        if self._bulk is not None:
+            params, tags = list(params), list(tags)
+            with quiet():  # MLflow's validators warn of a truncated value, as in MLflow's path
+                if self._bulk.log_batch(run_id, metrics, params, tags):
+                    return
         run_tags = _as_login(self.uri, dict(tags), add=False)
         self._client.log_batch(
             run_id,

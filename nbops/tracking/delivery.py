@@ -13,7 +13,7 @@ from typing import Any
 
 from nbops import tags
 from nbops.mlflow.failures import is_permanent
-from nbops.mlflow.store import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, TrackingStore
+from nbops.mlflow.store import MAX_ENTITIES, MAX_PARAMS_TAGS, TrackingStore
 from nbops.tracking import spool
 from nbops.tracking.spool import Spool
 
@@ -98,6 +98,10 @@ class Delivery:
         tags: dict[str, str] = {}
         pending_end = self.offset
         n = 0
+        # MLflow's request limits, or one large transaction per batch on a store that takes
+        # direct bulk writes (the embedded SQLite store)
+        max_metrics = self.store.max_batch_metrics
+        max_entities = max(MAX_ENTITIES, max_metrics)
 
         def send() -> None:
             nonlocal metrics, params, tags
@@ -133,8 +137,8 @@ class Delivery:
                 self._one(run_id, rec)
             pending_end = end
             if (
-                len(metrics) + len(params) + len(tags) >= MAX_ENTITIES
-                or len(metrics) >= MAX_METRICS
+                len(metrics) + len(params) + len(tags) >= max_entities
+                or len(metrics) >= max_metrics
                 or len(params) >= MAX_PARAMS_TAGS
                 or len(tags) >= MAX_PARAMS_TAGS
             ):
@@ -177,8 +181,14 @@ class Delivery:
             self._try(lambda k=k, v=v: self.store.log_batch(run_id, params=[(k, v)]), f"param {k}")
         for k, v in tags.items():
             self._try(lambda k=k, v=v: self.store.log_batch(run_id, tags=[(k, v)]), f"tag {k}")
-        if metrics:
-            self._try(lambda: self.store.log_batch(run_id, metrics=metrics), "metrics")
+        if metrics:  # by key: a key the store refuses holds back none of the others
+            by_key: dict[str, list[tuple[str, float, int, int]]] = {}
+            for m in metrics:
+                by_key.setdefault(m[0], []).append(m)
+            for k, rows in by_key.items():
+                self._try(
+                    lambda rows=rows: self.store.log_batch(run_id, metrics=rows), f"metrics {k}"
+                )
 
     def _try(self, fn: Any, what: str) -> None:
         try:
