@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.abc
 import inspect
 import re
 from dataclasses import dataclass
@@ -183,3 +184,96 @@ def adopt_process(provisioner: Any, process: Any, cwd: str) -> None:
     provisioner.process = process
     provisioner.pid = provisioner.pgid = process.pid
     provisioner.cwd = cwd
+
+
+# --- imports the runner does not need to pay for ----------------------------------------------
+LAZY_MODULES = ("rfc3987_syntax",)
+
+
+class _LazyModuleFinder:
+    """Gives ``rfc3987_syntax`` as a stand-in whose functions load the real module on first use.
+
+    nbformat imports jsonschema, whose format checkers import ``rfc3987_syntax`` when it is
+    installed (``jsonschema[format-nongpl]``, which jupyter_events pulls in), and that module
+    compiles a Lark grammar at import: ~1 s of CPU in every process that imports papermill,
+    for IRI format checks nbformat never makes. The stand-in answers ``is_valid_syntax`` (what
+    jsonschema takes from it) and any other attribute by importing the real module then, so a
+    check that is made behaves exactly as before."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in LAZY_MODULES:
+            return None
+        import importlib.machinery
+
+        real = importlib.machinery.PathFinder.find_spec(name, path)
+        if real is None:
+            return None  # not installed: the import fails as it would have
+        return importlib.machinery.ModuleSpec(name, _LazyLoader(real), origin=real.origin)
+
+
+class _LazyLoader(importlib.abc.Loader):
+    def __init__(self, real_spec: Any) -> None:
+        self.real_spec = real_spec
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        real_spec = self.real_spec
+        state: dict[str, Any] = {}
+
+        def load() -> Any:
+            if "module" not in state:
+                import importlib.util
+                import sys
+
+                real = importlib.util.module_from_spec(real_spec)
+                sys.modules[real_spec.name] = real  # its submodules find their package
+                try:
+                    real_spec.loader.exec_module(real)
+                except BaseException:
+                    sys.modules[real_spec.name] = module
+                    raise
+                state["module"] = real
+            return state["module"]
+
+        def is_valid_syntax(*args: Any, **kwargs: Any) -> Any:
+            return load().is_valid_syntax(*args, **kwargs)
+
+        def __getattr__(attr: str) -> Any:  # noqa: N807 - a module's own hook (PEP 562)
+            if attr.startswith("__"):  # the import system probing (__path__, __file__ ...)
+                raise AttributeError(attr)
+            return getattr(load(), attr)
+
+        module.is_valid_syntax = is_valid_syntax
+        module.__getattr__ = __getattr__
+
+
+_FINDER = _LazyModuleFinder()
+
+
+def light_imports() -> None:
+    """Before importing papermill/nbformat in nbops' own processes (the runner, a dask worker):
+    defer what they import and never use (see :class:`_LazyModuleFinder`). A no-op when the
+    module is imported already, and in a process that imported jsonschema before."""
+    import sys
+
+    if _FINDER in sys.meta_path or any(m in sys.modules for m in LAZY_MODULES):
+        return
+    if "jsonschema" in sys.modules:
+        return
+    sys.meta_path.insert(0, _FINDER)
+
+
+def kernel_dirs() -> list[str]:
+    """Where jupyter_client looks for kernel specs, as its ``KernelSpecManager`` default does,
+    without importing IPython for ``IPython.paths.get_ipython_dir`` (~0.5 s of CPU in the
+    runner, which never needs IPython): ``$IPYTHONDIR`` or ``~/.ipython``."""
+    import os
+
+    from jupyter_core.paths import jupyter_path
+
+    dirs = jupyter_path("kernels")
+    ipython_dir = os.environ.get("IPYTHONDIR") or os.path.join(os.path.expanduser("~"), ".ipython")
+    dirs.append(os.path.join(ipython_dir, "kernels"))
+    return dirs

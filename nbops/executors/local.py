@@ -86,6 +86,7 @@ class LocalExecutor(Executor):
         # jobs told to stop (the job itself is kept: its id cannot be reused meanwhile)
         self._stopping: dict[int, StageJob] = {}
         self._zygote: Any = None
+        self._spec_manager: Any = None
         if os.environ.get(envvars.ZYGOTE, "1") != "0":  # NBOPS_ZYGOTE=0: launch each kernel
             from nbops.executors.zygote import Zygote
 
@@ -136,6 +137,7 @@ class LocalExecutor(Executor):
         # context (pyzmq's term() blocks while another thread's socket is still open in it)
         km = AsyncKernelManager(
             kernel_name=self.kernel_name,
+            kernel_spec_manager=self._kernel_specs(),
             context=_shared_context(),
             client_class="nbops.executors.client.FastReadyClient",  # ready without a 0.2 s wait
         )
@@ -149,6 +151,16 @@ class LocalExecutor(Executor):
             prov.zygote = self._zygote
             km.provisioner = prov
         return km
+
+    def _kernel_specs(self) -> Any:
+        """One spec manager for every kernel, looking where jupyter_client's default does
+        (without importing IPython to find ``~/.ipython``: see :func:`compat.kernel_dirs`)."""
+        with self._lock:
+            if self._spec_manager is None:
+                from jupyter_client.kernelspec import KernelSpecManager
+
+                self._spec_manager = KernelSpecManager(kernel_dirs=compat.kernel_dirs())
+            return self._spec_manager
 
     def _launch(self, km: Any) -> None:
         # an async manager: papermill's client then polls the kernel's liveness while it waits
@@ -209,6 +221,7 @@ class LocalExecutor(Executor):
 
     def _load(self) -> None:
         try:  # papermill: what every job needs first (~1 s of imports)
+            compat.light_imports()
             import papermill  # type: ignore[import-untyped]  # noqa: F401
         finally:
             self.loaded.set()
@@ -225,6 +238,7 @@ class LocalExecutor(Executor):
 
     # --- jobs -----------------------------------------------------------------------------------
     def execute(self, job: StageJob) -> StageResult:
+        compat.light_imports()
         import papermill as pm
 
         t0 = time.perf_counter()

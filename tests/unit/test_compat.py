@@ -209,3 +209,55 @@ def test_pyproject_pins_each_fenced_package_to_the_range_compat_was_tested_with(
         assert spec is not None, f"pyproject.toml does not declare {package}"
         want = f">={'.'.join(map(str, lo))},<{'.'.join(map(str, hi))}"
         assert spec.replace(" ", "").endswith(want), (spec, want)
+
+
+LIGHT_RUNNER = """
+import json, sys
+from pathlib import Path
+from nbops.executors import compat
+from nbops.executors.base import StageJob
+from nbops.executors.local import LocalExecutor
+
+tmp = Path(sys.argv[1])
+ex = LocalExecutor(tmp, warm=0)
+try:
+    res = ex.execute(StageJob("n", "n", tmp / "n.ipynb", tmp / "out.ipynb", {}, tmp))
+finally:
+    ex.stop()
+real = getattr(sys.modules.get("rfc3987_syntax"), "__file__", None) is not None
+seen = {"ok": res.ok, "rfc3987_loaded": real, "ipython": "IPython" in sys.modules}
+import jsonschema  # an IRI check still gets the real module, and its answers
+checker = jsonschema.FormatChecker()
+seen["iri_good"] = checker.conforms("http://example.com/a", "iri")
+seen["iri_bad"] = checker.conforms("http://exa mple.com/", "iri")
+after = sys.modules["rfc3987_syntax"].__dict__.get("__file__")
+seen["rfc3987_loaded_after_check"] = after is not None
+print(json.dumps(seen))
+"""
+
+
+def test_a_stage_in_the_runner_pays_for_no_grammar_and_no_ipython(tmp_path) -> None:
+    """papermill -> nbformat -> jsonschema imports rfc3987_syntax, which compiles a Lark
+    grammar (~1 s of CPU) for IRI checks nbformat never makes, and jupyter_client's kernel-spec
+    lookup imports IPython (~0.5 s) for ~/.ipython: neither happens in the runner now, and an
+    IRI check made after all still gets the real answers."""
+    notebook(tmp_path / "n.ipynb", "x = 1")
+    p = subprocess.run(
+        [sys.executable, "-c", LIGHT_RUNNER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    seen = json.loads(p.stdout.strip().splitlines()[-1])
+    assert seen["ok"]
+    assert not seen["rfc3987_loaded"] and not seen["ipython"], seen
+    assert seen["iri_good"] is True and seen["iri_bad"] is False
+    assert seen["rfc3987_loaded_after_check"] is True
+
+
+def test_kernel_dirs_are_jupyter_clients_own(monkeypatch, tmp_path) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipy"))
+    assert compat.kernel_dirs() == KernelSpecManager().kernel_dirs
