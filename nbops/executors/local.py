@@ -269,6 +269,9 @@ class LocalExecutor(Executor):
                 parameters=job.parameters,
                 km=km,
                 kernel_name=self.kernel_name,
+                # the language of the kernel it runs in: a notebook written without metadata
+                # (nbformat.v4.new_notebook()) has none, and papermill would refuse it
+                language=getattr(getattr(km, "kernel_spec", None), "language", None) or None,
                 # no cwd=: papermill would os.chdir() the whole runner process around the run,
                 # which races between parallel jobs (the kernel was moved to job.cwd by _setup)
                 progress_bar=False,

@@ -209,3 +209,24 @@ def test_a_job_is_told_when_it_really_starts_and_ends_around_its_cells_and_never
     ]
     clock = json.loads((tmp_path / "clock.json").read_text())
     assert told[0][2] <= clock["first"] and clock["last"] <= told[1][2]
+
+
+def test_a_notebook_written_without_metadata_runs_in_the_executors_kernel(tmp_path):
+    """nbformat.v4.new_notebook() has no kernelspec nor language_info: papermill refused it
+    ("No language found in notebook"); the kernel it runs in says the language."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("i = 0")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("open('seen.txt', 'w').write(str(i))")]
+    assert not nb.metadata
+    path = tmp_path / "bare.ipynb"
+    nbformat.write(nb, path)
+    ex = LocalExecutor(tmp_path, warm=0)
+    try:
+        res = ex.execute(StageJob("bare", "bare", path, tmp_path / "out.ipynb", {"i": 7}, tmp_path))
+    finally:
+        ex.stop()
+    assert res.ok, res.error
+    assert (tmp_path / "seen.txt").read_text() == "7"
