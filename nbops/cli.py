@@ -108,10 +108,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from nbops.mlflow.store import open_store
+    from nbops.mlflow.readers.facade import open_read_store
     from nbops.ops.names import run_id
 
-    store = open_store()
+    store = open_read_store()  # the embedded store's SQL when it can: no MLflow imported
     run = store.get_run(run_id(args.run))
     info, data = run.info, run.data
     if args.json:

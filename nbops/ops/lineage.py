@@ -22,7 +22,7 @@ tracked data). Where something cannot be known the node carries a ``note`` sayin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nbops import project, tags
 from nbops.errors import InvalidInput, NotFound
@@ -41,6 +41,33 @@ def _store() -> TrackingStore:
     return open_store()
 
 
+def _read_store() -> RunSource:
+    """The runs, read through the embedded store's SQL when it can (no MLflow imported), else
+    the facade (:func:`nbops.mlflow.readers.facade.open_read_store`)."""
+    from nbops.mlflow.readers.facade import open_read_store
+
+    return open_read_store()
+
+
+class RunSource(Protocol):
+    """What the walk reads: :class:`~nbops.mlflow.store.TrackingStore`'s reads, which
+    :class:`~nbops.mlflow.readers.facade.ReadStore` has too."""
+
+    def get_run(self, run_id: str) -> Any: ...
+
+    def search_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str = "",
+        order_by: list[str] | None = None,
+        max_results: int = 1000,
+    ) -> list[Any]: ...
+
+    def experiment_by_name(self, name: str) -> Any: ...
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]: ...
+
+
 def prefixed(run_tags: dict[str, str], prefix: str) -> dict[str, str]:
     """The tags whose name starts with ``prefix`` (``nbops.dep.``), keyed by the rest, sorted."""
     return {k[len(prefix) :]: v for k, v in sorted(run_tags.items()) if k.startswith(prefix)}
@@ -56,7 +83,9 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
         )
     if "@" not in target and "/" not in target:
         names.run_id(target, "run (or NAME@ALIAS, NAME/VERSION)")
-    store = _store()
+        _read_store().get_run(target)  # NotFound naming it
+        return None, target
+    store = _store()  # the model registry: through MLflow
     mv = None
     if "@" in target:
         name, _, alias = target.rpartition("@")
@@ -107,8 +136,8 @@ def _is_content(digest: str | None) -> bool:
 class Walker:
     """Walks lineage over one store (default: the project's; the server passes its own)."""
 
-    def __init__(self, root: Path, store: TrackingStore | None = None) -> None:
-        self.store = store if store is not None else _store()
+    def __init__(self, root: Path, store: RunSource | None = None) -> None:
+        self.store: RunSource = store if store is not None else _read_store()
         self.root = root
         self.seen: set[str] = set()
         self._runs: dict[str, Any] = {}

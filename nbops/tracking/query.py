@@ -42,10 +42,18 @@ def run_rows(
     max_results: int | None = None,
     uri: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs as flat dicts: run_id, experiment, name, status, times, params.*, metrics.*"""
-    from nbops.mlflow.readers.base import find_experiments
+    """Runs as flat dicts: run_id, experiment, name, status, times, params.*, metrics.*
 
-    store = open_store(uri)
+    Read through :func:`nbops.mlflow.readers.facade.open_read_store`: the embedded store's SQL
+    when it can (no MLflow imported), else MLflow; the same rows either way."""
+    from nbops.mlflow.readers.base import find_experiments
+    from nbops.mlflow.readers.facade import open_read_store
+
+    order = (
+        [order_by] if isinstance(order_by, str) else (order_by or ["attributes.start_time DESC"])
+    )
+    _check_syntax(filter or "", order)
+    store = open_read_store(uri)
     every = store.experiments()
     exps = [(str(e.experiment_id), e.name) for e in every]
     if experiment is None or experiment == "":  # nbops' own experiments only when named
@@ -55,27 +63,57 @@ def run_rows(
     names = dict(exps)
     if not ids:
         return []
-    order = (
-        [order_by] if isinstance(order_by, str) else (order_by or ["attributes.start_time DESC"])
-    )
     try:
         found = store.search_runs(ids, filter or "", order, max_results or 1000)
     except Exception as exc:
-        from nbops.errors import InvalidInput
+        from nbops.errors import NbopsError
 
+        if isinstance(exc, NbopsError):
+            raise
         said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not filter or "order_by" in said.lower() or "order by" in said.lower():
-            raise InvalidInput(
-                f"order_by {order!r} is not valid MLflow search syntax: {said}",
-                'example: "metrics.accuracy DESC" or "attributes.start_time ASC"',
-            ) from exc
+            raise _order_error(order, said) from exc
         if "filter" in str(exc).lower() or "invalid" in str(exc).lower():
-            raise InvalidInput(
-                f"filter {filter!r} is not valid MLflow search syntax: {str(exc).splitlines()[0]}",
-                "example: \"metrics.accuracy > 0.9 and params.C = '1.0'\"",
-            ) from exc
+            raise _filter_error(filter, said) from exc
         raise
     return [_row(r, names) for r in found]
+
+
+def _order_error(order: list[str], said: str) -> Exception:
+    from nbops.errors import InvalidInput
+
+    return InvalidInput(
+        f"order_by {order!r} is not valid MLflow search syntax: {said}",
+        'example: "metrics.accuracy DESC" or "attributes.start_time ASC"',
+    )
+
+
+def _filter_error(filter: str, said: str) -> Exception:
+    from nbops.errors import InvalidInput
+
+    return InvalidInput(
+        f"filter {filter!r} is not valid MLflow search syntax: {said}",
+        "example: \"metrics.accuracy > 0.9 and params.C = '1.0'\"",
+    )
+
+
+def _check_syntax(filter_string: str, order: list[str]) -> None:
+    """A filter or order_by MLflow's parser refuses, named with its reason before any store is
+    opened (:mod:`nbops.mlflow.search`: MLflow's parser without MLflow), as MLflow's store
+    would: the filter first."""
+    from nbops.mlflow import search
+
+    try:
+        search.parse_filter(filter_string)
+    except search.SearchSyntaxError as exc:
+        said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _filter_error(filter_string, said) from None
+    for clause in order:
+        try:
+            search.parse_order_by(clause)
+        except search.SearchSyntaxError as exc:
+            said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _order_error(order, said) from None
 
 
 _NBOPS = tags.NOTEBOOK.partition(".")[0] + "."  # "nbops.": the tags nbops writes

@@ -15,8 +15,8 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 from nbops import tags
@@ -46,6 +46,58 @@ class Page:
     param_keys: list[str]
     metric_keys: list[str]
     source: str
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """A run's info as MLflow's ``RunInfo`` has it (same fields, same order: ``dict(info)`` is
+    MLflow's), for the read commands."""
+
+    artifact_uri: str | None
+    end_time: int | None
+    experiment_id: str
+    lifecycle_stage: str
+    run_id: str
+    run_name: str | None
+    start_time: int | None
+    status: str
+    user_id: str | None
+
+    @property
+    def run_uuid(self) -> str:
+        return self.run_id
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter([(f.name, getattr(self, f.name)) for f in fields(self)])
+
+
+@dataclass(frozen=True)
+class RecordData:
+    """A run's params, latest metrics (NaN as ``nan``, as MLflow answers) and every tag."""
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A whole run, shaped as MLflow's ``Run`` (``.info``, ``.data``) so that the code written
+    for the store facade reads it unchanged."""
+
+    info: RecordInfo
+    data: RecordData
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """An active experiment with its tags (hidden ones too), shaped as MLflow's."""
+
+    experiment_id: str
+    name: str
+    artifact_location: str | None
+    lifecycle_stage: str
+    tags: dict[str, str]
 
 
 @dataclass
@@ -190,6 +242,27 @@ class Reader(ABC):
     @abstractmethod
     def experiment_names(self) -> list[tuple[str, str]]:
         """(experiment_id, name) of the active experiments, without counting their runs."""
+
+    # --- whole runs, for the read commands (nbops runs / show / diff / lineage) ---------------
+    @abstractmethod
+    def run(self, run_id: str) -> RunRecord:
+        """The whole run (a deleted one too, as MLflow's ``get_run``); NotFound when none."""
+
+    @abstractmethod
+    def find_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str,
+        order_by: list[str],
+        max_results: int,
+    ) -> list[RunRecord]:
+        """The first ``max_results`` active runs of these experiments that match, in MLflow's
+        order (runs by tag: ``tags.`nbops.stage` = 'train'``); a filter MLflow refuses is
+        :class:`~nbops.mlflow.search_syntax.SearchSyntaxError`."""
+
+    @abstractmethod
+    def all_experiments(self) -> list[ExperimentRecord]:
+        """Every active experiment with its tags, nbops' hidden ones too."""
 
     # --- shared ------------------------------------------------------------------------------
     def experiment_ids(self, experiment: str | None) -> list[str]:

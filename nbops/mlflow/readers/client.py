@@ -20,9 +20,13 @@ from nbops.mlflow.readers import bounds as limits
 from nbops.mlflow.readers import models as m
 from nbops.mlflow.readers.base import (
     RUN_ID,
+    ExperimentRecord,
     Page,
     Reader,
+    RecordData,
+    RecordInfo,
     RunInfo,
+    RunRecord,
     decode_token,
     encode_token,
     finite,
@@ -85,6 +89,23 @@ def hidden(experiment: Any) -> bool:
     """True for nbops' own experiments (tagged ``nbops.hidden``): listings skip them."""
     value = (getattr(experiment, "tags", None) or {}).get(tag_names.HIDDEN, "")
     return str(value).strip().lower() == "true"
+
+
+def record_of(run: Any) -> RunRecord:
+    """An MLflow ``Run`` as the readers' :class:`~nbops.mlflow.readers.base.RunRecord`."""
+    i, d = run.info, run.data
+    info = RecordInfo(
+        i.artifact_uri,
+        i.end_time,
+        str(i.experiment_id),
+        i.lifecycle_stage,
+        i.run_id,
+        i.run_name,
+        i.start_time,
+        i.status,
+        i.user_id,
+    )
+    return RunRecord(info, RecordData(dict(d.params), dict(d.metrics), dict(d.tags)))
 
 
 class MlflowReader(Reader):
@@ -231,3 +252,30 @@ class MlflowReader(Reader):
         for (rid, key), points in zip(pairs, series, strict=True):
             out.setdefault(key, {})[rid] = points
         return {k: out[k] for k in sorted(out)}
+
+    def run(self, run_id: str) -> RunRecord:
+        return record_of(self.store.get_run(run_id))  # NotFound for unknown ids
+
+    def find_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str,
+        order_by: list[str],
+        max_results: int,
+    ) -> list[RunRecord]:
+        if not experiment_ids:
+            return []
+        found = self.store.search_runs(experiment_ids, filter_string, order_by or None, max_results)
+        return [record_of(r) for r in found]
+
+    def all_experiments(self) -> list[ExperimentRecord]:
+        return [
+            ExperimentRecord(
+                str(e.experiment_id),
+                e.name,
+                e.artifact_location,
+                e.lifecycle_stage,
+                dict(e.tags or {}),
+            )
+            for e in self.store.experiments()
+        ]

@@ -24,13 +24,18 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from nbops import tags as tag_names
+from nbops.errors import NotFound
 from nbops.mlflow.readers import bounds as limits
 from nbops.mlflow.readers import models as m
 from nbops.mlflow.readers.base import (
     SUMMARY_TAGS,
+    ExperimentRecord,
     Page,
     Reader,
+    RecordData,
+    RecordInfo,
     RunInfo,
+    RunRecord,
     decode_token,
     encode_token,
     finite,
@@ -59,6 +64,12 @@ class SqlReader(Reader):
     dialect: Dialect = SQLITE
     db_errors: tuple[type[BaseException], ...] = ()
     """Database errors answered by the client path instead of failing the request."""
+
+    missing_is_final = False
+    """Whether a run id this database does not hold is NotFound here (the embedded store: it
+    holds every run), rather than a question for the client path (a server's permissions)."""
+    shown = ""
+    """The store as NotFound names it (``TrackingStore.shown``), set by whoever opens it."""
 
     def __init__(self, fallback: Callable[[], Reader], known_revisions: frozenset[str]) -> None:
         self.fallback = fallback
@@ -367,3 +378,107 @@ class SqlReader(Reader):
             return {k: out[k] for k in sorted(out)}
 
         return self._either(direct, lambda c: c.histories(run_ids))
+
+    # --- whole runs (the read commands) ---------------------------------------------------------
+    def _records(self, ids: list[str], active_only: bool = True) -> list[RunRecord]:
+        """The runs among ``ids`` (in that order), as MLflow's get_run / search_runs answer
+        them: every param, latest metric (NaN as nan) and tag."""
+        if not ids:
+            return []
+        alive = " AND lifecycle_stage = 'active'" if active_only else ""
+        base = {
+            r[0]: r
+            for r in self._chunked(
+                "SELECT run_uuid, artifact_uri, end_time, experiment_id, lifecycle_stage, name,"
+                " start_time, status, user_id FROM runs WHERE run_uuid IN ({ids})" + alive,
+                ids,
+            )
+        }
+        if not self._allowed({str(r[3]) for r in base.values()}):
+            raise Outside("runs")
+        found = [i for i in dict.fromkeys(ids) if i in base]
+        params: dict[str, dict[str, str]] = {i: {} for i in found}
+        for rid, k, v in self._chunked(
+            "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({ids})", found
+        ):
+            params[rid][k] = v
+        metrics: dict[str, dict[str, float]] = {i: {} for i in found}
+        for rid, k, v, nan in self._chunked(
+            "SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({ids})",
+            found,
+        ):
+            metrics[rid][k] = float("nan") if nan else float(v)
+        run_tags: dict[str, dict[str, str]] = {i: {} for i in found}
+        for rid, k, v in self._chunked(
+            "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({ids})", found
+        ):
+            run_tags[rid][k] = v
+        out = []
+        for i in ids:
+            if i not in base:
+                continue
+            _, art, end, exp, stage, name, start, status, user = base[i]
+            info = RecordInfo(art, end, str(exp), stage, i, name, start, status, user)
+            out.append(RunRecord(info, RecordData(params[i], metrics[i], run_tags[i])))
+        return out
+
+    def run(self, run_id: str) -> RunRecord:
+        def direct() -> RunRecord:
+            found = self._records([run_id], active_only=False)
+            if found:
+                return found[0]
+            if self.missing_is_final:
+                raise NotFound(
+                    f"run {run_id!r} does not exist in {self.shown or self.where()}",
+                    "list runs with `nbops runs` (ids are MLflow run ids)",
+                )
+            raise Outside(run_id)
+
+        return self._either(direct, lambda c: c.run(run_id))
+
+    def find_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str,
+        order_by: list[str],
+        max_results: int,
+    ) -> list[RunRecord]:
+        def direct() -> list[RunRecord]:
+            if not experiment_ids:
+                return []
+            if not self._allowed(experiment_ids):
+                raise Outside("experiments")
+            q = translate(filter_string, order_by, self.dialect)
+            marks = ",".join("?" * len(experiment_ids))
+            where = [f"r.experiment_id IN ({marks})", "r.lifecycle_stage = 'active'", *q.where]
+            exp_args = [int(e) if e.isdigit() else e for e in experiment_ids]
+            ids = [
+                r[0]
+                for r in self._rows(
+                    f"SELECT r.run_uuid FROM runs r {' '.join(q.joins)}"
+                    f" WHERE {' AND '.join(where)} ORDER BY {', '.join(q.order)} LIMIT ?",
+                    [*q.join_args, *exp_args, *q.where_args, max_results],
+                )
+            ]
+            return self._records(ids)
+
+        return self._either(
+            direct, lambda c: c.find_runs(experiment_ids, filter_string, order_by, max_results)
+        )
+
+    def all_experiments(self) -> list[ExperimentRecord]:
+        def direct() -> list[ExperimentRecord]:
+            rows = self._rows(
+                "SELECT experiment_id, name, artifact_location, lifecycle_stage FROM experiments"
+                " WHERE lifecycle_stage = 'active' ORDER BY experiment_id"
+            )
+            exp_tags: dict[str, dict[str, str]] = {str(r[0]): {} for r in rows}
+            for i, k, v in self._rows("SELECT experiment_id, key, value FROM experiment_tags"):
+                if str(i) in exp_tags:
+                    exp_tags[str(i)][k] = v
+            out = [ExperimentRecord(str(i), n, a, st, exp_tags[str(i)]) for i, n, a, st in rows]
+            if not self._allowed(e.experiment_id for e in out):
+                raise Outside("experiments")
+            return out
+
+        return self._either(direct, lambda c: c.all_experiments())

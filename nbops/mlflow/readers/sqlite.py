@@ -31,8 +31,23 @@ _NEWEST_MAX = 2000  # the newest-rows shortcut serves pages up to this far down
 _SLACK = 64  # extra newest rows read, so a few runs started out of insertion order still fit
 
 
+def readable(db: Path, known_revisions: frozenset[str] = KNOWN_SCHEMA_REVISIONS) -> bool:
+    """Whether the SQLite store ``db`` is complete at a schema revision the SQL here reads (no
+    half-made tables left by an interrupted upgrade); read-only, imports no MLflow."""
+    from nbops.mlflow.schema import read_state
+
+    state = read_state(db)
+    return (
+        state.exists
+        and state.error is None
+        and state.version in known_revisions
+        and not state.leftovers
+    )
+
+
 class SqliteReader(SqlReader):
     source = "sqlite"
+    missing_is_final = True
 
     def __init__(
         self,
@@ -56,10 +71,13 @@ class SqliteReader(SqlReader):
                 self.fallback()  # MLflow creates the schema of a store nobody has written to yet
             if not self._schema_checked:
                 # never read a store mid-creation: wait for (or finish) its schema, one process
-                # at a time; SchemaRefused (a StoreUnavailable) is a 503 naming the file
-                from nbops.mlflow.schema import ensure_schema
+                # at a time; SchemaRefused (a StoreUnavailable) is a 503 naming the file. A
+                # store already at a revision this SQL reads is complete: no need to ask
+                # MLflow for its head revision (that imports MLflow, a second)
+                if not readable(self.db, self.known_revisions):
+                    from nbops.mlflow.schema import ensure_schema
 
-                ensure_schema(f"sqlite:///{self.db}")
+                    ensure_schema(f"sqlite:///{self.db}")
                 self._schema_checked = True
             con = sqlite3.connect(
                 f"file:{quote(str(self.db))}?mode=ro", uri=True, timeout=10, check_same_thread=False
