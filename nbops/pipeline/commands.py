@@ -299,10 +299,11 @@ def cmd_checkout(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Params, metrics and outs that differ between two runs of any kind: a sweep point's outs
-    are its own and the sweep's shared ones, a pipeline run's those of its stage runs."""
-    from nbops.mlflow.store import open_store
+    are its own and the sweep's shared ones, a pipeline run's those of its stage runs. Read
+    through the embedded store's SQL when it can (no MLflow imported), else MLflow."""
+    from nbops.mlflow.readers.facade import open_read_store
 
-    store = open_store()
+    store = open_read_store()
     a, b = store.get_run(args.run_a), store.get_run(args.run_b)
     lines: list[str] = []
 
