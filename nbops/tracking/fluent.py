@@ -90,7 +90,7 @@ def end_run(status: str = FINISHED, timeout: float | None = None) -> bool:
 
 def end_for_exit(status: str, timeout: float, reason: str | None = None) -> bool:
     """End the active run for a process that is going away: hand it to the writer, waiting at
-    most ``timeout`` s (see shutdown.py)."""
+    most ``timeout`` s for the delivery (0: not at all; see shutdown.py and Run.hand_off)."""
     global _active, _exiting
     with _lock:
         run = _active
@@ -170,6 +170,7 @@ def _end_at_exit() -> None:
     run = _active
     if run is not None and run.status == "RUNNING":
         # a kernel is SIGTERMed soon after it is told to go: hand the end to the writer there
+        # (without waiting, by default); a script waits for its run as MLflow's would
         timeout = shutdown.GRACE_S if shutdown.in_kernel() else EXIT_TIMEOUT
         try:
             end_for_exit(FINISHED, timeout)

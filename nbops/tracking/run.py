@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import select
 import socket
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from nbops.tracking.spool import (
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 STATUSES = (FINISHED, FAILED, KILLED)
 DEFAULT_WAIT = float(os.environ.get(envvars.FLUSH_TIMEOUT, "120"))
+SAFETY_S = 2.0  # the longest a wait goes without looking at the spool (the writer's events wake it)
+DONE_WAIT = 2.0  # end_run, once all is acknowledged: for the writer to mark the run done
 
 _now_ms = time.time_ns
 
@@ -67,6 +70,19 @@ def env_tags() -> dict[str, str]:
 
 def _ms() -> int:
     return _now_ms() // 1_000_000
+
+
+class WaitStats:
+    """How the last wait for the writer went: ``rounds`` it looked again, ``woken`` of them by
+    the writer's events pipe, ``timed_out`` by the safety interval instead (see Run._pause)."""
+
+    __slots__ = ("rounds", "woken", "timed_out")
+
+    def __init__(self) -> None:
+        self.rounds = self.woken = self.timed_out = 0
+
+    def __repr__(self) -> str:
+        return f"WaitStats(rounds={self.rounds}, woken={self.woken}, timed_out={self.timed_out})"
 
 
 class Run:
@@ -155,6 +171,8 @@ class Run:
         self._run_id = run_id
         self._experiment_id: str | None = None
         self._writer: subprocess.Popen[bytes] | None = None
+        self._events: int | None = None  # the read end of the writer's events pipe
+        self.last_wait = WaitStats()
         if spawn_writer:
             self._spawn_writer()
 
@@ -188,6 +206,8 @@ class Run:
         self._run_id = start.get("run_id")
         self._experiment_id = None
         self._writer = None
+        self._events = None
+        self.last_wait = WaitStats()
         return self
 
     def begin(self, ts_ms: int | None = None) -> int:
@@ -212,10 +232,12 @@ class Run:
     # --- the writer -----------------------------------------------------------------------------
     def _spawn_writer(self) -> None:
         assert self.spool.fd is not None
+        self._close_events()
         try:
             log = open(self.spool.dir / "writer.log", "ab")  # noqa: SIM115 - handed to the child
         except OSError:
             log = subprocess.DEVNULL  # type: ignore[assignment]
+        events_r, events_w = os.pipe()  # the writer says when something changed (writer.py)
         try:
             self._writer = subprocess.Popen(
                 [
@@ -224,25 +246,37 @@ class Run:
                     "nbops.tracking.writer",
                     str(self.spool.dir),
                     str(self.spool.fd),
+                    str(events_w),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,
-                pass_fds=(self.spool.fd,),
+                pass_fds=(self.spool.fd, events_w),
                 start_new_session=True,
                 close_fds=True,
                 cwd=os.getcwd(),
             )
         except OSError as exc:  # no process could be started: the data stays spooled
             self._writer = None
+            os.close(events_r)
             self._warn_once(
                 "spawn",
                 f"could not start the writer ({exc}); the values stay in {self.spool.dir} "
                 "and `nbops sync` delivers them",
             )
+        else:
+            os.set_blocking(events_r, False)
+            self._events = events_r
         finally:
+            os.close(events_w)  # only the writer holds it: its exit is EOF here
             if not isinstance(log, int):
                 log.close()
+
+    def _close_events(self) -> None:
+        fd, self._events = self._events, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _wake(self) -> None:
         w = self._writer
@@ -468,19 +502,72 @@ class Run:
         """End the run with ``status`` and wait (up to ``timeout`` s) for the writer to deliver
         everything. The end is durable before the wait: the snapshot and the ``end`` record are
         in the spool, and what the wait does not see delivered the writer delivers after this
-        process is gone (``nbops sync`` if it cannot). ``quiet``: no warning when it times out."""
-        status = str(status).upper()
-        if status not in STATUSES:
-            raise InvalidInput(
-                f"status {status!r} is not one of {', '.join(STATUSES)}",
-                "use FINISHED, FAILED or KILLED",
-            )
+        process is gone (``nbops sync`` if it cannot). The wait is over when the writer says the
+        run is done (its events pipe), not when it has exited. ``quiet``: no warning when it
+        times out."""
+        status = self._check_status(status)
         if self.status != "RUNNING":
             return True
         if self.attached:  # the owner of the spool ends the run; nothing is waiting here
             self.status = status
             self.spool.close()
             return True
+        self._append_end(status)
+        if not self.owns_writer:
+            return True  # whoever delivers this spool (the pipeline runner) finishes the run
+        target = self.spool.size()
+        self._wake()
+        ok = self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout, quiet=quiet)
+        if ok and not self.spool.is_done():
+            # all acknowledged: the writer marks the run done right after (its next event);
+            # one that could not deliver the end itself (refused) goes on to exit
+            with contextlib.suppress(StoreUnavailable):
+                self._wait_for(
+                    lambda: self.spool.is_done() or not self._writer_alive(),
+                    DONE_WAIT,
+                    "finish the run",
+                )
+        self._detach()
+        return ok
+
+    def hand_off(self, status: str, timeout: float = 0.0, reason: str | None = None) -> bool:
+        """End the run for a process that is going away, and let go at once: the snapshot and
+        the ``end`` record are appended (durable), and the writer, which runs in its own session
+        and outlives this process, delivers them and ends the run by itself (one is started now
+        if none is running; ``nbops sync`` if it cannot). ``timeout`` > 0 waits that long for
+        the delivery first, silently. ``reason`` goes to ``nbops.end_reason``. True if the run
+        was complete in the store on return."""
+        if self.status != "RUNNING":
+            return True
+        status = self._check_status(status)
+        if self.attached:
+            return self.end(status)
+        if reason:
+            self.spool.append(Tag(tag_names.END_REASON, reason))
+        self._append_end(status)
+        if not self.owns_writer:
+            return True
+        done = False
+        if timeout > 0:
+            target = self.spool.size()
+            self._wake()
+            done = self._wait_delivered(target, timeout, quiet=True)
+        elif not self._writer_alive() and not self.spool.is_done():
+            self._spawn_writer()  # it sees this process let go at once, and finishes the run
+        self._detach()
+        return done or self.spool.is_done()
+
+    def _check_status(self, status: str) -> str:
+        status = str(status).upper()
+        if status not in STATUSES:
+            raise InvalidInput(
+                f"status {status!r} is not one of {', '.join(STATUSES)}",
+                "use FINISHED, FAILED or KILLED",
+            )
+        return status
+
+    def _append_end(self, status: str) -> None:
+        """The notebook snapshot and the end record, in the spool (durable at once)."""
         snap = self.snapshot if self.snapshot is not None and self.snapshot.is_file() else None
         snap = snap or (self.notebook if self.notebook is not None else None)
         if snap is not None and snap.is_file():
@@ -489,36 +576,18 @@ class Run:
                 self.spool.append(Artifact(stored, "notebook", is_copy))
         self.spool.append(End(status, self.ended_ms or _ms()))
         self.status = status
-        if not self.owns_writer:
-            return True  # whoever delivers this spool (the pipeline runner) finishes the run
-        target = self.spool.size()
-        self._wake()
-        ok = self._wait_delivered(target, DEFAULT_WAIT if timeout is None else timeout, quiet=quiet)
-        self._detach(0.5 if ok else 0.0)
-        return ok
 
-    def hand_off(self, status: str, timeout: float, reason: str | None = None) -> bool:
-        """End the run for a process that is going away: like :meth:`end`, waiting at most
-        ``timeout`` s and silently; ``reason`` goes to ``nbops.end_reason``."""
-        if self.status != "RUNNING":
-            return True
-        if reason and not self.attached:
-            self.spool.append(Tag(tag_names.END_REASON, reason))
-        return self.end(status, timeout, quiet=True)
-
-    def _detach(self, wait: float = 0.5) -> None:
-        """Let go of the spool: the writer finishes on its own, or leaves it for nbops sync."""
+    def _detach(self) -> None:
+        """Let go of the spool: the writer finishes on its own (its pipe at EOF tells it this
+        process let go), or leaves it for nbops sync. Its exit (MLflow's teardown, most of a
+        second) is never waited for."""
         self.id_if_ready()
         w = self._writer
         if w is not None and w.stdin is not None:
             with contextlib.suppress(OSError, ValueError):
-                w.stdin.close()
+                w.stdin.close()  # EOF wakes it too
         self.spool.close()
-        if w is not None and wait > 0 and not self.spool.is_done():
-            # the writer is still finishing the run: give it a moment, so that its spool can
-            # be tidied here; once the run is done, its exit (MLflow's teardown) is not waited
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                w.wait(timeout=wait)
+        self._close_events()
         if self.spool.dir.exists() and self.spool.state().get("state") == "done":
             import shutil
 
@@ -540,6 +609,9 @@ class Run:
 
     def _wait_for(self, done: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
+        stats = self.last_wait = WaitStats()
+        if not self._drain_events():  # what the writer said before now is no news
+            self._close_events()
         delay = 0.002
         while not done():
             st = self.spool.state()
@@ -571,15 +643,55 @@ class Run:
                         f"before it could {what}; see {self.spool.dir / 'writer.log'}",
                         "run `nbops sync` to deliver the spooled data",
                     )
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise StoreUnavailable(
                     f"timed out after {timeout:.0f} s waiting for the store to {what} "
                     f"(run {self._run_id or self.local_id}, store {server(self.uri)})",
                     "the data stays spooled and is delivered in the background; "
                     "raise NBOPS_FLUSH_TIMEOUT for slow stores",
                 )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            stats.rounds += 1
+            if self._events is not None:
+                # the writer says when anything changed, and its exit is EOF: no poll interval.
+                # The safety interval only matters when someone else (nbops sync) took over.
+                if self._pause(min(left, SAFETY_S)):
+                    stats.woken += 1
+                else:
+                    stats.timed_out += 1
+            else:  # no writer of ours to tell us (one that could not start, or has exited)
+                time.sleep(min(delay, left))
+                delay = min(delay * 1.5, 0.05)
+                stats.timed_out += 1
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the writer's next event; True if it came (or the writer
+        exited: the pipe is closed, and the next round sees why)."""
+        fd = self._events
+        assert fd is not None
+        ready, _, _ = select.select([fd], [], [], seconds)
+        if not ready:
+            return False
+        if not self._drain_events():
+            self._close_events()  # EOF: the writer has gone
+        return True
+
+    def _drain_events(self) -> bool:
+        """Read what the events pipe holds without waiting; False at EOF (the writer has gone)."""
+        fd = self._events
+        if fd is None:
+            return True
+        try:
+            while True:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    return False
+                if len(chunk) < 4096:
+                    return True
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
 
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._warned:

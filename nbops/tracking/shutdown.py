@@ -8,9 +8,13 @@ loky executor, a user's) runs before it; when they take longer than the grace pe
 arrives before nbops' own exit hook and the run ended KILLED without its notebook snapshot.
 
 So in a kernel the run is ended where the kernel learns it is going away, and ending is a hand-off:
-the notebook snapshot and the ``end`` record are appended to the spool (durable at once), the
-writer is given a moment to deliver them, and whatever is left is delivered by the writer, which
-runs in its own session and outlives the kernel (``nbops sync`` if it cannot):
+the notebook snapshot and the ``end`` record are appended to the spool (durable at once) and the
+kernel lets go at once; the writer, which runs in its own session and outlives the kernel, delivers
+them and ends the run by itself (one is started if none is running; ``nbops sync`` if it cannot).
+The kernel does not wait for the store: papermill returns as fast as for an untracked notebook,
+and the run is complete in the store once the writer is done (a fresh writer is still importing
+MLflow for a second or two). ``NBOPS_EXIT_GRACE`` (seconds, default 0) makes the kernel wait that
+long for the delivery first, for a caller that reads the run the moment papermill returns:
 
 * ``shutdown_request`` (the kernel's ``do_shutdown``, wrapped): FINISHED when no cell is running;
 * SIGTERM: the same, then the signal's previous disposition (the kernel still dies of it);
@@ -32,7 +36,7 @@ from typing import Any
 
 from nbops import envvars
 
-GRACE_S = envvars.seconds(envvars.EXIT_GRACE, 1.5)
+GRACE_S = envvars.seconds(envvars.EXIT_GRACE, 0.0)
 
 _installed = False
 _busy = False
@@ -98,7 +102,8 @@ def _post_run_cell(*_: Any) -> None:
 
 def end_now(why: str) -> None:
     """End the active run for a kernel that is going away: FINISHED when it is idle, KILLED
-    (with the reason) when a cell is still running. Never raises, never waits long."""
+    (with the reason) when a cell is still running. Never raises; waits for nothing (unless
+    NBOPS_EXIT_GRACE says so): the writer finishes the run after the kernel is gone."""
     from nbops.tracking import fluent
     from nbops.tracking.run import FINISHED, KILLED
 

@@ -1,7 +1,12 @@
 """The writer process: one per run, started by the logging process, owning the store connection.
 
-``python -m nbops.tracking.writer SPOOL_DIR LOCK_FD``, stdin a pipe from the logging process.
-The logging process never imports MLflow and never waits for it; this process imports MLflow,
+``python -m nbops.tracking.writer SPOOL_DIR LOCK_FD [EVENTS_FD]``, stdin a pipe from the logging
+process (a byte wakes the writer, EOF says the logging process let go or died). EVENTS_FD, when
+given, is the write end of a pipe the logging process reads: one byte after every step that
+changed what it may be waiting for (the run created, records acknowledged, the store unreachable,
+the run done), so that ``end_run`` and ``flush`` wait on it instead of polling files; its EOF says
+the writer has gone. The logging process never imports MLflow and never waits for it; this
+process imports MLflow,
 creates the run, captures git and environment, tails the spool and delivers it in batches. When
 the pipe reaches EOF without an end record (the kernel was killed), it delivers what is left and
 marks the run KILLED. If the store is unreachable it retries with back-off (at most MAX_BACKOFF s
@@ -14,6 +19,7 @@ given up at once. What is left stays in the spool for ``nbops sync`` or the next
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -36,6 +42,35 @@ IDLE_POLL = 0.1
 BUSY_POLL = 0.01
 MAX_BACKOFF = 15.0
 LINGER_S = 300.0  # retrying after the logging process is gone, once the store was reached
+
+
+class Events:
+    """The write end of the logging process' events pipe (see the module's docstring). Never
+    blocks and never fails: a full pipe already says "look", a closed one has no reader."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        if fd is not None:
+            try:
+                os.set_blocking(fd, False)
+            except OSError:
+                self.fd = None
+
+    def ping(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, b".")
+        except BlockingIOError:
+            pass  # unread bytes are waiting already
+        except OSError:  # the logging process is gone (EPIPE): nobody to tell
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
 
 
 class RunContextProbe:
@@ -67,7 +102,15 @@ class RunContextProbe:
         capture.append_to(spool, self.context or capture.run_context(self.cwd))
 
 
-def serve(spool: Spool, owner_fd: int) -> int:
+def serve(spool: Spool, owner_fd: int, events_fd: int | None = None) -> int:
+    events = Events(events_fd)
+    try:
+        return _serve(spool, owner_fd, events)
+    finally:
+        events.close()  # EOF for the logging process: this writer has gone
+
+
+def _serve(spool: Spool, owner_fd: int, events: Events) -> int:
     start = spool.start_record()
     # capture once, right after the run exists (not again if the writer is restarted)
     needs_capture = bool(start.get("capture")) and spool.run_info() is None
@@ -94,17 +137,21 @@ def serve(spool: Spool, owner_fd: int) -> int:
         failing = False
         unreachable = False
         moved = 0
+        changed = False  # something the logging process may be waiting for: ping it
         try:
             if store is None:
                 spool.set_state("connecting")
                 store = TrackingStore(uri)
             if delivery is None:
                 delivery = Delivery(spool, store)
-            if probe is not None:
+            if delivery.run_id is None:
                 delivery.ensure_run()
+                events.ping()  # the run exists: `run.id` need not wait for the first batch
+            if probe is not None:
                 probe.append_to(spool)
                 probe = None
             moved = delivery.pump()
+            changed = moved > 0
             reached = True
             if moved and spool.fd is not None and time.monotonic() - last_sync > FSYNC_S:
                 # undelivered lines survive a power cut too; not more often, as fsync holds
@@ -119,6 +166,7 @@ def serve(spool: Spool, owner_fd: int) -> int:
             if state != last_state:
                 spool.set_state("ok", run_id=delivery.run_id, dropped=delivery.dropped[-20:])
                 last_state = state
+                changed = True
             if not recovered and delivery.caught_up():
                 recovered = True
                 _recover_others(spool, uri, store)
@@ -143,12 +191,16 @@ def serve(spool: Spool, owner_fd: int) -> int:
                 hint=hint,
             )
             last_state = ""
+            changed = True
             print(f"nbops writer: {msg}", file=sys.stderr, flush=True)
         if delivery is not None and delivery.ended and delivery.caught_up():
             spool.finish(delivery.run_id)
-            if owner_gone:  # the logging process let go (a kernel that has exited): tidy up
-                spool.remove()
+            events.ping()  # end_run returns now, not when this process has exited
+            if owner_gone or _owner_gone(owner_fd):
+                spool.remove()  # the logging process let go (a kernel that has exited): tidy up
             return 0
+        if changed:
+            events.ping()
         if owner_gone:
             if failing:
                 retries_after_owner += 1
@@ -188,6 +240,19 @@ def serve(spool: Spool, owner_fd: int) -> int:
         if ready and not os.read(owner_fd, 65536):
             owner_gone = True
             gone_at = time.monotonic()
+
+
+def _owner_gone(owner_fd: int) -> bool:
+    """Whether the logging process has let go already (its pipe at EOF), without waiting."""
+    try:
+        while True:
+            ready, _, _ = select.select([owner_fd], [], [], 0)
+            if not ready:
+                return False
+            if not os.read(owner_fd, 65536):
+                return True
+    except OSError:
+        return True
 
 
 def pause_unlocked(spool: Spool, seconds: float) -> bool:
@@ -238,8 +303,9 @@ def _describe(exc: BaseException) -> str:
 
 def main(argv: list[str]) -> int:
     spool = Spool(Path(argv[0]), int(argv[1]))
+    events_fd = int(argv[2]) if len(argv) > 2 else None
     try:
-        return serve(spool, sys.stdin.fileno())
+        return serve(spool, sys.stdin.fileno(), events_fd)
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         return 4
