@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -66,6 +68,7 @@ class TrackMagics(Magics):
         self.sources_logged: set[tuple[str, str, int]] = set()
         self.recorder = infer_record.Recorder()
         self.failed_start: str | None = None  # why the last %track start failed
+        self.deferred: Callable[[], None] | None = None  # a cell's logging after post_execute
 
     # --- helpers ------------------------------------------------------------------------------
     @property
@@ -188,6 +191,7 @@ class TrackMagics(Magics):
 
     def _track(self, line: str, cell: str | None) -> Any:
         __tracebackhide__ = True  # noqa: F841
+        self.flush_deferred()
         try:
             args = parse_argstring(self.track, line)
         except UsageError as exc:
@@ -300,7 +304,7 @@ class TrackMagics(Magics):
             reason = exc.message if isinstance(exc, NbopsError) else f"{type(exc).__name__}: {exc}"
             self._warn_once("start", f"tracking is off for this cell: {reason}")
             run = None
-        catcher = None
+        catcher: Any = None
         if run is not None and not args.no_figures:
             from nbops.ipython.figures import FigureCatcher
 
@@ -324,15 +328,52 @@ class TrackMagics(Magics):
             self.recorder.stop()
         duration = time.perf_counter() - t0
         if run is not None:
+
+            def log() -> None:
+                try:
+                    if catcher is not None:
+                        catcher.finish()
+                    self._log_cell(run, args, step, cell, cell_plan, duration, catcher)
+                except Exception as exc:  # noqa: BLE001 - nbops never breaks the user's cell
+                    self._warn_once(
+                        f"cell:{type(exc).__name__}", f"could not log cell {step}: {exc}"
+                    )
+
             try:
-                if catcher is not None:
-                    catcher.__exit__(None, None, None)
-                self._log_cell(run, args, step, cell, cell_plan, duration, catcher)
-            except Exception as exc:  # noqa: BLE001 - nbops never breaks the user's cell
+                deferred = catcher is not None and catcher.stop(defer=True)
+            except Exception as exc:  # noqa: BLE001
                 self._warn_once(f"cell:{type(exc).__name__}", f"could not log cell {step}: {exc}")
+                deferred = False
+            if deferred:
+                self._defer(log)
+            else:
+                log()
         if error is not None:
             raise error
         return result
+
+    def _defer(self, log: Callable[[], None]) -> None:
+        """Log the cell once IPython's ``post_execute`` has run the inline backend's
+        ``flush_figures`` (registered before this, so it runs first): the figures the cell left
+        open are logged as the PNGs it renders for the notebook, not rendered a second time."""
+        shell: Any = self.shell
+
+        def once() -> None:
+            if self.deferred is once:
+                self.deferred = None
+            with contextlib.suppress(ValueError):
+                shell.events.unregister("post_execute", once)
+            log()
+
+        self.deferred = once
+        shell.events.register("post_execute", once)
+
+    def flush_deferred(self) -> None:
+        """Log a cell whose logging still waits for ``post_execute`` (a %%track cell run
+        through ``run_cell_magic`` outside a cell, then another %%track or %track)."""
+        pending = self.deferred
+        if pending is not None:
+            pending()
 
     def _parse(self, cell: str) -> tuple[ast.Module, str]:
         shell: Any = self.shell
