@@ -493,6 +493,7 @@ def bench_track_cell(tmp: Path) -> None:
 # --- 6. a tracked notebook's exit; end_run of a delivered run -----------------------------------
 N_EXIT = 3  # papermill executions per side, interleaved (median)
 N_END = 5  # end_run calls timed per side (median)
+EXIT_WORK_S = 3.0  # the cell before the last in the second exit figure
 
 EXIT_NOTEBOOKS = """
 import json, os, sqlite3, sys, time
@@ -512,11 +513,12 @@ def finished_at(db, deadline):
         if db.is_file():
             con = sqlite3.connect(db, timeout=30)
             try:
-                if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
-                    row = con.execute("SELECT status FROM runs").fetchone()
-                    n = con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
-                    if row and row[0] == "FINISHED" and n >= 100:
-                        return time.time()
+                row = con.execute("SELECT status FROM runs").fetchone()
+                n = con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+                if row and row[0] == "FINISHED" and n >= 100:
+                    return time.time()
+            except sqlite3.OperationalError:
+                pass  # the writer is still creating the store's schema
             finally:
                 con.close()
         time.sleep(0.01)
@@ -536,6 +538,8 @@ for i in range(int(sys.argv[2])):
                      "for i in range(100):\\n    nbops.log_metric('m', i * 0.5, step=i)", last]
         else:  # the same notebook, untracked
             cells = ["pass", "pass", "for i in range(100):\\n    float(i * 0.5)", last]
+        if float(sys.argv[3]):  # a cell of real work first: the writer has started meanwhile
+            cells.insert(-1, f"import time\\ntime.sleep({sys.argv[3]})")
         notebook(root / "nb.ipynb", cells)
         papermill.execute_notebook(str(root / "nb.ipynb"), str(root / "out.ipynb"),
                                    cwd=str(root), progress_bar=False)
@@ -580,15 +584,16 @@ print(json.dumps(dict(times=times)))
 """
 
 
-def bench_exit(tmp: Path) -> None:
-    base = tmp / "exit"
+def bench_exit(tmp: Path, work_s: float = 0.0) -> None:
+    base = tmp / f"exit-{work_s:g}"
     base.mkdir()
     load = os.getloadavg()[0]
-    r = child(EXIT_NOTEBOOKS, base_env(), cwd=tmp, args=(str(base), str(N_EXIT)))
+    r = child(EXIT_NOTEBOOKS, base_env(), cwd=tmp, args=(str(base), str(N_EXIT), str(work_s)))
     tracked, plain = statistics.median(r["tracked"]), statistics.median(r["plain"])
     complete = [c for c in r["complete"] if c is not None]
     record(
-        "last cell -> papermill returns (tracked notebook)",
+        "last cell -> papermill returns (tracked notebook"
+        + (f", after a {work_s:g} s cell)" if work_s else ", all cells instant)"),
         f"{tracked:.2f} s",
         "<= 0.3 s, run complete in the store shortly after",
         tracked <= 0.3 and len(complete) == len(r["complete"]),
@@ -600,8 +605,13 @@ def bench_exit(tmp: Path) -> None:
         + ", ".join(f"{t:.2f}" for t in r["plain"])
         + " s); run FINISHED with its 100 values in the store "
         + ", ".join("never" if c is None else f"{c:.2f}" for c in r["complete"])
-        + f" s after the last cell (the writer, still importing MLflow, finishes it after "
-        f"the kernel is gone); load {load:.2f} -> {os.getloadavg()[0]:.2f}",
+        + " s after the last cell (the writer finishes it after the kernel is gone"
+        + (
+            "; here it was still importing MLflow and creating the new store's schema"
+            if not work_s
+            else ""
+        )
+        + f"); load {load:.2f} -> {os.getloadavg()[0]:.2f}",
     )
 
 
@@ -697,7 +707,10 @@ def write_results(elapsed: float) -> None:
         "again with an on-disk history file for the details line.",
         f"- exit: {N_EXIT} interleaved pairs of `papermill.execute_notebook` runs (one process) "
         "of a 4-cell notebook, tracked (`%load_ext nbops`, `%track start`, 100 `log_metric`) "
-        "and the same notebook untracked; the last cell writes `time.time()`, taken from the "
+        "and the same notebook untracked, then again with a "
+        f"{EXIT_WORK_S:g} s cell before the last (the writer has started by the kernel's exit, "
+        "as in any notebook that works for a few seconds); the last cell writes `time.time()`, "
+        "taken from the "
         "moment `execute_notebook` returns; then the store is polled until the run is FINISHED "
         "with its 100 values.",
         f"- end_run: {N_END} runs per side in fresh processes: `start_run`, wait for the run "
@@ -755,7 +768,8 @@ def main(argv: list[str]) -> None:
         if "cell" in only:
             bench_track_cell(tmp)
         if "exit" in only:
-            bench_exit(tmp)
+            bench_exit(tmp)  # the writer is still importing MLflow as the kernel exits
+            bench_exit(tmp, EXIT_WORK_S)  # it has started: the usual case
         if "end_run" in only:
             bench_end_run(tmp, peer_uri)
     elapsed = time.perf_counter() - t0
