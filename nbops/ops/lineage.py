@@ -75,7 +75,7 @@ def prefixed(run_tags: dict[str, str], prefix: str) -> dict[str, str]:
 
 def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
     """(model version info or None, run id) for NAME@ALIAS, NAME/VERSION or a run id."""
-    from nbops.ops import names, registry
+    from nbops.ops import names
 
     if not isinstance(target, str) or not target:
         raise InvalidInput(
@@ -85,6 +85,8 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, str]:
         names.run_id(target, "run (or NAME@ALIAS, NAME/VERSION)")
         _read_store().get_run(target)  # NotFound naming it
         return None, target
+    from nbops.ops import registry  # (its gates' config models cost 0.2 s to import)
+
     store = _store()  # the model registry: through MLflow
     mv = None
     if "@" in target:

@@ -17,13 +17,15 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops import tags
 from nbops.comparisons import compare_runs
 from nbops.errors import InvalidInput, NotFound
 from nbops.mlflow.readers import bounds as limits
-from nbops.mlflow.readers import models as m
+
+if TYPE_CHECKING:  # the pydantic models cost 0.1-0.2 s to import: on first use
+    from nbops.mlflow.readers import models as m
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SUMMARY_TAGS = (tags.STAGE, tags.RERUN_OF, tags.MLFLOW_PARENT_RUN_ID, tags.NOTEBOOK)
@@ -127,6 +129,8 @@ def summarize(
     metrics: dict[str, float | None],
     run_tags: dict[str, str],
 ) -> m.RunSummary:
+    from nbops.mlflow.readers import models as m
+
     # built from store rows, not user input: no validation pass (a page is 100 of these)
     return m.RunSummary.model_construct(
         run_id=run_id,
@@ -278,6 +282,8 @@ class Reader(ABC):
         page_token: str | None,
     ) -> m.RunList:
         """GET /nbops/api/runs: the whole answer, as the handler sends it."""
+        from nbops.mlflow.readers import models as m
+
         limits.text("experiment", experiment or "")
         limits.search(filter_string, order_by, max_results)
         ids = self.experiment_ids(experiment)
@@ -294,6 +300,8 @@ class Reader(ABC):
     def compare(self, run_ids: list[str]) -> m.RunComparison:
         """The Compare panel's answer: :func:`nbops.comparisons.compare_runs` of the runs, with
         each metric's history (downsampled) for the charts."""
+        from nbops.mlflow.readers import models as m
+
         runs = self.summaries(run_ids)
         ids = [r.run_id for r in runs]
         cmp = compare_runs({r.run_id: r.params for r in runs}, {r.run_id: r.metrics for r in runs})

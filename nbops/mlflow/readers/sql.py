@@ -21,12 +21,11 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nbops import tags as tag_names
 from nbops.errors import NotFound
 from nbops.mlflow.readers import bounds as limits
-from nbops.mlflow.readers import models as m
 from nbops.mlflow.readers.base import (
     SUMMARY_TAGS,
     ExperimentRecord,
@@ -43,6 +42,9 @@ from nbops.mlflow.readers.base import (
     summarize,
 )
 from nbops.mlflow.readers.sqlfilter import SQLITE, Dialect, Untranslatable, translate
+
+if TYPE_CHECKING:  # the pydantic models cost 0.1-0.2 s to import: on first use
+    from nbops.mlflow.readers import models as m
 
 log = logging.getLogger("nbops.server")
 
@@ -157,6 +159,8 @@ class SqlReader(Reader):
         return [e for e in exps if self._allowed([e.experiment_id])]
 
     def _experiments(self) -> list[m.Experiment]:
+        from nbops.mlflow.readers import models as m
+
         rows = self._rows(
             "SELECT e.experiment_id, e.name, COUNT(r.run_uuid), MAX(r.start_time)"
             " FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.experiment_id"
@@ -348,6 +352,8 @@ class SqlReader(Reader):
         return self._either(direct, lambda c: c.run_info(run_id))
 
     def metric_history(self, run_id: str, key: str) -> list[m.MetricPoint]:
+        from nbops.mlflow.readers import models as m
+
         def direct() -> list[m.MetricPoint]:
             self._check_runs([run_id])
             rows = self._rows(
