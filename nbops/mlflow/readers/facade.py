@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from nbops import project
-from nbops.errors import NotFound
 from nbops.mlflow.readers.base import ExperimentRecord, Reader, RunRecord
 from nbops.mlflow.readers.sql import SqlReader
 
@@ -55,26 +54,25 @@ class ReadStore:
         if isinstance(reader, SqlReader):
             reader.shown = self.shown  # its NotFound names the store as the facade does
         self.artifact_root = project.artifact_root_for(uri)
-        self._experiments: list[ExperimentRecord] | None = None
 
     def __repr__(self) -> str:
         return f"ReadStore({self.shown!r}, {type(self.reader).__name__})"
 
     # --- experiments ------------------------------------------------------------------------
     def experiments(self) -> list[ExperimentRecord]:
-        """Every active experiment of the store (with its tags)."""
-        if self._experiments is None:
-            self._experiments = self.reader.all_experiments()
-        return list(self._experiments)
+        """Every active experiment of the store (with its tags), read anew each time (one
+        query): a notebook's process sees the experiments created after it started."""
+        return self.reader.all_experiments()
 
-    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+    def get_experiment(self, experiment_id: str) -> Any:
+        """The experiment with this id; one that is not active (deleted, or none: NotFound)
+        is asked of the facade, which answers as before."""
         for e in self.experiments():
             if e.experiment_id == str(experiment_id):
                 return e
-        raise NotFound(
-            f"experiment {experiment_id!r} does not exist in {self.shown}",
-            "list experiments with `nbops runs` or in the Runs panel",
-        )
+        from nbops.mlflow.store import open_store
+
+        return open_store(self.uri).get_experiment(experiment_id)
 
     def experiment_by_name(self, name: str) -> ExperimentRecord | None:
         return next((e for e in self.experiments() if e.name == name), None)
