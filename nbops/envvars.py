@@ -43,6 +43,7 @@ ZYGOTE = "NBOPS_ZYGOTE"  # "0": launch each stage kernel the usual way, not fork
 DASK = "NBOPS_DASK"  # the dask scheduler `nbops run` sends stages to (tcp://HOST:8786, local:N)
 WORKER_CACHE = "NBOPS_WORKER_CACHE"  # on a dask worker: the folder of its blob cache
 DEBUG = "NBOPS_DEBUG"  # 1: an unexpected CLI error shows its traceback
+READ_PATH = "NBOPS_READ_PATH"  # mlflow: read commands go through MLflow's client
 EXIT_GRACE = "NBOPS_EXIT_GRACE"  # seconds a kernel's exit waits for its runs to end
 EXIT_FLUSH_TIMEOUT = "NBOPS_EXIT_FLUSH_TIMEOUT"  # seconds the exit waits for delivery
 FLUSH_TIMEOUT = "NBOPS_FLUSH_TIMEOUT"  # seconds end_run waits for delivery

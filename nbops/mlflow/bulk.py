@@ -40,10 +40,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from nbops.tags import MLFLOW_RUN_NAME
+
 log = logging.getLogger("nbops.mlflow")
 
 MAX_FLOAT = 1.7976931348623157e308  # what MLflow stores for +inf (and its negative for -inf)
-MLFLOW_RUN_NAME = "mlflow.runName"
 BUSY_TIMEOUT_S = 30.0
 _KEY_CHUNK = 500  # keys per IN (...) query, as MLflow batches them
 

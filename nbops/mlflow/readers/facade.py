@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from nbops import project
+from nbops import envvars, project
 from nbops.mlflow.readers.base import ExperimentRecord, Reader, RunRecord
 from nbops.mlflow.readers.sql import SqlReader
 
 if TYPE_CHECKING:
     from nbops.mlflow.store import TrackingStore
 
-READ_PATH = "NBOPS_READ_PATH"
+READ_PATH = envvars.READ_PATH
 """``mlflow``: the read commands read through MLflow (the facade) even on the embedded store."""
 
 
