@@ -6,6 +6,7 @@ whole command line well below what the OS accepts."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,9 @@ def rerun(
         **_env(root, uri),
         envvars.TAGS: json.dumps({tags.RERUN_OF: run_id}),
         envvars.NOTEBOOK: str(nb),
+        # the job then looks for the run this re-run made: its kernel waits (a little) for the
+        # writer to create it rather than exiting at once (the default for notebooks)
+        envvars.EXIT_GRACE: os.environ.get(envvars.EXIT_GRACE) or "2",
     }
     return Launch("rerun", argv, nb.parent, env, run_id, None, None)
 

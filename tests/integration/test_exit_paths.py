@@ -37,7 +37,9 @@ def _runs(db: Path) -> list[dict[str, Any]]:
         return []
     con = sqlite3.connect(db, timeout=30)
     try:
-        out = []
+        out: list[dict[str, Any]] = []
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+            return out  # the writer outlives the kernel: it may not have made the schema yet
         for run_id, status in con.execute("SELECT run_uuid, status FROM runs"):
             metrics = dict(
                 con.execute(
