@@ -100,8 +100,32 @@ def outputs_text(cell: Any) -> str:
     return "".join(parts)
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free port for a server a test starts, below the range the kernel hands out for port 0.
+
+    Kernels (jupyter_client binds port 0) and outgoing connections take their ports from that
+    range: a server a test kills and later restarts on the same port would otherwise find a
+    kernel's control socket there meanwhile, and the client retrying the dead server would send
+    HTTP into it (the kernel then logs a `DELIM not in msg_list` traceback)."""
+    import random
+
+    high = min(_ephemeral_low(), 32768) - 1
+    for _ in range(500):
+        port = random.randint(20000, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a machine with the whole range taken: any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import secrets
-import select
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from nbops import tags as tag_names  # `tags` is a parameter name here
 from nbops.errors import AccessDenied, InvalidInput, NbopsError, NotFound, StoreUnavailable
 from nbops.mlflow.credentials import server
 from nbops.tracking import validate
+from nbops.tracking.fdwait import readable
 from nbops.tracking.spool import (
     Artifact,
     Began,
@@ -669,8 +669,7 @@ class Run:
         exited: the pipe is closed, and the next round sees why)."""
         fd = self._events
         assert fd is not None
-        ready, _, _ = select.select([fd], [], [], seconds)
-        if not ready:
+        if not readable(fd, seconds):
             return False
         if not self._drain_events():
             self._close_events()  # EOF: the writer has gone

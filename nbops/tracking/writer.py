@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import select
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbops import envvars
+from nbops.tracking.fdwait import readable
 from nbops.tracking.spool import Spool
 
 if TYPE_CHECKING:
@@ -236,8 +236,7 @@ def _serve(spool: Spool, owner_fd: int, events: Events) -> int:
         timeout = backoff if failing else (BUSY_POLL if moved else IDLE_POLL)
         if failing:
             backoff = min(backoff * 2, MAX_BACKOFF)
-        ready, _, _ = select.select([owner_fd], [], [], timeout)
-        if ready and not os.read(owner_fd, 65536):
+        if readable(owner_fd, timeout) and not os.read(owner_fd, 65536):
             owner_gone = True
             gone_at = time.monotonic()
 
@@ -246,8 +245,7 @@ def _owner_gone(owner_fd: int) -> bool:
     """Whether the logging process has let go already (its pipe at EOF), without waiting."""
     try:
         while True:
-            ready, _, _ = select.select([owner_fd], [], [], 0)
-            if not ready:
+            if not readable(owner_fd, 0):
                 return False
             if not os.read(owner_fd, 65536):
                 return True
