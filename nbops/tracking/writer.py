@@ -299,7 +299,35 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
+WRITER_NICE = 10  # the notebook's cells (and their BLAS/OpenMP threads) come first
+
+
+def lower_priority() -> int:
+    """Yield the CPU to the logging process: the writer's work (importing MLflow, most of a
+    second of CPU, and delivery) runs beside the notebook's cells on the same cores, and a cell
+    whose threads are preempted by it can take several times as long. At niceness 10 the
+    writer gets about a tenth of a contended core, all of an idle one. ``NBOPS_WRITER_NICE``
+    sets the increment (0: none); returns the niceness now."""
+    raw = os.environ.get(envvars.WRITER_NICE, "").strip()
+    try:
+        step = int(raw) if raw else WRITER_NICE
+    except ValueError:
+        print(
+            f"nbops writer: {envvars.WRITER_NICE}={raw[:20]!r} is not a whole number from 0 to "
+            f"19; using {WRITER_NICE}",
+            file=sys.stderr,
+            flush=True,
+        )
+        step = WRITER_NICE
+    step = max(0, min(step, 19))
+    try:
+        return os.nice(step) if step else os.nice(0)
+    except OSError:
+        return 0
+
+
 def main(argv: list[str]) -> int:
+    lower_priority()
     spool = Spool(Path(argv[0]), int(argv[1]))
     events_fd = int(argv[2]) if len(argv) > 2 else None
     try:
