@@ -23,6 +23,7 @@ import ast
 from collections.abc import Iterator
 
 from nbops.ipython import infer_rules as rules
+from nbops.ipython.astwalk import children, memo, walk
 from nbops.ipython.infer_metrics import MetricSites
 from nbops.ipython.infer_plan import (
     MAX_PARAM_TEXT,
@@ -61,13 +62,11 @@ MUTATORS = frozenset(
 
 
 def _stores(target: ast.AST) -> list[str]:
-    return [
-        n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-    ]
+    return [n.id for n in walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
 
 
 def _loads(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return {n.id for n in walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
 class _Facts:
@@ -79,7 +78,7 @@ class _Facts:
         self.flow: dict[str, set[str]] = {}  # name -> names computed from it
         self.reads: dict[str, list[tuple[str, str, int]]] = {}  # name -> (context, callee, line)
         self.loop_sizes: dict[str, int] = {}  # name -> line of a training loop it sizes
-        for node in ast.walk(tree):
+        for node in walk(tree):
             self._bindings(node)
         self._visit(tree, [])
 
@@ -111,7 +110,7 @@ class _Facts:
             for sources, targets in _loop_pairs(node.target, node.iter):
                 self._edge(sources, targets)
             if isinstance(node, (ast.For, ast.AsyncFor)) and _trains(node.body):
-                for call in ast.walk(node.iter):
+                for call in walk(node.iter):
                     if isinstance(call, ast.Call) and rules.callee(call) == "range":
                         for n in _loads(call):
                             self.loop_sizes.setdefault(n, node.lineno)
@@ -145,7 +144,7 @@ class _Facts:
                 else "other"
             )
             calls = [*calls, (kind, short(node.func), node.lineno)]
-        for child in ast.iter_child_nodes(node):
+        for child in children(node):
             self._visit(child, calls)
 
     def reach(self, name: str) -> tuple[str, str, int] | None:
@@ -184,7 +183,7 @@ def _trains(body: list[ast.stmt]) -> bool:
     return any(
         isinstance(n, ast.Call) and (rules.is_model_call(n) or rules.is_score_call(n))
         for stmt in body
-        for n in ast.walk(stmt)
+        for n in walk(stmt)
     )
 
 
@@ -242,6 +241,11 @@ def _param_rule(name: str, facts: _Facts) -> tuple[str, str]:
 
 def plan(tree: ast.Module) -> Plan:
     """What the cell will log, each name with the rule that chose or skipped it."""
+    with memo():
+        return _plan(tree)
+
+
+def _plan(tree: ast.Module) -> Plan:
     out = Plan()
     facts = _Facts(tree)
     MetricSites(tree, out)

@@ -8,6 +8,7 @@ import ast
 import re
 
 from nbops.ipython import infer_rules as rules
+from nbops.ipython.astwalk import children, walk
 from nbops.ipython.infer_plan import METRIC, PARAM, SCALAR, UNPACK, Plan, Site, is_literal, short
 
 REDUCTIONS = frozenset(
@@ -25,8 +26,8 @@ class MetricSites:
         self.plan = plan
         self.scores: set[str] = set()
         self.parents: dict[int, ast.AST] = {}
-        for node in ast.walk(tree):
-            for child in ast.iter_child_nodes(node):
+        for node in walk(tree):
+            for child in children(node):
                 self.parents[id(child)] = node
         self._score_names(tree)
         self.covered: set[int] = set()
@@ -35,10 +36,10 @@ class MetricSites:
 
     # which names hold scores (flow-insensitive fixpoint over the whole cell)
     def _score_names(self, tree: ast.Module) -> None:
-        assigns = [n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))]
+        assigns = [n for n in walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))]
         appends = [
             n
-            for n in ast.walk(tree)
+            for n in walk(tree)
             if isinstance(n, ast.Call)
             and isinstance(n.func, ast.Attribute)
             and n.func.attr in ("append", "extend")
@@ -97,12 +98,11 @@ class MetricSites:
         if isinstance(value, (ast.ListComp, ast.GeneratorExp, ast.List, ast.Dict, ast.Tuple)):
             return False
         names = {
-            n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", "")
-            for n in ast.walk(value)
+            n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", "") for n in walk(value)
         }
         if names & _NOT_SCORES or (isinstance(value, ast.Call) and rules.callee(value) == "len"):
             return False
-        calls = [n for n in ast.walk(value) if isinstance(n, ast.Call)]
+        calls = [n for n in walk(value) if isinstance(n, ast.Call)]
         return not any(
             rules.is_model_call(c) or rules.is_plot_call(c) or rules.callee(c) in rules.PREDICTIONS
             for c in calls
@@ -114,7 +114,7 @@ class MetricSites:
             return  # runs later, or never: only the cell's own code is recorded
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
             self._assignment(stmt)
-        for child in ast.iter_child_nodes(stmt):
+        for child in children(stmt):
             if isinstance(child, ast.stmt):
                 self._statement(child)
             else:
@@ -125,7 +125,7 @@ class MetricSites:
         if not key or id(node) in self.plan.sites:
             return
         self.plan.sites[id(node)] = Site(key, kind, getattr(node, "lineno", 0))
-        for sub in ast.walk(node):
+        for sub in walk(node):
             self.covered.add(id(sub))
         shown = f"{key}.*" if kind == PARAM else key
         choice = METRIC if kind == SCALAR else kind
@@ -165,7 +165,7 @@ class MetricSites:
         kept = [n for n in names if not n.startswith("_")]
         line = getattr(value, "lineno", 0)
         self.plan.sites[id(value)] = Site(",".join(names), UNPACK, line)
-        for sub in ast.walk(value):
+        for sub in walk(value):
             self.covered.add(id(sub))
         for n in kept:
             self.plan.add(n, METRIC, f"unpacked from a scoring call: {short(value)}", line)
@@ -200,7 +200,7 @@ class MetricSites:
             key = metric_key(self._label(node) or "") or self._fallback_key(node)
             self._site(node, key, f"scoring call not assigned to a name: {short(node)}")
             return
-        for child in ast.iter_child_nodes(node):
+        for child in children(node):
             if isinstance(child, ast.stmt):
                 self._statement(child)
             else:
