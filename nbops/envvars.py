@@ -48,6 +48,7 @@ EXIT_GRACE = "NBOPS_EXIT_GRACE"  # seconds a kernel's exit waits for its runs to
 EXIT_FLUSH_TIMEOUT = "NBOPS_EXIT_FLUSH_TIMEOUT"  # seconds the exit waits for delivery
 FLUSH_TIMEOUT = "NBOPS_FLUSH_TIMEOUT"  # seconds end_run waits for delivery
 HEARTBEAT = "NBOPS_HEARTBEAT"  # seconds between a run's heartbeats
+WRITER_DEFER = "NBOPS_WRITER_DEFER"  # seconds a writer waits for a busy kernel before starting
 WRITER_NICE = "NBOPS_WRITER_NICE"  # the niceness a run's writer process adds to its own
 STALE_AFTER = "NBOPS_STALE_AFTER"  # seconds without a heartbeat before a run counts as dead
 SCHEMA_LOCK_TIMEOUT = "NBOPS_SCHEMA_LOCK_TIMEOUT"  # seconds to wait for another schema upgrade

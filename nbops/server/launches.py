@@ -141,6 +141,8 @@ def rerun(
         # the job then looks for the run this re-run made: its kernel waits (a little) for the
         # writer to create it rather than exiting at once (the default for notebooks)
         envvars.EXIT_GRACE: os.environ.get(envvars.EXIT_GRACE) or "2",
+        # and its writer creates the run while the notebook runs, not when it is quiet
+        envvars.WRITER_DEFER: os.environ.get(envvars.WRITER_DEFER) or "0",
     }
     return Launch("rerun", argv, nb.parent, env, run_id, None, None)
 

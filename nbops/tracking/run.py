@@ -23,7 +23,7 @@ from nbops import envvars, project
 from nbops import tags as tag_names  # `tags` is a parameter name here
 from nbops.errors import AccessDenied, InvalidInput, NbopsError, NotFound, StoreUnavailable
 from nbops.mlflow.credentials import server
-from nbops.tracking import validate
+from nbops.tracking import kernel_state, validate
 from nbops.tracking.fdwait import readable
 from nbops.tracking.spool import (
     Artifact,
@@ -174,6 +174,7 @@ class Run:
         self._events: int | None = None  # the read end of the writer's events pipe
         self.last_wait = WaitStats()
         if spawn_writer:
+            envvars.seconds(envvars.WRITER_DEFER, 10.0)  # a bad value is said here, not lost
             self._spawn_writer()
 
     @classmethod
@@ -267,6 +268,7 @@ class Run:
         else:
             os.set_blocking(events_r, False)
             self._events = events_r
+            kernel_state.follow(self)  # the writer waits for quiet moments of a busy kernel
         finally:
             os.close(events_w)  # only the writer holds it: its exit is EOF here
             if not isinstance(log, int):
@@ -279,10 +281,16 @@ class Run:
                 os.close(fd)
 
     def _wake(self) -> None:
+        self.tell_writer(b"w")
+
+    def tell_writer(self, what: bytes) -> None:
+        """A byte for the writer (``w``: someone waits for the store; ``b``/``i``: a cell
+        began/ended, from kernel_state); never fails: a writer that has gone is respawned by
+        whoever waits."""
         w = self._writer
         if w is not None and w.stdin is not None:
             with contextlib.suppress(OSError, ValueError):
-                w.stdin.write(b"w")
+                w.stdin.write(what)
                 w.stdin.flush()
 
     def _writer_alive(self) -> bool:
@@ -293,6 +301,8 @@ class Run:
     def id(self) -> str:
         """The MLflow run id; waits (up to NBOPS_FLUSH_TIMEOUT s) until the store created it."""
         if self._run_id is None:
+            if self.spool.run_info() is None:
+                self._wake()  # a writer waiting for a quiet kernel starts now
             self._wait_for(
                 lambda: self.spool.run_info() is not None, DEFAULT_WAIT, "create the run"
             )
@@ -582,6 +592,7 @@ class Run:
         process let go), or leaves it for nbops sync. Its exit (MLflow's teardown, most of a
         second) is never waited for."""
         self.id_if_ready()
+        kernel_state.forget(self)
         w = self._writer
         if w is not None and w.stdin is not None:
             with contextlib.suppress(OSError, ValueError):

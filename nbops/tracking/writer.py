@@ -42,6 +42,9 @@ IDLE_POLL = 0.1
 BUSY_POLL = 0.01
 MAX_BACKOFF = 15.0
 LINGER_S = 300.0  # retrying after the logging process is gone, once the store was reached
+QUIET_S = 0.3  # a kernel idle this long is between cells a person runs, not papermill's
+DEFER_S = 10.0  # the longest wait for a quiet kernel (NBOPS_WRITER_DEFER)
+KERNEL_BUSY_POLL = 1.0  # how often a cell's new records are delivered while it runs
 
 
 class Events:
@@ -71,6 +74,81 @@ class Events:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = None
+
+
+class Owner:
+    """The logging process' side of stdin: ``w`` (someone waits: flush, end, ``run.id``), ``b``
+    and ``i`` (an IPython kernel began / finished a cell; see tracking/kernel_state.py), EOF (it
+    let go or died). ``busy`` is None when it never said (a script: no cells)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.gone = False
+        self.busy: bool | None = None
+        self.idle_since = time.monotonic()
+        self.urgent = False  # a `w` came: whoever waits must not wait for a quiet moment
+
+    def read(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for news; True if any came (bytes or EOF)."""
+        if self.gone or not readable(self.fd, timeout):
+            return self.gone
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.gone = True
+            return True
+        self._take(data)
+        return True
+
+    def drain(self) -> None:
+        """Take whatever is waiting, without waiting."""
+        while not self.gone and self.read(0):
+            pass
+
+    def _take(self, data: bytes) -> None:
+        if b"w" in data:
+            self.urgent = True
+        last = max(data.rfind(b"b"), data.rfind(b"i"))
+        if last >= 0:
+            busy = data[last : last + 1] == b"b"
+            if self.busy is not False and not busy:
+                self.idle_since = time.monotonic()
+            self.busy = busy
+
+    def quiet(self, now: float) -> bool:
+        """Nothing of the logging process competes for the CPU now: no kernel cell runs (and
+        none ran for QUIET_S: papermill's cells follow each other within milliseconds)."""
+        return self.busy is None or (not self.busy and now - self.idle_since >= QUIET_S)
+
+
+def defer_limit() -> float:
+    """``NBOPS_WRITER_DEFER`` (checked when the run starts, so a bad value was said there)."""
+    try:
+        return envvars.seconds(envvars.WRITER_DEFER, DEFER_S)
+    except Exception:  # noqa: BLE001 - the logging process named it; never fail delivery
+        return DEFER_S
+
+
+def await_quiet(owner: Owner, limit: float) -> None:
+    """Before the writer's heavy start (importing MLflow, most of a second of CPU; probing git
+    and the installed packages): wait while the kernel runs cells, so that it does not take the
+    cores from them (a cell with OpenMP threads, KMeans say, ran 2-3x longer beside the
+    import). Over when the kernel is quiet, someone waits for the store (``w``), the logging
+    process lets go, or after ``limit`` s (a long cell then gets its live metrics)."""
+    deadline = time.monotonic() + limit
+    owner.drain()
+    while not owner.gone and not owner.urgent:
+        now = time.monotonic()
+        if owner.quiet(now) or now >= deadline:
+            return
+        wait = deadline - now
+        if owner.busy is False:
+            wait = min(wait, QUIET_S - (now - owner.idle_since))
+        owner.read(max(0.0, wait))
 
 
 class RunContextProbe:
@@ -112,6 +190,9 @@ def serve(spool: Spool, owner_fd: int, events_fd: int | None = None) -> int:
 
 def _serve(spool: Spool, owner_fd: int, events: Events) -> int:
     start = spool.start_record()
+    owner = Owner(owner_fd)
+    if spool.run_info() is None:  # the first writer of the run: nothing of it is in the store
+        await_quiet(owner, defer_limit())
     # capture once, right after the run exists (not again if the writer is restarted)
     needs_capture = bool(start.get("capture")) and spool.run_info() is None
     probe = RunContextProbe(Path(str(start.get("cwd") or os.getcwd()))) if needs_capture else None
@@ -196,7 +277,8 @@ def _serve(spool: Spool, owner_fd: int, events: Events) -> int:
         if delivery is not None and delivery.ended and delivery.caught_up():
             spool.finish(delivery.run_id)
             events.ping()  # end_run returns now, not when this process has exited
-            if owner_gone or _owner_gone(owner_fd):
+            owner.drain()
+            if owner_gone or owner.gone:
                 spool.remove()  # the logging process let go (a kernel that has exited): tidy up
             return 0
         if changed:
@@ -234,23 +316,17 @@ def _serve(spool: Spool, owner_fd: int, events: Events) -> int:
                 return 0
             continue
         timeout = backoff if failing else (BUSY_POLL if moved else IDLE_POLL)
+        if owner.busy and not failing and not owner.urgent:
+            # a cell runs: its records go in at most every second (each wake-up of this
+            # process takes a core from the cell's threads for a moment); any news ends it
+            timeout = KERNEL_BUSY_POLL
+        owner.urgent = False
         if failing:
             backoff = min(backoff * 2, MAX_BACKOFF)
-        if readable(owner_fd, timeout) and not os.read(owner_fd, 65536):
+        owner.read(timeout)
+        if owner.gone and not owner_gone:
             owner_gone = True
             gone_at = time.monotonic()
-
-
-def _owner_gone(owner_fd: int) -> bool:
-    """Whether the logging process has let go already (its pipe at EOF), without waiting."""
-    try:
-        while True:
-            if not readable(owner_fd, 0):
-                return False
-            if not os.read(owner_fd, 65536):
-                return True
-    except OSError:
-        return True
 
 
 def pause_unlocked(spool: Spool, seconds: float) -> bool:
