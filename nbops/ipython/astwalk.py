@@ -56,18 +56,8 @@ def walk(node: AST) -> list[AST]:
         if got is not None:
             return got
     out = [node]
-    i = 0
-    while i < len(out):
-        n = out[i]
-        i += 1
-        for name in n._fields:
-            value = getattr(n, name, None)
-            if isinstance(value, AST):
-                out.append(value)
-            elif isinstance(value, list):
-                for item in value:
-                    if isinstance(item, AST):
-                        out.append(item)
+    for n in out:  # grows as it goes: breadth first, as ast.walk
+        out.extend(children(n))
     if known is not None:
         known[id(node)] = out
     return out

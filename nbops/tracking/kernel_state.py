@@ -24,11 +24,6 @@ _runs: weakref.WeakSet[Any] = weakref.WeakSet()
 _shells: set[int] = set()
 
 
-def busy() -> bool | None:
-    """True while a cell runs, False between cells, None outside IPython."""
-    return _busy
-
-
 def follow(run: _Told) -> None:
     """Tell ``run``'s writer about cells from now on (and now: a run starts inside a cell)."""
     _install()
